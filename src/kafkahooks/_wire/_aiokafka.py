@@ -1,0 +1,239 @@
+"""aiokafka 0.13-0.14 adapter: the only module that touches aiokafka's internals.
+
+Per client, never global: aiokafka builds its ``AIOKafkaClient`` inline and connections through the
+module function ``create_conn``, so patching either would touch every client in the process.
+Instead the wrapped producer/consumer gives *its own* client object the subclass
+:class:`HookedAIOKafkaClient` (an instance ``__class__`` assignment, before ``start()``), and that
+client gives each new connection it gets from ``_get_conn`` the subclass
+:class:`HookedAIOKafkaConnection`, and the connection's ``StreamWriter`` a hooked subclass.
+
+Where the timings come from (all in the event loop):
+
+- created: entry of ``AIOKafkaClient.send`` (carried to the connection in a ``ContextVar``), so
+  ``write_wait`` includes waiting for the connection to be ready and encoding.
+- write: around ``StreamWriter.write`` of the frame. asyncio's transport tries ``sock.send`` at once
+  and buffers what the kernel did not take, so ``time_to_write`` is that attempt; when the
+  transport had to buffer (a large request, a full socket), the rest of the write happens later in
+  the loop and shows up in ``read_wait``/``time_to_read`` instead.
+- read: ``_handle_frame`` runs as soon as ``readexactly(size)`` returned the whole frame: the read
+  hook fires there, before decoding; batch, throttle and end-to-end hooks right after decoding.
+
+aiokafka opens its connections with ``create_conn``, which performs the ApiVersions exchange (and
+SASL) before the connection is returned, and bootstraps through connections it never keeps: those
+requests are not seen by the write/read hooks. ``on_broker_connect`` still fires, with the whole
+set-up time, for every connection obtained through ``_get_conn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+import aiokafka
+from aiokafka import codec as _codec
+from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import AIOKafkaConnection
+from aiokafka.errors import KafkaConnectionError
+
+from kafkahooks import _clock
+from kafkahooks._wire._guard import internal_error
+from kafkahooks._wire._tap import ConnectionTap, Request
+from kafkahooks.hooks._dispatch import HookDispatcher
+from kafkahooks.hooks._types import ApiKey, BrokerMeta
+
+VERIFIED_VERSIONS = ">=0.13,<0.15"
+_PRODUCE = int(ApiKey.PRODUCE)
+_FETCH = int(ApiKey.FETCH)
+_SASL = int(ApiKey.SASL_AUTHENTICATE)
+
+_created_ns: contextvars.ContextVar[int] = contextvars.ContextVar("kafkahooks_request_created_ns", default=0)
+
+_DECODERS: dict[int, Callable[[bytes], bytes]] = {
+    1: _codec.gzip_decode,
+    2: _codec.snappy_decode,
+    3: _codec.lz4_decode,
+    4: _codec.zstd_decode,
+}
+
+
+def _decompress(codec: int, payload: bytes) -> bytes:
+    return _DECODERS[codec](payload)
+
+
+def check_internals() -> list[str]:
+    """Names this adapter relies on that the installed aiokafka no longer has (empty = fine)."""
+    needed: dict[type, tuple[str, ...]] = {
+        AIOKafkaClient: ("_get_conn", "send", "cluster"),
+        AIOKafkaConnection: ("send", "_send_sasl_token", "_handle_frame", "close", "_requests", "_writer"),
+        asyncio.StreamWriter: ("write",),
+    }
+    return [
+        f"{cls.__module__}.{cls.__qualname__}.{name}"
+        for cls, names in needed.items()
+        for name in names
+        if not hasattr(cls, name)
+    ]
+
+
+class HookedStreamWriter(asyncio.StreamWriter):
+    """Times the write of each request frame and reports it to the connection's tap."""
+
+    _kh_tap: ConnectionTap
+    _kh_pending: Request | None
+
+    def write(self, data: Any) -> None:
+        req = self._kh_pending
+        if req is None:
+            super().write(data)
+            return
+        self._kh_pending = None
+        start = _clock.monotonic_ns()
+        err: BaseException | None = None
+        try:
+            super().write(data)
+        except BaseException as exc:
+            err = exc
+            raise
+        finally:
+            try:
+                self._kh_tap.written(req, len(data) if err is None else 0, start, _clock.monotonic_ns(), err)
+            except Exception as exc:
+                internal_error("aiokafka.write", exc)
+
+
+class HookedAIOKafkaConnection(AIOKafkaConnection):  # type: ignore[misc]
+    """An ``AIOKafkaConnection`` that reports to a :class:`ConnectionTap` (assigned per instance)."""
+
+    _kh_tap: ConnectionTap
+
+    def _kh_prepare(self, key: int, expect_response: bool, produce: Any) -> HookedStreamWriter | None:
+        """Tell the writer which request its next write carries; returns the writer to clear after."""
+        writer = self._writer
+        if writer is None:
+            return None
+        try:
+            created = _created_ns.get() or _clock.monotonic_ns()
+            # The frame size is known only once encoded; ``written`` takes it from the write.
+            writer._kh_pending = self._kh_tap.new_request(key, created, 0, expect_response, produce)
+        except Exception as exc:
+            internal_error("aiokafka.send", exc)
+        return writer  # type: ignore[no-any-return]
+
+    def send(self, request: Any, expect_response: bool = True) -> Any:
+        key = request.API_KEY
+        produce = request._topics if key == _PRODUCE and self._kh_tap.want_produce_batches else None
+        writer = self._kh_prepare(key, expect_response, produce)
+        try:
+            return super().send(request, expect_response=expect_response)
+        finally:
+            # Encoding can fail before the write (unsupported version): never leave a stale request.
+            if writer is not None:
+                writer._kh_pending = None
+
+    def _send_sasl_token(self, payload: Any, expect_response: bool = True) -> Any:
+        writer = self._kh_prepare(_SASL, expect_response, None)
+        try:
+            return super()._send_sasl_token(payload, expect_response=expect_response)
+        finally:
+            if writer is not None:
+                writer._kh_pending = None
+
+    def _handle_frame(self, resp: bytes) -> None:
+        tap = self._kh_tap
+        req = None
+        try:
+            req = tap.frame_read(len(resp) + 4, _clock.monotonic_ns())
+        except Exception as exc:
+            internal_error("aiokafka.read", exc)
+        fut = self._requests[0][2] if self._requests else None
+        super()._handle_frame(resp)
+        if req is None:
+            return
+        try:
+            response = None
+            if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
+                response = fut.result()
+            throttle_ms = 0
+            if response is not None and not isinstance(response, (bytes, bytearray)):
+                if req.key == _PRODUCE and req.batches:
+                    tap.produce_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
+                elif req.key == _FETCH and tap.want_fetch_batches:
+                    for topic, partitions in response.topics:
+                        for p in partitions:
+                            tap.fetched(topic, p[0], p[-1])
+                throttle_ms = getattr(response, "throttle_time_ms", 0) or 0
+            tap.decoded(req, throttle_ms)
+        except Exception as exc:
+            internal_error("aiokafka.decoded", exc)
+
+    def close(self, reason: Any = None, exc: Any = None) -> Any:
+        was_open = self._reader is not None
+        result = super().close(reason=reason, exc=exc)
+        if was_open:
+            try:
+                self._kh_tap.closed(exc)
+            except Exception as err:
+                internal_error("aiokafka.close", err)
+        return result
+
+
+def broker_meta(client: AIOKafkaClient, node_id: Any) -> BrokerMeta:
+    """Our view of an aiokafka node id."""
+    node = client.cluster.broker_metadata(node_id)
+    host = getattr(node, "host", "") or ""
+    port = int(getattr(node, "port", 0) or 0)
+    if not isinstance(node_id, int):
+        return BrokerMeta.seed(0, host, port)
+    return BrokerMeta(node_id, host, port, getattr(node, "rack", None))
+
+
+class HookedAIOKafkaClient(AIOKafkaClient):  # type: ignore[misc]
+    """An ``AIOKafkaClient`` whose new connections report to this client's dispatcher."""
+
+    _kh_dispatch: HookDispatcher
+
+    async def _get_conn(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
+        start = _clock.monotonic_ns()
+        conn = await super()._get_conn(node_id, *args, **kwargs)
+        if conn is not None and type(conn) is AIOKafkaConnection:
+            try:
+                tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress)
+                tap.connect_start_ns = start
+                writer = conn._writer
+                writer.__class__ = HookedStreamWriter
+                writer._kh_tap = tap
+                writer._kh_pending = None
+                conn._kh_tap = tap
+                conn.__class__ = HookedAIOKafkaConnection
+                tap.connect_done(None)
+            except Exception as exc:
+                internal_error("aiokafka.get_conn", exc)
+        elif conn is None:
+            try:
+                tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), None)
+                tap.connect_start_ns = start
+                tap.connect_done(KafkaConnectionError(f"could not connect to node {node_id}"))
+            except Exception as exc:
+                internal_error("aiokafka.get_conn", exc)
+        return conn
+
+    async def send(self, node_id: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        token = _created_ns.set(_clock.monotonic_ns())
+        try:
+            return await super().send(node_id, request, *args, **kwargs)
+        finally:
+            _created_ns.reset(token)
+
+
+def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
+    """Make this one client object (not its class, not the module) report to ``dispatch``."""
+    if type(client) is not AIOKafkaClient:
+        return
+    client._kh_dispatch = dispatch
+    client.__class__ = HookedAIOKafkaClient
+
+
+def version() -> str:
+    return str(aiokafka.__version__)

@@ -1,0 +1,259 @@
+"""kafka-python 3.0.x adapter: the only module that touches kafka-python's internals.
+
+Per client, never global: the wrapped producer or consumer passes ``kafka_client=`` (a public
+parameter) a factory that builds ``KafkaNetClient`` with :class:`HookedConnectionManager`. That
+manager gives each new ``KafkaConnection`` (built inline in ``get_connection``, before it dials)
+the subclass :class:`HookedConnection`, and the connection gives its transport and protocol parser
+hooked subclasses when the transport is made. Unwrapped clients in the same process are untouched.
+
+Where the timings come from (all on the client's network thread):
+
+- created: ``KafkaConnection.send_request`` (stashed while the connection is still initialising,
+  so ``write_wait`` includes connection set-up) or ``_send_request``.
+- encoded: ``KafkaProtocol.send_request`` gives the frame size; frames are queued in order.
+- write start / end: around ``transport._sock_send``, the ``sock.send`` loop. Several frames may
+  share one call; they are matched by cumulative byte offsets. ``time_to_write`` is the syscall
+  loop, which on a busy process includes waiting for the GIL.
+- read: ``KafkaConnection.data_received`` sees raw socket bytes; frame boundaries are found from
+  the size prefixes, so a response is "read" when its last byte arrived.
+- decoded: ``KafkaConnection._maybe_throttle`` runs once per decoded response, in order, before the
+  response reaches the client: batch hooks, throttle and end-to-end fire there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import kafka
+from kafka import codec as _codec
+from kafka.net.compat import KafkaNetClient
+from kafka.net.connection import KafkaConnection
+from kafka.net.manager import KafkaConnectionManager
+from kafka.net.selector import NetworkSelector
+from kafka.protocol.parser import KafkaProtocol
+
+from kafkahooks import _clock
+from kafkahooks._wire._guard import internal_error
+from kafkahooks._wire._tap import ConnectionTap
+from kafkahooks.hooks._dispatch import HookDispatcher
+from kafkahooks.hooks._types import ApiKey, BrokerMeta
+
+VERIFIED_VERSIONS = ">=3.0,<3.1"
+_PRODUCE = int(ApiKey.PRODUCE)
+_FETCH = int(ApiKey.FETCH)
+
+_DECODERS: dict[int, Callable[[bytes], bytes]] = {
+    1: _codec.gzip_decode,
+    2: _codec.snappy_decode,
+    3: _codec.lz4_decode,
+    4: _codec.zstd_decode,
+}
+
+
+def _decompress(codec: int, payload: bytes) -> bytes:
+    return _DECODERS[codec](payload)
+
+
+def check_internals() -> list[str]:
+    """Names this adapter relies on that the installed kafka-python no longer has (empty = fine)."""
+    from kafka.net import transport
+
+    needed: dict[type, tuple[str, ...]] = {
+        KafkaConnection: ("send_request", "_send_request", "connection_made", "connection_lost", "data_received",
+                          "_maybe_throttle", "_init_complete", "closed"),
+        KafkaConnectionManager: ("get_connection",),
+        KafkaProtocol: ("send_request",),
+        transport.KafkaTCPTransport: ("_sock_send",),
+        transport.KafkaSSLTransport: ("_sock_send",),
+    }
+    return [f"{cls.__module__}.{cls.__qualname__}.{name}" for cls, names in needed.items()
+            for name in names if not hasattr(cls, name)]
+
+
+# -- transport ------------------------------------------------------------------------------------
+
+_transport_classes: dict[type, type] = {}
+
+
+def _hooked_transport_class(base: type) -> type:
+    cls = _transport_classes.get(base)
+    if cls is None:
+
+        class HookedTransport(base):  # type: ignore[valid-type,misc]
+            _kh_tap: ConnectionTap
+
+            def _sock_send(self) -> Any:
+                start = _clock.monotonic_ns()
+                total, err = super()._sock_send()
+                try:
+                    self._kh_tap.sent(total, start, _clock.monotonic_ns(), err)
+                except Exception as exc:
+                    internal_error("kafka_python.sock_send", exc)
+                return total, err
+
+        HookedTransport.__name__ = HookedTransport.__qualname__ = f"Hooked{base.__name__}"
+        cls = _transport_classes[base] = HookedTransport
+    return cls
+
+
+# -- protocol parser ------------------------------------------------------------------------------
+
+
+class HookedProtocol(KafkaProtocol):  # type: ignore[misc]
+    """Learns each request's frame size the moment it is encoded."""
+
+    _kh_conn: HookedConnection
+
+    def send_request(self, request: Any, correlation_id: Any = None) -> Any:
+        cid = super().send_request(request, correlation_id=correlation_id)
+        try:
+            conn = self._kh_conn
+            tap = conn._kh_tap
+            key = request.API_KEY
+            produce = None
+            if key == _PRODUCE and tap.want_produce_batches:
+                produce = [(t.name, [(p.index, p.records) for p in t.partition_data]) for t in request.topic_data]
+            req = tap.new_request(key, conn._kh_created_ns, len(self.bytes_to_send[-1]), request.expect_response(), produce)
+            tap.enqueue(req)
+        except Exception as exc:
+            internal_error("kafka_python.encode", exc)
+        return cid
+
+
+# -- connection -----------------------------------------------------------------------------------
+
+
+class HookedConnection(KafkaConnection):  # type: ignore[misc]
+    """A ``KafkaConnection`` that reports to a :class:`ConnectionTap` (assigned per instance)."""
+
+    _kh_tap: ConnectionTap
+    _kh_stash: dict[int, int]
+    _kh_created_ns: int
+
+    def _kh_attach(self, tap: ConnectionTap) -> None:
+        self._kh_tap = tap
+        self._kh_stash = {}
+        self._kh_created_ns = 0
+
+    def send_request(self, request: Any, request_timeout_ms: Any = None) -> Any:
+        if self.initializing or self._reauth.is_reauthenticating:
+            self._kh_stash[id(request)] = _clock.monotonic_ns()
+        return super().send_request(request, request_timeout_ms=request_timeout_ms)
+
+    def _send_request(self, request: Any, future: Any = None, timeout_at: Any = None) -> Any:
+        stash = self._kh_stash
+        created = stash.pop(id(request), 0) if stash else 0
+        self._kh_created_ns = created or _clock.monotonic_ns()
+        return super()._send_request(request, future=future, timeout_at=timeout_at)
+
+    def connection_made(self, transport: Any) -> None:
+        try:
+            transport.__class__ = _hooked_transport_class(type(transport))
+            transport._kh_tap = self._kh_tap
+        except Exception as exc:
+            internal_error("kafka_python.connection_made", exc)
+        super().connection_made(transport)
+        try:
+            self.parser.__class__ = HookedProtocol
+            self.parser._kh_conn = self
+        except Exception as exc:
+            internal_error("kafka_python.connection_made", exc)
+
+    def _init_complete(self) -> None:
+        was_initializing = self.initializing
+        super()._init_complete()
+        if was_initializing and self.connected:
+            try:
+                self._kh_tap.connect_done(None)
+            except Exception as exc:
+                internal_error("kafka_python.connected", exc)
+
+    def data_received(self, data: bytes) -> Any:
+        if not self.closed:
+            try:
+                self._kh_tap.received(data, _clock.monotonic_ns())
+            except Exception as exc:
+                internal_error("kafka_python.data_received", exc)
+        return super().data_received(data)
+
+    def _maybe_throttle(self, response: Any) -> None:
+        try:
+            tap = self._kh_tap
+            req = tap.next_decoded()
+            if req is not None:
+                if req.key == _PRODUCE and req.batches:
+                    tap.produce_acked(
+                        req,
+                        ((t.name, p.index, p.error_code) for t in response.responses for p in t.partition_responses),
+                    )
+                elif req.key == _FETCH and tap.want_fetch_batches:
+                    for t in response.responses:
+                        for p in t.partitions:
+                            tap.fetched(t.topic, p.partition_index, p.records)
+                tap.decoded(req, getattr(response, "throttle_time_ms", 0) or 0)
+        except Exception as exc:
+            internal_error("kafka_python.decoded", exc)
+        super()._maybe_throttle(response)
+
+    def connection_lost(self, exc: Any) -> None:
+        was_initializing = self.initializing
+        super().connection_lost(exc)
+        try:
+            tap = self._kh_tap
+            if was_initializing and not tap.connected:
+                tap.connect_done(exc if exc is not None else ConnectionError("connection closed while connecting"))
+            tap.closed(exc)
+        except Exception as err:
+            internal_error("kafka_python.connection_lost", err)
+
+
+# -- manager and client factory -------------------------------------------------------------------
+
+
+def broker_meta(manager: KafkaConnectionManager, node_id: Any) -> BrokerMeta:
+    """Our view of a kafka-python node id (``bootstrap-N`` becomes seed ``N``)."""
+    node = manager.cluster.broker_metadata(node_id)
+    host = getattr(node, "host", "") or ""
+    port = int(getattr(node, "port", 0) or 0)
+    if isinstance(node_id, str) and node_id.startswith("bootstrap-"):
+        try:
+            return BrokerMeta.seed(int(node_id.rsplit("-", 1)[1]), host, port)
+        except ValueError:
+            return BrokerMeta.seed(0, host, port)
+    return BrokerMeta(int(node_id), host, port, getattr(node, "rack", None))
+
+
+class HookedConnectionManager(KafkaConnectionManager):  # type: ignore[misc]
+    """Gives every connection it creates a tap on this client's dispatcher."""
+
+    def __init__(self, net: Any, dispatch: HookDispatcher, **configs: Any) -> None:
+        super().__init__(net, **configs)
+        self._kh_dispatch = dispatch
+
+    def get_connection(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
+        before = self._conns.get(node_id)
+        conn = super().get_connection(node_id, *args, **kwargs)
+        if conn is not before and type(conn) is KafkaConnection:
+            try:
+                tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress)
+                HookedConnection._kh_attach(conn, tap)
+                conn.__class__ = HookedConnection
+            except Exception as exc:
+                internal_error("kafka_python.get_connection", exc)
+        return conn
+
+
+def client_factory(dispatch: HookDispatcher) -> Callable[..., Any]:
+    """A ``kafka_client=`` callable that builds a ``KafkaNetClient`` whose connections are hooked."""
+
+    def make_client(**configs: Any) -> Any:
+        net = NetworkSelector(**configs)
+        manager = HookedConnectionManager(net, dispatch, **configs)
+        return KafkaNetClient(net=net, manager=manager, **configs)
+
+    return make_client
+
+
+def version() -> str:
+    return str(kafka.__version__)

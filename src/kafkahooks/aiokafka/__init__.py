@@ -1,0 +1,17 @@
+"""Drop-in aiokafka clients with broker hooks: change only the import.
+
+>>> from kafkahooks.aiokafka import AIOKafkaProducer
+>>> producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9092", hooks=[MyHook()], tracing="hooks")
+
+Every aiokafka argument is accepted unchanged, plus:
+
+- ``hooks``: a hook object or a (nested) list of them; see :mod:`kafkahooks.hooks`.
+- ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"``; default ``$KAFKAHOOKS_TRACING``, else ``"off"``.
+- ``strict_hooks``: re-raise hook exceptions (for tests).
+
+With no hooks and tracing off nothing is installed: the client is the bare aiokafka client.
+"""
+
+from kafkahooks.aiokafka._clients import AIOKafkaConsumer, AIOKafkaProducer
+
+__all__ = ["AIOKafkaConsumer", "AIOKafkaProducer"]

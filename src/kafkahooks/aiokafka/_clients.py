@@ -1,0 +1,121 @@
+"""The wrapped aiokafka clients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiokafka
+
+from kafkahooks._instrument import Instrumentation
+from kafkahooks._wire import _aiokafka as wire
+from kafkahooks._wire._guard import internal_error
+from kafkahooks.hooks._types import ProduceRecord
+
+
+class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
+    """``aiokafka.AIOKafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
+
+    def __init__(self, *, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **kwargs: Any):
+        self._kh = Instrumentation(hooks, tracing, "producer", kwargs, strict=strict_hooks)
+        super().__init__(**kwargs)
+        if self._kh.installed:
+            wire.hook_client(self.client, self._kh.dispatch)
+        if self._kh.dispatch.has_produce_record_hooks:
+            # Installed per instance, so a producer without record hooks pays nothing in send().
+            self.send = self._kh_send
+        self._kh.opened(self)
+
+    @property
+    def hook_dispatcher(self) -> Any:
+        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
+        return self._kh.dispatch
+
+    async def _kh_send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: Any = None,
+        timestamp_ms: Any = None,
+        headers: Any = None,
+    ) -> Any:
+        dispatch = self._kh.dispatch
+        record = None
+        try:
+            record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
+            dispatch.produce_record_buffered(record)
+            headers = record.headers or headers
+        except Exception as exc:
+            internal_error("aiokafka.send", exc)
+            record = None
+        future = await super().send(
+            topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
+        )
+        if record is not None:
+            rec = record
+
+            def done(fut: Any) -> None:
+                exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
+                if exc is None:
+                    meta = fut.result()
+                    rec.offset = getattr(meta, "offset", -1)
+                    rec.partition = getattr(meta, "partition", rec.partition)
+                dispatch.produce_record_unbuffered(rec, exc)
+
+            future.add_done_callback(done)
+        return future
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            self._kh.closed(self)
+
+
+class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+    """``aiokafka.AIOKafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
+
+    def __init__(
+        self, *topics: str, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **kwargs: Any
+    ):
+        self._kh = Instrumentation(hooks, tracing, "consumer", kwargs, strict=strict_hooks)
+        super().__init__(*topics, **kwargs)
+        if self._kh.installed:
+            wire.hook_client(self._client, self._kh.dispatch)
+        if self._kh.dispatch.has_fetch_record_hooks:
+            # ``async for`` goes through type slots, so record hooks switch this instance's class.
+            self.__class__ = _RecordHookedAIOKafkaConsumer
+        self._kh.opened(self)
+
+    @property
+    def hook_dispatcher(self) -> Any:
+        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
+        return self._kh.dispatch
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            self._kh.closed(self)
+
+
+class _RecordHookedAIOKafkaConsumer(AIOKafkaConsumer):
+    """A consumer whose per-record hooks are installed: every consume API reports each record."""
+
+    def _kh_handed_out(self, record: Any) -> None:
+        dispatch = self._kh.dispatch
+        dispatch.fetch_record_buffered(record)
+        dispatch.fetch_record_unbuffered(record, True)
+
+    async def getone(self, *partitions: Any) -> Any:
+        record = await super().getone(*partitions)
+        self._kh_handed_out(record)
+        return record
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        result = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        for records in result.values():
+            for record in records:
+                self._kh_handed_out(record)
+        return result

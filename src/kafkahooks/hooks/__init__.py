@@ -1,0 +1,68 @@
+"""The hook model: franz-go's broker hooks for Python Kafka clients.
+
+Protocols (one per event), the types hooks receive, the dispatcher that calls them, and the
+request-key filter. See :mod:`kafkahooks.hooks._protocols` for each event's contract.
+"""
+
+from kafkahooks.hooks._dispatch import HookDispatcher, flatten_hooks
+from kafkahooks.hooks._filter import ALL_KEYS, TRACING_KEYS, KeyFilter
+from kafkahooks.hooks._protocols import (
+    ALL_HOOK_PROTOCOLS,
+    HOOK_METHODS,
+    BrokerConnectHook,
+    BrokerDisconnectHook,
+    BrokerE2EHook,
+    BrokerReadHook,
+    BrokerThrottleHook,
+    BrokerWriteHook,
+    ClientClosedHook,
+    FetchBatchReadHook,
+    FetchRecordBufferedHook,
+    FetchRecordUnbufferedHook,
+    NewClientHook,
+    ProduceBatchWrittenHook,
+    ProduceRecordBufferedHook,
+    ProduceRecordUnbufferedHook,
+)
+from kafkahooks.hooks._types import (
+    ApiKey,
+    BrokerE2E,
+    BrokerMeta,
+    Compression,
+    FetchBatchMetrics,
+    ProduceBatchMetrics,
+    ProduceRecord,
+    key_name,
+)
+
+__all__ = [
+    "ALL_HOOK_PROTOCOLS",
+    "ALL_KEYS",
+    "HOOK_METHODS",
+    "TRACING_KEYS",
+    "ApiKey",
+    "BrokerConnectHook",
+    "BrokerDisconnectHook",
+    "BrokerE2E",
+    "BrokerE2EHook",
+    "BrokerMeta",
+    "BrokerReadHook",
+    "BrokerThrottleHook",
+    "BrokerWriteHook",
+    "ClientClosedHook",
+    "Compression",
+    "FetchBatchMetrics",
+    "FetchBatchReadHook",
+    "FetchRecordBufferedHook",
+    "FetchRecordUnbufferedHook",
+    "HookDispatcher",
+    "KeyFilter",
+    "NewClientHook",
+    "ProduceBatchMetrics",
+    "ProduceBatchWrittenHook",
+    "ProduceRecord",
+    "ProduceRecordBufferedHook",
+    "ProduceRecordUnbufferedHook",
+    "flatten_hooks",
+    "key_name",
+]

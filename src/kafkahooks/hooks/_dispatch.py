@@ -1,0 +1,264 @@
+"""The dispatcher: hooks sorted once into per-event tuples, every call isolated."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kafkahooks._log import RateLimitedLog, get_logger
+from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
+from kafkahooks.hooks._protocols import HOOK_METHODS
+from kafkahooks.hooks._types import BrokerE2E, BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics, ProduceRecord
+
+_logger = get_logger(__name__)
+
+_KEY_SLOTS = 128
+"""Keys below this get a precomputed tuple; Kafka's highest key today is under 100."""
+
+Fn = Callable[..., Any]
+
+
+def flatten_hooks(hooks: Iterable[Any]) -> list[Any]:
+    """Flatten nested lists and tuples of hooks (a plugin may return a list) into one list."""
+    out: list[Any] = []
+    for hook in hooks:
+        if isinstance(hook, (list, tuple)):
+            out.extend(flatten_hooks(hook))
+        elif hook is not None:
+            out.append(hook)
+    return out
+
+
+def _describe(fn: Fn) -> str:
+    owner = getattr(fn, "__self__", fn)
+    return type(owner).__qualname__ if owner is not fn else getattr(fn, "__qualname__", repr(fn))
+
+
+class HookDispatcher:
+    """Calls hooks for one client.
+
+    The hook objects are sorted once, here, into a tuple of bound methods per event (and, for the
+    keyed broker events, per request key after applying each hook's ``request_keys``
+    :class:`~kafkahooks.hooks.KeyFilter`). An empty tuple makes an event cost one truth test.
+
+    Every call is isolated: an ``Exception`` from a hook is caught, counted per (hook, event) in
+    :attr:`failures`, logged as ``hook_failed`` at most once per ``log_interval_s`` per (hook,
+    event), and never reaches the client. ``BaseException`` that is not an ``Exception``
+    (cancellation, ``KeyboardInterrupt``) passes. With ``strict=True`` the exception is re-raised
+    after being counted, for tests.
+
+    Raises ``TypeError`` for an object that implements no hook.
+    """
+
+    def __init__(self, hooks: Iterable[Any] = (), *, strict: bool = False, log_interval_s: float = 60.0) -> None:
+        self.hooks: tuple[Any, ...] = tuple(flatten_hooks(hooks))
+        self.strict = strict
+        self.failures: dict[tuple[str, str], int] = {}
+        """Count of exceptions raised by hooks, keyed by (hook class name, event method name)."""
+        self._failures_lock = threading.Lock()
+        self._failure_log = RateLimitedLog(_logger, log_interval_s)
+
+        by_event: dict[str, list[tuple[Fn, KeyFilter]]] = {name: [] for name in HOOK_METHODS}
+        for hook in self.hooks:
+            found = False
+            key_filter = getattr(hook, "request_keys", None) or ALL_KEYS
+            if not isinstance(key_filter, KeyFilter):
+                raise TypeError(f"{type(hook).__qualname__}.request_keys must be a KeyFilter, not {key_filter!r}")
+            for name in HOOK_METHODS:
+                fn = getattr(hook, name, None)
+                if fn is not None and callable(fn):
+                    by_event[name].append((fn, key_filter))
+                    found = True
+            if not found:
+                raise TypeError(f"{hook!r} implements no hook interface (expected one of: {', '.join(HOOK_METHODS)})")
+
+        def plain(name: str) -> tuple[Fn, ...]:
+            return tuple(fn for fn, _ in by_event[name])
+
+        def keyed(name: str, allows: Callable[[KeyFilter, int], bool]) -> tuple[tuple[Fn, ...], ...]:
+            return tuple(tuple(fn for fn, f in by_event[name] if allows(f, k)) for k in range(_KEY_SLOTS))
+
+        self._new_client = plain("on_new_client")
+        self._client_closed = plain("on_client_closed")
+        self._connect = plain("on_broker_connect")
+        self._disconnect = plain("on_broker_disconnect")
+        self._write_keyed = keyed("on_broker_write", KeyFilter.allows_write)
+        self._read_keyed = keyed("on_broker_read", KeyFilter.allows_read)
+        self._e2e_keyed = keyed("on_broker_e2e", KeyFilter.allows_e2e)
+        self._filters = {name: tuple(by_event[name]) for name in ("on_broker_write", "on_broker_read", "on_broker_e2e")}
+        self._throttle = plain("on_broker_throttle")
+        self._produce_batch = plain("on_produce_batch_written")
+        self._fetch_batch = plain("on_fetch_batch_read")
+        self._produce_buffered = plain("on_produce_record_buffered")
+        self._produce_unbuffered = plain("on_produce_record_unbuffered")
+        self._fetch_buffered = plain("on_fetch_record_buffered")
+        self._fetch_unbuffered = plain("on_fetch_record_unbuffered")
+
+        self.has_broker_hooks: bool = any(
+            by_event[name]
+            for name in (
+                "on_broker_connect",
+                "on_broker_disconnect",
+                "on_broker_write",
+                "on_broker_read",
+                "on_broker_e2e",
+                "on_broker_throttle",
+                "on_produce_batch_written",
+                "on_fetch_batch_read",
+            )
+        )
+        """Whether anything must be installed on the connections."""
+        self.has_produce_batch_hooks = bool(self._produce_batch)
+        self.has_fetch_batch_hooks = bool(self._fetch_batch)
+        self.has_produce_record_hooks = bool(self._produce_buffered or self._produce_unbuffered)
+        self.has_fetch_record_hooks = bool(self._fetch_buffered or self._fetch_unbuffered)
+
+    def __bool__(self) -> bool:
+        return bool(self.hooks)
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(h).__qualname__ for h in self.hooks)
+        return f"<HookDispatcher [{names}]{' strict' if self.strict else ''}>"
+
+    def _unusual_key(self, name: str, key: int) -> tuple[Fn, ...]:
+        """Hooks for a key outside the precomputed range (never seen from today's brokers)."""
+        allows = {
+            "on_broker_write": KeyFilter.allows_write,
+            "on_broker_read": KeyFilter.allows_read,
+            "on_broker_e2e": KeyFilter.allows_e2e,
+        }[name]
+        return tuple(fn for fn, f in self._filters[name] if allows(f, key))
+
+    def _failed(self, fn: Fn, event: str, exc: Exception) -> None:
+        hook = _describe(fn)
+        with self._failures_lock:
+            self.failures[(hook, event)] = self.failures.get((hook, event), 0) + 1
+        self._failure_log.warning(
+            (hook, event),
+            "hook_failed",
+            hook=hook,
+            hook_event=event,
+            error_type=type(exc).__qualname__,
+            error=repr(exc)[:200],
+        )
+        if self.strict:
+            raise exc
+
+    @property
+    def failure_count(self) -> int:
+        """Total exceptions caught from hooks."""
+        with self._failures_lock:
+            return sum(self.failures.values())
+
+    # -- client lifecycle -------------------------------------------------------------------------
+
+    def new_client(self, client: Any) -> None:
+        for fn in self._new_client:
+            try:
+                fn(client)
+            except Exception as exc:
+                self._failed(fn, "on_new_client", exc)
+
+    def client_closed(self, client: Any) -> None:
+        for fn in self._client_closed:
+            try:
+                fn(client)
+            except Exception as exc:
+                self._failed(fn, "on_client_closed", exc)
+
+    # -- broker events ----------------------------------------------------------------------------
+
+    def broker_connect(self, meta: BrokerMeta, init_ns: int, err: BaseException | None) -> None:
+        for fn in self._connect:
+            try:
+                fn(meta, init_ns, err)
+            except Exception as exc:
+                self._failed(fn, "on_broker_connect", exc)
+
+    def broker_disconnect(self, meta: BrokerMeta) -> None:
+        for fn in self._disconnect:
+            try:
+                fn(meta)
+            except Exception as exc:
+                self._failed(fn, "on_broker_disconnect", exc)
+
+    def broker_write(
+        self, meta: BrokerMeta, key: int, nbytes: int, write_wait_ns: int, time_to_write_ns: int, err: BaseException | None
+    ) -> None:
+        for fn in self._write_keyed[key] if 0 <= key < _KEY_SLOTS else self._unusual_key("on_broker_write", key):
+            try:
+                fn(meta, key, nbytes, write_wait_ns, time_to_write_ns, err)
+            except Exception as exc:
+                self._failed(fn, "on_broker_write", exc)
+
+    def broker_read(
+        self, meta: BrokerMeta, key: int, nbytes: int, read_wait_ns: int, time_to_read_ns: int, err: BaseException | None
+    ) -> None:
+        for fn in self._read_keyed[key] if 0 <= key < _KEY_SLOTS else self._unusual_key("on_broker_read", key):
+            try:
+                fn(meta, key, nbytes, read_wait_ns, time_to_read_ns, err)
+            except Exception as exc:
+                self._failed(fn, "on_broker_read", exc)
+
+    def broker_e2e(self, meta: BrokerMeta, key: int, e2e: BrokerE2E) -> None:
+        for fn in self._e2e_keyed[key] if 0 <= key < _KEY_SLOTS else self._unusual_key("on_broker_e2e", key):
+            try:
+                fn(meta, key, e2e)
+            except Exception as exc:
+                self._failed(fn, "on_broker_e2e", exc)
+
+    def wants_e2e(self, key: int) -> bool:
+        """Whether any hook listens for ``key``'s end-to-end event (saves building a BrokerE2E)."""
+        return bool(self._e2e_keyed[key]) if 0 <= key < _KEY_SLOTS else bool(self._unusual_key("on_broker_e2e", key))
+
+    def broker_throttle(self, meta: BrokerMeta, interval_ns: int, after_response: bool) -> None:
+        for fn in self._throttle:
+            try:
+                fn(meta, interval_ns, after_response)
+            except Exception as exc:
+                self._failed(fn, "on_broker_throttle", exc)
+
+    def produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics) -> None:
+        for fn in self._produce_batch:
+            try:
+                fn(meta, topic, partition, metrics)
+            except Exception as exc:
+                self._failed(fn, "on_produce_batch_written", exc)
+
+    def fetch_batch_read(self, meta: BrokerMeta, topic: str, partition: int, metrics: FetchBatchMetrics) -> None:
+        for fn in self._fetch_batch:
+            try:
+                fn(meta, topic, partition, metrics)
+            except Exception as exc:
+                self._failed(fn, "on_fetch_batch_read", exc)
+
+    # -- per-record events ------------------------------------------------------------------------
+
+    def produce_record_buffered(self, record: ProduceRecord) -> None:
+        for fn in self._produce_buffered:
+            try:
+                fn(record)
+            except Exception as exc:
+                self._failed(fn, "on_produce_record_buffered", exc)
+
+    def produce_record_unbuffered(self, record: ProduceRecord, err: BaseException | None) -> None:
+        for fn in self._produce_unbuffered:
+            try:
+                fn(record, err)
+            except Exception as exc:
+                self._failed(fn, "on_produce_record_unbuffered", exc)
+
+    def fetch_record_buffered(self, record: Any) -> None:
+        for fn in self._fetch_buffered:
+            try:
+                fn(record)
+            except Exception as exc:
+                self._failed(fn, "on_fetch_record_buffered", exc)
+
+    def fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
+        for fn in self._fetch_unbuffered:
+            try:
+                fn(record, polled)
+            except Exception as exc:
+                self._failed(fn, "on_fetch_record_unbuffered", exc)

@@ -1,0 +1,198 @@
+"""One protocol per event, after franz-go's ``pkg/kgo/hooks.go``.
+
+A hook is any object that implements at least one of these methods; it may implement any subset.
+Pass hooks to a wrapped client with ``hooks=[...]`` (nested lists are flattened).
+
+Contract: hooks are called synchronously, in registration order, on the client's I/O path: the
+event-loop task that reads or writes the connection (aiokafka), or the client's network thread
+(kafka-python: the producer's sender thread, the consumer's I/O thread or the caller of ``poll``).
+One hook object may be called from several threads and tasks at once, so it must be safe for
+concurrent use, and it must be fast: a hook that needs time copies what it needs and hands the work
+off. An ``Exception`` raised by a hook is caught, counted and logged (rate-limited) and never
+reaches the client; cancellation (``BaseException``) passes through.
+
+Units: durations are ``int`` nanoseconds, sizes are ``int`` bytes. ``key`` is the request's Kafka
+API key (:class:`~kafkahooks.hooks.ApiKey` names the common ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from kafkahooks.hooks._types import BrokerE2E, BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics, ProduceRecord
+
+
+@runtime_checkable
+class NewClientHook(Protocol):
+    def on_new_client(self, client: Any) -> None:
+        """Called once, at the end of a wrapped client's construction, with the client."""
+
+
+@runtime_checkable
+class ClientClosedHook(Protocol):
+    def on_client_closed(self, client: Any) -> None:
+        """Called once, after a wrapped client has closed (``close()`` / ``stop()``), with the client."""
+
+
+@runtime_checkable
+class BrokerConnectHook(Protocol):
+    def on_broker_connect(self, meta: BrokerMeta, init_ns: int, err: BaseException | None) -> None:
+        """Called after every connection attempt to a broker, retries included.
+
+        ``init_ns`` is the time from the start of the dial until the connection was usable: TCP (and
+        TLS) set-up, the ApiVersions exchange and SASL authentication. ``err`` is the error that
+        failed the attempt, or ``None``.
+        """
+
+
+@runtime_checkable
+class BrokerDisconnectHook(Protocol):
+    def on_broker_disconnect(self, meta: BrokerMeta) -> None:
+        """Called once when an established connection closes, for any reason, after its in-flight
+        requests' hooks have fired."""
+
+
+@runtime_checkable
+class BrokerWriteHook(Protocol):
+    def on_broker_write(
+        self,
+        meta: BrokerMeta,
+        key: int,
+        bytes_written: int,
+        write_wait_ns: int,
+        time_to_write_ns: int,
+        err: BaseException | None,
+    ) -> None:
+        """Called after every request write to a broker, failed writes included.
+
+        ``bytes_written`` is the whole frame (4-byte size prefix, header and body), partial when the
+        write failed. ``write_wait_ns`` runs from the request's creation to the start of its write:
+        queueing behind other requests to that broker, connection set-up if there was none, and
+        encoding. ``time_to_write_ns`` is the write itself. ``err`` is a transport error, or ``None``.
+        """
+
+
+@runtime_checkable
+class BrokerReadHook(Protocol):
+    def on_broker_read(
+        self,
+        meta: BrokerMeta,
+        key: int,
+        bytes_read: int,
+        read_wait_ns: int,
+        time_to_read_ns: int,
+        err: BaseException | None,
+    ) -> None:
+        """Called after every response read from a broker, before it is decoded; failed reads included.
+
+        ``key`` is the key of the request the response answers. ``bytes_read`` is the size prefix
+        plus the body (partial on error). ``read_wait_ns`` is the time the response waited behind
+        earlier responses on the same connection (read start = the later of this request's write end
+        and the previous response's read end). ``time_to_read_ns`` runs from the read start until the
+        response was fully read, so it includes the broker's processing and the round trip: for Fetch
+        it is mostly the long-poll wait. ``err`` is a transport error, or ``None``.
+        """
+
+
+@runtime_checkable
+class BrokerE2EHook(Protocol):
+    def on_broker_e2e(self, meta: BrokerMeta, key: int, e2e: BrokerE2E) -> None:
+        """Called once per request when its life on the connection is over: after the response was
+        read; after a failed write; after a write that expects no response (Produce with
+        ``acks=0``); or when the connection died with the request in flight."""
+
+
+@runtime_checkable
+class BrokerThrottleHook(Protocol):
+    def on_broker_throttle(self, meta: BrokerMeta, interval_ns: int, throttled_after_response: bool) -> None:
+        """Called when a decoded response carries a throttle time greater than zero.
+
+        ``interval_ns`` is the throttle the broker asked for. ``throttled_after_response`` is true
+        when the client must hold back its next request to that broker (brokers >= 2.0, KIP-219),
+        false when the broker already delayed the response.
+        """
+
+
+@runtime_checkable
+class ProduceBatchWrittenHook(Protocol):
+    def on_produce_batch_written(
+        self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics
+    ) -> None:
+        """Called once per partition batch that the broker acknowledged without error (with
+        ``acks=0``, once the request was written)."""
+
+
+@runtime_checkable
+class FetchBatchReadHook(Protocol):
+    def on_fetch_batch_read(self, meta: BrokerMeta, topic: str, partition: int, metrics: FetchBatchMetrics) -> None:
+        """Called once per record batch in a Fetch response (control batches excluded), in order,
+        when the response is read."""
+
+
+@runtime_checkable
+class ProduceRecordBufferedHook(Protocol):
+    def on_produce_record_buffered(self, record: ProduceRecord) -> None:
+        """Called on the caller's thread or task when ``send()`` accepts a record, before it is
+        appended to a batch. The hook may change ``record.headers``; the change is sent."""
+
+
+@runtime_checkable
+class ProduceRecordUnbufferedHook(Protocol):
+    def on_produce_record_unbuffered(self, record: ProduceRecord, err: BaseException | None) -> None:
+        """Called once per buffered record when its delivery ends: acknowledged (``err`` is
+        ``None`` and ``record.offset`` is set) or failed."""
+
+
+@runtime_checkable
+class FetchRecordBufferedHook(Protocol):
+    def on_fetch_record_buffered(self, record: Any) -> None:
+        """Called for each consumed record as the client hands it out of its buffer.
+
+        Both Python clients decode fetched batches lazily, at the moment they are handed to the
+        application, so this fires just before :meth:`on_fetch_record_unbuffered`. ``record`` is the
+        client's own record object (``ConsumerRecord``).
+        """
+
+
+@runtime_checkable
+class FetchRecordUnbufferedHook(Protocol):
+    def on_fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
+        """Called for each consumed record as it leaves the client: ``polled`` is true when the
+        application received it (``poll``, ``getmany``, iteration)."""
+
+
+ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
+    NewClientHook,
+    ClientClosedHook,
+    BrokerConnectHook,
+    BrokerDisconnectHook,
+    BrokerWriteHook,
+    BrokerReadHook,
+    BrokerE2EHook,
+    BrokerThrottleHook,
+    ProduceBatchWrittenHook,
+    FetchBatchReadHook,
+    ProduceRecordBufferedHook,
+    ProduceRecordUnbufferedHook,
+    FetchRecordBufferedHook,
+    FetchRecordUnbufferedHook,
+)
+"""Every hook protocol, in the order the dispatcher documents them."""
+
+HOOK_METHODS: tuple[str, ...] = (
+    "on_new_client",
+    "on_client_closed",
+    "on_broker_connect",
+    "on_broker_disconnect",
+    "on_broker_write",
+    "on_broker_read",
+    "on_broker_e2e",
+    "on_broker_throttle",
+    "on_produce_batch_written",
+    "on_fetch_batch_read",
+    "on_produce_record_buffered",
+    "on_produce_record_unbuffered",
+    "on_fetch_record_buffered",
+    "on_fetch_record_unbuffered",
+)
+"""The method names, one per protocol above."""

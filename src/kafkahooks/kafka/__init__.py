@@ -1,0 +1,17 @@
+"""Drop-in kafka-python 3.0.x clients with broker hooks: change only the import.
+
+>>> from kafkahooks.kafka import KafkaProducer
+>>> producer = KafkaProducer(bootstrap_servers="127.0.0.1:9092", hooks=[MyHook()], tracing="hooks")
+
+Every kafka-python argument is accepted unchanged, plus:
+
+- ``hooks``: a hook object or a (nested) list of them; see :mod:`kafkahooks.hooks`.
+- ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"``; default ``$KAFKAHOOKS_TRACING``, else ``"off"``.
+- ``strict_hooks``: re-raise hook exceptions (for tests).
+
+With no hooks and tracing off nothing is installed: the client is the bare kafka-python client.
+"""
+
+from kafkahooks.kafka._clients import KafkaConsumer, KafkaProducer
+
+__all__ = ["KafkaConsumer", "KafkaProducer"]

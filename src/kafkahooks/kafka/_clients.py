@@ -1,0 +1,128 @@
+"""The wrapped kafka-python clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kafka
+
+from kafkahooks._instrument import Instrumentation
+from kafkahooks._log import get_logger
+from kafkahooks._wire import _kafka_python as wire
+from kafkahooks._wire._guard import internal_error
+from kafkahooks.hooks._types import ProduceRecord
+
+_logger = get_logger(__name__)
+
+
+def _install(inst: Instrumentation, configs: dict[str, Any]) -> None:
+    if not inst.installed:
+        return
+    if configs.get("kafka_client") not in (None, kafka.net.compat.KafkaNetClient):
+        _logger.warning("broker_hooks_unavailable", reason="a custom kafka_client was given", role=inst.role)
+        return
+    configs["kafka_client"] = wire.client_factory(inst.dispatch)
+
+
+class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
+    """``kafka.KafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
+
+    def __init__(self, *, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **configs: Any):
+        self._kh = Instrumentation(hooks, tracing, "producer", configs, strict=strict_hooks)
+        _install(self._kh, configs)
+        super().__init__(**configs)
+        if self._kh.dispatch.has_produce_record_hooks:
+            # Installed per instance, so a producer without record hooks pays nothing in send().
+            self.send = self._kh_send
+        self._kh.opened(self)
+
+    @property
+    def hook_dispatcher(self) -> Any:
+        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
+        return self._kh.dispatch
+
+    def _kh_send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Any = None,
+        partition: Any = None,
+        timestamp_ms: Any = None,
+    ) -> Any:
+        dispatch = self._kh.dispatch
+        record = None
+        try:
+            record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
+            dispatch.produce_record_buffered(record)
+            headers = record.headers or headers
+        except Exception as exc:
+            internal_error("kafka_python.send", exc)
+            record = None
+        future = super().send(topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms)
+        if record is not None:
+            rec = record
+
+            def done(result: Any) -> None:
+                if isinstance(result, BaseException):
+                    dispatch.produce_record_unbuffered(rec, result)
+                else:
+                    rec.offset = getattr(result, "offset", -1)
+                    rec.partition = getattr(result, "partition", rec.partition)
+                    dispatch.produce_record_unbuffered(rec, None)
+
+            future.add_both(done)
+        return future
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().close(*args, **kwargs)
+        finally:
+            self._kh.closed(self)
+
+
+class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
+    """``kafka.KafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
+
+    def __init__(
+        self, *topics: str, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **configs: Any
+    ):
+        self._kh = Instrumentation(hooks, tracing, "consumer", configs, strict=strict_hooks)
+        _install(self._kh, configs)
+        super().__init__(*topics, **configs)
+        if self._kh.dispatch.has_fetch_record_hooks:
+            # Iteration goes through type slots, so record hooks switch this instance's class.
+            self.__class__ = _RecordHookedKafkaConsumer
+        self._kh.opened(self)
+
+    @property
+    def hook_dispatcher(self) -> Any:
+        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
+        return self._kh.dispatch
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().close(*args, **kwargs)
+        finally:
+            self._kh.closed(self)
+
+
+class _RecordHookedKafkaConsumer(KafkaConsumer):
+    """A consumer whose per-record hooks are installed: ``poll`` and iteration report each record."""
+
+    def _kh_handed_out(self, record: Any) -> None:
+        dispatch = self._kh.dispatch
+        dispatch.fetch_record_buffered(record)
+        dispatch.fetch_record_unbuffered(record, True)
+
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().poll(*args, **kwargs)
+        for records in result.values():
+            for record in records:
+                self._kh_handed_out(record)
+        return result
+
+    def __next__(self) -> Any:
+        record = super().__next__()
+        self._kh_handed_out(record)
+        return record
