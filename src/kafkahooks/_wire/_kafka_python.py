@@ -212,16 +212,18 @@ class HookedConnection(KafkaConnection):  # type: ignore[misc]
 
 
 def broker_meta(manager: KafkaConnectionManager, node_id: Any) -> BrokerMeta:
-    """Our view of a kafka-python node id (``bootstrap-N`` becomes seed ``N``)."""
+    """Our view of a kafka-python node id: ``bootstrap-N`` is seed N, ``coordinator-7`` is node 7."""
     node = manager.cluster.broker_metadata(node_id)
     host = getattr(node, "host", "") or ""
     port = int(getattr(node, "port", 0) or 0)
-    if isinstance(node_id, str) and node_id.startswith("bootstrap-"):
-        try:
-            return BrokerMeta.seed(int(node_id.rsplit("-", 1)[1]), host, port)
-        except ValueError:
-            return BrokerMeta.seed(0, host, port)
-    return BrokerMeta(int(node_id), host, port, getattr(node, "rack", None))
+    rack = getattr(node, "rack", None)
+    if isinstance(node_id, int):
+        return BrokerMeta(node_id, host, port, rack)
+    prefix, _, number = str(node_id).rpartition("-")
+    index = int(number) if number.isdigit() else 0
+    if prefix == "bootstrap" or not number.isdigit():
+        return BrokerMeta.seed(index, host, port)
+    return BrokerMeta(index, host, port, rack)
 
 
 class HookedConnectionManager(KafkaConnectionManager):  # type: ignore[misc]

@@ -208,14 +208,15 @@ class ConnectionTap:
                     return
                 size = _SIZE.unpack(self._size_prefix)[0]
                 self._size_prefix = b""
-                if size <= 0:
+                if size < 0:
                     # The client rejects this frame and closes the connection; closed() reports it.
                     return
                 self._frame_size = size + 4
                 self._frame_left = size
-            take = min(self._frame_left, n - pos)
-            self._frame_left -= take
-            pos += take
+            else:
+                take = min(self._frame_left, n - pos)
+                self._frame_left -= take
+                pos += take
             if self._frame_left == 0:
                 req = self.frame_read(self._frame_size, now_ns)
                 if req is not None:

@@ -93,10 +93,13 @@ class EmbeddedBroker:
         binary: str | None = None,
         startup_timeout_s: float = 20.0,
         log_path: str | os.PathLike[str] | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         _require_loopback(host)
         self.host = host
         self.port = port or free_port(host)
+        self.advertised_port = advertised_port or self.port
+        """The port named in metadata: another port when a test proxy sits in front of the broker."""
         self._binary = binary
         self._startup_timeout_s = startup_timeout_s
         self._log_path = Path(log_path) if log_path else None
@@ -119,12 +122,11 @@ class EmbeddedBroker:
         """Start the broker and wait until it answers ApiVersions; raise :class:`BrokerUnavailable` if not."""
         if self.running:
             return self
-        url = f"tcp://{self.host}:{self.port}"
         cmd = [
             self._binary or broker_binary(),
             "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
+            "--listener-url", f"tcp://{self.host}:{self.port}",
+            "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine", "memory://tansu/",
         ]
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -115,11 +115,13 @@ class _RecordHookedKafkaConsumer(KafkaConsumer):
         dispatch.fetch_record_buffered(record)
         dispatch.fetch_record_unbuffered(record, True)
 
-    def poll(self, *args: Any, **kwargs: Any) -> Any:
-        result = super().poll(*args, **kwargs)
-        for records in result.values():
-            for record in records:
-                self._kh_handed_out(record)
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None, update_offsets: bool = True) -> Any:
+        result = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        # Iteration prefetches with update_offsets=False and hands records out one by one in __next__.
+        if update_offsets:
+            for records in result.values():
+                for record in records:
+                    self._kh_handed_out(record)
         return result
 
     def __next__(self) -> Any:

@@ -1,0 +1,84 @@
+"""Walking v2 record-batch headers in raw bytes, checked against batches the clients build."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka.record.default_records import DefaultRecordBatchBuilder
+
+from kafkahooks._wire import _batches
+from kafkahooks.hooks import Compression
+
+
+def build(count: int, codec: int = 0, value: bytes = b"v" * 100) -> bytes:
+    builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
+    for i in range(count):
+        builder.append(i, 1_700_000_000_000 + i, None, value, [("h", b"x")])
+    return bytes(builder.build())
+
+
+def records_section_size(count: int) -> int:
+    return len(build(count)) - _batches.HEADER_SIZE
+
+
+def test_uncompressed_batch_counts_and_sizes() -> None:
+    """An uncompressed batch reports its record count and equal sizes."""
+    ((count, uncompressed, compressed, codec),) = list(_batches.walk(build(7)))
+    assert (7, records_section_size(7), records_section_size(7), Compression.NONE) == (
+        count, uncompressed, compressed, codec
+    )
+
+
+def test_gzip_batch_reports_true_uncompressed_size() -> None:
+    """A gzip batch's uncompressed size equals the same records uncompressed (from the gzip trailer)."""
+    data = build(50, codec=1)
+    ((count, uncompressed, compressed, codec),) = list(_batches.walk(data))
+    assert (50, records_section_size(50), len(data) - 61, Compression.GZIP) == (
+        count, uncompressed, compressed, codec
+    )
+    assert compressed < uncompressed
+
+
+def test_several_batches_in_one_buffer() -> None:
+    """Concatenated batches are reported one by one, in order."""
+    data = build(3) + build(5, codec=1) + build(2)
+    assert [3, 5, 2] == [c for c, *_ in _batches.walk(data)]
+
+
+def test_truncated_trailing_batch_is_skipped() -> None:
+    """A fetch cut by its byte limit ends in a partial batch, which is not reported."""
+    data = build(3) + build(4)[:-10]
+    assert [3] == [c for c, *_ in _batches.walk(data)]
+
+
+def test_control_batches_are_skipped() -> None:
+    """Transaction markers (attribute bit 5) are not data batches."""
+    data = bytearray(build(1))
+    attrs = struct.unpack_from(">h", data, 21)[0]
+    struct.pack_into(">h", data, 21, attrs | 0x20)
+    assert [] == list(_batches.walk(bytes(data)))
+
+
+def test_other_codecs_use_the_given_decompressor() -> None:
+    """Codecs without a size trailer are measured with the client's decompressor, -1 without one."""
+    data = bytearray(build(2))
+    struct.pack_into(">h", data, 21, 4)  # claim zstd
+    calls: list[int] = []
+
+    def decompress(codec: int, payload: bytes) -> bytes:
+        calls.append(codec)
+        return b"x" * 1234
+
+    assert [(2, 1234)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data), decompress)]
+    assert [4] == calls
+    assert [(2, -1)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_garbage_never_raises(data: bytes) -> None:
+    """Arbitrary bytes never raise and never report a negative count of bytes read."""
+    for _count, _u, compressed, _codec in _batches.walk(data + build(1)):
+        assert compressed >= 0

@@ -1,0 +1,295 @@
+"""The wrapped kafka-python clients against a real broker."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import kafka
+import pytest
+from kafka.net.connection import KafkaConnection
+from kafka.net.manager import KafkaConnectionManager
+
+from kafkahooks._wire import _kafka_python
+from kafkahooks._wire._guard import internal_errors
+from kafkahooks.broker import EmbeddedBroker
+from kafkahooks.hooks import ApiKey, Compression
+from kafkahooks.kafka import KafkaConsumer, KafkaProducer
+from kafkahooks.testing import RecordingHook
+from tests._proxy import FrameProxy
+from tests.conftest import GROUP_TIMEOUTS
+
+N = 300
+
+
+def consume_all(consumer: Any, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    return records
+
+
+def test_internals_have_not_moved() -> None:
+    """Fails loudly when kafka-python no longer has the internals the adapter relies on."""
+    missing = _kafka_python.check_internals()
+    assert [] == missing, (
+        f"kafka-python {kafka.__version__} moved internals kafkahooks hooks into: {missing}. "
+        f"kafkahooks was verified against kafka-python{_kafka_python.VERIFIED_VERSIONS}."
+    )
+
+
+def test_nothing_installed_without_hooks(bootstrap: str, topic: str) -> None:
+    """With no hooks and tracing off, the client and its connections are kafka-python's own."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, tracing="off")
+    producer.send(topic, b"v").get(timeout=10)
+    manager = producer._sender._client._manager
+    assert KafkaConnectionManager is type(manager)
+    assert {KafkaConnection} == {type(c) for c in manager._conns.values()}
+    producer.close()
+
+
+def test_hook_counts_match_the_wire(proxied: tuple[str, FrameProxy]) -> None:
+    """Every request and response frame the proxy saw is reported once, with its exact size."""
+    bootstrap, proxy = proxied
+    proxy.reset()
+    recorder = RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], linger_ms=5)
+    for i in range(N):
+        producer.send("wire-kp", b"x" * (i % 50))
+    producer.flush()
+    producer.close()
+    hooked_writes = Counter((e.key, e.bytes_written) for e in recorder.of("broker_write"))
+    hooked_reads = Counter((e.key, e.bytes_read) for e in recorder.of("broker_read"))
+    assert Counter(proxy.requests()) == hooked_writes
+    assert Counter(proxy.responses()) == hooked_reads
+    assert all(e.err is None for e in recorder.of("broker_write") + recorder.of("broker_read"))
+
+
+def test_each_read_follows_its_write_and_timings_are_sane(bootstrap: str, topic: str) -> None:
+    """Per broker, reads answer earlier writes; e2e = write + read wait + read; nothing negative."""
+    recorder = RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], linger_ms=2)
+    for _ in range(N):
+        producer.send(topic, b"v" * 100)
+    producer.flush()
+    producer.close()
+    writes_seen: Counter[tuple[str, int]] = Counter()
+    for event in recorder.events:
+        if event.event == "broker_write":
+            writes_seen[(event.meta.name, event.key)] += 1
+        elif event.event == "broker_read":
+            writes_seen[(event.meta.name, event.key)] -= 1
+            assert writes_seen[(event.meta.name, event.key)] >= 0, "a read came before its write"
+    for event in recorder.of("broker_e2e"):
+        e2e = event.e2e
+        assert min(e2e.write_wait_ns, e2e.time_to_write_ns, e2e.read_wait_ns, e2e.time_to_read_ns) >= 0
+        assert e2e.duration_e2e_ns == e2e.time_to_write_ns + e2e.read_wait_ns + e2e.time_to_read_ns
+    produces = recorder.of("broker_write", ApiKey.PRODUCE)
+    assert len(produces) == len(recorder.of("broker_e2e", ApiKey.PRODUCE)) > 0
+    assert 1 == len(recorder.of("new_client"))
+    assert 1 == len(recorder.of("client_closed"))
+    assert {"seed_0"} <= {e.meta.name for e in recorder.of("broker_connect")}
+
+
+def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) -> None:
+    """An idle long-poll Fetch takes about fetch_max_wait_ms to read."""
+    recorder = RecordingHook()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, hooks=[recorder], fetch_max_wait_ms=500, auto_offset_reset="latest"
+    )
+    consumer.assign([kafka.TopicPartition(topic, 0)])
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=500)
+    consumer.close()
+    fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
+    assert len(fetch_reads) >= 3
+    assert 450 <= statistics.median(fetch_reads) <= 1000
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_batch_hooks_sum_to_records_sent(
+    bootstrap: str, make_topic: Callable[..., str], compression: str | None
+) -> None:
+    """Produce and fetch batch hooks account for every record, with codec and sizes."""
+    topic = make_topic(3)
+    producer_rec, consumer_rec = RecordingHook(), RecordingHook()
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, hooks=[producer_rec], linger_ms=5, compression_type=compression
+    )
+    for i in range(N):
+        producer.send(topic, b"value-%d" % i * 10, partition=i % 3)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, hooks=[consumer_rec], group_id=topic, auto_offset_reset="earliest",
+        **GROUP_TIMEOUTS,
+    )
+    assert N == len(consume_all(consumer, N))
+    consumer.close()
+
+    codec = Compression.GZIP if compression else Compression.NONE
+    produced = producer_rec.of("produce_batch_written")
+    fetched = [e for e in consumer_rec.of("fetch_batch_read") if e.topic == topic]
+    for batches in (produced, fetched):
+        assert N == sum(e.metrics.num_records for e in batches)
+        assert {0, 1, 2} == {e.partition for e in batches}
+        assert {codec} == {e.metrics.compression for e in batches}
+        for e in batches:
+            if codec is Compression.NONE:
+                assert e.metrics.compressed_bytes == e.metrics.uncompressed_bytes
+            else:
+                assert e.metrics.compressed_bytes < e.metrics.uncompressed_bytes
+    assert sum(e.metrics.uncompressed_bytes for e in produced) == sum(e.metrics.uncompressed_bytes for e in fetched)
+
+
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+def test_acks_modes(bootstrap: str, topic: str, acks: Any) -> None:
+    """acks=0 writes with no read and still ends each request; acks=1/all read every Produce."""
+    recorder = RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], acks=acks, linger_ms=5)
+    for _ in range(50):
+        producer.send(topic, b"v")
+    producer.flush()
+    producer.close()
+    writes = recorder.of("broker_write", ApiKey.PRODUCE)
+    reads = recorder.of("broker_read", ApiKey.PRODUCE)
+    assert len(writes) > 0
+    assert (0 if acks == 0 else len(writes)) == len(reads)
+    assert len(writes) == len(recorder.of("broker_e2e", ApiKey.PRODUCE))
+    assert 50 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+    if acks == 0:
+        assert all(e.e2e.bytes_read == 0 for e in recorder.of("broker_e2e", ApiKey.PRODUCE))
+
+
+def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -> None:
+    """Positional and keyword headers, key only, value None: all delivered exactly as sent."""
+    recorder = RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], tracing="off")
+    producer.send(topic, b"v1", b"k1", [("h", b"1")])
+    producer.send(topic, value=b"v2", headers=[("h", b"2")])
+    producer.send(topic, key=b"k3")
+    producer.send(topic, None, b"k4")
+    producer.send(topic, b"v5", None, None, 0, 1_700_000_000_000).get(timeout=10)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, hooks=[RecordingHook()], auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    consumer.assign([kafka.TopicPartition(topic, 0)])
+    got = [(r.key, r.value, list(r.headers)) for r in consumer]
+    consumer.close()
+    assert [
+        (b"k1", b"v1", [("h", b"1")]),
+        (None, b"v2", [("h", b"2")]),
+        (b"k3", None, []),
+        (b"k4", None, []),
+        (None, b"v5", []),
+    ] == got
+
+
+def test_record_hooks_see_each_record_and_may_add_headers(bootstrap: str, topic: str) -> None:
+    """Per-record hooks fire once per record; a header added when buffered is delivered."""
+
+    class Stamp(RecordingHook):
+        def on_produce_record_buffered(self, record: Any) -> None:
+            record.headers.append(("stamp", b"1"))
+            super().on_produce_record_buffered(record)
+
+    stamp, consumed = Stamp(), RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[stamp])
+    for i in range(10):
+        producer.send(topic, b"%d" % i)
+    producer.flush()
+    producer.close()
+    assert 10 == len(stamp.of("produce_record_buffered"))
+    assert list(range(10)) == sorted(e.record.offset for e in stamp.of("produce_record_unbuffered"))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, hooks=[consumed], auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    consumer.assign([kafka.TopicPartition(topic, 0)])
+    records = list(consumer)
+    consumer.close()
+    assert 10 == len(records)
+    assert all([("stamp", b"1")] == list(r.headers) for r in records)
+    assert 10 == len(consumed.of("fetch_record_unbuffered"))
+
+
+def test_wrapped_and_bare_clients_do_not_affect_each_other(bootstrap: str, make_topic: Callable[..., str]) -> None:
+    """A bare producer in the same process keeps plain connections and is invisible to the hooks."""
+    wrapped_topic, bare_topic = make_topic(1), make_topic(1)
+    recorder = RecordingHook()
+    wrapped = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder])
+    bare = kafka.KafkaProducer(bootstrap_servers=bootstrap)
+    for _ in range(20):
+        wrapped.send(wrapped_topic, b"w")
+        bare.send(bare_topic, b"b")
+    wrapped.flush()
+    bare.flush()
+    assert {KafkaConnection} == {type(c) for c in bare._sender._client._manager._conns.values()}
+    assert KafkaConnectionManager is type(bare._sender._client._manager)
+    wrapped.close()
+    bare.close()
+    assert {wrapped_topic} == {e.topic for e in recorder.of("produce_batch_written")}
+    assert 20 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+
+
+def test_raising_hooks_never_reach_the_client(bootstrap: str, topic: str) -> None:
+    """A hook that raises on every event changes nothing for the application."""
+
+    class Broken(RecordingHook):
+        def _add(self, event: str, **args: Any) -> None:
+            raise RuntimeError(event)
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[Broken()])
+    futures = [producer.send(topic, b"%d" % i) for i in range(20)]
+    producer.flush()
+    assert [f.get(timeout=10).offset for f in futures] == sorted(f.get().offset for f in futures)
+    failures = producer.hook_dispatcher.failure_count
+    producer.close()
+    assert failures > 0
+    assert {} == internal_errors
+
+
+def test_transactions_still_work(bootstrap: str, topic: str) -> None:
+    """A transactional producer commits through the wrapper and the hooks see the txn requests."""
+    recorder = RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], transactional_id=f"tx-{topic}")
+    producer.init_transactions()
+    producer.begin_transaction()
+    for i in range(5):
+        producer.send(topic, b"%d" % i)
+    producer.commit_transaction()
+    producer.close()
+    keys = {e.key for e in recorder.of("broker_write")}
+    assert {ApiKey.INIT_PRODUCER_ID, ApiKey.PRODUCE, ApiKey.END_TXN} <= keys
+    assert 5 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+
+
+def test_broker_stopped_mid_stream_reports_errors_without_hanging(own_broker: EmbeddedBroker, topic: str) -> None:
+    """Killing the broker mid-produce ends in-flight requests with errors and a disconnect; no hang."""
+    recorder = RecordingHook()
+    producer = KafkaProducer(
+        bootstrap_servers=own_broker.bootstrap_servers, hooks=[recorder], linger_ms=1, request_timeout_ms=3000,
+        max_block_ms=3000, reconnect_backoff_max_ms=200, retries=0, delivery_timeout_ms=4000,
+    )
+    producer.send("killed", b"warm-up").get(timeout=10)
+    started = time.monotonic()
+    own_broker.kill()
+    futures = [producer.send("killed", b"v") for _ in range(200)]
+    with contextlib.suppress(kafka.errors.KafkaTimeoutError):  # the bare client's own behaviour
+        producer.flush(timeout=10)
+    producer.close(timeout=2)
+    assert all(f.is_done for f in futures)
+    assert time.monotonic() - started < 20
+    assert recorder.of("broker_disconnect")
+    errors = [e for e in recorder.of("broker_e2e") if e.e2e.err is not None] + [
+        e for e in recorder.of("broker_connect") if e.err is not None
+    ]
+    assert errors, "no hook saw the broker going away"
+    for event in recorder.of("broker_e2e"):
+        assert event.e2e.duration_e2e_ns >= 0
