@@ -7,6 +7,7 @@ the hooks against, and a way to cut connections on demand.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -100,10 +101,8 @@ class FrameProxy:
             return
         finally:
             for sock in (client, upstream):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def requests(self) -> list[tuple[int, int]]:
         with self._lock:
@@ -122,11 +121,9 @@ class FrameProxy:
         with self._lock:
             socks, self._socks = self._socks, []
         for sock in socks:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         self._stopped = True

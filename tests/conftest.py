@@ -54,7 +54,7 @@ def topic(make_topic: Callable[..., str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxied() -> Iterator[tuple[str, "FrameProxy"]]:
+def proxied() -> Iterator[tuple[str, FrameProxy]]:
     """A broker reachable only through a frame-recording proxy: (bootstrap servers, proxy)."""
     from kafkahooks.broker import free_port
     from tests._proxy import FrameProxy

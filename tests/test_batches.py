@@ -27,7 +27,10 @@ def test_uncompressed_batch_counts_and_sizes() -> None:
     """An uncompressed batch reports its record count and equal sizes."""
     ((count, uncompressed, compressed, codec),) = list(_batches.walk(build(7)))
     assert (7, records_section_size(7), records_section_size(7), Compression.NONE) == (
-        count, uncompressed, compressed, codec
+        count,
+        uncompressed,
+        compressed,
+        codec,
     )
 
 
@@ -35,9 +38,7 @@ def test_gzip_batch_reports_true_uncompressed_size() -> None:
     """A gzip batch's uncompressed size equals the same records uncompressed (from the gzip trailer)."""
     data = build(50, codec=1)
     ((count, uncompressed, compressed, codec),) = list(_batches.walk(data))
-    assert (50, records_section_size(50), len(data) - 61, Compression.GZIP) == (
-        count, uncompressed, compressed, codec
-    )
+    assert (50, records_section_size(50), len(data) - 61, Compression.GZIP) == (count, uncompressed, compressed, codec)
     assert compressed < uncompressed
 
 

@@ -51,7 +51,7 @@ class Traced(WriteOnly):
 
 def test_rejects_object_without_hooks() -> None:
     """An object implementing no hook is refused at construction, by name."""
-    with pytest.raises(TypeError, match="object.*implements no hook"):
+    with pytest.raises(TypeError, match=r"object.*implements no hook"):
         HookDispatcher([object()])
 
 

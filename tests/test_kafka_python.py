@@ -128,7 +128,11 @@ def test_batch_hooks_sum_to_records_sent(
     producer.flush()
     producer.close()
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, hooks=[consumer_rec], group_id=topic, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        hooks=[consumer_rec],
+        group_id=topic,
+        auto_offset_reset="earliest",
         **GROUP_TIMEOUTS,
     )
     assert N == len(consume_all(consumer, N))
@@ -179,8 +183,9 @@ def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -
     producer.send(topic, b"v5", None, None, 0, 1_700_000_000_000).get(timeout=10)
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, hooks=[RecordingHook()], auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, hooks=[RecordingHook()], auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
     consumer.assign([kafka.TopicPartition(topic, 0)])
     got = [(r.key, r.value, list(r.headers)) for r in consumer]
     consumer.close()
@@ -209,8 +214,9 @@ def test_record_hooks_see_each_record_and_may_add_headers(bootstrap: str, topic:
     producer.close()
     assert 10 == len(stamp.of("produce_record_buffered"))
     assert list(range(10)) == sorted(e.record.offset for e in stamp.of("produce_record_unbuffered"))
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, hooks=[consumed], auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, hooks=[consumed], auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
     consumer.assign([kafka.TopicPartition(topic, 0)])
     records = list(consumer)
     consumer.close()
@@ -274,8 +280,14 @@ def test_broker_stopped_mid_stream_reports_errors_without_hanging(own_broker: Em
     """Killing the broker mid-produce ends in-flight requests with errors and a disconnect; no hang."""
     recorder = RecordingHook()
     producer = KafkaProducer(
-        bootstrap_servers=own_broker.bootstrap_servers, hooks=[recorder], linger_ms=1, request_timeout_ms=3000,
-        max_block_ms=3000, reconnect_backoff_max_ms=200, retries=0, delivery_timeout_ms=4000,
+        bootstrap_servers=own_broker.bootstrap_servers,
+        hooks=[recorder],
+        linger_ms=1,
+        request_timeout_ms=3000,
+        max_block_ms=3000,
+        reconnect_backoff_max_ms=200,
+        retries=0,
+        delivery_timeout_ms=4000,
     )
     producer.send("killed", b"warm-up").get(timeout=10)
     started = time.monotonic()

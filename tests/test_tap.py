@@ -90,9 +90,7 @@ def test_close_ends_every_request_with_errors() -> None:
     tap.received(struct.pack(">i", 50) + b"\x00" * 10, 3)
     tap.closed(None)
     writes = rec.of("broker_write")
-    assert [(10, None), (30, ConnectionClosed)] == [
-        (w.bytes_written, type(w.err) if w.err else None) for w in writes
-    ]
+    assert [(10, None), (30, ConnectionClosed)] == [(w.bytes_written, type(w.err) if w.err else None) for w in writes]
     (read,) = rec.of("broker_read")
     assert (14, ConnectionClosed) == (read.bytes_read, type(read.err))
     assert 2 == len(rec.of("broker_e2e"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal, cast
+from typing import Literal
 
 TracingMode = Literal["off", "hooks", "records"]
 TRACING_MODES: tuple[TracingMode, ...] = ("off", "hooks", "records")
@@ -21,4 +21,4 @@ def tracing_mode(value: str | None) -> TracingMode:
     if mode not in TRACING_MODES:
         source = "tracing=" if value is not None else f"${TRACING_ENV}="
         raise ValueError(f"{source}{raw!r} is not one of {', '.join(TRACING_MODES)}")
-    return cast(TracingMode, mode)
+    return mode

@@ -54,4 +54,3 @@ class Instrumentation:
                 return
             self._closed = True
         self.dispatch.client_closed(client)
-

@@ -79,26 +79,54 @@ class RecordingHook:
         self._add("broker_disconnect", meta=meta)
 
     def on_broker_write(
-        self, meta: BrokerMeta, key: int, bytes_written: int, write_wait_ns: int, time_to_write_ns: int,
+        self,
+        meta: BrokerMeta,
+        key: int,
+        bytes_written: int,
+        write_wait_ns: int,
+        time_to_write_ns: int,
         err: BaseException | None,
     ) -> None:
-        self._add("broker_write", meta=meta, key=key, bytes_written=bytes_written, write_wait_ns=write_wait_ns,
-                  time_to_write_ns=time_to_write_ns, err=err)
+        self._add(
+            "broker_write",
+            meta=meta,
+            key=key,
+            bytes_written=bytes_written,
+            write_wait_ns=write_wait_ns,
+            time_to_write_ns=time_to_write_ns,
+            err=err,
+        )
 
     def on_broker_read(
-        self, meta: BrokerMeta, key: int, bytes_read: int, read_wait_ns: int, time_to_read_ns: int,
+        self,
+        meta: BrokerMeta,
+        key: int,
+        bytes_read: int,
+        read_wait_ns: int,
+        time_to_read_ns: int,
         err: BaseException | None,
     ) -> None:
-        self._add("broker_read", meta=meta, key=key, bytes_read=bytes_read, read_wait_ns=read_wait_ns,
-                  time_to_read_ns=time_to_read_ns, err=err)
+        self._add(
+            "broker_read",
+            meta=meta,
+            key=key,
+            bytes_read=bytes_read,
+            read_wait_ns=read_wait_ns,
+            time_to_read_ns=time_to_read_ns,
+            err=err,
+        )
 
     def on_broker_e2e(self, meta: BrokerMeta, key: int, e2e: BrokerE2E) -> None:
         self._add("broker_e2e", meta=meta, key=key, e2e=e2e)
 
     def on_broker_throttle(self, meta: BrokerMeta, interval_ns: int, throttled_after_response: bool) -> None:
-        self._add("broker_throttle", meta=meta, interval_ns=interval_ns, throttled_after_response=throttled_after_response)
+        self._add(
+            "broker_throttle", meta=meta, interval_ns=interval_ns, throttled_after_response=throttled_after_response
+        )
 
-    def on_produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics) -> None:
+    def on_produce_batch_written(
+        self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics
+    ) -> None:
         self._add("produce_batch_written", meta=meta, topic=topic, partition=partition, metrics=metrics)
 
     def on_fetch_batch_read(self, meta: BrokerMeta, topic: str, partition: int, metrics: FetchBatchMetrics) -> None:

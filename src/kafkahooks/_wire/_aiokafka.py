@@ -64,17 +64,24 @@ def _decompress(codec: int, payload: bytes) -> bytes:
 
 def check_internals() -> list[str]:
     """Names this adapter relies on that the installed aiokafka no longer has (empty = fine)."""
-    needed: dict[type, tuple[str, ...]] = {
-        AIOKafkaClient: ("_get_conn", "send", "cluster"),
-        AIOKafkaConnection: ("send", "_send_sasl_token", "_handle_frame", "close", "_requests", "_writer"),
+    import inspect
+
+    methods: dict[type, tuple[str, ...]] = {
+        AIOKafkaClient: ("_get_conn", "send"),
+        AIOKafkaConnection: ("send", "_send_sasl_token", "_handle_frame", "close"),
         asyncio.StreamWriter: ("write",),
     }
-    return [
-        f"{cls.__module__}.{cls.__qualname__}.{name}"
-        for cls, names in needed.items()
-        for name in names
-        if not hasattr(cls, name)
+    attributes: dict[type, tuple[str, ...]] = {
+        AIOKafkaClient: ("cluster", "_conns"),
+        AIOKafkaConnection: ("_requests", "_writer", "_reader"),
+    }
+    missing = [
+        f"{c.__module__}.{c.__qualname__}.{n}" for c, names in methods.items() for n in names if not hasattr(c, n)
     ]
+    for cls, names in attributes.items():
+        source = inspect.getsource(cls)
+        missing += [f"{cls.__module__}.{cls.__qualname__}.{n}" for n in names if f"self.{n}" not in source]
+    return missing
 
 
 class HookedStreamWriter(asyncio.StreamWriter):

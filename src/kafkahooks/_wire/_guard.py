@@ -21,4 +21,6 @@ def internal_error(where: str, exc: Exception) -> None:
     """Count and log (rate-limited) an exception kafkahooks raised inside a client."""
     with _lock:
         internal_errors[where] = internal_errors.get(where, 0) + 1
-    _log.warning(where, "kafkahooks_internal_error", where=where, error_type=type(exc).__qualname__, error=repr(exc)[:200])
+    _log.warning(
+        where, "kafkahooks_internal_error", where=where, error_type=type(exc).__qualname__, error=repr(exc)[:200]
+    )

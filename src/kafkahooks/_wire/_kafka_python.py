@@ -60,15 +60,27 @@ def check_internals() -> list[str]:
     from kafka.net import transport
 
     needed: dict[type, tuple[str, ...]] = {
-        KafkaConnection: ("send_request", "_send_request", "connection_made", "connection_lost", "data_received",
-                          "_maybe_throttle", "_init_complete", "closed"),
+        KafkaConnection: (
+            "send_request",
+            "_send_request",
+            "connection_made",
+            "connection_lost",
+            "data_received",
+            "_maybe_throttle",
+            "_init_complete",
+            "closed",
+        ),
         KafkaConnectionManager: ("get_connection",),
         KafkaProtocol: ("send_request",),
         transport.KafkaTCPTransport: ("_sock_send",),
         transport.KafkaSSLTransport: ("_sock_send",),
     }
-    return [f"{cls.__module__}.{cls.__qualname__}.{name}" for cls, names in needed.items()
-            for name in names if not hasattr(cls, name)]
+    return [
+        f"{cls.__module__}.{cls.__qualname__}.{name}"
+        for cls, names in needed.items()
+        for name in names
+        if not hasattr(cls, name)
+    ]
 
 
 # -- transport ------------------------------------------------------------------------------------
@@ -80,7 +92,7 @@ def _hooked_transport_class(base: type) -> type:
     cls = _transport_classes.get(base)
     if cls is None:
 
-        class HookedTransport(base):  # type: ignore[valid-type,misc]
+        class HookedTransport(base):  # type: ignore[misc]
             _kh_tap: ConnectionTap
 
             def _sock_send(self) -> Any:
@@ -114,7 +126,9 @@ class HookedProtocol(KafkaProtocol):  # type: ignore[misc]
             produce = None
             if key == _PRODUCE and tap.want_produce_batches:
                 produce = [(t.name, [(p.index, p.records) for p in t.partition_data]) for t in request.topic_data]
-            req = tap.new_request(key, conn._kh_created_ns, len(self.bytes_to_send[-1]), request.expect_response(), produce)
+            req = tap.new_request(
+                key, conn._kh_created_ns, len(self.bytes_to_send[-1]), request.expect_response(), produce
+            )
             tap.enqueue(req)
         except Exception as exc:
             internal_error("kafka_python.encode", exc)

@@ -77,7 +77,9 @@ class Request:
 class ConnectionTap:
     """Turns one connection's I/O facts into hook calls."""
 
-    def __init__(self, dispatch: HookDispatcher, meta: BrokerMeta, decompress: _batches.Decompress | None = None) -> None:
+    def __init__(
+        self, dispatch: HookDispatcher, meta: BrokerMeta, decompress: _batches.Decompress | None = None
+    ) -> None:
         self.dispatch = dispatch
         self.meta = meta
         self.decompress = decompress
@@ -295,7 +297,8 @@ class ConnectionTap:
             for partition, records in partitions:
                 count = uncompressed = compressed = 0
                 codec = None
-                for c, u, z, codec in _batches.walk(records, decompress):
+                for c, u, z, batch_codec in _batches.walk(records, decompress):
+                    codec = batch_codec
                     count += c
                     uncompressed = -1 if u < 0 or uncompressed < 0 else uncompressed + u
                     compressed += z

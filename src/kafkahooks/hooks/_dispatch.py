@@ -9,7 +9,13 @@ from typing import Any
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
 from kafkahooks.hooks._protocols import HOOK_METHODS
-from kafkahooks.hooks._types import BrokerE2E, BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics, ProduceRecord
+from kafkahooks.hooks._types import (
+    BrokerE2E,
+    BrokerMeta,
+    FetchBatchMetrics,
+    ProduceBatchMetrics,
+    ProduceRecord,
+)
 
 _logger = get_logger(__name__)
 
@@ -184,7 +190,13 @@ class HookDispatcher:
                 self._failed(fn, "on_broker_disconnect", exc)
 
     def broker_write(
-        self, meta: BrokerMeta, key: int, nbytes: int, write_wait_ns: int, time_to_write_ns: int, err: BaseException | None
+        self,
+        meta: BrokerMeta,
+        key: int,
+        nbytes: int,
+        write_wait_ns: int,
+        time_to_write_ns: int,
+        err: BaseException | None,
     ) -> None:
         for fn in self._write_keyed[key] if 0 <= key < _KEY_SLOTS else self._unusual_key("on_broker_write", key):
             try:
@@ -193,7 +205,13 @@ class HookDispatcher:
                 self._failed(fn, "on_broker_write", exc)
 
     def broker_read(
-        self, meta: BrokerMeta, key: int, nbytes: int, read_wait_ns: int, time_to_read_ns: int, err: BaseException | None
+        self,
+        meta: BrokerMeta,
+        key: int,
+        nbytes: int,
+        read_wait_ns: int,
+        time_to_read_ns: int,
+        err: BaseException | None,
     ) -> None:
         for fn in self._read_keyed[key] if 0 <= key < _KEY_SLOTS else self._unusual_key("on_broker_read", key):
             try:

@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from kafkahooks.hooks._types import BrokerE2E, BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics, ProduceRecord
+from kafkahooks.hooks._types import (
+    BrokerE2E,
+    BrokerMeta,
+    FetchBatchMetrics,
+    ProduceBatchMetrics,
+    ProduceRecord,
+)
 
 
 @runtime_checkable

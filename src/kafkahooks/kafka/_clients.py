@@ -59,7 +59,9 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
         except Exception as exc:
             internal_error("kafka_python.send", exc)
             record = None
-        future = super().send(topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms)
+        future = super().send(
+            topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
+        )
         if record is not None:
             rec = record
 

@@ -1,0 +1,344 @@
+"""The wrapped aiokafka clients against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import aiokafka
+import pytest
+from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import AIOKafkaConnection
+from aiokafka.structs import TopicPartition
+
+from kafkahooks._wire import _aiokafka
+from kafkahooks._wire._guard import internal_errors
+from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafkahooks.broker import EmbeddedBroker
+from kafkahooks.hooks import ApiKey, Compression
+from kafkahooks.testing import RecordingHook
+from tests._proxy import FrameProxy
+
+N = 300
+
+
+async def consume_all(consumer: Any, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        for batch in (await consumer.getmany(timeout_ms=500)).values():
+            records.extend(batch)
+    return records
+
+
+def test_internals_have_not_moved() -> None:
+    """Fails loudly when aiokafka no longer has the internals the adapter relies on."""
+    missing = _aiokafka.check_internals()
+    assert [] == missing, (
+        f"aiokafka {aiokafka.__version__} moved internals kafkahooks hooks into: {missing}. "
+        f"kafkahooks was verified against aiokafka{_aiokafka.VERIFIED_VERSIONS}."
+    )
+
+
+async def test_nothing_installed_without_hooks(bootstrap: str, topic: str) -> None:
+    """With no hooks and tracing off, the client and its connections are aiokafka's own."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, tracing="off")
+    await producer.start()
+    await producer.send_and_wait(topic, b"v")
+    assert AIOKafkaClient is type(producer.client)
+    assert {AIOKafkaConnection} == {type(c) for c in producer.client._conns.values()}
+    assert "send" not in vars(producer)
+    await producer.stop()
+
+
+async def test_hook_counts_match_the_wire(proxied: tuple[str, FrameProxy]) -> None:
+    """Every frame the proxy saw after connection set-up is reported once, with its exact size.
+
+    aiokafka exchanges ApiVersions inside ``create_conn`` and bootstraps on a connection it does
+    not keep, before kafkahooks can see them: those are the only frames allowed to be missing.
+    """
+    bootstrap, proxy = proxied
+    proxy.reset()
+    recorder = RecordingHook()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], linger_ms=5)
+    await producer.start()
+    for i in range(N):
+        await producer.send("wire-aio", b"x" * (i % 50))
+    await producer.flush()
+    await producer.stop()
+    wire_writes, wire_reads = Counter(proxy.requests()), Counter(proxy.responses())
+    hooked_writes = Counter((e.key, e.bytes_written) for e in recorder.of("broker_write"))
+    hooked_reads = Counter((e.key, e.bytes_read) for e in recorder.of("broker_read"))
+    unobservable = {ApiKey.API_VERSIONS, ApiKey.METADATA}
+    for wire, hooked in ((wire_writes, hooked_writes), (wire_reads, hooked_reads)):
+        assert {k: v for k, v in wire.items() if k[0] not in unobservable} == {
+            k: v for k, v in hooked.items() if k[0] not in unobservable
+        }
+        assert not hooked - wire, "a hook reported a frame the wire never carried"
+    assert sum(v for k, v in hooked_writes.items() if k[0] == ApiKey.PRODUCE) > 0
+
+
+async def test_each_read_follows_its_write_and_timings_are_sane(bootstrap: str, topic: str) -> None:
+    """Per broker, reads answer earlier writes; e2e = write + read wait + read; nothing negative."""
+    recorder = RecordingHook()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], linger_ms=2)
+    await producer.start()
+    for _ in range(N):
+        await producer.send(topic, b"v" * 100)
+    await producer.stop()
+    outstanding: Counter[tuple[str, int]] = Counter()
+    for event in recorder.events:
+        if event.event == "broker_write":
+            outstanding[(event.meta.name, event.key)] += 1
+        elif event.event == "broker_read":
+            outstanding[(event.meta.name, event.key)] -= 1
+            assert outstanding[(event.meta.name, event.key)] >= 0, "a read came before its write"
+    for event in recorder.of("broker_e2e"):
+        e2e = event.e2e
+        assert min(e2e.write_wait_ns, e2e.time_to_write_ns, e2e.read_wait_ns, e2e.time_to_read_ns) >= 0
+    assert len(recorder.of("broker_write", ApiKey.PRODUCE)) == len(recorder.of("broker_e2e", ApiKey.PRODUCE)) > 0
+    assert 1 == len(recorder.of("new_client"))
+    assert 1 == len(recorder.of("client_closed"))
+    assert all(e.err is None and e.init_ns > 0 for e in recorder.of("broker_connect"))
+
+
+async def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) -> None:
+    """An idle long-poll Fetch takes about fetch_max_wait_ms to read."""
+    recorder = RecordingHook()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, hooks=[recorder], fetch_max_wait_ms=500)
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    await consumer.seek_to_end()
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        await consumer.getmany(timeout_ms=500)
+    await consumer.stop()
+    fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
+    assert len(fetch_reads) >= 3
+    assert 450 <= statistics.median(fetch_reads) <= 1000
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+async def test_batch_hooks_sum_to_records_sent(
+    bootstrap: str, make_topic: Callable[..., str], compression: str | None
+) -> None:
+    """Produce and fetch batch hooks account for every record, with codec and sizes."""
+    topic = make_topic(3)
+    producer_rec, consumer_rec = RecordingHook(), RecordingHook()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, hooks=[producer_rec], linger_ms=5, compression_type=compression
+    )
+    await producer.start()
+    for i in range(N):
+        await producer.send(topic, b"value-%d" % i * 10, partition=i % 3)
+    await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, hooks=[consumer_rec], group_id=topic, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    assert N == len(await consume_all(consumer, N))
+    await consumer.stop()
+
+    codec = Compression.GZIP if compression else Compression.NONE
+    produced = producer_rec.of("produce_batch_written")
+    fetched = [e for e in consumer_rec.of("fetch_batch_read") if e.topic == topic]
+    for batches in (produced, fetched):
+        assert N == sum(e.metrics.num_records for e in batches)
+        assert {0, 1, 2} == {e.partition for e in batches}
+        assert {codec} == {e.metrics.compression for e in batches}
+        for e in batches:
+            if codec is Compression.NONE:
+                assert e.metrics.compressed_bytes == e.metrics.uncompressed_bytes
+            else:
+                assert e.metrics.compressed_bytes < e.metrics.uncompressed_bytes
+    assert sum(e.metrics.uncompressed_bytes for e in produced) == sum(e.metrics.uncompressed_bytes for e in fetched)
+
+
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+async def test_acks_modes(bootstrap: str, topic: str, acks: Any) -> None:
+    """acks=0 writes with no read and still ends each request; acks=1/all read every Produce."""
+    recorder = RecordingHook()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], acks=acks, linger_ms=5)
+    await producer.start()
+    for _ in range(50):
+        await producer.send(topic, b"v")
+    await producer.stop()
+    writes = recorder.of("broker_write", ApiKey.PRODUCE)
+    reads = recorder.of("broker_read", ApiKey.PRODUCE)
+    assert len(writes) > 0
+    assert (0 if acks == 0 else len(writes)) == len(reads)
+    assert len(writes) == len(recorder.of("broker_e2e", ApiKey.PRODUCE))
+    assert 50 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+
+
+async def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -> None:
+    """Positional and keyword headers, key only, value None, send_batch, every consume API."""
+    recorder = RecordingHook()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder])
+    await producer.start()
+    await producer.send(topic, b"v1", b"k1", None, None, [("h", b"1")])
+    await producer.send(topic, value=b"v2", headers=[("h", b"2")])
+    await producer.send(topic, key=b"k3")
+    await producer.send_and_wait(topic, None, b"k4")
+    batch = producer.create_batch()
+    batch.append(key=None, value=b"v5", timestamp=None, headers=[("h", b"5")])
+    await (await producer.send_batch(batch, topic, partition=0))
+    await producer.stop()
+
+    expected = [
+        (b"k1", b"v1", [("h", b"1")]),
+        (None, b"v2", [("h", b"2")]),
+        (b"k3", None, []),
+        (b"k4", None, []),
+        (None, b"v5", [("h", b"5")]),
+    ]
+
+    def shape(r: Any) -> tuple[Any, Any, list[Any]]:
+        return (r.key, r.value, list(r.headers))
+
+    async def consumer() -> Any:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, hooks=[RecordingHook()], auto_offset_reset="earliest")
+        await c.start()
+        c.assign([TopicPartition(topic, 0)])
+        await c.seek_to_beginning()
+        return c
+
+    c = await consumer()
+    assert expected == [shape(r) for r in await consume_all(c, 5)]
+    await c.stop()
+    c = await consumer()
+    assert expected == [shape(await c.getone()) for _ in range(5)]
+    await c.stop()
+    c = await consumer()
+    got = []
+    async for record in c:
+        got.append(shape(record))
+        if len(got) == 5:
+            break
+    await c.stop()
+    assert expected == got
+
+
+async def test_record_hooks_see_each_record_and_may_add_headers(bootstrap: str, topic: str) -> None:
+    """Per-record hooks fire once per record; a header added when buffered is delivered."""
+
+    class Stamp(RecordingHook):
+        def on_produce_record_buffered(self, record: Any) -> None:
+            record.headers.append(("stamp", b"1"))
+            super().on_produce_record_buffered(record)
+
+    stamp, consumed = Stamp(), RecordingHook()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[stamp])
+    await producer.start()
+    for i in range(10):
+        await producer.send(topic, b"%d" % i)
+    await producer.stop()
+    assert 10 == len(stamp.of("produce_record_buffered"))
+    assert list(range(10)) == sorted(e.record.offset for e in stamp.of("produce_record_unbuffered"))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, hooks=[consumed], auto_offset_reset="earliest")
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    await consumer.seek_to_beginning()
+    records = await consume_all(consumer, 10)
+    await consumer.stop()
+    assert all([("stamp", b"1")] == list(r.headers) for r in records)
+    assert 10 == len(consumed.of("fetch_record_unbuffered"))
+
+
+async def test_wrapped_and_bare_clients_do_not_affect_each_other(
+    bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    """A bare producer on the same loop keeps plain objects and is invisible to the hooks."""
+    wrapped_topic, bare_topic = make_topic(1), make_topic(1)
+    recorder = RecordingHook()
+    wrapped = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder])
+    bare = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await asyncio.gather(wrapped.start(), bare.start())
+    for _ in range(20):
+        await wrapped.send(wrapped_topic, b"w")
+        await bare.send(bare_topic, b"b")
+    await asyncio.gather(wrapped.flush(), bare.flush())
+    assert AIOKafkaClient is type(bare.client)
+    assert {AIOKafkaConnection} == {type(c) for c in bare.client._conns.values()}
+    await asyncio.gather(wrapped.stop(), bare.stop())
+    assert {wrapped_topic} == {e.topic for e in recorder.of("produce_batch_written")}
+    assert 20 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+
+
+async def test_raising_hooks_never_reach_the_client(bootstrap: str, topic: str) -> None:
+    """A hook that raises on every event changes nothing for the application."""
+
+    class Broken(RecordingHook):
+        def _add(self, event: str, **args: Any) -> None:
+            raise RuntimeError(event)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[Broken()])
+    await producer.start()
+    results = [await producer.send_and_wait(topic, b"%d" % i) for i in range(20)]
+    failures = producer.hook_dispatcher.failure_count
+    await producer.stop()
+    assert list(range(20)) == [r.offset for r in results]
+    assert failures > 0
+    assert {} == internal_errors
+
+
+async def run_transaction(producer: Any, topic: str) -> str:
+    """Send five records in a transaction; return "ok" or the error's class name."""
+    try:
+        await producer.start()
+        async with producer.transaction():
+            for i in range(5):
+                await producer.send(topic, b"%d" % i)
+    except Exception as exc:
+        return type(exc).__name__
+    finally:
+        await producer.stop()
+    return "ok"
+
+
+async def test_transactions_behave_as_with_the_bare_client(bootstrap: str, topic: str) -> None:
+    """A transaction ends the same way wrapped and bare (Tansu 0.6 refuses aiokafka's InitProducerId)."""
+    recorder = RecordingHook()
+    bare = await run_transaction(
+        aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"b-{topic}"), topic
+    )
+    wrapped = await run_transaction(
+        AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], transactional_id=f"w-{topic}"), topic
+    )
+    assert bare == wrapped
+    assert ApiKey.INIT_PRODUCER_ID in {e.key for e in recorder.of("broker_write")}
+    if wrapped == "ok":
+        assert ApiKey.END_TXN in {e.key for e in recorder.of("broker_write")}
+        assert 5 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+
+
+async def test_broker_stopped_mid_stream_reports_errors_without_hanging(own_broker: EmbeddedBroker) -> None:
+    """Killing the broker mid-produce ends in-flight requests with errors and a disconnect; no hang."""
+    recorder = RecordingHook()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=own_broker.bootstrap_servers,
+        hooks=[recorder],
+        linger_ms=1,
+        request_timeout_ms=3000,
+        retry_backoff_ms=100,
+    )
+    await producer.start()
+    await producer.send_and_wait("killed", b"warm-up")
+    started = time.monotonic()
+    own_broker.kill()
+    futures = [await producer.send("killed", b"v") for _ in range(200)]
+    _, pending = await asyncio.wait(futures, timeout=15)
+    await asyncio.wait_for(producer.stop(), 15)
+    assert time.monotonic() - started < 30
+    assert not pending
+    assert recorder.of("broker_disconnect")
+    errors = [e for e in recorder.of("broker_e2e") if e.e2e.err is not None] + [
+        e for e in recorder.of("broker_connect") if e.err is not None
+    ]
+    assert errors, "no hook saw the broker going away"
+    for event in recorder.of("broker_e2e"):
+        assert event.e2e.duration_e2e_ns >= 0
