@@ -14,8 +14,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--bootstrap", envvar="KAFKAHOOKS_BOOTSTRAP", default=None,
-              help="Use this Kafka instead of the embedded broker.")
+@click.option(
+    "--bootstrap", envvar="KAFKAHOOKS_BOOTSTRAP", default=None, help="Use this Kafka instead of the embedded broker."
+)
 @click.option("--records", default=20_000, show_default=True, help="Records to produce and consume.")
 @click.option("--value-size", default=100, show_default=True, help="Bytes per record value.")
 def demo(bootstrap: str | None, records: int, value_size: int) -> None:

@@ -64,8 +64,13 @@ def _consume(bootstrap: str, topic: str, records: int, stats: RequestStats) -> t
     from kafkahooks.kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, hooks=[stats], group_id=f"demo-{topic}", auto_offset_reset="earliest",
-        session_timeout_ms=6000, heartbeat_interval_ms=1000,
+        topic,
+        bootstrap_servers=bootstrap,
+        hooks=[stats],
+        group_id=f"demo-{topic}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
     )
     got = 0
     started = time.perf_counter()
@@ -106,9 +111,5 @@ def run_demo(bootstrap: str | None, records: int, value_size: int) -> None:
             f"{produced.produced.records / max(produced.produced.batches, 1):.0f} records per batch"
         )
         console.print(_table(f"kafka-python consumer: {got:,} records in {consume_s:.2f} s", consumed))
-        console.print(
-            f"  {consumed.fetched.batches:,} record batches fetched, {consumed.fetched.records:,} records"
-        )
-        console.print(
-            "Every number above came from broker-level hooks: one call per request, none per record."
-        )
+        console.print(f"  {consumed.fetched.batches:,} record batches fetched, {consumed.fetched.records:,} records")
+        console.print("Every number above came from broker-level hooks: one call per request, none per record.")

@@ -73,7 +73,9 @@ class RequestStats:
             into.uncompressed_bytes += max(metrics.uncompressed_bytes, 0)
             into.compressed_bytes += metrics.compressed_bytes
 
-    def on_produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics) -> None:
+    def on_produce_batch_written(
+        self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics
+    ) -> None:
         self._batch(self.produced, metrics)
 
     def on_fetch_batch_read(self, meta: BrokerMeta, topic: str, partition: int, metrics: FetchBatchMetrics) -> None:
