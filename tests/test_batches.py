@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
@@ -25,7 +26,7 @@ def records_section_size(count: int) -> int:
 
 def test_uncompressed_batch_counts_and_sizes() -> None:
     """An uncompressed batch reports its record count and equal sizes."""
-    ((count, uncompressed, compressed, codec),) = list(_batches.walk(build(7)))
+    ((count, uncompressed, compressed, codec, *_),) = list(_batches.walk(build(7)))
     assert (7, records_section_size(7), records_section_size(7), Compression.NONE) == (
         count,
         uncompressed,
@@ -37,7 +38,7 @@ def test_uncompressed_batch_counts_and_sizes() -> None:
 def test_gzip_batch_reports_true_uncompressed_size() -> None:
     """A gzip batch's uncompressed size equals the same records uncompressed (from the gzip trailer)."""
     data = build(50, codec=1)
-    ((count, uncompressed, compressed, codec),) = list(_batches.walk(data))
+    ((count, uncompressed, compressed, codec, *_),) = list(_batches.walk(data))
     assert (50, records_section_size(50), len(data) - 61, Compression.GZIP) == (count, uncompressed, compressed, codec)
     assert compressed < uncompressed
 
@@ -77,9 +78,27 @@ def test_other_codecs_use_the_given_decompressor() -> None:
     assert [(2, -1)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data))]
 
 
+@pytest.mark.parametrize("codec", [0, 1])
+def test_first_record_headers_are_found(codec: int) -> None:
+    """The wanted headers of each batch's first record are decoded, compressed or not; others skipped."""
+    builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
+    builder.append(0, 1_700_000_000_000, b"key", b"v" * 5000, [("traceparent", b"tp-1"), ("other", b"x")])
+    builder.append(1, 1_700_000_000_001, None, b"v", [("traceparent", b"tp-2")])
+    data = bytes(builder.build())
+    (info,) = list(_batches.walk(data, header_keys=frozenset({"traceparent", "missing"})))
+    assert (("traceparent", b"tp-1"),) == info.headers
+    assert (2, 0, 1, 1_700_000_000_000) == (
+        info.num_records,
+        info.base_offset,
+        info.last_offset,
+        info.first_timestamp_ms,
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_garbage_never_raises(data: bytes) -> None:
     """Arbitrary bytes never raise and never report a negative count of bytes read."""
-    for _count, _u, compressed, _codec in _batches.walk(data + build(1)):
+    for info in _batches.walk(data + build(1), header_keys=frozenset({"h"})):
+        compressed = info.compressed_bytes
         assert compressed >= 0

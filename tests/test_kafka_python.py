@@ -151,6 +151,12 @@ def test_batch_hooks_sum_to_records_sent(
             else:
                 assert e.metrics.compressed_bytes < e.metrics.uncompressed_bytes
     assert sum(e.metrics.uncompressed_bytes for e in produced) == sum(e.metrics.uncompressed_bytes for e in fetched)
+    for batches in (produced, fetched):
+        for partition in range(3):
+            spans = sorted((e.metrics.base_offset, e.metrics.num_records) for e in batches if e.partition == partition)
+            assert 0 == spans[0][0]
+            assert all(base + count == nxt for (base, count), (nxt, _) in zip(spans, spans[1:]))
+    assert all(e.metrics.last_offset == e.metrics.base_offset + e.metrics.num_records - 1 for e in fetched)
 
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])

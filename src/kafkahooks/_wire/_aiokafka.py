@@ -165,7 +165,7 @@ class HookedAIOKafkaConnection(AIOKafkaConnection):  # type: ignore[misc]
             throttle_ms = 0
             if response is not None and not isinstance(response, (bytes, bytearray)):
                 if req.key == _PRODUCE and req.batches:
-                    tap.produce_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
+                    tap.produce_acked(req, ((t[0], p[0], p[1], p[2]) for t in response.topics for p in t[1]))
                 elif req.key == _FETCH and tap.want_fetch_batches:
                     for topic, partitions in response.topics:
                         for p in partitions:

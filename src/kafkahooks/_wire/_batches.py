@@ -9,7 +9,9 @@ maxTimestamp int64, producerId int64, producerEpoch int16, baseSequence int32, r
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from kafkahooks.hooks._types import Compression
 
@@ -42,30 +44,117 @@ def uncompressed_size(codec: int, payload: bytes | memoryview, decompress: Decom
         return -1
 
 
+class BatchInfo(NamedTuple):
+    """What :func:`walk` reports per data batch."""
+
+    num_records: int
+    uncompressed_bytes: int
+    compressed_bytes: int
+    compression: Compression
+    base_offset: int
+    last_offset: int
+    first_timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...]
+
+
 def walk(
-    records: bytes | memoryview | None, decompress: Decompress | None = None
-) -> Iterator[tuple[int, int, int, Compression]]:
-    """Yield ``(num_records, uncompressed_bytes, compressed_bytes, compression)`` per v2 data batch.
+    records: bytes | memoryview | None,
+    decompress: Decompress | None = None,
+    header_keys: frozenset[str] = frozenset(),
+) -> Iterator[BatchInfo]:
+    """Yield a :class:`BatchInfo` per v2 data batch in ``records``.
 
     Control batches (transaction markers), legacy (v0/v1) message sets and a partial batch at the
-    end (a fetch cut by its byte limit) are skipped. Never raises on malformed input: it stops.
+    end (a fetch cut by its byte limit) are skipped. With ``header_keys``, the first record's
+    headers with those keys are decoded too. Never raises on malformed input: it stops.
     """
     if not records:
         return
     n = len(records)
     pos = 0
     while pos + HEADER_SIZE <= n:
-        (_, batch_len, _, magic, _, attrs, _, _, _, _, _, _, count) = HEADER.unpack_from(records, pos)
+        (base, batch_len, _, magic, _, attrs, last_delta, first_ts, _, _, _, _, count) = HEADER.unpack_from(
+            records, pos
+        )
         total = 12 + batch_len
         if batch_len < HEADER_SIZE - 12 or pos + total > n:
             return
         if magic == 2 and not attrs & _CONTROL:
             codec = attrs & 0x07
             compressed = total - HEADER_SIZE
-            if codec == 0:
-                uncompressed = compressed
-            else:
-                view = memoryview(records)[pos + HEADER_SIZE : pos + total]
-                uncompressed = uncompressed_size(codec, view, decompress)
-            yield count, uncompressed, compressed, _COMPRESSIONS[codec] if codec < 5 else Compression.NONE
+            section = memoryview(records)[pos + HEADER_SIZE : pos + total]
+            uncompressed = compressed if codec == 0 else uncompressed_size(codec, section, decompress)
+            headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
+            yield BatchInfo(
+                count,
+                uncompressed,
+                compressed,
+                _COMPRESSIONS[codec] if codec < 5 else Compression.NONE,
+                base,
+                base + last_delta,
+                first_ts,
+                headers,
+            )
         pos += total
+
+
+def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """A zigzag varint at ``pos``: (value, next position). Raises IndexError/ValueError if malformed."""
+    shift = result = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _first_record(codec: int, section: memoryview, decompress: Decompress | None) -> bytes | memoryview | None:
+    if codec == 0:
+        return section
+    if codec == Compression.GZIP:
+        # Inflate only as far as the first record: the rest of the batch is the client's business.
+        inflater = zlib.decompressobj(47)
+        out = inflater.decompress(section, 4096)
+        length, start = _varint(out, 0)
+        need = start + length
+        while len(out) < need and inflater.unconsumed_tail:
+            out += inflater.decompress(inflater.unconsumed_tail, need - len(out))
+        return out
+    return decompress(codec, bytes(section)) if decompress is not None else None
+
+
+def first_record_headers(
+    codec: int, section: memoryview, keys: frozenset[str], decompress: Decompress | None = None
+) -> tuple[tuple[str, bytes], ...]:
+    """The first record's headers whose key is in ``keys``; empty if none or if anything is malformed."""
+    try:
+        buf = _first_record(codec, section, decompress)
+        if buf is None:
+            return ()
+        _, pos = _varint(buf, 0)  # record length
+        pos += 1  # attributes
+        _, pos = _varint(buf, pos)  # timestamp delta
+        _, pos = _varint(buf, pos)  # offset delta
+        key_len, pos = _varint(buf, pos)
+        pos += max(key_len, 0)
+        value_len, pos = _varint(buf, pos)
+        pos += max(value_len, 0)
+        count, pos = _varint(buf, pos)
+        found: list[tuple[str, bytes]] = []
+        for _ in range(min(count, 10_000)):
+            klen, pos = _varint(buf, pos)
+            hkey = bytes(buf[pos : pos + klen]).decode("utf-8", "replace")
+            pos += klen
+            vlen, pos = _varint(buf, pos)
+            if hkey in keys and vlen >= 0:
+                value = bytes(buf[pos : pos + vlen])
+                if len(value) == vlen:
+                    found.append((hkey, value))
+            pos += max(vlen, 0)
+        return tuple(found)
+    except Exception:  # malformed in any way: no headers, never an error for the client
+        return ()

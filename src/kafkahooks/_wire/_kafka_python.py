@@ -199,7 +199,11 @@ class HookedConnection(KafkaConnection):  # type: ignore[misc]
                 if req.key == _PRODUCE and req.batches:
                     tap.produce_acked(
                         req,
-                        ((t.name, p.index, p.error_code) for t in response.responses for p in t.partition_responses),
+                        (
+                            (t.name, p.index, p.error_code, p.base_offset)
+                            for t in response.responses
+                            for p in t.partition_responses
+                        ),
                     )
                 elif req.key == _FETCH and tap.want_fetch_batches:
                     for t in response.responses:

@@ -71,7 +71,7 @@ class Request:
         self.read_wait_ns = 0
         self.time_to_read_ns = 0
         self.read_end_ns = 0
-        self.batches: dict[tuple[str, int], ProduceBatchMetrics] | None = None
+        self.batches: dict[tuple[str, int], _batches.BatchInfo] | None = None
 
 
 class ConnectionTap:
@@ -85,6 +85,7 @@ class ConnectionTap:
         self.decompress = decompress
         self.want_produce_batches = dispatch.has_produce_batch_hooks
         self.want_fetch_batches = dispatch.has_fetch_batch_hooks
+        self.header_keys = dispatch.batch_header_keys
         self.connect_start_ns = _clock.monotonic_ns()
         self.connected = False
         self._unsent: deque[Request] = deque()
@@ -190,8 +191,8 @@ class ConnectionTap:
             self._in_flight.append(req)
         else:
             if req.batches:
-                for (topic, partition), metrics in req.batches.items():
-                    self.dispatch.produce_batch_written(self.meta, topic, partition, metrics)
+                for (topic, partition), info in req.batches.items():
+                    self.dispatch.produce_batch_written(self.meta, topic, partition, _produce_metrics(info, -1))
             self._e2e(req, None, None)
 
     # -- read side --------------------------------------------------------------------------------
@@ -246,23 +247,36 @@ class ConnectionTap:
         """The oldest read response not yet decoded (kafka-python decodes after reading)."""
         return self._decoding.popleft() if self._decoding else None
 
-    def produce_acked(self, req: Request, partitions: Iterable[tuple[str, int, int]]) -> None:
-        """A Produce response was decoded: ``(topic, partition, error_code)`` per partition."""
+    def produce_acked(self, req: Request, partitions: Iterable[tuple[str, int, int, int]]) -> None:
+        """A Produce response was decoded: ``(topic, partition, error_code, base_offset)`` per partition."""
         batches = req.batches
         if not batches:
             return
-        for topic, partition, error_code in partitions:
+        for topic, partition, error_code, base_offset in partitions:
             if error_code == 0:
-                metrics = batches.get((topic, partition))
-                if metrics is not None:
-                    self.dispatch.produce_batch_written(self.meta, topic, partition, metrics)
+                info = batches.get((topic, partition))
+                if info is not None:
+                    self.dispatch.produce_batch_written(
+                        self.meta, topic, partition, _produce_metrics(info, base_offset)
+                    )
 
     def fetched(self, topic: str, partition: int, records: bytes | memoryview | None) -> None:
         """One partition's records from a decoded Fetch response."""
-        decompress = self.decompress
-        for count, uncompressed, compressed, codec in _batches.walk(records, decompress):
+        for info in _batches.walk(records, self.decompress, self.header_keys):
             self.dispatch.fetch_batch_read(
-                self.meta, topic, partition, FetchBatchMetrics(count, uncompressed, compressed, codec)
+                self.meta,
+                topic,
+                partition,
+                FetchBatchMetrics(
+                    info.num_records,
+                    info.uncompressed_bytes,
+                    info.compressed_bytes,
+                    info.compression,
+                    info.base_offset,
+                    info.last_offset,
+                    info.first_timestamp_ms,
+                    info.headers,
+                ),
             )
 
     def decoded(self, req: Request, throttle_ms: int, throttled_after_response: bool = True) -> None:
@@ -290,18 +304,33 @@ class ConnectionTap:
                 ),
             )
 
-    def _produce_batches(self, produce: ProduceTopics) -> dict[tuple[str, int], ProduceBatchMetrics]:
-        out: dict[tuple[str, int], ProduceBatchMetrics] = {}
-        decompress = self.decompress
+    def _produce_batches(self, produce: ProduceTopics) -> dict[tuple[str, int], _batches.BatchInfo]:
+        out: dict[tuple[str, int], _batches.BatchInfo] = {}
         for topic, partitions in produce:
             for partition, records in partitions:
-                count = uncompressed = compressed = 0
-                codec = None
-                for c, u, z, batch_codec in _batches.walk(records, decompress):
-                    codec = batch_codec
-                    count += c
-                    uncompressed = -1 if u < 0 or uncompressed < 0 else uncompressed + u
-                    compressed += z
-                if codec is not None:
-                    out[(topic, partition)] = ProduceBatchMetrics(count, uncompressed, compressed, codec)
+                infos = list(_batches.walk(records, self.decompress, self.header_keys))
+                if len(infos) == 1:
+                    out[(topic, partition)] = infos[0]
+                elif infos:
+                    # Clients send one batch per partition; sum defensively if one ever sends more.
+                    first = infos[0]
+                    out[(topic, partition)] = first._replace(
+                        num_records=sum(i.num_records for i in infos),
+                        uncompressed_bytes=-1
+                        if any(i.uncompressed_bytes < 0 for i in infos)
+                        else sum(i.uncompressed_bytes for i in infos),
+                        compressed_bytes=sum(i.compressed_bytes for i in infos),
+                    )
         return out
+
+
+def _produce_metrics(info: _batches.BatchInfo, base_offset: int) -> ProduceBatchMetrics:
+    return ProduceBatchMetrics(
+        info.num_records,
+        info.uncompressed_bytes,
+        info.compressed_bytes,
+        info.compression,
+        base_offset,
+        info.first_timestamp_ms,
+        info.headers,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafkahooks._log import RateLimitedLog, get_logger
@@ -100,6 +100,17 @@ class HookDispatcher:
         self._produce_unbuffered = plain("on_produce_record_unbuffered")
         self._fetch_buffered = plain("on_fetch_record_buffered")
         self._fetch_unbuffered = plain("on_fetch_record_unbuffered")
+        self._inject = plain("inject_batch_headers")
+
+        wanted: set[str] = set()
+        for hook in self.hooks:
+            keys = getattr(hook, "batch_header_keys", None)
+            if keys:
+                if isinstance(keys, str):
+                    raise TypeError(f"{type(hook).__qualname__}.batch_header_keys must be a collection of str")
+                wanted.update(keys)
+        self.batch_header_keys: frozenset[str] = frozenset(wanted)
+        """First-record header keys some hook wants in the batch metrics (``batch_header_keys``)."""
 
         self.has_broker_hooks: bool = any(
             by_event[name]
@@ -119,6 +130,7 @@ class HookDispatcher:
         self.has_fetch_batch_hooks = bool(self._fetch_batch)
         self.has_produce_record_hooks = bool(self._produce_buffered or self._produce_unbuffered)
         self.has_fetch_record_hooks = bool(self._fetch_buffered or self._fetch_unbuffered)
+        self.has_batch_header_injectors = bool(self._inject)
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
@@ -273,6 +285,21 @@ class HookDispatcher:
                 fn(record)
             except Exception as exc:
                 self._failed(fn, "on_fetch_record_buffered", exc)
+
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+    ) -> list[tuple[str, bytes]] | None:
+        """Headers every injector wants on a new batch's first record, or None."""
+        extra: list[tuple[str, bytes]] | None = None
+        for fn in self._inject:
+            try:
+                got = fn(topic, partition, headers)
+            except Exception as exc:
+                self._failed(fn, "inject_batch_headers", exc)
+                continue
+            if got:
+                extra = [*extra, *got] if extra else list(got)
+        return extra
 
     def fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
         for fn in self._fetch_unbuffered:

@@ -17,6 +17,7 @@ API key (:class:`~kafkahooks.hooks.ApiKey` names the common ones).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from kafkahooks.hooks._types import (
@@ -167,6 +168,21 @@ class FetchRecordUnbufferedHook(Protocol):
         application received it (``poll``, ``getmany``, iteration)."""
 
 
+@runtime_checkable
+class ProduceBatchHeadersHook(Protocol):
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+    ) -> Sequence[tuple[str, bytes]] | None:
+        """A kafkahooks extension (kgo has none): called on the caller's thread or task when a record
+        is about to open a new producer batch, so the batch's first record can carry propagation
+        headers (trace context, data-stream pathway) for the whole batch.
+
+        ``headers`` are the record's own headers, to check before adding (a context the
+        application set itself must be left alone). Return the headers to add, or ``None``. Not
+        called for batches built by hand (aiokafka's ``create_batch``/``send_batch``).
+        """
+
+
 ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     NewClientHook,
     ClientClosedHook,
@@ -182,6 +198,7 @@ ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     ProduceRecordUnbufferedHook,
     FetchRecordBufferedHook,
     FetchRecordUnbufferedHook,
+    ProduceBatchHeadersHook,
 )
 """Every hook protocol, in the order the dispatcher documents them."""
 
@@ -200,5 +217,6 @@ HOOK_METHODS: tuple[str, ...] = (
     "on_produce_record_unbuffered",
     "on_fetch_record_buffered",
     "on_fetch_record_unbuffered",
+    "inject_batch_headers",
 )
 """The method names, one per protocol above."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class ApiKey(enum.IntEnum):
@@ -132,6 +133,10 @@ class BrokerE2E:
         return self.write_err if self.write_err is not None else self.read_err
 
 
+Headers = tuple[tuple[str, bytes], ...]
+"""Record headers as the batch hooks report them: ``((key, value), ...)``."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProduceBatchMetrics:
     """What one partition batch of a Produce request carried."""
@@ -139,11 +144,19 @@ class ProduceBatchMetrics:
     num_records: int
     """Records in the batch."""
     uncompressed_bytes: int
-    """Size of the batch's records section before compression (records only, no batch header)."""
+    """Size of the batch's records section before compression (records only, no batch header);
+    -1 when it cannot be known (a codec whose library is not installed)."""
     compressed_bytes: int
     """Size of the records section as written; equals ``uncompressed_bytes`` when not compressed."""
     compression: Compression
     """The batch's codec."""
+    base_offset: int = -1
+    """The offset the broker gave the batch's first record (-1 with ``acks=0``)."""
+    first_timestamp_ms: int = -1
+    """The batch's first record timestamp (Unix epoch milliseconds)."""
+    headers: Headers = ()
+    """Headers of the batch's first record, restricted to the keys some hook asked for through a
+    ``batch_header_keys`` attribute (propagation headers); empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +166,21 @@ class FetchBatchMetrics:
     num_records: int
     """Records in the batch."""
     uncompressed_bytes: int
-    """Size of the batch's records section after decompression (records only, no batch header)."""
+    """Size of the batch's records section after decompression (records only, no batch header);
+    -1 when it cannot be known (a codec whose library is not installed)."""
     compressed_bytes: int
     """Size of the records section as read; equals ``uncompressed_bytes`` when not compressed."""
     compression: Compression
     """The batch's codec."""
+    base_offset: int = -1
+    """Offset of the batch's first record."""
+    last_offset: int = -1
+    """Offset of the batch's last record (records may since have been compacted away)."""
+    first_timestamp_ms: int = -1
+    """The batch's first record timestamp (Unix epoch milliseconds)."""
+    headers: Headers = ()
+    """Headers of the batch's first record, restricted to the keys some hook asked for through a
+    ``batch_header_keys`` attribute (propagation headers); empty otherwise."""
 
 
 class ProduceRecord:
@@ -167,7 +190,7 @@ class ProduceRecord:
     context there); the change is what gets sent. The other fields are read-only by convention.
     """
 
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp_ms", "topic", "value")
+    __slots__ = ("context", "headers", "key", "offset", "partition", "timestamp_ms", "topic", "value")
 
     def __init__(
         self,
@@ -186,6 +209,8 @@ class ProduceRecord:
         self.timestamp_ms = timestamp_ms
         self.offset = -1
         """Filled in when the record is acknowledged (-1 until then, and for ``acks=0``)."""
+        self.context: Any = None
+        """Free for the per-record hooks to keep state between buffered and unbuffered."""
 
     def __repr__(self) -> str:
         return f"ProduceRecord(topic={self.topic!r}, partition={self.partition}, offset={self.offset})"
