@@ -21,6 +21,7 @@ from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafkahooks.broker import EmbeddedBroker
 from kafkahooks.hooks import ApiKey, Compression
 from kafkahooks.testing import RecordingHook
+from tests._checks import assert_batches_account_for_every_record, assert_reads_follow_writes_and_timings_are_sane
 from tests._proxy import FrameProxy
 
 N = 300
@@ -90,16 +91,7 @@ async def test_each_read_follows_its_write_and_timings_are_sane(bootstrap: str, 
     for _ in range(N):
         await producer.send(topic, b"v" * 100)
     await producer.stop()
-    outstanding: Counter[tuple[str, int]] = Counter()
-    for event in recorder.events:
-        if event.event == "broker_write":
-            outstanding[(event.meta.name, event.key)] += 1
-        elif event.event == "broker_read":
-            outstanding[(event.meta.name, event.key)] -= 1
-            assert outstanding[(event.meta.name, event.key)] >= 0, "a read came before its write"
-    for event in recorder.of("broker_e2e"):
-        e2e = event.e2e
-        assert min(e2e.write_wait_ns, e2e.time_to_write_ns, e2e.read_wait_ns, e2e.time_to_read_ns) >= 0
+    assert_reads_follow_writes_and_timings_are_sane(recorder)
     assert len(recorder.of("broker_write", ApiKey.PRODUCE)) == len(recorder.of("broker_e2e", ApiKey.PRODUCE)) > 0
     assert 1 == len(recorder.of("new_client"))
     assert 1 == len(recorder.of("client_closed"))
@@ -144,24 +136,8 @@ async def test_batch_hooks_sum_to_records_sent(
     await consumer.stop()
 
     codec = Compression.GZIP if compression else Compression.NONE
-    produced = producer_rec.of("produce_batch_written")
     fetched = [e for e in consumer_rec.of("fetch_batch_read") if e.topic == topic]
-    for batches in (produced, fetched):
-        assert N == sum(e.metrics.num_records for e in batches)
-        assert {0, 1, 2} == {e.partition for e in batches}
-        assert {codec} == {e.metrics.compression for e in batches}
-        for e in batches:
-            if codec is Compression.NONE:
-                assert e.metrics.compressed_bytes == e.metrics.uncompressed_bytes
-            else:
-                assert e.metrics.compressed_bytes < e.metrics.uncompressed_bytes
-    assert sum(e.metrics.uncompressed_bytes for e in produced) == sum(e.metrics.uncompressed_bytes for e in fetched)
-    for batches in (produced, fetched):
-        for partition in range(3):
-            spans = sorted((e.metrics.base_offset, e.metrics.num_records) for e in batches if e.partition == partition)
-            assert 0 == spans[0][0]
-            assert all(base + count == nxt for (base, count), (nxt, _) in zip(spans, spans[1:]))
-    assert all(e.metrics.last_offset == e.metrics.base_offset + e.metrics.num_records - 1 for e in fetched)
+    assert_batches_account_for_every_record(producer_rec.of("produce_batch_written"), fetched, N, codec, 3)
 
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])

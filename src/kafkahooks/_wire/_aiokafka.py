@@ -66,14 +66,20 @@ def check_internals() -> list[str]:
     """Names this adapter relies on that the installed aiokafka no longer has (empty = fine)."""
     import inspect
 
+    from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator
+
     methods: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("_get_conn", "send"),
+        MessageAccumulator: ("_append_batch", "add_message"),
+        BatchBuilder: ("append", "record_count"),
         AIOKafkaConnection: ("send", "_send_sasl_token", "_handle_frame", "close"),
         asyncio.StreamWriter: ("write",),
     }
     attributes: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("cluster", "_conns"),
         AIOKafkaConnection: ("_requests", "_writer", "_reader"),
+        aiokafka.AIOKafkaProducer: ("_message_accumulator", "client"),
+        aiokafka.AIOKafkaConsumer: ("_client",),
     }
     missing = [
         f"{c.__module__}.{c.__qualname__}.{n}" for c, names in methods.items() for n in names if not hasattr(c, n)
@@ -244,3 +250,42 @@ def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
 
 def version() -> str:
     return str(aiokafka.__version__)
+
+
+def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
+    """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
+
+    Cost is per batch, not per record: the accumulator's ``_append_batch`` (called once per new
+    batch, in the sending task) gives the fresh ``BatchBuilder`` a one-shot ``append`` that adds the
+    headers to the record about to be appended and then removes itself. Hand-built batches
+    (``send_batch``) arrive already filled and are left alone.
+    """
+    accumulator = producer._message_accumulator
+    original = accumulator._append_batch
+
+    def _append_batch(builder: Any, tp: Any) -> Any:
+        batch = original(builder, tp)
+        try:
+            if builder.record_count() == 0:
+                _inject_on_first_append(builder, tp, dispatch)
+        except Exception as exc:
+            internal_error("aiokafka.append_batch", exc)
+        return batch
+
+    accumulator._append_batch = _append_batch
+
+
+def _inject_on_first_append(builder: Any, tp: Any, dispatch: HookDispatcher) -> None:
+    class_append = type(builder).append
+
+    def first_append(*, timestamp: Any, key: Any, value: Any, headers: Any = None) -> Any:
+        del builder.append
+        try:
+            extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
+            if extra:
+                headers = [*(headers or ()), *extra]
+        except Exception as exc:
+            internal_error("aiokafka.first_append", exc)
+        return class_append(builder, timestamp=timestamp, key=key, value=value, headers=headers)
+
+    builder.append = first_append

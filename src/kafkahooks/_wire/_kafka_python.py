@@ -75,12 +75,21 @@ def check_internals() -> list[str]:
         transport.KafkaTCPTransport: ("_sock_send",),
         transport.KafkaSSLTransport: ("_sock_send",),
     }
-    return [
+    missing = [
         f"{cls.__module__}.{cls.__qualname__}.{name}"
         for cls, names in needed.items()
         for name in names
         if not hasattr(cls, name)
     ]
+    import inspect
+
+    from kafka.producer.record_accumulator import RecordAccumulator
+
+    if "abort_on_new_batch" not in inspect.signature(RecordAccumulator.append).parameters:
+        missing.append("kafka.producer.record_accumulator.RecordAccumulator.append(abort_on_new_batch=)")
+    if "self._accumulator" not in inspect.getsource(kafka.KafkaProducer):
+        missing.append("kafka.producer.kafka.KafkaProducer._accumulator")
+    return missing
 
 
 # -- transport ------------------------------------------------------------------------------------
@@ -277,3 +286,37 @@ def client_factory(dispatch: HookDispatcher) -> Callable[..., Any]:
 
 def version() -> str:
     return str(kafka.__version__)
+
+
+def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
+    """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
+
+    kafka-python builds a batch and appends its first record inside one ``RecordAccumulator.append``
+    call, so this producer's accumulator gets a per-instance ``append`` that first tries the open
+    batch (``abort_on_new_batch=True``, KIP-480's own probe) and only when the record would open a
+    new batch asks the injectors, on the caller's thread, and appends with the extra headers.
+    """
+    accumulator = producer._accumulator
+    original = accumulator.append
+
+    def append(
+        tp: Any,
+        timestamp_ms: Any,
+        key: Any,
+        value: Any,
+        headers: Any,
+        now: Any = None,
+        abort_on_new_batch: bool = False,
+    ) -> Any:
+        result = original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=True)
+        if not result[3] or abort_on_new_batch:
+            return result
+        try:
+            extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
+            if extra:
+                headers = [*(headers or ()), *extra]
+        except Exception as exc:
+            internal_error("kafka_python.append", exc)
+        return original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=False)
+
+    accumulator.append = append

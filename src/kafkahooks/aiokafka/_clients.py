@@ -21,6 +21,8 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
         super().__init__(**kwargs)
         if self._kh.installed:
             wire.hook_client(self.client, self._kh.dispatch)
+        if self._kh.dispatch.has_batch_header_injectors:
+            wire.install_batch_headers(self, self._kh.dispatch)
         if self._kh.dispatch.has_produce_record_hooks:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send

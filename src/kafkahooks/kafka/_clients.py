@@ -31,6 +31,8 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
         self._kh = Instrumentation(hooks, tracing, "producer", configs, strict=strict_hooks)
         _install(self._kh, configs)
         super().__init__(**configs)
+        if self._kh.dispatch.has_batch_header_injectors:
+            wire.install_batch_headers(self, self._kh.dispatch)
         if self._kh.dispatch.has_produce_record_hooks:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send

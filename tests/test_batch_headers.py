@@ -1,0 +1,92 @@
+"""Headers injected once per producer batch, for both clients, counted on the wire by plain consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import kafka
+import pytest
+
+from kafkahooks.aiokafka import AIOKafkaProducer
+from kafkahooks.kafka import KafkaProducer
+from kafkahooks.testing import RecordingHook
+
+N = 400
+
+
+class BatchStamp(RecordingHook):
+    """Stamps each new batch's first record, unless the application already set the header."""
+
+    batch_header_keys = frozenset({"x-batch"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+    ) -> list[tuple[str, bytes]] | None:
+        if any(k == "x-batch" for k, _ in headers):
+            return None
+        self.opened += 1
+        return [("x-batch", b"%d" % self.opened)]
+
+
+def plain_read(bootstrap: str, topic: str, partitions: int) -> list[Any]:
+    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def produce_kafka_python(bootstrap: str, topic: str, hook: BatchStamp, values: list[tuple[bytes, Any]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[hook], linger_ms=5, batch_size=4096)
+    for value, headers in values:
+        producer.send(topic, value, headers=headers)
+    producer.flush()
+    producer.close()
+
+
+def produce_aiokafka(bootstrap: str, topic: str, hook: BatchStamp, values: list[tuple[bytes, Any]]) -> None:
+    import asyncio
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[hook], linger_ms=5, max_batch_size=4096)
+        await producer.start()
+        for value, headers in values:
+            await producer.send(topic, value, headers=headers)
+        await producer.stop()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("produce", [produce_kafka_python, produce_aiokafka], ids=["kafka-python", "aiokafka"])
+def test_one_header_per_producer_batch(
+    bootstrap: str, make_topic: Callable[..., str], produce: Callable[..., None]
+) -> None:
+    """Exactly the first record of every producer batch carries the header; nothing else changes."""
+    topic = make_topic(2)
+    hook = BatchStamp()
+    values = [(b"%05d" % i + b"." * 100, None) for i in range(N)]
+    produce(bootstrap, topic, hook, values)
+
+    records = plain_read(bootstrap, topic, 2)
+    assert sorted(v for v, _ in values) == sorted(r.value for r in records)
+    stamped = [r for r in records if r.headers]
+    batches = hook.of("produce_batch_written")
+    assert 1 < len(batches) == len(stamped) == hook.opened
+    assert sum(b.metrics.num_records for b in batches) == N
+    first_offsets = {(b.partition, b.metrics.base_offset) for b in batches}
+    assert first_offsets == {(r.partition, r.offset) for r in stamped}
+    assert all(b.metrics.headers and b.metrics.headers[0][0] == "x-batch" for b in batches)
+
+
+@pytest.mark.parametrize("produce", [produce_kafka_python, produce_aiokafka], ids=["kafka-python", "aiokafka"])
+def test_application_header_is_left_alone(bootstrap: str, topic: str, produce: Callable[..., None]) -> None:
+    """When the application set the header itself, the injector leaves its value and adds none."""
+    hook = BatchStamp()
+    produce(bootstrap, topic, hook, [(b"v", [("x-batch", b"mine")])])
+    (record,) = plain_read(bootstrap, topic, 1)
+    assert [("x-batch", b"mine")] == list(record.headers)
