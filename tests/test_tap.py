@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from kafkahooks._wire._tap import ConnectionClosed, ConnectionTap
-from kafkahooks.hooks import ApiKey, BrokerMeta, HookDispatcher
+from kafkahooks._wire._tap import ConnectionTap
+from kafkahooks.hooks import ApiKey, BrokerMeta, ConnectionClosed, HookDispatcher
 from kafkahooks.testing import RecordingHook
 
 META = BrokerMeta(1, "127.0.0.1", 9092)

@@ -248,6 +248,12 @@ def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
     client.__class__ = HookedAIOKafkaClient
 
 
+def client_id(client: AIOKafkaClient) -> str | None:
+    """The client id aiokafka resolved for this client."""
+    value = getattr(client, "_client_id", None)
+    return str(value) if value else None
+
+
 def version() -> str:
     return str(aiokafka.__version__)
 

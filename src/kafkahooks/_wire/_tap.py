@@ -21,7 +21,14 @@ from collections.abc import Iterable
 from kafkahooks import _clock
 from kafkahooks._wire import _batches
 from kafkahooks.hooks._dispatch import HookDispatcher
-from kafkahooks.hooks._types import ApiKey, BrokerE2E, BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics
+from kafkahooks.hooks._types import (
+    ApiKey,
+    BrokerE2E,
+    BrokerMeta,
+    ConnectionClosed,
+    FetchBatchMetrics,
+    ProduceBatchMetrics,
+)
 
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
@@ -29,10 +36,6 @@ _SIZE = struct.Struct(">i")
 
 ProduceTopics = Iterable[tuple[str, Iterable[tuple[int, bytes | memoryview | None]]]]
 """A Produce request's payload: ``[(topic, [(partition, records bytes), ...]), ...]``."""
-
-
-class ConnectionClosed(ConnectionError):
-    """The connection closed with the request still in flight (no transport error was given)."""
 
 
 class Request:

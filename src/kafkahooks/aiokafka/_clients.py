@@ -16,8 +16,18 @@ from kafkahooks.hooks._types import ProduceRecord
 class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    def __init__(self, *, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **kwargs: Any):
-        self._kh = Instrumentation(hooks, tracing, "producer", kwargs, strict=strict_hooks)
+    def __init__(
+        self,
+        *,
+        hooks: Any = None,
+        tracing: str | None = None,
+        strict_hooks: bool = False,
+        tracer_provider: Any = None,
+        **kwargs: Any,
+    ):
+        self._kh = Instrumentation(
+            hooks, tracing, "producer", kwargs, strict=strict_hooks, tracer_provider=tracer_provider
+        )
         super().__init__(**kwargs)
         if self._kh.installed:
             wire.hook_client(self.client, self._kh.dispatch)
@@ -26,7 +36,7 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
         if self._kh.dispatch.has_produce_record_hooks:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
-        self._kh.opened(self)
+        self._kh.opened(self, wire.client_id(self.client))
 
     @property
     def hook_dispatcher(self) -> Any:
@@ -79,16 +89,24 @@ class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __init__(
-        self, *topics: str, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **kwargs: Any
+        self,
+        *topics: str,
+        hooks: Any = None,
+        tracing: str | None = None,
+        strict_hooks: bool = False,
+        tracer_provider: Any = None,
+        **kwargs: Any,
     ):
-        self._kh = Instrumentation(hooks, tracing, "consumer", kwargs, strict=strict_hooks)
+        self._kh = Instrumentation(
+            hooks, tracing, "consumer", kwargs, strict=strict_hooks, tracer_provider=tracer_provider
+        )
         super().__init__(*topics, **kwargs)
         if self._kh.installed:
             wire.hook_client(self._client, self._kh.dispatch)
         if self._kh.dispatch.has_fetch_record_hooks:
             # ``async for`` goes through type slots, so record hooks switch this instance's class.
             self.__class__ = _RecordHookedAIOKafkaConsumer
-        self._kh.opened(self)
+        self._kh.opened(self, wire.client_id(self._client))
 
     @property
     def hook_dispatcher(self) -> Any:

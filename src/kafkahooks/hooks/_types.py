@@ -56,6 +56,11 @@ def key_name(key: int) -> str:
     return name
 
 
+class ConnectionClosed(ConnectionError):
+    """The error hooks receive for requests still on a connection that closed without a transport
+    error of its own (the client closed it, or the broker shut it cleanly)."""
+
+
 class Compression(enum.IntEnum):
     """Record-batch compression codec, as in the low three bits of a v2 batch's attributes."""
 

@@ -27,8 +27,18 @@ def _install(inst: Instrumentation, configs: dict[str, Any]) -> None:
 class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
     """``kafka.KafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    def __init__(self, *, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **configs: Any):
-        self._kh = Instrumentation(hooks, tracing, "producer", configs, strict=strict_hooks)
+    def __init__(
+        self,
+        *,
+        hooks: Any = None,
+        tracing: str | None = None,
+        strict_hooks: bool = False,
+        tracer_provider: Any = None,
+        **configs: Any,
+    ):
+        self._kh = Instrumentation(
+            hooks, tracing, "producer", configs, strict=strict_hooks, tracer_provider=tracer_provider
+        )
         _install(self._kh, configs)
         super().__init__(**configs)
         if self._kh.dispatch.has_batch_header_injectors:
@@ -36,7 +46,7 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
         if self._kh.dispatch.has_produce_record_hooks:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
-        self._kh.opened(self)
+        self._kh.opened(self, self.config.get("client_id"))
 
     @property
     def hook_dispatcher(self) -> Any:
@@ -89,15 +99,23 @@ class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
     """``kafka.KafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __init__(
-        self, *topics: str, hooks: Any = None, tracing: str | None = None, strict_hooks: bool = False, **configs: Any
+        self,
+        *topics: str,
+        hooks: Any = None,
+        tracing: str | None = None,
+        strict_hooks: bool = False,
+        tracer_provider: Any = None,
+        **configs: Any,
     ):
-        self._kh = Instrumentation(hooks, tracing, "consumer", configs, strict=strict_hooks)
+        self._kh = Instrumentation(
+            hooks, tracing, "consumer", configs, strict=strict_hooks, tracer_provider=tracer_provider
+        )
         _install(self._kh, configs)
         super().__init__(*topics, **configs)
         if self._kh.dispatch.has_fetch_record_hooks:
             # Iteration goes through type slots, so record hooks switch this instance's class.
             self.__class__ = _RecordHookedKafkaConsumer
-        self._kh.opened(self)
+        self._kh.opened(self, self.config.get("client_id"))
 
     @property
     def hook_dispatcher(self) -> Any:

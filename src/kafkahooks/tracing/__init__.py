@@ -1,11 +1,57 @@
-"""Hook-level tracing: back-dated broker spans and per-batch trace context."""
+"""Tracing from broker hooks: back-dated request spans, per-batch trace context, process spans.
+
+``tracing="hooks"`` on a wrapped client installs :class:`BrokerSpans`: one span per Produce request
+written and per Fetch response read, synthesized from the hook timings, plus the application's
+trace context on the first record of each producer batch. ``tracing="records"`` installs
+:class:`RecordSpans`, the classic per-record spans, for comparison. Consumers continue a trace
+with :func:`record_context` / :func:`batch_contexts` and the :class:`process_span` helper.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from kafkahooks._identity import ClientIdentity
+from kafkahooks.tracing._broker_spans import MAX_LINKS, BrokerSpans
+from kafkahooks.tracing._context import (
+    BatchContexts,
+    context_from_headers,
+    format_traceparent,
+    parse_traceparent,
+    record_context,
+)
+from kafkahooks.tracing._process import batch_contexts, process_span
+from kafkahooks.tracing._records import RecordSpans
 
-def plugins_for(mode: str, role: str, config: Mapping[str, Any]) -> list[Any]:
+
+def decode_errors() -> int:
+    """Malformed ``traceparent`` values seen so far in this process (each meant: no context)."""
+    from kafkahooks.tracing import _context
+
+    return _context.decode_errors.value
+
+
+def plugins_for(mode: str, identity: ClientIdentity, options: dict[str, Any]) -> list[Any]:
     """The hooks a wrapped client installs for a tracing mode."""
+    provider = options.get("tracer_provider")
+    if mode == "hooks":
+        return [BrokerSpans(identity.role, tracer_provider=provider, identity=identity)]
+    if mode == "records":
+        return [RecordSpans(identity.role, tracer_provider=provider, identity=identity)]
     return []
+
+
+__all__ = [
+    "MAX_LINKS",
+    "BatchContexts",
+    "BrokerSpans",
+    "RecordSpans",
+    "batch_contexts",
+    "context_from_headers",
+    "decode_errors",
+    "format_traceparent",
+    "parse_traceparent",
+    "plugins_for",
+    "process_span",
+    "record_context",
+]

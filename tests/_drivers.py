@@ -1,0 +1,106 @@
+"""Drive either wrapped client through one synchronous interface, so a test can run on both."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+CLIENTS = ["kafka-python", "aiokafka"]
+
+Message = tuple[bytes | None, list[tuple[str, bytes]] | None]
+
+
+def produce(client: str, bootstrap: str, topic: str, messages: list[Message], **kwargs: Any) -> list[Any]:
+    """Send ``(value, headers)`` messages with the wrapped producer of ``client``; return metadata."""
+    if client == "kafka-python":
+        from kafkahooks.kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=bootstrap, **kwargs)
+        futures = [producer.send(topic, value, headers=headers) for value, headers in messages]
+        producer.flush()
+        producer.close()
+        return [f.get(timeout=10) for f in futures]
+
+    async def run() -> list[Any]:
+        from kafkahooks.aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kwargs)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, headers=headers) for value, headers in messages]
+            return list(await asyncio.gather(*futures))
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
+def consume(
+    client: str,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    partitions: int = 1,
+    on_batch: Callable[[dict[Any, list[Any]]], None] | None = None,
+    timeout_s: float = 20.0,
+    **kwargs: Any,
+) -> list[Any]:
+    """Read ``count`` records from the start of ``topic`` with the wrapped consumer of ``client``.
+
+    ``on_batch`` is called with every non-empty ``poll()``/``getmany()`` result, as an application would.
+    """
+    if client == "kafka-python":
+        import kafka
+
+        from kafkahooks.kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **kwargs)
+        consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(records) < count and time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=500)
+                if batch:
+                    if on_batch is not None:
+                        on_batch(batch)
+                    records.extend(r for rs in batch.values() for r in rs)
+        finally:
+            consumer.close()
+        return records
+
+    async def run() -> list[Any]:
+        from aiokafka.structs import TopicPartition
+
+        from kafkahooks.aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **kwargs)
+        await consumer.start()
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(out) < count and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                if batch:
+                    if on_batch is not None:
+                        on_batch(batch)
+                    out.extend(r for rs in batch.values() for r in rs)
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+def plain_consume(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
+    """Every record of ``topic`` as an uninstrumented kafka-python consumer sees it."""
+    import kafka
+
+    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
+    records = list(consumer)
+    consumer.close()
+    return records

@@ -1,0 +1,247 @@
+"""Hook-level tracing against the real broker, for both clients, with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind
+
+from kafkahooks import export
+from kafkahooks.hooks import ApiKey
+from kafkahooks.testing import RecordingHook
+from kafkahooks.tracing import MAX_LINKS, format_traceparent, process_span, record_context
+from tests._drivers import CLIENTS, consume, plain_consume, produce
+
+
+class Tracing:
+    def __init__(self, sampler: Any = None) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("app")
+
+    def spans(self, name_prefix: str = "") -> list[ReadableSpan]:
+        export.flush()
+        return [s for s in self.exporter.get_finished_spans() if s.name.startswith(name_prefix)]
+
+
+@pytest.fixture
+def tracing() -> Iterator[Tracing]:
+    t = Tracing()
+    yield t
+    t.provider.shutdown()
+
+
+def by_key(recorder: RecordingHook, key: int) -> list[Any]:
+    return [e.e2e for e in recorder.of("broker_e2e", key)]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_one_span_per_request_with_hook_timings(
+    client: str, bootstrap: str, make_topic: Callable[..., str], tracing: Tracing
+) -> None:
+    """A send span per Produce and a poll span per non-empty Fetch, timed exactly by the hooks."""
+    topic = make_topic(2)
+    started_ns = time.time_ns()
+    producer_hooks, consumer_hooks = RecordingHook(), RecordingHook()
+    with tracing.tracer.start_as_current_span("app-produce") as app:
+        produce(
+            client,
+            bootstrap,
+            topic,
+            [(b"v" * 100, None)] * 400,
+            tracing="hooks",
+            tracer_provider=tracing.provider,
+            hooks=[producer_hooks],
+            linger_ms=5,
+        )
+    consume(
+        client,
+        bootstrap,
+        topic,
+        400,
+        partitions=2,
+        tracing="hooks",
+        tracer_provider=tracing.provider,
+        hooks=[consumer_hooks],
+    )
+    sends, polls = tracing.spans("send"), tracing.spans("poll")
+    produce_e2e = by_key(producer_hooks, ApiKey.PRODUCE)
+    fetches_with_data = [e for e in consumer_hooks.of("broker_e2e", ApiKey.FETCH) if e.e2e.bytes_read > 200]
+
+    assert len(sends) == len(produce_e2e) < 400
+    assert 0 < len(polls) <= len(consumer_hooks.of("broker_read", ApiKey.FETCH))
+    assert 400 == sum(s.attributes["messaging.batch.message_count"] for s in sends)
+    assert 400 == sum(s.attributes["messaging.batch.message_count"] for s in polls)
+    assert sorted(e.time_to_write_ns for e in produce_e2e) == sorted(s.end_time - s.start_time for s in sends)
+    assert len(fetches_with_data) >= len(polls)
+    now_ns = time.time_ns()
+    for span in sends + polls:
+        assert started_ns <= span.start_time <= span.end_time <= now_ns
+        assert SpanKind.CLIENT == span.kind
+        assert span.parent is None
+        assert "kafka" == span.attributes["messaging.system"]
+        assert topic == span.attributes["messaging.destination.name"]
+        assert span.attributes["server.port"] > 0
+        assert span.attributes["messaging.client.id"]
+    for span in polls:
+        assert span.end_time - span.start_time == span.attributes["kafkahooks.time_to_read_ns"]
+        assert ("poll", "receive") == (
+            span.attributes["messaging.operation.name"],
+            span.attributes["messaging.operation.type"],
+        )
+    assert {f"send {topic}"} == {s.name for s in sends}
+    assert {f"poll {topic}"} == {s.name for s in polls}
+    app_trace = app.get_span_context().trace_id
+    assert all(link.context.trace_id == app_trace for s in sends + polls for link in s.links)
+    assert all(s.links for s in sends + polls)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_trace_context_travels_once_per_batch(client: str, bootstrap: str, topic: str, tracing: Tracing) -> None:
+    """The first record of each producer batch carries the producing span's context; no other does."""
+    with tracing.tracer.start_as_current_span("app-produce") as app:
+        produce(client, bootstrap, topic, [(b"v", None)] * 300, tracing="hooks", tracer_provider=tracing.provider)
+    records = plain_consume(bootstrap, topic)
+    carrying = [r for r in records if r.headers]
+    expected = format_traceparent(app.get_span_context())
+    assert 300 == len(records)
+    assert len(tracing.spans("send")) == len(carrying) > 0
+    assert all([("traceparent", expected)] == list(r.headers) for r in carrying)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_application_context_is_preserved(client: str, bootstrap: str, topic: str, tracing: Tracing) -> None:
+    """A traceparent the application set itself is neither replaced nor duplicated."""
+    mine = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with tracing.tracer.start_as_current_span("app"):
+        produce(
+            client,
+            bootstrap,
+            topic,
+            [(b"v", [("traceparent", mine)])],
+            tracing="hooks",
+            tracer_provider=tracing.provider,
+        )
+    (record,) = plain_consume(bootstrap, topic)
+    assert [("traceparent", mine)] == list(record.headers)
+    (send,) = tracing.spans("send")
+    assert [0x0AF7651916CD43DD8448EB211C80319C] == [link.context.trace_id for link in send.links]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_unsampled_means_no_spans_and_no_headers(client: str, bootstrap: str, topic: str) -> None:
+    """With a sampler that drops everything, nothing is exported and records carry no header."""
+    off = Tracing(sampler=ALWAYS_OFF)
+    with off.tracer.start_as_current_span("app"):
+        produce(client, bootstrap, topic, [(b"v", None)] * 50, tracing="hooks", tracer_provider=off.provider)
+    consume(client, bootstrap, topic, 50, tracing="hooks", tracer_provider=off.provider)
+    assert [] == off.spans()
+    assert all(not r.headers for r in plain_consume(bootstrap, topic))
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_links_are_capped_and_counted(client: str, bootstrap: str, topic: str, tracing: Tracing) -> None:
+    """A fetch that reads more than 128 batches from distinct traces keeps 128 links and counts the rest."""
+    distinct = MAX_LINKS + 22
+    for i in range(distinct):
+        with tracing.tracer.start_as_current_span(f"app-{i}"):
+            produce(client, bootstrap, topic, [(b"%d" % i, None)], tracing="hooks", tracer_provider=tracing.provider)
+    consume(client, bootstrap, topic, distinct, tracing="hooks", tracer_provider=tracing.provider)
+    polls = tracing.spans("poll")
+    kept = sum(len(s.links) for s in polls)
+    dropped = sum(s.attributes.get("kafkahooks.links_dropped", 0) for s in polls)
+    assert all(len(s.links) <= MAX_LINKS for s in polls)
+    assert distinct == kept + dropped
+    assert dropped > 0, "the test needs one fetch to carry more than 128 batches"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_process_span_links_and_parents_under_asyncio_and_threads(
+    client: str, bootstrap: str, make_topic: Callable[..., str], tracing: Tracing
+) -> None:
+    """process_span links to the batch's creation context and is the parent of work done inside,
+    in concurrent asyncio tasks and in threads alike."""
+    topic = make_topic(1)
+    with tracing.tracer.start_as_current_span("app-produce") as app:
+        produce(client, bootstrap, topic, [(b"v", None)] * 20, tracing="hooks", tracer_provider=tracing.provider)
+    records = consume(client, bootstrap, topic, 20, tracing="hooks", tracer_provider=tracing.provider)
+    assert all(record_context(r) is not None for r in records), "every record maps to its batch's context"
+    app_trace = app.get_span_context().trace_id
+
+    def work(name: str) -> None:
+        with (
+            process_span(records[:10], tracer_provider=tracing.provider, name=f"process-{name}"),
+            tracing.tracer.start_as_current_span(f"inner-{name}"),
+        ):
+            time.sleep(0.01)
+
+    async def awork(name: str) -> None:
+        async with process_span(records[10:], tracer_provider=tracing.provider, name=f"process-{name}"):
+            await asyncio.sleep(0.01)
+            with tracing.tracer.start_as_current_span(f"inner-{name}"):
+                await asyncio.sleep(0.01)
+
+    threads = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def both() -> None:
+        await asyncio.gather(*(awork(f"a{i}") for i in range(3)))
+
+    asyncio.run(both())
+    spans = {s.name: s for s in tracing.spans()}
+    for name in ("t0", "t1", "t2", "a0", "a1", "a2"):
+        outer, inner = spans[f"process-{name}"], spans[f"inner-{name}"]
+        assert inner.parent is not None
+        assert outer.context.span_id == inner.parent.span_id
+        assert SpanKind.CONSUMER == outer.kind
+        assert [app_trace] == [link.context.trace_id for link in outer.links]
+
+
+def test_process_span_marks_errors_and_propagates(tracing: Tracing) -> None:
+    """An exception in the block sets error.type on the process span and still reaches the caller."""
+
+    class Record:
+        topic, partition, offset, headers = "t", 0, 5, [("traceparent", b"garbage")]
+
+    with pytest.raises(KeyError), process_span(Record(), tracer_provider=tracing.provider):
+        raise KeyError("x")
+    (span,) = tracing.spans("process")
+    assert "KeyError" == span.attributes["error.type"]
+    assert [] == list(span.links)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_records_mode_makes_a_span_per_record(client: str, bootstrap: str, topic: str, tracing: Tracing) -> None:
+    """tracing="records" creates a send and a poll span per record and a traceparent on every record."""
+    with tracing.tracer.start_as_current_span("app"):
+        produce(client, bootstrap, topic, [(b"v", None)] * 30, tracing="records", tracer_provider=tracing.provider)
+    consume(client, bootstrap, topic, 30, tracing="records", tracer_provider=tracing.provider)
+    assert 30 == len(tracing.spans("send"))
+    assert 30 == len(tracing.spans("poll"))
+    assert all(SpanKind.PRODUCER == s.kind for s in tracing.spans("send"))
+    assert all(len(r.headers) == 1 for r in plain_consume(bootstrap, topic))
+
+
+def test_tracing_env_sets_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAFKAHOOKS_TRACING picks the mode when tracing= is not given; a typo is an error."""
+    from kafkahooks import tracing_mode
+
+    monkeypatch.setenv("KAFKAHOOKS_TRACING", "hooks")
+    assert "hooks" == tracing_mode(None)
+    assert "off" == tracing_mode("off")
+    monkeypatch.setenv("KAFKAHOOKS_TRACING", "hook")
+    with pytest.raises(ValueError, match="KAFKAHOOKS_TRACING"):
+        tracing_mode(None)
