@@ -98,6 +98,55 @@ def bench_worker_span() -> float:
     return per_op_us(op, 5_000)
 
 
+def bench_produce_checkpoint() -> float:
+    """Data streams, producer: a batch opens (checkpoint + header) and is acknowledged (recorded)."""
+    from kafkahooks.datastreams import DataStreams, data_stream_hooks
+
+    streams = DataStreams("bench", "prod", exporters=[], capacity=10**7)
+    hooks = data_stream_hooks(streams)
+    batch = {}
+
+    def op() -> None:
+        header = hooks.inject_batch_headers("orders", 0, ())
+        batch["m"] = ProduceBatchMetrics(150, 16_000, 16_000, Compression.NONE, 0, 0, tuple(header or ()))
+        hooks.on_produce_batch_written(META, "orders", 0, batch["m"])
+
+    us = per_op_us(op, 20_000)
+    streams.forget()
+    return us
+
+
+def bench_consume_checkpoint() -> float:
+    """Data streams, consumer: one fetched batch remembered, then handed out in one poll list."""
+    from kafkahooks.datastreams import DataStreams, PathwayContext, data_stream_hooks
+    from kafkahooks.hooks import FetchBatchMetrics
+
+    streams = DataStreams("bench", "prod", exporters=[], capacity=10**7)
+    hooks = data_stream_hooks(streams)
+    header = (("dd-pathway-ctx-base64", PathwayContext(12345, 1_700_000_000_000, 1_700_000_000_000).encode_b64()),)
+
+    class Record:
+        __slots__ = ("offset", "timestamp")
+
+        def __init__(self, offset: int) -> None:
+            self.offset, self.timestamp = offset, 1_700_000_000_000
+
+    state = {"base": 0}
+
+    def op() -> None:
+        base = state["base"]
+        records = [Record(base), Record(base + 149)]  # a poll list's ends are all the grouping reads
+        hooks.on_fetch_batch_read(
+            META, "orders", 0, FetchBatchMetrics(150, 16_000, 16_000, Compression.NONE, base, base + 149, 0, header)
+        )
+        hooks.on_records_polled("orders", 0, records)
+        state["base"] = base + 150
+
+    us = per_op_us(op, 20_000)
+    streams.forget()
+    return us
+
+
 def bench_empty_dispatch() -> float:
     """A write event with no hook listening for its key (the filtered-out path)."""
     dispatch = HookDispatcher([BrokerSpans("producer")])
@@ -111,6 +160,8 @@ def main() -> None:
         ("plain OTel SDK span (start + end, 7 attributes)", bench_sdk_span()),
         ("tracing=hooks, I/O path per Produce request (4 hook calls)", bench_io_path()),
         ("tracing=hooks, export worker per span", bench_worker_span()),
+        ("data streams, producer checkpoint per batch (open + ack)", bench_produce_checkpoint()),
+        ("data streams, consumer checkpoint per batch (fetch + hand-out)", bench_consume_checkpoint()),
         ("dispatch of a key no hook listens to", bench_empty_dispatch()),
     ]
     table = Table(title=f"kafkahooks micro-benchmarks (Python {platform.python_version()}, {sys.platform})")

@@ -33,6 +33,7 @@ class Instrumentation:
         *,
         strict: bool = False,
         tracer_provider: Any = None,
+        data_streams: Any = None,
     ) -> None:
         self.mode: TracingMode = tracing_mode(tracing)
         self.role = role
@@ -47,6 +48,15 @@ class Instrumentation:
             from kafkahooks.tracing import plugins_for
 
             self.plugins = plugins_for(self.mode, self.identity, {"tracer_provider": tracer_provider})
+        streams = data_streams
+        if streams is None and self.mode == "hooks":
+            from kafkahooks.datastreams import default
+
+            streams = default()
+        if streams:
+            from kafkahooks.datastreams import data_stream_hooks
+
+            self.plugins.append(data_stream_hooks(streams, self.identity))
         user = flatten_hooks([hooks]) if hooks is not None else []
         self.dispatch = HookDispatcher([*user, *self.plugins], strict=strict)
         self._closed = False

@@ -23,10 +23,17 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        data_streams: Any = None,
         **kwargs: Any,
     ):
         self._kh = Instrumentation(
-            hooks, tracing, "producer", kwargs, strict=strict_hooks, tracer_provider=tracer_provider
+            hooks,
+            tracing,
+            "producer",
+            kwargs,
+            strict=strict_hooks,
+            tracer_provider=tracer_provider,
+            data_streams=data_streams,
         )
         super().__init__(**kwargs)
         if self._kh.installed:
@@ -95,17 +102,25 @@ class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        data_streams: Any = None,
         **kwargs: Any,
     ):
         self._kh = Instrumentation(
-            hooks, tracing, "consumer", kwargs, strict=strict_hooks, tracer_provider=tracer_provider
+            hooks,
+            tracing,
+            "consumer",
+            kwargs,
+            strict=strict_hooks,
+            tracer_provider=tracer_provider,
+            data_streams=data_streams,
         )
         super().__init__(*topics, **kwargs)
         if self._kh.installed:
             wire.hook_client(self._client, self._kh.dispatch)
-        if self._kh.dispatch.has_fetch_record_hooks:
-            # ``async for`` goes through type slots, so record hooks switch this instance's class.
-            self.__class__ = _RecordHookedAIOKafkaConsumer
+        if self._kh.dispatch.has_fetch_record_hooks or self._kh.dispatch.has_poll_hooks:
+            # ``async for`` goes through type slots, so consume-side hooks switch this instance's
+            # class; a consumer without them keeps aiokafka's own getone/getmany.
+            self.__class__ = _InstrumentedAIOKafkaConsumer
         self._kh.opened(self, wire.client_id(self._client))
 
     @property
@@ -120,8 +135,9 @@ class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
             self._kh.closed(self)
 
 
-class _RecordHookedAIOKafkaConsumer(AIOKafkaConsumer):
-    """A consumer whose per-record hooks are installed: every consume API reports each record."""
+class _InstrumentedAIOKafkaConsumer(AIOKafkaConsumer):
+    """A consumer with consume-side hooks: records handed out are reported per partition list
+    (``on_records_polled``) and, with per-record hooks, one by one. ``async for`` uses getone."""
 
     def _kh_handed_out(self, record: Any) -> None:
         dispatch = self._kh.dispatch
@@ -130,12 +146,21 @@ class _RecordHookedAIOKafkaConsumer(AIOKafkaConsumer):
 
     async def getone(self, *partitions: Any) -> Any:
         record = await super().getone(*partitions)
-        self._kh_handed_out(record)
+        dispatch = self._kh.dispatch
+        if dispatch.has_poll_hooks:
+            dispatch.records_polled(record.topic, record.partition, (record,))
+        if dispatch.has_fetch_record_hooks:
+            self._kh_handed_out(record)
         return record
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         result = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
-        for records in result.values():
-            for record in records:
-                self._kh_handed_out(record)
+        dispatch = self._kh.dispatch
+        if result and dispatch.has_poll_hooks:
+            for tp, records in result.items():
+                dispatch.records_polled(tp.topic, tp.partition, records)
+        if dispatch.has_fetch_record_hooks:
+            for records in result.values():
+                for record in records:
+                    self._kh_handed_out(record)
         return result

@@ -103,6 +103,16 @@ class ExportWorker:
         """Final flush, then stop the thread (waiting at most ``timeout_s`` in all)."""
         started = time.monotonic()
         self.flush(timeout_s)
+        with self._lock:
+            sinks = list(self._sinks)
+        for sink in sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:
+                    self.failures[sink.name] = self.failures.get(sink.name, 0) + 1
+                    self._log.warning(sink.name, "export_failed", sink=sink.name, error=repr(exc)[:200])
         self._stop = True
         self._wake.set()
         thread = self._thread

@@ -24,6 +24,7 @@ from kafkahooks.hooks._protocols import (
     ProduceBatchWrittenHook,
     ProduceRecordBufferedHook,
     ProduceRecordUnbufferedHook,
+    RecordsPolledHook,
 )
 from kafkahooks.hooks._types import (
     ApiKey,
@@ -69,6 +70,7 @@ __all__ = [
     "ProduceRecord",
     "ProduceRecordBufferedHook",
     "ProduceRecordUnbufferedHook",
+    "RecordsPolledHook",
     "flatten_hooks",
     "key_name",
 ]

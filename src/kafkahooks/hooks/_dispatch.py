@@ -101,6 +101,7 @@ class HookDispatcher:
         self._fetch_buffered = plain("on_fetch_record_buffered")
         self._fetch_unbuffered = plain("on_fetch_record_unbuffered")
         self._inject = plain("inject_batch_headers")
+        self._polled = plain("on_records_polled")
 
         wanted: set[str] = set()
         for hook in self.hooks:
@@ -131,6 +132,7 @@ class HookDispatcher:
         self.has_produce_record_hooks = bool(self._produce_buffered or self._produce_unbuffered)
         self.has_fetch_record_hooks = bool(self._fetch_buffered or self._fetch_unbuffered)
         self.has_batch_header_injectors = bool(self._inject)
+        self.has_poll_hooks = bool(self._polled)
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
@@ -300,6 +302,13 @@ class HookDispatcher:
             if got:
                 extra = [*extra, *got] if extra else list(got)
         return extra
+
+    def records_polled(self, topic: str, partition: int, records: Sequence[Any]) -> None:
+        for fn in self._polled:
+            try:
+                fn(topic, partition, records)
+            except Exception as exc:
+                self._failed(fn, "on_records_polled", exc)
 
     def fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
         for fn in self._fetch_unbuffered:

@@ -183,6 +183,19 @@ class ProduceBatchHeadersHook(Protocol):
         """
 
 
+@runtime_checkable
+class RecordsPolledHook(Protocol):
+    def on_records_polled(self, topic: str, partition: int, records: Sequence[Any]) -> None:
+        """A kafkahooks extension (kgo has none): called on the application's thread or task each
+        time a consume API hands records of one partition to the application, once per partition
+        list (``poll``, ``getmany``, the lists iteration draws from) or per record (``getone``).
+
+        ``records`` are the client's own record objects, in offset order; read them, never keep or
+        change them. This is where per-batch work on consumed records belongs (data-stream
+        checkpoints); it costs nothing per record unless the hook loops over them.
+        """
+
+
 ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     NewClientHook,
     ClientClosedHook,
@@ -199,6 +212,7 @@ ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     FetchRecordBufferedHook,
     FetchRecordUnbufferedHook,
     ProduceBatchHeadersHook,
+    RecordsPolledHook,
 )
 """Every hook protocol, in the order the dispatcher documents them."""
 
@@ -218,5 +232,6 @@ HOOK_METHODS: tuple[str, ...] = (
     "on_fetch_record_buffered",
     "on_fetch_record_unbuffered",
     "inject_batch_headers",
+    "on_records_polled",
 )
 """The method names, one per protocol above."""

@@ -34,10 +34,17 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        data_streams: Any = None,
         **configs: Any,
     ):
         self._kh = Instrumentation(
-            hooks, tracing, "producer", configs, strict=strict_hooks, tracer_provider=tracer_provider
+            hooks,
+            tracing,
+            "producer",
+            configs,
+            strict=strict_hooks,
+            tracer_provider=tracer_provider,
+            data_streams=data_streams,
         )
         _install(self._kh, configs)
         super().__init__(**configs)
@@ -105,16 +112,24 @@ class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        data_streams: Any = None,
         **configs: Any,
     ):
         self._kh = Instrumentation(
-            hooks, tracing, "consumer", configs, strict=strict_hooks, tracer_provider=tracer_provider
+            hooks,
+            tracing,
+            "consumer",
+            configs,
+            strict=strict_hooks,
+            tracer_provider=tracer_provider,
+            data_streams=data_streams,
         )
         _install(self._kh, configs)
         super().__init__(*topics, **configs)
-        if self._kh.dispatch.has_fetch_record_hooks:
-            # Iteration goes through type slots, so record hooks switch this instance's class.
-            self.__class__ = _RecordHookedKafkaConsumer
+        if self._kh.dispatch.has_fetch_record_hooks or self._kh.dispatch.has_poll_hooks:
+            # Iteration goes through type slots, so consume-side hooks switch this instance's class;
+            # a consumer without them keeps kafka-python's own poll and iteration.
+            self.__class__ = _InstrumentedKafkaConsumer
         self._kh.opened(self, self.config.get("client_id"))
 
     @property
@@ -129,8 +144,9 @@ class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
             self._kh.closed(self)
 
 
-class _RecordHookedKafkaConsumer(KafkaConsumer):
-    """A consumer whose per-record hooks are installed: ``poll`` and iteration report each record."""
+class _InstrumentedKafkaConsumer(KafkaConsumer):
+    """A consumer with consume-side hooks: records handed out are reported per partition list
+    (``on_records_polled``) and, with per-record hooks, one by one."""
 
     def _kh_handed_out(self, record: Any) -> None:
         dispatch = self._kh.dispatch
@@ -139,8 +155,12 @@ class _RecordHookedKafkaConsumer(KafkaConsumer):
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None, update_offsets: bool = True) -> Any:
         result = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
-        # Iteration prefetches with update_offsets=False and hands records out one by one in __next__.
-        if update_offsets:
+        dispatch = self._kh.dispatch
+        if result and dispatch.has_poll_hooks:
+            # Iteration draws its records from these lists, prefetched with update_offsets=False.
+            for tp, records in result.items():
+                dispatch.records_polled(tp.topic, tp.partition, records)
+        if update_offsets and dispatch.has_fetch_record_hooks:
             for records in result.values():
                 for record in records:
                     self._kh_handed_out(record)
@@ -148,5 +168,6 @@ class _RecordHookedKafkaConsumer(KafkaConsumer):
 
     def __next__(self) -> Any:
         record = super().__next__()
-        self._kh_handed_out(record)
+        if self._kh.dispatch.has_fetch_record_hooks:
+            self._kh_handed_out(record)
         return record

@@ -1,0 +1,224 @@
+"""Where data-stream statistics go: OpenTelemetry metrics, the Datadog agent, a JSON-lines file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from ddsketch.pb.proto import DDSketchProto
+from opentelemetry import metrics
+from opentelemetry.semconv.schemas import Schemas
+
+from kafkahooks._log import get_logger
+from kafkahooks._selfstats import counter
+from kafkahooks._version import __version__
+from kafkahooks.datastreams._streams import Point, StatsBucket
+
+_logger = get_logger(__name__)
+_agent_dropped = counter("datastreams_agent_buckets_dropped", "Buckets not sent because the agent refused them")
+
+LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def hash_hex(value: int) -> str:
+    """A pathway hash as 16 hex digits (how attributes and the map name them)."""
+    return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class OtelMetricsExporter:
+    """Data streams as OpenTelemetry metrics, for any OTLP backend.
+
+    Per checkpoint: ``kafkahooks.datastreams.edge_latency`` and ``.pathway_latency`` (histograms,
+    seconds; one measurement per checkpoint, that is per producer batch, not per record) and
+    ``kafkahooks.datastreams.messages`` (counter of records, weights included). Attributes:
+    ``kafkahooks.service``, ``kafkahooks.env``, one ``kafkahooks.edge.<tag>`` per edge tag
+    (direction, topic, group, type), and the pathway's ``kafkahooks.pathway.hash`` and
+    ``kafkahooks.pathway.parent_hash``: bounded by the number of pathways, not of records.
+    """
+
+    def __init__(self, meter_provider: Any = None) -> None:
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(
+            "kafkahooks.datastreams", __version__, schema_url=Schemas.V1_44_0.value
+        )
+        self._edge = meter.create_histogram(
+            "kafkahooks.datastreams.edge_latency",
+            unit="s",
+            description="Time since the previous checkpoint of the pathway, per checkpoint",
+            explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
+        )
+        self._pathway = meter.create_histogram(
+            "kafkahooks.datastreams.pathway_latency",
+            unit="s",
+            description="Time since the pathway's origin, per checkpoint",
+            explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
+        )
+        self._messages = meter.create_counter(
+            "kafkahooks.datastreams.messages", unit="{message}", description="Records through each checkpoint"
+        )
+        self._attrs: dict[tuple[str, str, tuple[str, ...], int, int], dict[str, str]] = {}
+
+    def _attributes(self, service: str, env: str, point: Point) -> dict[str, str]:
+        key = (service, env, point.edge_tags, point.hash, point.parent_hash)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = {"kafkahooks.service": service, "kafkahooks.env": env}
+            for tag in point.edge_tags:
+                name, _, value = tag.partition(":")
+                attrs[f"kafkahooks.edge.{name}"] = value
+            attrs["kafkahooks.pathway.hash"] = hash_hex(point.hash)
+            attrs["kafkahooks.pathway.parent_hash"] = hash_hex(point.parent_hash)
+            if len(self._attrs) > 10_000:
+                self._attrs.clear()
+            self._attrs[key] = attrs
+        return attrs
+
+    def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
+        for point in points:
+            attrs = self._attributes(service, env, point)
+            self._edge.record(point.edge_latency_ns / 1e9, attrs)
+            self._pathway.record(point.pathway_latency_ns / 1e9, attrs)
+            self._messages.add(point.weight, attrs)
+
+    def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
+        """Buckets carry nothing the point metrics do not."""
+
+
+def agent_payload(service: str, env: str, buckets: Sequence[StatsBucket], hostname: str) -> dict[str, Any]:
+    """The ``/v0.1/pipeline_stats`` payload (before msgpack and gzip) for ``buckets``."""
+    return {
+        "Service": service,
+        "TracerVersion": f"kafkahooks-{__version__}",
+        "Lang": "python",
+        "Hostname": hostname,
+        "Env": env,
+        "Version": "",
+        "Stats": [
+            {
+                "Start": bucket.start_ns,
+                "Duration": bucket.duration_ns,
+                "Stats": [
+                    {
+                        "EdgeTags": list(group.edge_tags),
+                        "Hash": group.hash & 0xFFFFFFFFFFFFFFFF,
+                        "ParentHash": group.parent_hash & 0xFFFFFFFFFFFFFFFF,
+                        "PathwayLatency": _sketch_bytes(group.pathway_latency),
+                        "EdgeLatency": _sketch_bytes(group.edge_latency),
+                        "PayloadSize": _sketch_bytes(group.payload_size),
+                    }
+                    for group in bucket.groups.values()
+                ],
+                "Backlogs": [{"Tags": list(tags), "Value": offset} for tags, offset in bucket.backlogs.items()],
+            }
+            for bucket in buckets
+        ],
+    }
+
+
+def _agent_url() -> str:
+    url = os.environ.get("DD_TRACE_AGENT_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    host = os.environ.get("DD_AGENT_HOST", "").strip() or "localhost"
+    port = os.environ.get("DD_TRACE_AGENT_PORT", "").strip() or "8126"
+    return f"http://{host}:{port}"
+
+
+class DatadogAgentExporter:
+    """Closed buckets to a Datadog agent: ``POST {url}/v0.1/pipeline_stats``, gzip-compressed msgpack.
+
+    ``url`` defaults to ``$DD_TRACE_AGENT_URL``, else ``http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT``,
+    else ``http://localhost:8126``. Each post times out after ``timeout_s``; a failure loses that
+    post's buckets (counted, logged rate-limited, never retried in a loop); a 404 means the agent
+    is too old (< 7.34), and sending stops.
+    """
+
+    def __init__(self, url: str | None = None, *, timeout_s: float = 2.0, hostname: str | None = None) -> None:
+        self.url = (url or _agent_url()).rstrip("/") + "/v0.1/pipeline_stats"
+        self.timeout_s = timeout_s
+        self.hostname = hostname if hostname is not None else socket.gethostname()
+        self.disabled = False
+        self.sent = 0
+
+    def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
+        """The agent takes aggregated buckets only."""
+
+    def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
+        if self.disabled:
+            _agent_dropped.add(len(buckets))
+            return
+        body = gzip.compress(msgpack.packb(agent_payload(service, env, buckets, self.hostname)))
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/msgpack",
+                "Content-Encoding": "gzip",
+                "Datadog-Meta-Lang": "python",
+                "Datadog-Meta-Tracer-Version": f"kafkahooks-{__version__}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                self.disabled = True
+                _logger.warning("datastreams_agent_unsupported", url=self.url, status=404)
+                _agent_dropped.add(len(buckets))
+                return
+            raise
+        self.sent += len(buckets)
+
+
+class JsonLinesExporter:
+    """Closed buckets as JSON lines (one per pathway group per bucket), for ``kafkahooks map``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
+        """Only buckets are written."""
+
+    def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
+        lines = []
+        for bucket in buckets:
+            for group in bucket.groups.values():
+                lines.append(
+                    json.dumps(
+                        {
+                            "service": service,
+                            "env": env,
+                            "start_ns": bucket.start_ns,
+                            "edge_tags": list(group.edge_tags),
+                            "hash": hash_hex(group.hash),
+                            "parent_hash": hash_hex(group.parent_hash),
+                            "messages": group.messages,
+                            "edge_latency_s": _quantiles(group.edge_latency),
+                            "pathway_latency_s": _quantiles(group.pathway_latency),
+                            "payload_bytes": _quantiles(group.payload_size),
+                        }
+                    )
+                )
+        if lines:
+            with self._lock, self.path.open("a", encoding="utf-8") as out:
+                out.write("\n".join(lines) + "\n")
+
+
+def _sketch_bytes(sketch: Any) -> bytes:
+    """The DDSketch protobuf Datadog's backend parses (ddsketch ships no types for this call)."""
+    return bytes(DDSketchProto.to_proto(sketch).SerializeToString())  # type: ignore[no-untyped-call]
+
+
+def _quantiles(sketch: Any) -> dict[str, float]:
+    return {q: float(sketch.get_quantile_value(v) or 0.0) for q, v in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}

@@ -1,0 +1,297 @@
+"""``DataStreams``: checkpoints, 10-second aggregation into DDSketches, and export.
+
+The hot path (:meth:`DataStreams.checkpoint`, :meth:`DataStreams.record`) computes a cached hash,
+two subtractions, and hands a small tuple to a bounded buffer that drops and counts when full.
+Sketch work happens on the export worker; closed buckets go to the exporters, and everything
+left goes at shutdown (or :meth:`DataStreams.flush` with ``final=True``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple, Protocol
+
+from ddsketch import DDSketch
+
+from kafkahooks import _clock
+from kafkahooks._log import get_logger
+from kafkahooks._selfstats import counter
+from kafkahooks.datastreams._pathway import PathwayContext, pathway_hash
+from kafkahooks.export import BoundedBuffer, worker
+
+RELATIVE_ACCURACY = 1 / 129
+"""gamma = 1.015625, as Datadog's backend expects."""
+BUCKET_NS = 10_000_000_000
+HeaderMode = Literal["batch", "record", "off"]
+
+_logger = get_logger(__name__)
+_export_errors = counter("datastreams_export_errors", "Data-stream exports that failed")
+
+
+class Point(NamedTuple):
+    """One checkpoint (or a batch of records checkpointed together), as queued on the hot path."""
+
+    at_ns: int
+    edge_tags: tuple[str, ...]
+    hash: int
+    parent_hash: int
+    edge_latency_ns: int
+    pathway_latency_ns: int
+    payload_bytes: float
+    weight: int
+
+
+@dataclass
+class StatsGroup:
+    """Aggregated checkpoints of one (edge tags, hash, parent hash) in one bucket."""
+
+    edge_tags: tuple[str, ...]
+    hash: int
+    parent_hash: int
+    edge_latency: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
+    pathway_latency: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
+    payload_size: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
+    messages: int = 0
+
+
+@dataclass
+class StatsBucket:
+    """One 10-second, epoch-aligned bucket."""
+
+    start_ns: int
+    duration_ns: int
+    groups: dict[tuple[tuple[str, ...], int, int], StatsGroup] = field(default_factory=dict)
+    backlogs: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+
+class Exporter(Protocol):
+    """Receives data-stream statistics on the export worker; must not block for long."""
+
+    def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
+        """Raw checkpoints as they were drained (an exporter may ignore them)."""
+
+    def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
+        """Closed buckets (an exporter may ignore them)."""
+
+
+def _default_service() -> str:
+    for var in ("DD_SERVICE", "OTEL_SERVICE_NAME"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value
+    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else ""
+    return script or "python"
+
+
+class DataStreams:
+    """Data-stream monitoring for the clients it is given to (``data_streams=``).
+
+    ``service`` and ``env`` default to ``$DD_SERVICE`` (else ``$OTEL_SERVICE_NAME``, else the
+    script's name) and ``$DD_ENV``. ``header_mode`` is ``"batch"`` (the pathway header on the
+    first record of each producer batch), ``"record"`` (on every record, for fleets with
+    per-record consumers) or ``"off"`` (no header: consumers start a new pathway at each
+    record batch, from its timestamp). ``exporters`` default to OpenTelemetry metrics; add
+    :class:`~kafkahooks.datastreams.DatadogAgentExporter` for Datadog's backend.
+    """
+
+    def __init__(
+        self,
+        service: str | None = None,
+        env: str | None = None,
+        *,
+        header_mode: HeaderMode = "batch",
+        exporters: Sequence[Exporter] | None = None,
+        cluster_id: str | None = None,
+        capacity: int = 10_000,
+        bucket_ns: int = BUCKET_NS,
+    ) -> None:
+        if header_mode not in ("batch", "record", "off"):
+            raise ValueError(f"header_mode must be 'batch', 'record' or 'off', not {header_mode!r}")
+        self.service = service or _default_service()
+        self.env = env if env is not None else os.environ.get("DD_ENV", "")
+        self.header_mode: HeaderMode = header_mode
+        self.cluster_id = cluster_id
+        self.bucket_ns = bucket_ns
+        if exporters is None:
+            from kafkahooks.datastreams._exporters import OtelMetricsExporter
+
+            exporters = [OtelMetricsExporter()]
+        self.exporters = list(exporters)
+        self.name = f"datastreams:{self.service}"
+        self.buffer: BoundedBuffer[Point] = BoundedBuffer(self.name, capacity, worker().wake)
+        self._backlogs: dict[tuple[str, ...], int] = {}
+        self._backlog_lock = threading.Lock()
+        self._buckets: dict[int, StatsBucket] = {}
+        self._process_lock = threading.Lock()
+        self._tags: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
+        worker().register(self)
+
+    def __repr__(self) -> str:
+        return f"<DataStreams service={self.service!r} env={self.env!r} header_mode={self.header_mode}>"
+
+    @property
+    def dropped(self) -> int:
+        """Checkpoints dropped because the buffer was full."""
+        return self.buffer.dropped
+
+    # -- edge tags --------------------------------------------------------------------------------
+
+    def produce_tags(self, topic: str) -> tuple[str, ...]:
+        """Sorted edge tags of a produce to ``topic``."""
+        key = ("out", None, topic)
+        tags = self._tags.get(key)
+        if tags is None:
+            raw = ["direction:out", f"topic:{topic}", "type:kafka"]
+            if self.cluster_id:
+                raw.append(f"kafka_cluster_id:{self.cluster_id}")
+            tags = self._tags[key] = tuple(sorted(raw))
+        return tags
+
+    def consume_tags(self, topic: str, group: str | None) -> tuple[str, ...]:
+        """Sorted edge tags of a consume from ``topic`` by ``group``."""
+        key = ("in", group, topic)
+        tags = self._tags.get(key)
+        if tags is None:
+            raw = ["direction:in", f"topic:{topic}", "type:kafka"]
+            if group:
+                raw.append(f"group:{group}")
+            if self.cluster_id:
+                raw.append(f"kafka_cluster_id:{self.cluster_id}")
+            tags = self._tags[key] = tuple(sorted(raw))
+        return tags
+
+    # -- the hot path -----------------------------------------------------------------------------
+
+    def compute(
+        self, edge_tags: tuple[str, ...], parent: PathwayContext | None, now_ms: int, origin_ms: int | None = None
+    ) -> tuple[PathwayContext, int, int]:
+        """The outgoing context of a checkpoint and its edge and pathway latencies (ms), not recorded.
+
+        With no parent, the pathway starts here, at ``origin_ms`` when given (a record's timestamp,
+        for payloads that arrive without a pathway header) or now.
+        """
+        if parent is None:
+            start = now_ms if origin_ms is None or origin_ms < 0 else origin_ms
+            ctx = PathwayContext(pathway_hash(self.service, self.env, edge_tags, 0), start, now_ms)
+            return ctx, max(now_ms - start, 0), max(now_ms - start, 0)
+        ctx = PathwayContext(
+            pathway_hash(self.service, self.env, edge_tags, parent.hash), parent.pathway_start_ms, now_ms
+        )
+        return ctx, max(now_ms - parent.edge_start_ms, 0), max(now_ms - parent.pathway_start_ms, 0)
+
+    def record(
+        self,
+        edge_tags: tuple[str, ...],
+        ctx: PathwayContext,
+        parent_hash: int,
+        edge_ms: int,
+        pathway_ms: int,
+        *,
+        weight: int = 1,
+        payload_bytes: float = 0.0,
+        at_ns: int | None = None,
+    ) -> bool:
+        """Queue a computed checkpoint; False (counted) if the buffer was full."""
+        return self.buffer.offer(
+            Point(
+                _clock.time_ns() if at_ns is None else at_ns,
+                edge_tags,
+                ctx.hash,
+                parent_hash,
+                edge_ms * 1_000_000,
+                pathway_ms * 1_000_000,
+                payload_bytes,
+                weight,
+            )
+        )
+
+    def checkpoint(
+        self,
+        edge_tags: Sequence[str],
+        parent: PathwayContext | None = None,
+        *,
+        weight: int = 1,
+        payload_bytes: float = 0.0,
+        origin_ms: int | None = None,
+        now_ms: int | None = None,
+    ) -> PathwayContext:
+        """Compute and record a checkpoint; returns the outgoing context."""
+        tags = tuple(sorted(edge_tags))
+        now = _clock.time_ns() // 1_000_000 if now_ms is None else now_ms
+        ctx, edge_ms, pathway_ms = self.compute(tags, parent, now, origin_ms)
+        self.record(
+            tags, ctx, parent.hash if parent else 0, edge_ms, pathway_ms, weight=weight, payload_bytes=payload_bytes
+        )
+        return ctx
+
+    def backlog(self, tags: tuple[str, ...], offset: int) -> None:
+        """Note an offset for consumer lag (``type:kafka_produce`` / ``type:kafka_commit`` tags)."""
+        with self._backlog_lock:
+            if offset > self._backlogs.get(tags, -1):
+                self._backlogs[tags] = offset
+
+    # -- the export worker ------------------------------------------------------------------------
+
+    def process(self, final: bool = False) -> None:
+        """Aggregate what was queued; hand closed buckets (all of them when ``final``) to the exporters."""
+        with self._process_lock:
+            self._process(final)
+
+    def _process(self, final: bool) -> None:
+        points = self.buffer.drain()
+        now = _clock.time_ns()
+        for point in points:
+            start = point.at_ns - point.at_ns % self.bucket_ns
+            bucket = self._buckets.get(start)
+            if bucket is None:
+                bucket = self._buckets[start] = StatsBucket(start, self.bucket_ns)
+            key = (point.edge_tags, point.hash, point.parent_hash)
+            group = bucket.groups.get(key)
+            if group is None:
+                group = bucket.groups[key] = StatsGroup(point.edge_tags, point.hash, point.parent_hash)
+            group.edge_latency.add(point.edge_latency_ns / 1e9, point.weight)
+            group.pathway_latency.add(point.pathway_latency_ns / 1e9, point.weight)
+            group.payload_size.add(max(point.payload_bytes, 0.0), point.weight)
+            group.messages += point.weight
+        with self._backlog_lock:
+            backlogs, self._backlogs = self._backlogs, {}
+        if backlogs:
+            current = now - now % self.bucket_ns
+            bucket = self._buckets.setdefault(current, StatsBucket(current, self.bucket_ns))
+            for tags, offset in backlogs.items():
+                bucket.backlogs[tags] = max(offset, bucket.backlogs.get(tags, -1))
+        closed = sorted(s for s in self._buckets if final or s + self.bucket_ns <= now)
+        buckets = [self._buckets.pop(s) for s in closed]
+        for exporter in self.exporters:
+            try:
+                if points:
+                    exporter.export_points(self.service, self.env, points)
+                if buckets:
+                    exporter.export_buckets(self.service, self.env, buckets)
+            except Exception as exc:
+                _export_errors.add()
+                _logger.warning("datastreams_export_failed", exporter=type(exporter).__name__, error=repr(exc)[:200])
+
+    def flush(self, final: bool = True) -> None:
+        """Process everything queued now, on the caller's thread; with ``final``, open buckets too."""
+        self.process(final=final)
+
+    def close(self) -> None:
+        """Export everything, open buckets included (the worker calls this at shutdown)."""
+        self.process(final=True)
+
+    def forget(self) -> None:
+        self.buffer.clear()
+        self._buckets.clear()
+
+
+@functools.cache
+def default() -> DataStreams:
+    """The process-wide :class:`DataStreams` that ``tracing="hooks"`` uses when none is given."""
+    return DataStreams()

@@ -1,0 +1,228 @@
+"""Data-stream checkpoints per batch across a real three-stage pipeline, for both clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kafkahooks.datastreams import HEADER, DataStreams, Point, current_pathway, from_headers, pathway_hash
+from tests._drivers import CLIENTS, consume, plain_consume, produce
+from tests.test_pathway import Capture
+
+ENV = "test"
+
+
+def make_streams(service: str, header_mode: str = "batch") -> tuple[DataStreams, Capture]:
+    capture = Capture()
+    return DataStreams(service, ENV, exporters=[capture], header_mode=header_mode), capture  # type: ignore[arg-type]
+
+
+def points(streams: DataStreams, capture: Capture) -> list[Point]:
+    streams.flush(final=True)
+    return capture.points
+
+
+def isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a pipeline stage in its own context, as a separate service would be."""
+    return contextvars.copy_context().run(fn, *args, **kwargs)
+
+
+def relay(client: str, bootstrap: str, source: str, target: str, count: int, streams: DataStreams, group: str) -> None:
+    """Consume from ``source`` and forward each poll's records to ``target``, with no pathway code."""
+    if client == "kafka-python":
+        import kafka
+
+        from kafkahooks.kafka import KafkaConsumer, KafkaProducer
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            data_streams=streams,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        consumer.assign([kafka.TopicPartition(source, 0)])
+        producer = KafkaProducer(bootstrap_servers=bootstrap, data_streams=streams, linger_ms=5)
+        moved, deadline = 0, time.monotonic() + 20
+        while moved < count and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    producer.send(target, record.value)
+                moved += len(records)
+        producer.flush()
+        producer.close()
+        consumer.close()
+        return
+
+    async def run() -> None:
+        from aiokafka.structs import TopicPartition
+
+        from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            data_streams=streams,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, data_streams=streams, linger_ms=5)
+        await asyncio.gather(consumer.start(), producer.start())
+        consumer.assign([TopicPartition(source, 0)])
+        moved, deadline = 0, time.monotonic() + 20
+        while moved < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    await producer.send(target, record.value)
+                moved += len(records)
+        await producer.stop()
+        await consumer.stop()
+
+    asyncio.run(run())
+
+
+def weight(ps: list[Point], direction: str) -> int:
+    return sum(p.weight for p in ps if f"direction:{direction}" in p.edge_tags)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_three_stage_pipeline(client: str, bootstrap: str, make_topic: Callable[..., str]) -> None:
+    """producer -> relay -> sink: hashes chain parent to child, counts equal records, latencies add up."""
+    orders, enriched = make_topic(1), make_topic(1)
+    (a, cap_a), (b, cap_b), (c, cap_c) = make_streams("svc-a"), make_streams("svc-b"), make_streams("svc-c")
+    n = 300
+    isolated(produce, client, bootstrap, orders, [(b"%d" % i, None) for i in range(n)], data_streams=a, linger_ms=5)
+    isolated(relay, client, bootstrap, orders, enriched, n, b, "g-relay")
+    isolated(consume, client, bootstrap, enriched, n, data_streams=c, group_id="g-sink", enable_auto_commit=False)
+    pa, pb, pc = points(a, cap_a), points(b, cap_b), points(c, cap_c)
+
+    out_a = pathway_hash("svc-a", ENV, ("direction:out", f"topic:{orders}", "type:kafka"), 0)
+    in_b = pathway_hash("svc-b", ENV, ("direction:in", "group:g-relay", f"topic:{orders}", "type:kafka"), out_a)
+    out_b = pathway_hash("svc-b", ENV, ("direction:out", f"topic:{enriched}", "type:kafka"), in_b)
+    in_c = pathway_hash("svc-c", ENV, ("direction:in", "group:g-sink", f"topic:{enriched}", "type:kafka"), out_b)
+    assert {(out_a, 0)} == {(p.hash, p.parent_hash) for p in pa}
+    assert {(in_b, out_a), (out_b, in_b)} == {(p.hash, p.parent_hash) for p in pb}
+    assert {(in_c, out_b)} == {(p.hash, p.parent_hash) for p in pc}
+    assert (n, n, n, n) == (weight(pa, "out"), weight(pb, "in"), weight(pb, "out"), weight(pc, "in"))
+    assert len(pa) < n, "one checkpoint per batch, not per record"
+    for p in pa + pb + pc:
+        assert 0 <= p.edge_latency_ns <= p.pathway_latency_ns < 60e9
+    assert max(p.pathway_latency_ns for p in pc) >= max(p.edge_latency_ns for p in pc)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_edges_add_up_to_the_pathway_for_one_record(
+    client: str, bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    """For a single record, the three edge latencies sum exactly to its latency from origin (ms)."""
+    orders, enriched = make_topic(1), make_topic(1)
+    (a, cap_a), (b, cap_b), (c, cap_c) = make_streams("one-a"), make_streams("one-b"), make_streams("one-c")
+    isolated(produce, client, bootstrap, orders, [(b"x", None)], data_streams=a)
+    time.sleep(0.05)
+    isolated(relay, client, bootstrap, orders, enriched, 1, b, "g1")
+    time.sleep(0.05)
+    isolated(consume, client, bootstrap, enriched, 1, data_streams=c, group_id="g2", enable_auto_commit=False)
+    (_,) = points(a, cap_a)
+    consume_b, produce_b = sorted(points(b, cap_b), key=lambda p: "direction:out" in p.edge_tags)
+    (consume_c,) = points(c, cap_c)
+    edges = consume_b.edge_latency_ns + produce_b.edge_latency_ns + consume_c.edge_latency_ns
+    assert edges == consume_c.pathway_latency_ns
+    assert consume_c.pathway_latency_ns >= 100_000_000
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("mode", ["batch", "record", "off"])
+def test_header_modes_on_the_wire(client: str, mode: str, bootstrap: str, topic: str) -> None:
+    """batch: one pathway header per producer batch; record: one per record; off: none."""
+    streams, capture = make_streams(f"modes-{mode}", mode)
+    isolated(produce, client, bootstrap, topic, [(b"v" * 50, None)] * 200, data_streams=streams, linger_ms=5)
+    records = plain_consume(bootstrap, topic)
+    carrying = [r for r in records if any(k == HEADER for k, _ in r.headers)]
+    produced = points(streams, capture)
+    assert 200 == len(records) == sum(p.weight for p in produced)
+    expected = {"batch": len(produced), "record": 200, "off": 0}[mode]
+    assert expected == len(carrying)
+    assert all(from_headers(r.headers) is not None for r in carrying)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_off_mode_consumers_start_a_new_pathway_from_the_record_timestamp(
+    client: str, bootstrap: str, topic: str
+) -> None:
+    """Without headers the consumer starts a pathway at the batch timestamp, so edge = pathway latency > 0."""
+    producer_streams, _ = make_streams("plain-producer", "off")
+    isolated(produce, client, bootstrap, topic, [(b"v", None)] * 20, data_streams=producer_streams)
+    time.sleep(0.1)
+    streams, capture = make_streams("reader")
+    isolated(consume, client, bootstrap, topic, 20, data_streams=streams, group_id="r", enable_auto_commit=False)
+    consumed = points(streams, capture)
+    assert 20 == sum(p.weight for p in consumed)
+    assert all(p.parent_hash == 0 and p.edge_latency_ns == p.pathway_latency_ns >= 100_000_000 for p in consumed)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_mid_batch_seek_keeps_the_batch_pathway(client: str, bootstrap: str, topic: str) -> None:
+    """Starting in the middle of a producer batch still attributes the records to that batch's pathway."""
+    source, _ = make_streams("seek-src")
+    isolated(produce, client, bootstrap, topic, [(b"v", None)] * 50, data_streams=source, linger_ms=50)
+    streams, capture = make_streams("seek-reader")
+
+    def read_from_middle() -> list[Any]:
+        if client == "kafka-python":
+            import kafka
+
+            from kafkahooks.kafka import KafkaConsumer
+
+            consumer = KafkaConsumer(bootstrap_servers=bootstrap, data_streams=streams, consumer_timeout_ms=3000)
+            tp = kafka.TopicPartition(topic, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, 25)
+            got = list(consumer)
+            consumer.close()
+            return got
+
+        async def run() -> list[Any]:
+            from aiokafka.structs import TopicPartition
+
+            from kafkahooks.aiokafka import AIOKafkaConsumer
+
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, data_streams=streams)
+            await consumer.start()
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, 25)
+            got = []
+            async for record in consumer:  # one record at a time: the getone path
+                got.append(record)
+                if len(got) == 25:
+                    break
+            await consumer.stop()
+            return got
+
+        return asyncio.run(run())
+
+    records = isolated(read_from_middle)
+    consumed = points(streams, capture)
+    assert 25 == len(records) == sum(p.weight for p in consumed)
+    assert all(p.parent_hash != 0 for p in consumed), "the batch's pathway was found without its first record"
+
+
+def test_consuming_sets_the_current_pathway_for_the_thread(bootstrap: str, topic: str) -> None:
+    """After a poll, the thread's current pathway is the consume checkpoint's outgoing context."""
+    source, _ = make_streams("cur-src")
+    isolated(produce, "kafka-python", bootstrap, topic, [(b"v", None)] * 5, data_streams=source)
+    streams, capture = make_streams("cur-reader")
+
+    def read() -> Any:
+        consume("kafka-python", bootstrap, topic, 5, data_streams=streams)
+        return current_pathway()
+
+    ctx = isolated(read)
+    assert ctx is not None
+    assert {ctx.hash} == {p.hash for p in points(streams, capture)}
+    assert current_pathway() is None, "the pathway stays in the context that consumed"
