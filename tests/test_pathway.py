@@ -177,11 +177,24 @@ def test_buckets_align_to_ten_seconds_and_weights_are_record_counts() -> None:
 
 
 def test_full_buffer_drops_and_counts() -> None:
-    """A full buffer refuses new checkpoints and counts every one it refused."""
+    """A full buffer refuses new items and counts every one it refused, never blocking."""
+    from kafkahooks.export import BoundedBuffer
+
+    buffer: BoundedBuffer[int] = BoundedBuffer("test", 10)
+    assert (10, 15) == (sum(buffer.offer(i) for i in range(25)), buffer.dropped)
+    assert list(range(10)) == buffer.drain()
+    assert buffer.offer(99)
+
+
+def test_every_checkpoint_is_queued_drained_or_counted() -> None:
+    """With the worker draining concurrently, offered = drained + waiting + dropped, exactly."""
     ds = DataStreams("svc", "prod", exporters=[Capture()], capacity=10)
     ctx, _, _ = ds.compute(OUT_ORDERS, None, T0)
-    accepted = sum(ds.record(OUT_ORDERS, ctx, 0, 1, 1) for _ in range(25))
-    assert (10, 15) == (accepted, ds.dropped)
+    accepted = sum(ds.record(OUT_ORDERS, ctx, 0, 1, 1) for _ in range(2500))
+    assert len(ds.buffer) <= 10
+    ds.flush()
+    assert accepted == ds.buffer.accepted
+    assert 2500 == accepted + ds.dropped
 
 
 def test_failing_exporter_is_counted_and_others_still_run() -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from kafkahooks._config import TracingMode, tracing_mode
 from kafkahooks._identity import ClientIdentity
+from kafkahooks._wire._guard import internal_error
 from kafkahooks.hooks._dispatch import HookDispatcher, flatten_hooks
 
 Role = Literal["producer", "consumer"]
@@ -33,6 +34,7 @@ class Instrumentation:
         *,
         strict: bool = False,
         tracer_provider: Any = None,
+        meter_provider: Any = None,
         data_streams: Any = None,
     ) -> None:
         self.mode: TracingMode = tracing_mode(tracing)
@@ -43,24 +45,48 @@ class Instrumentation:
             group_id=config.get("group_id"),
             bootstrap_servers=_bootstrap_text(config.get("bootstrap_servers")),
         )
-        self.plugins: list[Any] = []
+        self.plugins: list[Any] = self._plugins(tracer_provider, meter_provider, data_streams)
+        user = flatten_hooks([hooks]) if hooks is not None else []
+        self.dispatch = HookDispatcher([*user, *self.plugins], strict=strict)
+        for hook in user:
+            # Plugins built by the application name the client they serve: give them its identity
+            # now, before the client library's constructor opens its first connection.
+            bind = getattr(hook, "bind_identity", None)
+            if callable(bind):
+                try:
+                    bind(self.identity)
+                except Exception as exc:
+                    internal_error("plugin.bind_identity", exc)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _plugins(self, tracer_provider: Any, meter_provider: Any, data_streams: Any) -> list[Any]:
+        """The built-in plugins for this mode. A plugin that fails to build is left out (counted and
+        logged): kafkahooks' own failures never stop the client from being constructed."""
+        plugins: list[Any] = []
+
+        def add(name: str, build: Any) -> None:
+            try:
+                plugins.extend(build())
+            except Exception as exc:
+                internal_error(f"plugin.{name}", exc)
+
         if self.mode != "off":
             from kafkahooks.tracing import plugins_for
 
-            self.plugins = plugins_for(self.mode, self.identity, {"tracer_provider": tracer_provider})
-        streams = data_streams
-        if streams is None and self.mode == "hooks":
-            from kafkahooks.datastreams import default
+            add("tracing", lambda: plugins_for(self.mode, self.identity, {"tracer_provider": tracer_provider}))
+        if self.mode == "hooks":
+            from kafkahooks.metrics import MetricsHooks
 
-            streams = default()
-        if streams:
-            from kafkahooks.datastreams import data_stream_hooks
+            add("metrics", lambda: [MetricsHooks(self.identity, meter_provider=meter_provider)])
+        if data_streams is not False and (data_streams is not None or self.mode == "hooks"):
+            from kafkahooks.datastreams import data_stream_hooks, default
 
-            self.plugins.append(data_stream_hooks(streams, self.identity))
-        user = flatten_hooks([hooks]) if hooks is not None else []
-        self.dispatch = HookDispatcher([*user, *self.plugins], strict=strict)
-        self._closed = False
-        self._lock = threading.Lock()
+            add(
+                "datastreams",
+                lambda: [data_stream_hooks(data_streams or default(meter_provider), self.identity)],
+            )
+        return plugins
 
     @property
     def installed(self) -> bool:
@@ -84,3 +110,25 @@ class Instrumentation:
             from kafkahooks.export import flush
 
             flush(timeout_s=5.0)
+
+
+class WrappedClient:
+    """What every wrapped client adds to the client library's class."""
+
+    _kh: Instrumentation
+
+    @property
+    def hook_dispatcher(self) -> HookDispatcher:
+        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
+        return self._kh.dispatch
+
+    @property
+    def kafkahooks_identity(self) -> ClientIdentity:
+        """Role, client id, group and bootstrap servers, as kafkahooks' plugins name this client."""
+        return self._kh.identity
+
+    def _kh_closed(self) -> None:
+        """Report the close once; tolerant of a client whose construction failed (``__del__`` closes it)."""
+        kh = getattr(self, "_kh", None)
+        if kh is not None:
+            kh.closed(self)

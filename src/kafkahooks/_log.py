@@ -30,15 +30,25 @@ class RateLimitedLog:
         self._suppressed: dict[object, int] = {}
         self._lock = threading.Lock()
 
-    def warning(self, key: object, event: str, **fields: Any) -> bool:
-        """Log ``event`` at warning level unless ``key`` was logged within the interval."""
+    def log(self, level: str, limit_key: object, event: str, /, **fields: Any) -> bool:
+        """Log ``event`` at ``level`` unless ``limit_key`` was logged within the interval."""
         now = _clock.monotonic_ns()
         with self._lock:
-            last = self._last.get(key)
+            last = self._last.get(limit_key)
             if last is not None and now - last < self._interval_ns:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                self._suppressed[limit_key] = self._suppressed.get(limit_key, 0) + 1
                 return False
-            self._last[key] = now
-            suppressed = self._suppressed.pop(key, 0)
-        self._logger.warning(event, suppressed=suppressed, **fields)
+            self._last[limit_key] = now
+            suppressed = self._suppressed.pop(limit_key, 0)
+            if len(self._last) > 10_000:
+                self._last.clear()
+        getattr(self._logger, level)(event, suppressed=suppressed, **fields)
         return True
+
+    def warning(self, limit_key: object, event: str, /, **fields: Any) -> bool:
+        """Log ``event`` at warning level unless ``limit_key`` was logged within the interval."""
+        return self.log("warning", limit_key, event, **fields)
+
+    def info(self, limit_key: object, event: str, /, **fields: Any) -> bool:
+        """Log ``event`` at info level unless ``limit_key`` was logged within the interval."""
+        return self.log("info", limit_key, event, **fields)

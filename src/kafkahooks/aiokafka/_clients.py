@@ -7,13 +7,13 @@ from typing import Any
 
 import aiokafka
 
-from kafkahooks._instrument import Instrumentation
+from kafkahooks._instrument import Instrumentation, WrappedClient
 from kafkahooks._wire import _aiokafka as wire
 from kafkahooks._wire._guard import internal_error
 from kafkahooks.hooks._types import ProduceRecord
 
 
-class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
+class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __init__(
@@ -23,6 +23,7 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        meter_provider: Any = None,
         data_streams: Any = None,
         **kwargs: Any,
     ):
@@ -33,6 +34,7 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
             kwargs,
             strict=strict_hooks,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             data_streams=data_streams,
         )
         super().__init__(**kwargs)
@@ -44,11 +46,6 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
         self._kh.opened(self, wire.client_id(self.client))
-
-    @property
-    def hook_dispatcher(self) -> Any:
-        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
-        return self._kh.dispatch
 
     async def _kh_send(
         self,
@@ -89,10 +86,10 @@ class AIOKafkaProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]
         try:
             await super().stop()
         finally:
-            self._kh.closed(self)
+            self._kh_closed()
 
 
-class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __init__(
@@ -102,6 +99,7 @@ class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        meter_provider: Any = None,
         data_streams: Any = None,
         **kwargs: Any,
     ):
@@ -112,6 +110,7 @@ class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
             kwargs,
             strict=strict_hooks,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             data_streams=data_streams,
         )
         super().__init__(*topics, **kwargs)
@@ -123,16 +122,11 @@ class AIOKafkaConsumer(aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
             self.__class__ = _InstrumentedAIOKafkaConsumer
         self._kh.opened(self, wire.client_id(self._client))
 
-    @property
-    def hook_dispatcher(self) -> Any:
-        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
-        return self._kh.dispatch
-
     async def stop(self) -> None:
         try:
             await super().stop()
         finally:
-            self._kh.closed(self)
+            self._kh_closed()
 
 
 class _InstrumentedAIOKafkaConsumer(AIOKafkaConsumer):

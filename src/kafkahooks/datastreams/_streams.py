@@ -8,14 +8,13 @@ left goes at shutdown (or :meth:`DataStreams.flush` with ``final=True``).
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from ddsketch import DDSketch
 
@@ -291,7 +290,17 @@ class DataStreams:
         self._buckets.clear()
 
 
-@functools.cache
-def default() -> DataStreams:
-    """The process-wide :class:`DataStreams` that ``tracing="hooks"`` uses when none is given."""
-    return DataStreams()
+_defaults: dict[int, DataStreams] = {}
+_defaults_lock = threading.Lock()
+
+
+def default(meter_provider: Any = None) -> DataStreams:
+    """The process-wide :class:`DataStreams` that ``tracing="hooks"`` uses when none is given
+    (one per meter provider; the global one by default), exporting OpenTelemetry metrics."""
+    with _defaults_lock:
+        streams = _defaults.get(id(meter_provider))
+        if streams is None:
+            from kafkahooks.datastreams._exporters import OtelMetricsExporter
+
+            streams = _defaults[id(meter_provider)] = DataStreams(exporters=[OtelMetricsExporter(meter_provider)])
+        return streams

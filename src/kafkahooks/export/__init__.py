@@ -9,7 +9,7 @@ processors batch and export it) or to kafkahooks' exporters. After ``fork()`` th
 empty buffers and starts its own worker on first use.
 """
 
-from kafkahooks.export._buffer import BoundedBuffer
+from kafkahooks.export._buffer import BoundedBuffer, buffers
 from kafkahooks.export._worker import ExportWorker, Sink, flush, worker
 
-__all__ = ["BoundedBuffer", "ExportWorker", "Sink", "flush", "worker"]
+__all__ = ["BoundedBuffer", "ExportWorker", "Sink", "buffers", "flush", "worker"]

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from kafkahooks._log import RateLimitedLog, get_logger
+
 T = TypeVar("T")
+_drop_log = RateLimitedLog(get_logger("kafkahooks.export"), 60.0)
+_buffers: weakref.WeakSet[BoundedBuffer[object]] = weakref.WeakSet()
+
+
+def buffers() -> list[BoundedBuffer[object]]:
+    """Every live buffer in the process (for self-metrics)."""
+    return list(_buffers)
 
 
 class BoundedBuffer(Generic[T]):
@@ -18,7 +28,7 @@ class BoundedBuffer(Generic[T]):
     threads offering at once may overshoot the capacity by at most one item each.
     """
 
-    __slots__ = ("_drop_lock", "_items", "_wake", "_wake_at", "accepted", "capacity", "dropped", "name")
+    __slots__ = ("__weakref__", "_drop_lock", "_items", "_wake", "_wake_at", "accepted", "capacity", "dropped", "name")
 
     def __init__(self, name: str, capacity: int, wake: Callable[[], None] | None = None) -> None:
         if capacity <= 0:
@@ -33,6 +43,7 @@ class BoundedBuffer(Generic[T]):
         self._drop_lock = threading.Lock()
         self._wake = wake
         self._wake_at = max(capacity // 2, 1)
+        _buffers.add(self)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -44,6 +55,8 @@ class BoundedBuffer(Generic[T]):
         if size >= self.capacity:
             with self._drop_lock:
                 self.dropped += 1
+                dropped = self.dropped
+            _drop_log.warning(self.name, "telemetry_dropped", buffer=self.name, dropped=dropped, capacity=self.capacity)
             return False
         items.append(item)
         if size == self._wake_at and self._wake is not None:

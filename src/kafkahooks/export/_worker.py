@@ -10,8 +10,10 @@ import weakref
 from typing import Protocol
 
 from kafkahooks._log import RateLimitedLog, get_logger
+from kafkahooks._selfstats import counter
 
 _logger = get_logger(__name__)
+_sink_failures = counter("export_failures", "Export passes that raised (spans, checkpoints, metrics)")
 
 
 class Sink(Protocol):
@@ -81,6 +83,7 @@ class ExportWorker:
                     sink.process()
                 except Exception as exc:
                     self.failures[sink.name] = self.failures.get(sink.name, 0) + 1
+                    _sink_failures.add()
                     self._log.warning(
                         sink.name,
                         "export_failed",

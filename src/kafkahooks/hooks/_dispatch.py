@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafkahooks._log import RateLimitedLog, get_logger
+from kafkahooks._selfstats import counter
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
 from kafkahooks.hooks._protocols import HOOK_METHODS
 from kafkahooks.hooks._types import (
@@ -18,6 +19,7 @@ from kafkahooks.hooks._types import (
 )
 
 _logger = get_logger(__name__)
+_hook_failures = counter("hook_failures", "Exceptions raised by hooks, caught before they reached a client")
 
 _KEY_SLOTS = 128
 """Keys below this get a precomputed tuple; Kafka's highest key today is under 100."""
@@ -154,6 +156,7 @@ class HookDispatcher:
         hook = _describe(fn)
         with self._failures_lock:
             self.failures[(hook, event)] = self.failures.get((hook, event), 0) + 1
+        _hook_failures.add()
         self._failure_log.warning(
             (hook, event),
             "hook_failed",

@@ -6,7 +6,7 @@ from typing import Any
 
 import kafka
 
-from kafkahooks._instrument import Instrumentation
+from kafkahooks._instrument import Instrumentation, WrappedClient
 from kafkahooks._log import get_logger
 from kafkahooks._wire import _kafka_python as wire
 from kafkahooks._wire._guard import internal_error
@@ -24,7 +24,7 @@ def _install(inst: Instrumentation, configs: dict[str, Any]) -> None:
     configs["kafka_client"] = wire.client_factory(inst.dispatch)
 
 
-class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
+class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
     """``kafka.KafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __init__(
@@ -34,6 +34,7 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        meter_provider: Any = None,
         data_streams: Any = None,
         **configs: Any,
     ):
@@ -44,6 +45,7 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
             configs,
             strict=strict_hooks,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             data_streams=data_streams,
         )
         _install(self._kh, configs)
@@ -54,11 +56,6 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
         self._kh.opened(self, self.config.get("client_id"))
-
-    @property
-    def hook_dispatcher(self) -> Any:
-        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
-        return self._kh.dispatch
 
     def _kh_send(
         self,
@@ -99,10 +96,10 @@ class KafkaProducer(kafka.KafkaProducer):  # type: ignore[misc]
         try:
             super().close(*args, **kwargs)
         finally:
-            self._kh.closed(self)
+            self._kh_closed()
 
 
-class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
+class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
     """``kafka.KafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __init__(
@@ -112,6 +109,7 @@ class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
         tracing: str | None = None,
         strict_hooks: bool = False,
         tracer_provider: Any = None,
+        meter_provider: Any = None,
         data_streams: Any = None,
         **configs: Any,
     ):
@@ -122,6 +120,7 @@ class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
             configs,
             strict=strict_hooks,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             data_streams=data_streams,
         )
         _install(self._kh, configs)
@@ -132,16 +131,11 @@ class KafkaConsumer(kafka.KafkaConsumer):  # type: ignore[misc]
             self.__class__ = _InstrumentedKafkaConsumer
         self._kh.opened(self, self.config.get("client_id"))
 
-    @property
-    def hook_dispatcher(self) -> Any:
-        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
-        return self._kh.dispatch
-
     def close(self, *args: Any, **kwargs: Any) -> None:
         try:
             super().close(*args, **kwargs)
         finally:
-            self._kh.closed(self)
+            self._kh_closed()
 
 
 class _InstrumentedKafkaConsumer(KafkaConsumer):

@@ -1,0 +1,119 @@
+"""The export path: exporters that fail or hang never slow the client; drops are counted exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from kafkahooks import export
+from kafkahooks.datastreams import DataStreams, JsonLinesExporter
+from kafkahooks.hooks import ApiKey
+from kafkahooks.kafka import KafkaProducer
+from kafkahooks.testing import RecordingHook
+from kafkahooks.tracing import BrokerSpans
+from tests._drivers import consume, produce
+
+
+class RaisingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls += 1
+        raise ConnectionError("collector unreachable")
+
+
+class HangingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(30)
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def provider_with(exporter: SpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def test_raising_exporter_changes_nothing_for_the_client(bootstrap: str, topic: str) -> None:
+    """Every record is delivered while the span exporter raises on every export."""
+    exporter = RaisingExporter()
+    provider = provider_with(exporter)
+    produce(
+        "aiokafka",
+        bootstrap,
+        topic,
+        [(b"%d" % i, None) for i in range(500)],
+        tracing="hooks",
+        tracer_provider=provider,
+        data_streams=False,
+    )
+    export.flush()
+    got = consume("aiokafka", bootstrap, topic, 500, tracing="hooks", tracer_provider=provider, data_streams=False)
+    assert [b"%d" % i for i in range(500)] == [r.value for r in got]
+    assert exporter.calls > 0
+
+
+def test_hanging_exporter_bounds_memory_and_counts_every_drop(bootstrap: str, topic: str) -> None:
+    """With the worker stuck in an exporter, the buffer stays at its cap and every request is
+    either queued, exported or counted as dropped."""
+    exporter = HangingExporter()
+    spans = BrokerSpans("producer", tracer_provider=provider_with(exporter), capacity=16)
+    recorder = RecordingHook()
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[spans, recorder])
+        for _ in range(200):  # one Produce request each
+            producer.send(topic, b"v").get(timeout=10)
+        producer.close()
+        assert len(spans.sink.buffer) <= spans.sink.buffer.capacity
+        assert spans.dropped > 0
+        started = time.monotonic()
+        assert export.flush(timeout_s=0.5) is False, "a flush must give up on a stuck worker"
+        assert time.monotonic() - started < 5
+    finally:
+        exporter.release.set()
+    export.flush()
+    offered = len(recorder.of("broker_e2e", ApiKey.PRODUCE))
+    buffer = spans.sink.buffer
+    assert offered == buffer.accepted + buffer.dropped + len(buffer)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_gets_a_working_export_worker(tmp_path: Path) -> None:
+    """After fork the child starts its own worker: its checkpoints are exported, nothing deadlocks."""
+    streams = DataStreams("forked", "test", exporters=[JsonLinesExporter(tmp_path / "parent.jsonl")])
+    streams.checkpoint(["direction:out", "topic:t", "type:kafka"])
+    export.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: exit code says whether its own export worked
+        try:
+            child = DataStreams("child", "test", exporters=[JsonLinesExporter(tmp_path / "child.jsonl")])
+            child.checkpoint(["direction:out", "topic:t", "type:kafka"], weight=3)
+            ok = export.flush(timeout_s=5)
+            child.flush(final=True)
+            os._exit(0 if ok else 3)
+        except BaseException:
+            os._exit(4)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        assert time.monotonic() < deadline, "the forked child hung"
+        time.sleep(0.05)
+    assert 0 == os.waitstatus_to_exitcode(status)
+    (line,) = (tmp_path / "child.jsonl").read_text().splitlines()
+    assert ("child", 3) == (json.loads(line)["service"], json.loads(line)["messages"])

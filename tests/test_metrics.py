@@ -1,0 +1,114 @@
+"""Metrics from the hooks, against the real broker, read with the SDK's in-memory metric reader."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from kafkahooks import export
+from kafkahooks.hooks import ApiKey, key_name
+from kafkahooks.metrics import MetricLabels, MetricsHooks
+from kafkahooks.testing import RecordingHook
+from tests._drivers import CLIENTS, consume, produce
+
+
+def read(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    """Data points by metric name, after the export worker has recorded everything queued."""
+    export.flush()
+    data = reader.get_metrics_data()
+    out: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                out.setdefault(metric.name, []).extend(metric.data.data_points)
+    return out
+
+
+def total(points: list[Any], **attrs: Any) -> float:
+    return sum(
+        p.value if hasattr(p, "value") else p.count
+        for p in points
+        if all(p.attributes.get(k) == v for k, v in attrs.items())
+    )
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_counts_match_requests_and_records(client: str, bootstrap: str, make_topic: Callable[..., str]) -> None:
+    """Sent and consumed message counts equal the records; request histograms count each request
+    under its own key only."""
+    topic = make_topic(2)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    recorder = RecordingHook()
+    produce(
+        client,
+        bootstrap,
+        topic,
+        [(b"v" * 64, None)] * 300,
+        tracing="hooks",
+        meter_provider=provider,
+        hooks=[recorder],
+        linger_ms=5,
+        data_streams=False,
+    )
+    consume(client, bootstrap, topic, 300, partitions=2, tracing="hooks", meter_provider=provider, data_streams=False)
+    points = read(reader)
+
+    assert 300 == total(points["messaging.client.sent.messages"], **{"messaging.destination.name": topic})
+    assert 300 == total(points["messaging.client.consumed.messages"], **{"messaging.destination.name": topic})
+    assert 300 == total(points["kafkahooks.batch.records"], **{"messaging.operation.name": "send"})
+    assert 300 == total(points["kafkahooks.batch.records"], **{"messaging.operation.name": "fetch"})
+
+    produce_requests = len(recorder.of("broker_e2e", ApiKey.PRODUCE))
+    produce_key = key_name(ApiKey.PRODUCE)
+    assert produce_requests == total(
+        points["kafkahooks.request.time_to_write"], **{"kafkahooks.request.key": produce_key}
+    )
+    keys_seen = Counter(p.attributes["kafkahooks.request.key"] for p in points["kafkahooks.request.time_to_read"])
+    assert produce_key in keys_seen
+    assert "Fetch" in keys_seen
+    for p in points["kafkahooks.request.time_to_read"]:
+        assert {"kafkahooks.broker", "kafkahooks.request.key"} == set(p.attributes) - {"error.type"}
+    sends = [
+        p for p in points["messaging.client.operation.duration"] if p.attributes["messaging.operation.name"] == "send"
+    ]
+    assert produce_requests == sum(p.count for p in sends)
+    assert all(p.attributes["messaging.system"] == "kafka" for p in points["messaging.client.operation.duration"])
+    assert total(points["kafkahooks.broker.connects"]) >= 2
+    provider.shutdown()
+
+
+def test_label_sets_follow_the_configuration(bootstrap: str, topic: str) -> None:
+    """broker="none", topic=False leave out broker and destination labels; client_id=True adds it."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    hooks = MetricsHooks(meter_provider=provider, labels=MetricLabels(broker="none", topic=False, client_id=True))
+    produce("kafka-python", bootstrap, topic, [(b"v", None)] * 20, hooks=[hooks], client_id="labelled")
+    points = read(reader)
+    for p in points["kafkahooks.request.duration"]:
+        assert {"kafkahooks.request.key"} == set(p.attributes) - {"error.type", "messaging.client.id"}
+    for p in points["messaging.client.sent.messages"]:
+        assert "messaging.destination.name" not in p.attributes
+        assert "labelled" == p.attributes["messaging.client.id"]
+    assert 20 == total(points["messaging.client.sent.messages"])
+    provider.shutdown()
+
+
+def test_self_metrics_report_drops(bootstrap: str, topic: str) -> None:
+    """A buffer too small for the traffic drops, and kafkahooks.self.dropped says how much."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    tiny = MetricsHooks(meter_provider=provider, capacity=1)
+    produce("kafka-python", bootstrap, topic, [(b"v", None)] * 200, hooks=[tiny], linger_ms=0, acks=1)
+    assert tiny.dropped > 0
+    points = read(reader)
+    dropped = [p for p in points["kafkahooks.self.dropped"] if p.attributes["kafkahooks.buffer"] == tiny.sink.name]
+    assert dropped
+    assert max(p.value for p in dropped) >= tiny.dropped
+    assert "kafkahooks.self.events" in points
+    provider.shutdown()
