@@ -66,9 +66,8 @@ def test_counts_match_requests_and_records(client: str, bootstrap: str, make_top
 
     produce_requests = len(recorder.of("broker_e2e", ApiKey.PRODUCE))
     produce_key = key_name(ApiKey.PRODUCE)
-    assert produce_requests == total(
-        points["kafkahooks.request.time_to_write"], **{"kafkahooks.request.key": produce_key}
-    )
+    assert produce_requests == total(points["kafkahooks.request.duration"], **{"kafkahooks.request.key": produce_key})
+    assert "kafkahooks.request.time_to_write" not in points, "detailed timings are opt-in"
     keys_seen = Counter(p.attributes["kafkahooks.request.key"] for p in points["kafkahooks.request.time_to_read"])
     assert produce_key in keys_seen
     assert "Fetch" in keys_seen
@@ -87,11 +86,13 @@ def test_label_sets_follow_the_configuration(bootstrap: str, topic: str) -> None
     """broker="none", topic=False leave out broker and destination labels; client_id=True adds it."""
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    hooks = MetricsHooks(meter_provider=provider, labels=MetricLabels(broker="none", topic=False, client_id=True))
+    labels = MetricLabels(broker="none", topic=False, client_id=True, detailed_timings=True)
+    hooks = MetricsHooks(meter_provider=provider, labels=labels)
     produce("kafka-python", bootstrap, topic, [(b"v", None)] * 20, hooks=[hooks], client_id="labelled")
     points = read(reader)
-    for p in points["kafkahooks.request.duration"]:
-        assert {"kafkahooks.request.key"} == set(p.attributes) - {"error.type", "messaging.client.id"}
+    for name in ("kafkahooks.request.duration", "kafkahooks.request.write_wait", "kafkahooks.request.time_to_write"):
+        for p in points[name]:
+            assert {"kafkahooks.request.key"} == set(p.attributes) - {"error.type", "messaging.client.id"}
     for p in points["messaging.client.sent.messages"]:
         assert "messaging.destination.name" not in p.attributes
         assert "labelled" == p.attributes["messaging.client.id"]

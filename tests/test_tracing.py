@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 from kafkahooks import export
 from kafkahooks.hooks import ApiKey
 from kafkahooks.testing import RecordingHook
-from kafkahooks.tracing import MAX_LINKS, format_traceparent, process_span, record_context
+from kafkahooks.tracing import MAX_LINKS, BrokerSpans, format_traceparent, process_span, record_context
 from tests._drivers import CLIENTS, consume, plain_consume, produce
 
 
@@ -250,3 +250,53 @@ def test_tracing_env_sets_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKAHOOKS_TRACING", "hook")
     with pytest.raises(ValueError, match="KAFKAHOOKS_TRACING"):
         tracing_mode(None)
+
+
+class CountingProcessor(SpanProcessor):
+    """A custom processor: its presence must send spans through the full API path."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started += 1
+
+
+def test_fast_and_api_span_paths_write_the_same_span() -> None:
+    """The direct SDK path and the API path export identical spans; a custom processor forces the API path."""
+    from kafkahooks.hooks import BrokerE2E, BrokerMeta, HookDispatcher, ProduceBatchMetrics
+    from kafkahooks.hooks._types import Compression
+    from kafkahooks.tracing._writer import ApiSpanWriter, SdkSpanWriter
+
+    meta = BrokerMeta(1, "127.0.0.1", 9092)
+    header = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
+    exported = []
+    for custom in (False, True):
+        t = Tracing()
+        if custom:
+            processor = CountingProcessor()
+            t.provider.add_span_processor(processor)
+        plugin = BrokerSpans("producer", tracer_provider=t.provider)
+        assert isinstance(plugin._writer, ApiSpanWriter if custom else SdkSpanWriter)
+        dispatch = HookDispatcher([plugin])
+        dispatch.broker_read(meta, ApiKey.PRODUCE, 80, 1_000, 2_000, None)
+        for partition in (0, 1):
+            metrics = ProduceBatchMetrics(10, 1000, 1000, Compression.NONE, 0, 0, header)
+            dispatch.produce_batch_written(meta, "orders", partition, metrics)
+        dispatch.broker_e2e(meta, ApiKey.PRODUCE, BrokerE2E(1200, 80, 5_000, 3_000, 1_000, 2_000))
+        (span,) = t.spans("send")
+        exported.append(span)
+        if custom:
+            assert 1 == processor.started
+    fast, api = exported
+    assert (fast.name, fast.kind, fast.links[0].context, fast.status.status_code) == (
+        api.name,
+        api.kind,
+        api.links[0].context,
+        api.status.status_code,
+    )
+    assert dict(fast.attributes) == dict(api.attributes)
+    assert fast.end_time - fast.start_time == api.end_time - api.start_time == 3_000
+    assert fast.instrumentation_scope == api.instrumentation_scope
+    assert ("orders/0", "orders/1") == fast.attributes["kafkahooks.partitions"]
+    assert fast.context.trace_flags.sampled

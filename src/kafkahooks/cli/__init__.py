@@ -26,4 +26,85 @@ def demo(bootstrap: str | None, records: int, value_size: int) -> None:
     run_demo(bootstrap, records, value_size)
 
 
+@main.command()
+@click.option(
+    "--bootstrap", envvar="KAFKAHOOKS_BOOTSTRAP", default=None, help="Use this Kafka instead of the embedded broker."
+)
+@click.option("--quick", is_flag=True, help="About a minute: fewer rounds, messages and workloads.")
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    type=click.Choice(["aiokafka", "kafka-python"]),
+    help="Client(s) to run (default: both).",
+)
+@click.option(
+    "--workload",
+    "workloads",
+    multiple=True,
+    type=click.Choice(["produce", "consume-batch", "consume-record"]),
+    help="Workload(s) (default: all).",
+)
+@click.option("--mode", "modes", multiple=True, help="Mode(s) to compare with bare (default: all).")
+@click.option("--rounds", type=int, default=None, help="Rounds per mode (default 5; --quick 2).")
+@click.option("--messages", type=int, default=0, help="Messages per run (default per client).")
+@click.option("--value-size", type=int, default=100, show_default=True, help="Bytes per message value.")
+@click.option("--linger-ms", type=int, default=5, show_default=True)
+@click.option("--acks", type=click.Choice(["0", "1", "all"]), default="1", show_default=True)
+@click.option("--compression", type=click.Choice(["gzip", "snappy", "lz4", "zstd"]), default=None)
+@click.option("--partitions", type=int, default=1, show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default="bench-results",
+    show_default=True,
+    help="Directory for throughput.json and throughput.png.",
+)
+def bench(
+    bootstrap: str | None,
+    quick: bool,
+    clients: tuple[str, ...],
+    workloads: tuple[str, ...],
+    modes: tuple[str, ...],
+    rounds: int | None,
+    messages: int,
+    value_size: int,
+    linger_ms: int,
+    acks: str,
+    compression: str | None,
+    partitions: int,
+    output: str,
+) -> None:
+    """Throughput of the bare clients against every kafkahooks mode and OpenTelemetry's instrumentations."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from kafkahooks.bench import MODES, BenchConfig, run_benchmark, save, summary_table
+
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise click.BadParameter(f"unknown mode(s) {sorted(unknown)}; choose from {list(MODES)}", param_hint="--mode")
+    config = BenchConfig(
+        clients=clients or ("aiokafka", "kafka-python"),
+        workloads=workloads
+        or (("produce", "consume-batch") if quick else ("produce", "consume-batch", "consume-record")),
+        modes=modes or tuple(MODES),
+        rounds=rounds or (2 if quick else 5),
+        messages=messages,
+        value_size=value_size,
+        linger_ms=linger_ms,
+        acks=acks,
+        compression=compression,
+        partitions=partitions,
+        bootstrap=bootstrap,
+        quick=quick,
+    )
+    console = Console()
+    results = run_benchmark(config, console)
+    console.print(summary_table(results))
+    json_path, png = save(results, Path(output))
+    console.print(f"every run: [bold]{json_path}[/bold]" + (f"   plot: [bold]{png}[/bold]" if png else ""))
+
+
 __all__ = ["main"]

@@ -31,12 +31,10 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.semconv._incubating.attributes import messaging_attributes as msg
 from opentelemetry.semconv.attributes import error_attributes, server_attributes
-from opentelemetry.semconv.schemas import Schemas
-from opentelemetry.trace import Link, SpanContext, SpanKind
+from opentelemetry.trace import Link, SpanContext
 
 from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
-from kafkahooks._version import __version__
 from kafkahooks.export import BoundedBuffer, worker
 from kafkahooks.hooks import (
     TRACING_KEYS,
@@ -49,6 +47,7 @@ from kafkahooks.hooks import (
 )
 from kafkahooks.tracing import _context
 from kafkahooks.tracing._context import TRACEPARENT, TRACESTATE
+from kafkahooks.tracing._writer import span_writer
 
 MAX_LINKS = 128
 """The SDK keeps 128 links per span by default; more are dropped here, and counted."""
@@ -97,9 +96,7 @@ class BrokerSpans:
     ) -> None:
         self.role = role
         self.identity = identity or ClientIdentity()
-        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
-            "kafkahooks", __version__, schema_url=Schemas.V1_44_0.value
-        )
+        self._writer = span_writer(tracer_provider or trace.get_tracer_provider())
         self._base: dict[tuple[BrokerMeta, int, str | None], dict[str, Any]] = {}
         self._read_wall_ns = 0
         self._batches: list[tuple[str, int, int, Any]] = []
@@ -190,45 +187,42 @@ class BrokerSpans:
         topic = next(iter(topics)) if len(topics) == 1 else None
         operation = "send" if key == _PRODUCE else "poll"
         links, dropped_links = _links(batches)
-        span = self._tracer.start_span(
+        extra: dict[str, Any] = {msg.MESSAGING_BATCH_MESSAGE_COUNT: sum(b[2] for b in batches)}
+        partitions = {(b[0], b[1]) for b in batches}
+        if len(partitions) == 1:
+            extra[msg.MESSAGING_DESTINATION_PARTITION_ID] = str(batches[0][1])
+        elif partitions:
+            counts: dict[str, int] = {}
+            for t, p, n, _ in batches:
+                counts[f"{t}/{p}"] = counts.get(f"{t}/{p}", 0) + n
+            entries = sorted(counts.items())
+            extra["kafkahooks.partitions"] = tuple(name for name, _ in entries[:MAX_PARTITION_ENTRIES])
+            extra["kafkahooks.partition_records"] = tuple(n for _, n in entries[:MAX_PARTITION_ENTRIES])
+            if len(entries) > MAX_PARTITION_ENTRIES:
+                extra["kafkahooks.partitions_dropped"] = len(entries) - MAX_PARTITION_ENTRIES
+        if key == _PRODUCE:
+            extra["kafkahooks.write_wait_ns"] = e2e.write_wait_ns
+            extra["kafkahooks.time_to_write_ns"] = e2e.time_to_write_ns
+            extra["kafkahooks.bytes_written"] = e2e.bytes_written
+        else:
+            extra["kafkahooks.bytes_read"] = e2e.bytes_read
+        extra["kafkahooks.read_wait_ns"] = e2e.read_wait_ns
+        extra["kafkahooks.time_to_read_ns"] = e2e.time_to_read_ns
+        if dropped_links:
+            extra["kafkahooks.links_dropped"] = dropped_links
+        status = None
+        if error is not None:
+            extra[error_attributes.ERROR_TYPE] = type(error).__qualname__
+            status = str(error)[:200]
+        self._writer.emit(
             f"{operation} {topic}" if topic else operation,
-            context=_ROOT,
-            kind=SpanKind.CLIENT,
-            attributes=self._attributes(meta, key, topic),
-            links=links,
-            start_time=start,
-            record_exception=False,
-            set_status_on_exception=False,
+            self._attributes(meta, key, topic),
+            extra,
+            links,
+            start,
+            end,
+            status,
         )
-        if span.is_recording():
-            extra: dict[str, Any] = {msg.MESSAGING_BATCH_MESSAGE_COUNT: sum(b[2] for b in batches)}
-            partitions = {(b[0], b[1]) for b in batches}
-            if len(partitions) == 1:
-                extra[msg.MESSAGING_DESTINATION_PARTITION_ID] = str(batches[0][1])
-            elif partitions:
-                counts: dict[str, int] = {}
-                for t, p, n, _ in batches:
-                    counts[f"{t}/{p}"] = counts.get(f"{t}/{p}", 0) + n
-                entries = sorted(counts.items())
-                extra["kafkahooks.partitions"] = [name for name, _ in entries[:MAX_PARTITION_ENTRIES]]
-                extra["kafkahooks.partition_records"] = [n for _, n in entries[:MAX_PARTITION_ENTRIES]]
-                if len(entries) > MAX_PARTITION_ENTRIES:
-                    extra["kafkahooks.partitions_dropped"] = len(entries) - MAX_PARTITION_ENTRIES
-            if key == _PRODUCE:
-                extra["kafkahooks.write_wait_ns"] = e2e.write_wait_ns
-                extra["kafkahooks.time_to_write_ns"] = e2e.time_to_write_ns
-                extra["kafkahooks.bytes_written"] = e2e.bytes_written
-            else:
-                extra["kafkahooks.bytes_read"] = e2e.bytes_read
-            extra["kafkahooks.read_wait_ns"] = e2e.read_wait_ns
-            extra["kafkahooks.time_to_read_ns"] = e2e.time_to_read_ns
-            if dropped_links:
-                extra["kafkahooks.links_dropped"] = dropped_links
-            if error is not None:
-                extra[error_attributes.ERROR_TYPE] = type(error).__qualname__
-                span.set_status(trace.StatusCode.ERROR, str(error)[:200])
-            span.set_attributes(extra)
-        span.end(end_time=end)
 
 
 def _links(batches: tuple[tuple[str, int, int, Any], ...]) -> tuple[list[Link], int]:

@@ -1,0 +1,11 @@
+"""Throughput benchmarks: the bare client against every kafkahooks mode and the per-record peers.
+
+``kafkahooks bench`` (or :func:`run_benchmark`) runs each mode in a fresh process, alternating
+modes in rounds, and reports the median throughput, its ratio to the bare client within the same
+round, CPU time per message and peak RSS, with the environment recorded next to the figures.
+"""
+
+from kafkahooks.bench._modes import MODES, Mode
+from kafkahooks.bench._runner import CLIENTS, WORKLOADS, BenchConfig, Results, run_benchmark, save, summary_table
+
+__all__ = ["CLIENTS", "MODES", "WORKLOADS", "BenchConfig", "Mode", "Results", "run_benchmark", "save", "summary_table"]

