@@ -20,14 +20,17 @@ Where the timings come from (all in the event loop):
 
 aiokafka opens its connections with ``create_conn``, which performs the ApiVersions exchange (and
 SASL) before the connection is returned, and bootstraps through connections it never keeps: those
-requests are not seen by the write/read hooks. ``on_broker_connect`` still fires, with the whole
-set-up time, for every connection obtained through ``_get_conn``.
+requests are not seen by the write/read hooks. A new connection is hooked when the client stores
+it in its connection table (a per-client dict subclass, so the lookups every send makes stay plain
+dict lookups); ``on_broker_connect`` fires then, with the whole set-up time. A failed attempt is
+never stored: it is reported when the request that needed it fails with ``NodeNotReadyError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +38,7 @@ import aiokafka
 from aiokafka import codec as _codec
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import AIOKafkaConnection
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import NodeNotReadyError
 
 from kafkahooks import _clock
 from kafkahooks._wire._guard import internal_error
@@ -202,42 +205,60 @@ def broker_meta(client: AIOKafkaClient, node_id: Any) -> BrokerMeta:
     return BrokerMeta(node_id, host, port, getattr(node, "rack", None))
 
 
+class _HookingConns(dict):  # type: ignore[type-arg]
+    """The client's connection table: a new connection is hooked the moment it is stored, so the
+    per-request lookups (``ready()`` -> ``_get_conn`` on every send) stay dict lookups."""
+
+    _kh_client: HookedAIOKafkaClient
+
+    def __setitem__(self, conn_id: Any, conn: Any) -> None:
+        if type(conn) is AIOKafkaConnection:
+            try:
+                self._kh_client._kh_attach(conn_id[0], conn)
+            except Exception as exc:
+                internal_error("aiokafka.attach", exc)
+        super().__setitem__(conn_id, conn)
+
+
 class HookedAIOKafkaClient(AIOKafkaClient):  # type: ignore[misc]
     """An ``AIOKafkaClient`` whose new connections report to this client's dispatcher."""
 
     _kh_dispatch: HookDispatcher
 
-    async def _get_conn(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
-        start = _clock.monotonic_ns()
-        conn = await super()._get_conn(node_id, *args, **kwargs)
-        if conn is not None and type(conn) is AIOKafkaConnection:
-            try:
-                tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress)
-                tap.connect_start_ns = start
-                writer = conn._writer
-                writer.__class__ = HookedStreamWriter
-                writer._kh_tap = tap
-                writer._kh_pending = None
-                conn._kh_tap = tap
-                conn.__class__ = HookedAIOKafkaConnection
-                tap.connect_done(None)
-            except Exception as exc:
-                internal_error("aiokafka.get_conn", exc)
-        elif conn is None:
-            try:
-                tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), None)
-                tap.connect_start_ns = start
-                tap.connect_done(KafkaConnectionError(f"could not connect to node {node_id}"))
-            except Exception as exc:
-                internal_error("aiokafka.get_conn", exc)
-        return conn
+    def _kh_attach(self, node_id: Any, conn: Any) -> None:
+        now = _clock.monotonic_ns()
+        tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress)
+        # aiokafka stamps _last_action when it builds the connection, before connect(): the set-up
+        # (dial, ApiVersions, SASL) ran from then until now.
+        built_s = getattr(conn, "_last_action", None)
+        tap.connect_start_ns = now - max(int((time.monotonic() - built_s) * 1e9), 0) if built_s else now
+        writer = conn._writer
+        writer.__class__ = HookedStreamWriter
+        writer._kh_tap = tap
+        writer._kh_pending = None
+        conn._kh_tap = tap
+        conn.__class__ = HookedAIOKafkaConnection
+        tap.connect_done(None, now)
 
     async def send(self, node_id: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        token = _created_ns.set(_clock.monotonic_ns())
+        started = _clock.monotonic_ns()
+        token = _created_ns.set(started)
         try:
             return await super().send(node_id, request, *args, **kwargs)
+        except NodeNotReadyError as exc:
+            # ready() could not connect (aiokafka logs the cause and returns no connection).
+            self._kh_connect_failed(node_id, started, exc)
+            raise
         finally:
             _created_ns.reset(token)
+
+    def _kh_connect_failed(self, node_id: Any, started_ns: int, exc: BaseException) -> None:
+        try:
+            tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), None)
+            tap.connect_start_ns = started_ns
+            tap.connect_done(exc)
+        except Exception as err:
+            internal_error("aiokafka.connect_failed", err)
 
 
 def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
@@ -245,6 +266,9 @@ def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
     if type(client) is not AIOKafkaClient:
         return
     client._kh_dispatch = dispatch
+    conns = _HookingConns(client._conns)
+    conns._kh_client = client
+    client._conns = conns
     client.__class__ = HookedAIOKafkaClient
 
 
