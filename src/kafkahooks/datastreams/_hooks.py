@@ -78,6 +78,7 @@ class DataStreamHooks:
         self._unheaded: dict[tuple[str, int], deque[_Pending]] = {}
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._decoded: dict[bytes | str, PathwayContext | None] = {}
+        self._backlog_tags: dict[tuple[str, int], tuple[str, ...]] = {}
 
     # -- producer ---------------------------------------------------------------------------------
 
@@ -130,9 +131,14 @@ class DataStreamHooks:
                 at_ns=at_ns,
             )
         if m.base_offset >= 0:
-            self.streams.backlog(
-                (f"partition:{partition}", f"topic:{topic}", "type:kafka_produce"), m.base_offset + m.num_records - 1
-            )
+            tags = self._backlog_tags.get((topic, partition))
+            if tags is None:
+                tags = self._backlog_tags[(topic, partition)] = (
+                    f"partition:{partition}",
+                    f"topic:{topic}",
+                    "type:kafka_produce",
+                )
+            self.streams.backlog(tags, m.base_offset + m.num_records - 1)
 
     # -- consumer ---------------------------------------------------------------------------------
 
