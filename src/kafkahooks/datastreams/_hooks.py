@@ -131,14 +131,14 @@ class DataStreamHooks:
                 at_ns=at_ns,
             )
         if m.base_offset >= 0:
-            tags = self._backlog_tags.get((topic, partition))
-            if tags is None:
-                tags = self._backlog_tags[(topic, partition)] = (
+            backlog = self._backlog_tags.get((topic, partition))
+            if backlog is None:
+                backlog = self._backlog_tags[(topic, partition)] = (
                     f"partition:{partition}",
                     f"topic:{topic}",
                     "type:kafka_produce",
                 )
-            self.streams.backlog(tags, m.base_offset + m.num_records - 1)
+            self.streams.backlog(backlog, m.base_offset + m.num_records - 1)
 
     # -- consumer ---------------------------------------------------------------------------------
 
