@@ -106,6 +106,7 @@ class Instrumentation:
                 return
             self._closed = True
         self.dispatch.client_closed(client)
+        self.dispatch.close()
         if self.plugins:
             from kafkahooks.export import flush
 

@@ -296,6 +296,7 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     def _append_batch(builder: Any, tp: Any) -> Any:
         batch = original(builder, tp)
         try:
+            # aiokafka 0.13+ always writes v2 batches (brokers 0.11+), so headers are always accepted.
             if builder.record_count() == 0:
                 _inject_on_first_append(builder, tp, dispatch)
         except Exception as exc:

@@ -34,12 +34,14 @@ from kafka.net.selector import NetworkSelector
 from kafka.protocol.parser import KafkaProtocol
 
 from kafkahooks import _clock
+from kafkahooks._log import get_logger
 from kafkahooks._wire._guard import internal_error
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks._dispatch import HookDispatcher
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
 
 VERIFIED_VERSIONS = ">=3.0,<3.1"
+_logger = get_logger(__name__)
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
 
@@ -297,6 +299,10 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     new batch asks the injectors, on the caller's thread, and appends with the extra headers.
     """
     accumulator = producer._accumulator
+    if accumulator.config.get("message_version", 2) < 2:
+        # Brokers before 0.11 take no record headers: never inject (kafka-python would refuse the send).
+        _logger.warning("batch_headers_disabled", reason="broker older than 0.11 (message format < v2)")
+        return
     original = accumulator.append
 
     def append(

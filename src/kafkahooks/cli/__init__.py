@@ -17,13 +17,49 @@ def main() -> None:
 @click.option(
     "--bootstrap", envvar="KAFKAHOOKS_BOOTSTRAP", default=None, help="Use this Kafka instead of the embedded broker."
 )
-@click.option("--records", default=20_000, show_default=True, help="Records to produce and consume.")
-@click.option("--value-size", default=100, show_default=True, help="Bytes per record value.")
-def demo(bootstrap: str | None, records: int, value_size: int) -> None:
-    """Produce and consume through both wrapped clients and show what the broker hooks saw."""
+@click.option("--seconds", default=5.0, show_default=True, help="How long the checkout service produces.")
+@click.option("--rate", default=2000, show_default=True, help="Orders per second the checkout service sends.")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default="kafkahooks-demo",
+    show_default=True,
+    help="Directory for the checkpoint dump and the map (HTML, PNG).",
+)
+def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
+    """A three-service pipeline with tracing="hooks": its spans, and its data-stream map."""
     from kafkahooks.cli._demo import run_demo
 
-    run_demo(bootstrap, records, value_size)
+    run_demo(bootstrap, seconds, rate, output)
+
+
+@main.command(name="map")
+@click.argument("dump", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Directory for map.html and map.png.",
+)
+def map_command(dump: str, output: str) -> None:
+    """Render the data-stream map from a JSON-lines checkpoint dump (JsonLinesExporter, or the demo's)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from kafkahooks.datastreams._map import StreamMap
+
+    stream_map = StreamMap.from_file(dump)
+    console = Console()
+    if not stream_map.edges:
+        raise click.ClickException(f"{dump} holds no data-stream checkpoints")
+    console.print(stream_map.render_terminal())
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "map.html").write_text(stream_map.render_html(), encoding="utf-8")
+    stream_map.render_png(out / "map.png")
+    console.print(f"wrote {out / 'map.html'} and {out / 'map.png'}")
 
 
 @main.command()

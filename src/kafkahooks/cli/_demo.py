@@ -1,115 +1,208 @@
-"""``kafkahooks demo``: both wrapped clients against a real broker, and what their hooks saw."""
+"""``kafkahooks demo``: a three-service pipeline with ``tracing="hooks"``, and what kafkahooks saw.
+
+checkout (aiokafka producer) -> ``orders`` -> enricher (aiokafka consumer + producer) ->
+``enriched`` -> ledger (kafka-python consumer). Each service runs in its own thread with its own
+:class:`~kafkahooks.datastreams.DataStreams`; nothing in the services' code mentions pathways.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
+import threading
 import time
 import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from kafkahooks.cli._stats import RequestStats, percentile
-
-console = Console(width=None if Console().is_terminal else 120)
+console = Console(width=None if Console().is_terminal else 130)
 
 
-def _ms(ns: float) -> str:
-    return f"{ns / 1e6:.2f}"
+def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: Any, tracer_provider: Any) -> int:
+    from kafkahooks.aiokafka import AIOKafkaProducer
+
+    tracer = tracer_provider.get_tracer("checkout")
+
+    async def run() -> int:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, tracing="hooks", tracer_provider=tracer_provider, data_streams=ds
+        )
+        await producer.start()
+        sent, burst = 0, max(rate // 100, 1)
+        try:
+            while not stop.is_set():
+                with tracer.start_as_current_span("place orders"):
+                    for _ in range(burst):
+                        await producer.send(topic, b'{"order": %d, "amount": 42}' % sent, key=b"%d" % (sent % 97))
+                        sent += 1
+                await asyncio.sleep(0.01)
+        finally:
+            await producer.stop()
+        return sent
+
+    return asyncio.run(run())
 
 
-def _table(title: str, stats: RequestStats) -> Table:
-    table = Table(
-        title=title,
-        title_justify="left",
-        caption="ms: write wait, write, read wait and read times, kgo's definitions (p50 unless marked)",
-        caption_justify="left",
+def _enricher(bootstrap: str, source: str, target: str, stop: threading.Event, ds: Any, tracer_provider: Any) -> int:
+    from aiokafka.structs import TopicPartition
+
+    from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from kafkahooks.tracing import process_span
+
+    async def run() -> int:
+        common = {
+            "bootstrap_servers": bootstrap,
+            "tracing": "hooks",
+            "tracer_provider": tracer_provider,
+            "data_streams": ds,
+        }
+        consumer = AIOKafkaConsumer(group_id="enricher", auto_offset_reset="earliest", **common)
+        producer = AIOKafkaProducer(linger_ms=5, **common)
+        await asyncio.gather(consumer.start(), producer.start())
+        consumer.assign([TopicPartition(source, p) for p in range(3)])
+        moved = 0
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                if not batch:
+                    continue
+                with process_span(batch, group="enricher", tracer_provider=tracer_provider):
+                    for records in batch.values():
+                        for record in records:
+                            await producer.send(target, record.value[:-1] + b', "region": "eu"}', key=record.key)
+                            moved += 1
+        finally:
+            await producer.stop()
+            await consumer.stop()
+        return moved
+
+    return asyncio.run(run())
+
+
+def _ledger(bootstrap: str, topic: str, stop: threading.Event, ds: Any, tracer_provider: Any) -> int:
+    import kafka
+
+    from kafkahooks.kafka import KafkaConsumer
+    from kafkahooks.tracing import process_span
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id="ledger",
+        auto_offset_reset="earliest",
+        tracing="hooks",
+        tracer_provider=tracer_provider,
+        data_streams=ds,
+        enable_auto_commit=False,
     )
-    table.add_column("request")
-    for column in ("n", "err", "bytes out", "bytes in", "wwait", "write", "rwait", "read", "read p99"):
+    consumer.assign([kafka.TopicPartition(topic, p) for p in range(3)])
+    seen = 0
+    try:
+        while not stop.is_set():
+            batch = consumer.poll(timeout_ms=200)
+            if batch:
+                with process_span(batch, group="ledger", tracer_provider=tracer_provider):
+                    seen += sum(len(records) for records in batch.values())
+    finally:
+        consumer.close()
+    return seen
+
+
+def _span_table(spans: list[Any]) -> Table:
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for span in spans:
+        groups[(span.name, span.kind.name)].append(span)
+    table = Table(title="spans kafkahooks synthesized (one per request or processed batch, none per record)")
+    table.add_column("span")
+    table.add_column("kind")
+    for column in ("spans", "records", "p50 ms", "p99 ms", "with links"):
         table.add_column(column, justify="right")
-    for name, s in sorted(stats.keys.items(), key=lambda kv: -kv[1].requests):
+    for (name, kind), items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        durations = sorted((s.end_time - s.start_time) / 1e6 for s in items)
+        records = sum(int(s.attributes.get("messaging.batch.message_count", 1)) for s in items)
         table.add_row(
             name,
-            str(s.requests),
-            str(s.errors),
-            f"{s.bytes_written:,}",
-            f"{s.bytes_read:,}",
-            _ms(percentile(s.write_wait_ns, 0.5)),
-            _ms(percentile(s.time_to_write_ns, 0.5)),
-            _ms(percentile(s.read_wait_ns, 0.5)),
-            _ms(percentile(s.time_to_read_ns, 0.5)),
-            _ms(percentile(s.time_to_read_ns, 0.99)),
+            kind,
+            f"{len(items):,}",
+            f"{records:,}",
+            f"{statistics.median(durations):.2f}",
+            f"{durations[min(len(durations) - 1, int(0.99 * len(durations)))]:.2f}",
+            f"{sum(1 for s in items if s.links):,}",
         )
     return table
 
 
-async def _produce(bootstrap: str, topic: str, records: int, value: bytes, stats: RequestStats) -> float:
-    from kafkahooks.aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[stats], linger_ms=5)
-    await producer.start()
-    started = time.perf_counter()
-    try:
-        for i in range(records):
-            await producer.send(topic, value, key=b"%d" % (i % 64))
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
-
-
-def _consume(bootstrap: str, topic: str, records: int, stats: RequestStats) -> tuple[int, float]:
-    from kafkahooks.kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        hooks=[stats],
-        group_id=f"demo-{topic}",
-        auto_offset_reset="earliest",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-    )
-    got = 0
-    started = time.perf_counter()
-    deadline = time.monotonic() + 60
-    try:
-        while got < records and time.monotonic() < deadline:
-            got += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
-    finally:
-        consumer.close()
-    return got, time.perf_counter() - started
-
-
-def run_demo(bootstrap: str | None, records: int, value_size: int) -> None:
+def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from kafkahooks.broker import EmbeddedBroker
+    from kafkahooks.datastreams import DataStreams, JsonLinesExporter
+    from kafkahooks.datastreams._map import StreamMap
 
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    dump = out / "datastreams.jsonl"
+    dump.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:
         if bootstrap is None:
             with console.status("starting the embedded broker (Tansu, memory storage)"):
                 bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
         console.print(f"broker: [bold]{bootstrap}[/bold]")
-        topic = f"kafkahooks-demo-{uuid.uuid4().hex[:8]}"
+        suffix = uuid.uuid4().hex[:6]
+        orders, enriched = f"orders-{suffix}", f"enriched-{suffix}"
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(topic, 3, 1)])
+        admin.create_topics([NewTopic(orders, 3, 1), NewTopic(enriched, 3, 1)])
         admin.close()
 
-        produced, consumed = RequestStats(), RequestStats()
-        with console.status(f"aiokafka producer: {records:,} records of {value_size} bytes"):
-            produce_s = asyncio.run(_produce(bootstrap, topic, records, b"x" * value_size, produced))
-        with console.status("kafka-python consumer: reading them back"):
-            got, consume_s = _consume(bootstrap, topic, records, consumed)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        streams = {
+            name: DataStreams(name, "demo", exporters=[JsonLinesExporter(dump)])
+            for name in ("checkout", "enricher", "ledger")
+        }
+        stop_producing, stop_consuming = threading.Event(), threading.Event()
+        results: dict[str, int] = {}
 
-        console.print(_table(f"aiokafka producer: {records:,} records in {produce_s:.2f} s", produced))
+        def service(name: str, fn: Any, *args: Any) -> threading.Thread:
+            thread = threading.Thread(target=lambda: results.__setitem__(name, fn(*args)), name=name, daemon=True)
+            thread.start()
+            return thread
+
+        threads = [
+            service("ledger", _ledger, bootstrap, enriched, stop_consuming, streams["ledger"], provider),
+            service("enricher", _enricher, bootstrap, orders, enriched, stop_consuming, streams["enricher"], provider),
+            service("checkout", _checkout, bootstrap, orders, stop_producing, rate, streams["checkout"], provider),
+        ]
+        with console.status(f"checkout -> {orders} -> enricher -> {enriched} -> ledger, for {seconds:.0f} s"):
+            time.sleep(seconds)
+            stop_producing.set()
+            time.sleep(2.0)  # let the last records through the pipeline
+            stop_consuming.set()
+            for thread in threads:
+                thread.join(30)
+        for ds in streams.values():
+            ds.flush(final=True)
+        provider.force_flush()
+        spans = list(exporter.get_finished_spans())
+        provider.shutdown()
+
         console.print(
-            f"  {produced.produced.batches:,} partition batches acknowledged, "
-            f"{produced.produced.records:,} records, "
-            f"{produced.produced.records / max(produced.produced.batches, 1):.0f} records per batch"
+            f"checkout sent {results.get('checkout', 0):,} records, enricher forwarded {results.get('enricher', 0):,},"
+            f" ledger received {results.get('ledger', 0):,}"
         )
-        console.print(_table(f"kafka-python consumer: {got:,} records in {consume_s:.2f} s", consumed))
-        console.print(f"  {consumed.fetched.batches:,} record batches fetched, {consumed.fetched.records:,} records")
-        console.print("Every number above came from broker-level hooks: one call per request, none per record.")
+        console.print(_span_table(spans))
+        stream_map = StreamMap.from_file(dump)
+        console.print(stream_map.render_terminal())
+        html_path, png_path = out / "map.html", out / "map.png"
+        html_path.write_text(stream_map.render_html(), encoding="utf-8")
+        stream_map.render_png(png_path)
+        console.print(f"data-stream map: [bold]{html_path}[/bold] and [bold]{png_path}[/bold]; checkpoints: {dump}")
+        console.print(f"render it again with: kafkahooks map {dump}")

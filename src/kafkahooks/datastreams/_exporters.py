@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -207,6 +208,8 @@ class JsonLinesExporter:
                             "edge_latency_s": _quantiles(group.edge_latency),
                             "pathway_latency_s": _quantiles(group.pathway_latency),
                             "payload_bytes": _quantiles(group.payload_size),
+                            "edge_latency_sketch": base64.b64encode(_sketch_bytes(group.edge_latency)).decode(),
+                            "pathway_latency_sketch": base64.b64encode(_sketch_bytes(group.pathway_latency)).decode(),
                         }
                     )
                 )

@@ -176,6 +176,12 @@ class DataStreamHooks:
         if not records:
             return
         first, last = records[0].offset, records[-1].offset
+        state = self._partitions.get((topic, partition))
+        if state is not None and state.last_seen < first and last <= state.handed_until:
+            # The per-record path (getone / async for) inside a batch already checkpointed. A
+            # partition's records are handed out by one consumer at a time, so no lock is needed.
+            state.last_seen = last
+            return
         groups: list[tuple[PathwayContext | None, int, float, int]] = []
         with self._lock:
             state = self._partitions.get((topic, partition))

@@ -20,6 +20,14 @@ from kafkahooks.hooks._types import (
 
 _logger = get_logger(__name__)
 _hook_failures = counter("hook_failures", "Exceptions raised by hooks, caught before they reached a client")
+_after_close = counter("events_after_close", "Hook events that arrived after their client was closed (dropped)")
+
+
+def _drop_after_close(*args: Any) -> None:
+    _after_close.add()
+
+
+_DROP: tuple[Fn, ...] = (_drop_after_close,)
 
 _KEY_SLOTS = 128
 """Keys below this get a precomputed tuple; Kafka's highest key today is under 100."""
@@ -167,6 +175,29 @@ class HookDispatcher:
         )
         if self.strict:
             raise exc
+
+    def close(self) -> None:
+        """The client is closed: from now on every event is dropped and counted
+        (``events_after_close``) instead of reaching the hooks. Costs nothing before it is called."""
+        for name in (
+            "_new_client",
+            "_client_closed",
+            "_connect",
+            "_disconnect",
+            "_throttle",
+            "_produce_batch",
+            "_fetch_batch",
+            "_produce_buffered",
+            "_produce_unbuffered",
+            "_fetch_buffered",
+            "_fetch_unbuffered",
+            "_inject",
+            "_polled",
+        ):
+            setattr(self, name, _DROP)
+        for name in ("_write_keyed", "_read_keyed", "_e2e_keyed"):
+            setattr(self, name, (_DROP,) * _KEY_SLOTS)
+        self._filters = dict.fromkeys(self._filters, ((_drop_after_close, ALL_KEYS),))
 
     @property
     def failure_count(self) -> int:

@@ -11,6 +11,7 @@ and chosen by :class:`MetricLabels`.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -81,7 +82,7 @@ class _Sink:
     def process(self) -> None:
         plugin = self._plugin()
         items = self.buffer.drain()
-        if plugin is not None and items:
+        if plugin is not None:
             for item in items:
                 plugin._record(item)
             plugin._add_counts()
@@ -150,6 +151,8 @@ class MetricsHooks:
             messaging_metrics.MESSAGING_CLIENT_CONSUMED_MESSAGES, "Messages delivered to the application", "{message}"
         )
         self._counts: dict[tuple[Any, int], tuple[dict[str, Any], int]] = {}
+        self._consumed_pending: dict[str, int] = {}
+        self._consumed_lock = threading.Lock()
         self._broker_attrs: dict[BrokerMeta, dict[str, Any]] = {}
         self._key_attrs: dict[tuple[BrokerMeta, int, str | None], dict[str, Any]] = {}
         self._topic_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
@@ -188,7 +191,10 @@ class MetricsHooks:
         self.sink.buffer.offer(("batch", "fetch", topic, m))
 
     def on_records_polled(self, topic: str, partition: int, records: Any) -> None:
-        self.sink.buffer.offer(("consumed", topic, len(records)))
+        # Called per record by getone/async-for: add to a running count instead of queueing an item.
+        n = len(records)
+        with self._consumed_lock:
+            self._consumed_pending[topic] = self._consumed_pending.get(topic, 0) + n
 
     # -- the export worker ------------------------------------------------------------------------
 
@@ -241,6 +247,10 @@ class MetricsHooks:
         self._counts[key] = (attrs, amount + (found[1] if found else 0))
 
     def _add_counts(self) -> None:
+        with self._consumed_lock:
+            consumed, self._consumed_pending = self._consumed_pending, {}
+        for topic, n in consumed.items():
+            self._count(self._consumed, n, self._messaging("poll", topic))
         counts, self._counts = self._counts, {}
         for (counter, _), (attrs, amount) in counts.items():
             counter.add(amount, attrs)
@@ -285,9 +295,6 @@ class MetricsHooks:
             self._batch_size.record(m.num_records, attrs)
             if direction == "produce":
                 self._count(self._sent, m.num_records, attrs)
-        elif kind == "consumed":
-            _, topic, n = item
-            self._count(self._consumed, n, self._messaging("poll", topic))
         elif kind == "connect":
             _, meta, err = item
             if err is None:

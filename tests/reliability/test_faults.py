@@ -1,0 +1,148 @@
+"""Broker faults: killed mid-consume and restarted, both clients; hooks see errors, nothing hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import kafka
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from kafkahooks import export
+from kafkahooks.broker import EmbeddedBroker
+from kafkahooks.hooks import ApiKey
+from kafkahooks.testing import RecordingHook
+
+
+def fill(bootstrap: str, topic: str, n: int) -> None:
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(n):
+        producer.send(topic, b"%d" % i)
+    producer.flush()
+    producer.close()
+
+
+def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def check_errors_and_spans(recorder: RecordingHook, exporter: InMemorySpanExporter) -> None:
+    export.flush()
+    failed = [e for e in recorder.of("broker_e2e") if e.e2e.err is not None]
+    assert failed or [e for e in recorder.of("broker_connect") if e.err is not None], "no hook saw the fault"
+    assert recorder.of("broker_disconnect")
+    assert all(e.e2e.duration_e2e_ns >= 0 for e in recorder.of("broker_e2e"))
+    assert recorder.of("fetch_batch_read"), "records were fetched before the fault"
+    assert all(s.end_time >= s.start_time for s in exporter.get_finished_spans())
+
+
+@pytest.mark.slow
+def test_kafka_python_consumer_survives_a_broker_restart(own_broker: EmbeddedBroker) -> None:
+    """Killed mid-consume: errors reach the hooks within the request timeout; after the broker comes
+    back (empty: memory storage) the same consumer reads new records."""
+    from kafkahooks.kafka import KafkaConsumer
+
+    provider, exporter = spans()
+    recorder = RecordingHook()
+    fill(own_broker.bootstrap_servers, "faults", 200)
+    consumer = KafkaConsumer(
+        bootstrap_servers=own_broker.bootstrap_servers,
+        hooks=[recorder],
+        tracing="hooks",
+        tracer_provider=provider,
+        auto_offset_reset="earliest",
+        request_timeout_ms=3000,
+        reconnect_backoff_max_ms=200,
+        fetch_max_wait_ms=100,
+    )
+    tp = kafka.TopicPartition("faults", 0)
+    consumer.assign([tp])
+    got = 0
+    while got < 200:
+        got += sum(len(r) for r in consumer.poll(timeout_ms=500).values())
+    own_broker.kill()
+    started = time.monotonic()
+    while time.monotonic() - started < 4:
+        consumer.poll(timeout_ms=200)
+    own_broker.start()
+    fill(own_broker.bootstrap_servers, "faults", 20)
+    consumer.seek(tp, 0)
+    after = 0
+    deadline = time.monotonic() + 20
+    while after < 20 and time.monotonic() < deadline:
+        after += sum(len(r) for r in consumer.poll(timeout_ms=300).values())
+    consumer.close()
+    assert 20 == after
+    check_errors_and_spans(recorder, exporter)
+
+
+@pytest.mark.slow
+def test_aiokafka_consumer_survives_a_broker_restart(own_broker: EmbeddedBroker) -> None:
+    """As for kafka-python: errors on the hooks, no hang, and recovery after the restart."""
+    from aiokafka.structs import TopicPartition
+
+    from kafkahooks.aiokafka import AIOKafkaConsumer
+
+    provider, exporter = spans()
+    recorder = RecordingHook()
+    fill(own_broker.bootstrap_servers, "faults", 200)
+
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=own_broker.bootstrap_servers,
+            hooks=[recorder],
+            tracing="hooks",
+            tracer_provider=provider,
+            auto_offset_reset="earliest",
+            request_timeout_ms=3000,
+            retry_backoff_ms=100,
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        tp = TopicPartition("faults", 0)
+        consumer.assign([tp])
+        got = 0
+        while got < 200:
+            got += sum(len(r) for r in (await consumer.getmany(timeout_ms=500)).values())
+        own_broker.kill()
+        started = time.monotonic()
+        while time.monotonic() - started < 4:
+            await consumer.getmany(timeout_ms=200)
+        own_broker.start()
+        fill(own_broker.bootstrap_servers, "faults", 20)
+        consumer.seek(tp, 0)
+        after = 0
+        deadline = time.monotonic() + 20
+        while after < 20 and time.monotonic() < deadline:
+            after += sum(len(r) for r in (await consumer.getmany(timeout_ms=300)).values())
+        await asyncio.wait_for(consumer.stop(), 15)
+        return after
+
+    assert 20 == asyncio.run(run())
+    check_errors_and_spans(recorder, exporter)
+
+
+def test_events_after_close_are_dropped_and_counted(bootstrap: str, topic: str) -> None:
+    """After close(), hook events (late callbacks) reach no hook and are counted."""
+    from kafkahooks._selfstats import snapshot
+    from kafkahooks.hooks import BrokerMeta
+    from kafkahooks.kafka import KafkaProducer
+
+    recorder = RecordingHook()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder])
+    producer.send(topic, b"v").get(timeout=10)
+    producer.close()
+    seen = len(recorder.events)
+    before = snapshot().get("events_after_close", 0)
+    dispatch: Any = producer.hook_dispatcher
+    dispatch.broker_write(BrokerMeta(1, "h", 1), ApiKey.PRODUCE, 1, 1, 1, None)
+    dispatch.broker_disconnect(BrokerMeta(1, "h", 1))
+    assert seen == len(recorder.events)
+    assert snapshot()["events_after_close"] == before + 2
