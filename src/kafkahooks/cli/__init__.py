@@ -51,7 +51,7 @@ def map_command(dump: str, output: str) -> None:
     from kafkahooks.datastreams._map import StreamMap
 
     stream_map = StreamMap.from_file(dump)
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 130)
     if not stream_map.edges:
         raise click.ClickException(f"{dump} holds no data-stream checkpoints")
     console.print(stream_map.render_terminal())

@@ -155,6 +155,7 @@ class StreamMap:
 
     def render_terminal(self) -> Any:
         """A rich table of the edges, pipeline order."""
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="data-stream map", caption="latencies in ms; from origin = at the edge's target")
@@ -165,9 +166,9 @@ class StreamMap:
         for edge in sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source, e.target)):
             target = self.nodes[edge.target]
             table.add_row(
-                self.label(edge.source),
-                self.label(edge.target),
-                edge.group or "",
+                escape(self.label(edge.source)),
+                escape(self.label(edge.target)),
+                escape(edge.group or ""),
                 f"{edge.messages:,}",
                 f"{edge.p(0.5) * 1e3:.1f}",
                 f"{edge.p(0.99) * 1e3:.1f}",
@@ -255,7 +256,8 @@ edge latency; each node shows the latency from the pathway's origin of what arri
         import matplotlib.pyplot as plt
         from matplotlib.patches import FancyBboxPatch
 
-        width, height = 11.0, 4.2
+        per_layer = max((len(layer) for layer in self.layers()), default=1)
+        width, height = max(2.6 * len(self.layers()), 6.0), 1.7 * per_layer + 0.6
         pos = self._positions(width, height)
         fig, ax = plt.subplots(figsize=(width, height))
         ax.set_xlim(0, width)
@@ -265,18 +267,19 @@ edge latency; each node shows the latency from the pathway's origin of what arri
             (x1, y1), (x2, y2) = pos[edge.source], pos[edge.target]
             ax.annotate(
                 "",
-                xy=(x2 - 0.8, y2),
-                xytext=(x1 + 0.8, y1),
+                xy=(x2 - 0.82, y2),
+                xytext=(x1 + 0.82, y1),
                 arrowprops={"arrowstyle": "-|>", "color": "#555", "lw": 1.3},
             )
             ax.text(
                 (x1 + x2) / 2,
-                (y1 + y2) / 2 + 0.12,
-                f"{edge.messages:,} msgs\np50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
+                (y1 + y2) / 2 - 0.36,
+                f"{edge.messages:,} msgs\np50 {edge.p(0.5) * 1e3:.1f} ms\np99 {edge.p(0.99) * 1e3:.1f} ms",
                 ha="center",
-                va="bottom",
-                fontsize=7.5,
+                va="top",
+                fontsize=7,
                 color="#333",
+                bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "#dddddd"},
             )
         for key, node in self.nodes.items():
             x, y = pos[key]
@@ -294,15 +297,13 @@ edge latency; each node shows the latency from the pathway's origin of what arri
             ax.text(
                 x,
                 y - 0.15,
-                f"origin p50 {node.p(0.5) * 1e3:.1f} / p99 {node.p(0.99) * 1e3:.1f} ms",
+                f"from origin p50 {node.p(0.5) * 1e3:.0f} / p99 {node.p(0.99) * 1e3:.0f} ms",
                 ha="center",
                 va="center",
-                fontsize=6.5,
+                fontsize=6,
                 color="#555",
             )
-        ax.set_title(
-            "kafkahooks data-stream map (edge: messages and edge latency; node: latency from origin)", fontsize=9
-        )
+        ax.set_title("kafkahooks data-stream map: messages and edge latency on each edge", fontsize=9)
         fig.tight_layout()
         out = Path(path)
         fig.savefig(out, dpi=110)
