@@ -19,6 +19,13 @@ from kafkahooks.testing import RecordingHook
 
 
 def fill(bootstrap: str, topic: str, n: int) -> None:
+    """``n`` records in ``topic``, created with one partition if it does not exist yet."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    if topic not in admin.list_topics():
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
     producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
     for i in range(n):
         producer.send(topic, b"%d" % i)
@@ -64,9 +71,10 @@ def test_kafka_python_consumer_survives_a_broker_restart(own_broker: EmbeddedBro
     )
     tp = kafka.TopicPartition("faults", 0)
     consumer.assign([tp])
-    got = 0
-    while got < 200:
+    got, deadline = 0, time.monotonic() + 20
+    while got < 200 and time.monotonic() < deadline:
         got += sum(len(r) for r in consumer.poll(timeout_ms=500).values())
+    assert 200 == got
     own_broker.kill()
     started = time.monotonic()
     while time.monotonic() - started < 4:
@@ -108,9 +116,10 @@ def test_aiokafka_consumer_survives_a_broker_restart(own_broker: EmbeddedBroker)
         await consumer.start()
         tp = TopicPartition("faults", 0)
         consumer.assign([tp])
-        got = 0
-        while got < 200:
+        got, deadline = 0, time.monotonic() + 20
+        while got < 200 and time.monotonic() < deadline:
             got += sum(len(r) for r in (await consumer.getmany(timeout_ms=500)).values())
+        assert 200 == got
         own_broker.kill()
         started = time.monotonic()
         while time.monotonic() - started < 4:
