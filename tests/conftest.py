@@ -75,3 +75,13 @@ def own_broker() -> Iterator[EmbeddedBroker]:
         pytest.skip("fault tests stop the broker, so they need the embedded one")
     with EmbeddedBroker() as broker:
         yield broker
+
+
+@pytest.fixture(autouse=True)
+def no_current_pathway() -> Iterator[None]:
+    """Consuming with data streams on sets the thread's current pathway; no test inherits another's."""
+    from kafkahooks.datastreams import reset_pathway, set_pathway
+
+    token = set_pathway(None)
+    yield
+    reset_pathway(token)

@@ -28,8 +28,8 @@ def points(streams: DataStreams, capture: Capture) -> list[Point]:
 
 
 def isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a pipeline stage in its own context, as a separate service would be."""
-    return contextvars.copy_context().run(fn, *args, **kwargs)
+    """Run a pipeline stage in a fresh, empty context, as a separate service would be."""
+    return contextvars.Context().run(fn, *args, **kwargs)
 
 
 def relay(client: str, bootstrap: str, source: str, target: str, count: int, streams: DataStreams, group: str) -> None:

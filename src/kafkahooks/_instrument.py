@@ -22,8 +22,36 @@ def _bootstrap_text(value: Any) -> str | None:
     return ",".join(str(v) for v in value)
 
 
+OPTIONS = ("hooks", "tracing", "strict_hooks", "tracer_provider", "meter_provider", "data_streams")
+"""The keyword arguments every wrapped client takes on top of its library's own:
+
+- ``hooks``: a hook object or a (nested) list of them.
+- ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"`` (default ``$KAFKAHOOKS_TRACING``, else off).
+- ``strict_hooks``: re-raise hook exceptions (for tests).
+- ``tracer_provider`` / ``meter_provider``: where spans and metrics go (default: the global ones).
+- ``data_streams``: a :class:`~kafkahooks.datastreams.DataStreams`, or ``False`` to keep
+  ``tracing="hooks"`` from enabling the default one.
+"""
+
+
 class Instrumentation:
     """A wrapped client's hooks: the user's, plus the plugins its tracing mode asks for."""
+
+    @classmethod
+    def from_kwargs(cls, role: Role, kwargs: dict[str, Any]) -> Instrumentation:
+        """Take kafkahooks' own :data:`OPTIONS` out of a wrapped client's keyword arguments (the rest
+        go to the client library unchanged)."""
+        options = {name: kwargs.pop(name) for name in OPTIONS if name in kwargs}
+        return cls(
+            options.get("hooks"),
+            options.get("tracing"),
+            role,
+            kwargs,
+            strict=bool(options.get("strict_hooks", False)),
+            tracer_provider=options.get("tracer_provider"),
+            meter_provider=options.get("meter_provider"),
+            data_streams=options.get("data_streams"),
+        )
 
     def __init__(
         self,

@@ -16,27 +16,8 @@ from kafkahooks.hooks._types import ProduceRecord
 class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    def __init__(
-        self,
-        *,
-        hooks: Any = None,
-        tracing: str | None = None,
-        strict_hooks: bool = False,
-        tracer_provider: Any = None,
-        meter_provider: Any = None,
-        data_streams: Any = None,
-        **kwargs: Any,
-    ):
-        self._kh = Instrumentation(
-            hooks,
-            tracing,
-            "producer",
-            kwargs,
-            strict=strict_hooks,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            data_streams=data_streams,
-        )
+    def __init__(self, **kwargs: Any) -> None:
+        self._kh = Instrumentation.from_kwargs("producer", kwargs)
         super().__init__(**kwargs)
         if self._kh.installed:
             wire.hook_client(self.client, self._kh.dispatch)
@@ -92,27 +73,8 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
 class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    def __init__(
-        self,
-        *topics: str,
-        hooks: Any = None,
-        tracing: str | None = None,
-        strict_hooks: bool = False,
-        tracer_provider: Any = None,
-        meter_provider: Any = None,
-        data_streams: Any = None,
-        **kwargs: Any,
-    ):
-        self._kh = Instrumentation(
-            hooks,
-            tracing,
-            "consumer",
-            kwargs,
-            strict=strict_hooks,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            data_streams=data_streams,
-        )
+    def __init__(self, *topics: str, **kwargs: Any) -> None:
+        self._kh = Instrumentation.from_kwargs("consumer", kwargs)
         super().__init__(*topics, **kwargs)
         if self._kh.installed:
             wire.hook_client(self._client, self._kh.dispatch)

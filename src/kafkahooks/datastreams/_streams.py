@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from ddsketch import DDSketch
 
 from kafkahooks import _clock
-from kafkahooks._log import get_logger
+from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.datastreams._pathway import PathwayContext, pathway_hash
 from kafkahooks.export import BoundedBuffer, worker
@@ -30,6 +30,7 @@ BUCKET_NS = 10_000_000_000
 HeaderMode = Literal["batch", "record", "off"]
 
 _logger = get_logger(__name__)
+_failure_log = RateLimitedLog(_logger, 60.0)
 _export_errors = counter("datastreams_export_errors", "Data-stream exports that failed")
 
 

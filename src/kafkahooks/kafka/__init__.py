@@ -7,6 +7,8 @@ Every kafka-python argument is accepted unchanged, plus:
 
 - ``hooks``: a hook object or a (nested) list of them; see :mod:`kafkahooks.hooks`.
 - ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"``; default ``$KAFKAHOOKS_TRACING``, else ``"off"``.
+- ``tracer_provider``, ``meter_provider``: where spans and metrics go (default: the global ones).
+- ``data_streams``: a :class:`kafkahooks.datastreams.DataStreams` (or ``False``).
 - ``strict_hooks``: re-raise hook exceptions (for tests).
 
 With no hooks and tracing off nothing is installed: the client is the bare kafka-python client.

@@ -27,27 +27,8 @@ def _install(inst: Instrumentation, configs: dict[str, Any]) -> None:
 class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
     """``kafka.KafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    def __init__(
-        self,
-        *,
-        hooks: Any = None,
-        tracing: str | None = None,
-        strict_hooks: bool = False,
-        tracer_provider: Any = None,
-        meter_provider: Any = None,
-        data_streams: Any = None,
-        **configs: Any,
-    ):
-        self._kh = Instrumentation(
-            hooks,
-            tracing,
-            "producer",
-            configs,
-            strict=strict_hooks,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            data_streams=data_streams,
-        )
+    def __init__(self, **configs: Any) -> None:
+        self._kh = Instrumentation.from_kwargs("producer", configs)
         _install(self._kh, configs)
         super().__init__(**configs)
         if self._kh.dispatch.has_batch_header_injectors:
@@ -102,27 +83,8 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
 class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
     """``kafka.KafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    def __init__(
-        self,
-        *topics: str,
-        hooks: Any = None,
-        tracing: str | None = None,
-        strict_hooks: bool = False,
-        tracer_provider: Any = None,
-        meter_provider: Any = None,
-        data_streams: Any = None,
-        **configs: Any,
-    ):
-        self._kh = Instrumentation(
-            hooks,
-            tracing,
-            "consumer",
-            configs,
-            strict=strict_hooks,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            data_streams=data_streams,
-        )
+    def __init__(self, *topics: str, **configs: Any) -> None:
+        self._kh = Instrumentation.from_kwargs("consumer", configs)
         _install(self._kh, configs)
         super().__init__(*topics, **configs)
         if self._kh.dispatch.has_fetch_record_hooks or self._kh.dispatch.has_poll_hooks:
