@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kafkahooks.broker import BOOTSTRAP_ENV, EmbeddedBroker
+from kafkahooks.broker import BOOTSTRAP_ENV, EmbeddedBroker, kafka_bootstrap
 
 if TYPE_CHECKING:
     from tests._proxy import FrameProxy
@@ -21,13 +21,9 @@ GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
 @pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
-    """Bootstrap servers of the broker shared by the session's tests."""
-    external = os.environ.get(BOOTSTRAP_ENV, "").strip()
-    if external:
-        yield external
-        return
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
+    """Bootstrap servers of the broker shared by the session's tests ($KAFKAHOOKS_BOOTSTRAP or embedded)."""
+    with kafka_bootstrap() as servers:
+        yield servers
 
 
 @pytest.fixture
