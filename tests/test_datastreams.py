@@ -226,3 +226,58 @@ def test_consuming_sets_the_current_pathway_for_the_thread(bootstrap: str, topic
     assert ctx is not None
     assert {ctx.hash} == {p.hash for p in points(streams, capture)}
     assert current_pathway() is None, "the pathway stays in the context that consumed"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_produce_and_commit_offsets_feed_the_lag_backlogs(client: str, bootstrap: str, topic: str) -> None:
+    """The last produced offset and the committed offset per partition reach the backlogs."""
+    streams, capture = make_streams(f"lag-{client}")
+    isolated(produce, client, bootstrap, topic, [(b"v", None)] * 30, data_streams=streams)
+
+    def consume_and_commit() -> None:
+        if client == "kafka-python":
+            import kafka
+
+            from kafkahooks.kafka import KafkaConsumer
+
+            consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id="lag",
+                data_streams=streams,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                consumer_timeout_ms=3000,
+            )
+            consumer.assign([kafka.TopicPartition(topic, 0)])
+            assert 30 == len(list(consumer))
+            consumer.commit()
+            consumer.close()
+            return
+
+        async def run() -> None:
+            from aiokafka.structs import TopicPartition
+
+            from kafkahooks.aiokafka import AIOKafkaConsumer
+
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id="lag",
+                data_streams=streams,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            consumer.assign([TopicPartition(topic, 0)])
+            got = 0
+            while got < 30:
+                got += sum(len(r) for r in (await consumer.getmany(timeout_ms=1000)).values())
+            await consumer.commit()
+            await consumer.stop()
+
+        asyncio.run(run())
+
+    isolated(consume_and_commit)
+    streams.flush(final=True)
+    backlogs = {tags: offset for bucket in capture.buckets for tags, offset in bucket.backlogs.items()}
+    assert 29 == backlogs[("partition:0", f"topic:{topic}", "type:kafka_produce")]
+    assert 30 == backlogs[("consumer_group:lag", "partition:0", f"topic:{topic}", "type:kafka_commit")]

@@ -49,6 +49,7 @@ from kafkahooks.hooks._types import ApiKey, BrokerMeta
 VERIFIED_VERSIONS = ">=0.13,<0.15"
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
+_OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
 _SASL = int(ApiKey.SASL_AUTHENTICATE)
 
 _created_ns: contextvars.ContextVar[int] = contextvars.ContextVar("kafkahooks_request_created_ns", default=0)
@@ -141,6 +142,19 @@ class HookedAIOKafkaConnection(AIOKafkaConnection):  # type: ignore[misc]
         key = request.API_KEY
         produce = request._topics if key == _PRODUCE and self._kh_tap.want_produce_batches else None
         writer = self._kh_prepare(key, expect_response, produce)
+        if (
+            key == _OFFSET_COMMIT
+            and writer is not None
+            and writer._kh_pending is not None
+            and self._kh_tap.want_commits
+        ):
+            try:
+                writer._kh_pending.commits = (
+                    request._consumer_group,
+                    {(topic, p[0]): p[1] for topic, parts in request._topics for p in parts},
+                )
+            except Exception as exc:
+                internal_error("aiokafka.commit", exc)
         try:
             return super().send(request, expect_response=expect_response)
         finally:
@@ -175,6 +189,8 @@ class HookedAIOKafkaConnection(AIOKafkaConnection):  # type: ignore[misc]
             if response is not None and not isinstance(response, (bytes, bytearray)):
                 if req.key == _PRODUCE and req.batches:
                     tap.produce_acked(req, ((t[0], p[0], p[1], p[2]) for t in response.topics for p in t[1]))
+                elif req.key == _OFFSET_COMMIT and req.commits is not None:
+                    tap.commit_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
                 elif req.key == _FETCH and tap.want_fetch_batches:
                     for topic, partitions in response.topics:
                         for p in partitions:

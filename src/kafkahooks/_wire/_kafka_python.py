@@ -44,6 +44,7 @@ VERIFIED_VERSIONS = ">=3.0,<3.1"
 _logger = get_logger(__name__)
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
+_OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
 
 _DECODERS: dict[int, Callable[[bytes], bytes]] = {
     1: _codec.gzip_decode,
@@ -140,6 +141,11 @@ class HookedProtocol(KafkaProtocol):  # type: ignore[misc]
             req = tap.new_request(
                 key, conn._kh_created_ns, len(self.bytes_to_send[-1]), request.expect_response(), produce
             )
+            if key == _OFFSET_COMMIT and tap.want_commits:
+                req.commits = (
+                    request.group_id,
+                    {(t.name, p.partition_index): p.committed_offset for t in request.topics for p in t.partitions},
+                )
             tap.enqueue(req)
         except Exception as exc:
             internal_error("kafka_python.encode", exc)
@@ -215,6 +221,10 @@ class HookedConnection(KafkaConnection):  # type: ignore[misc]
                             for t in response.responses
                             for p in t.partition_responses
                         ),
+                    )
+                elif req.key == _OFFSET_COMMIT and req.commits is not None:
+                    tap.commit_acked(
+                        req, ((t.name, p.partition_index, p.error_code) for t in response.topics for p in t.partitions)
                     )
                 elif req.key == _FETCH and tap.want_fetch_batches:
                     for t in response.responses:

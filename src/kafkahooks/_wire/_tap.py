@@ -45,6 +45,7 @@ class Request:
         "batches",
         "bytes_read",
         "bytes_written",
+        "commits",
         "created_ns",
         "end_offset",
         "expects_response",
@@ -75,6 +76,7 @@ class Request:
         self.time_to_read_ns = 0
         self.read_end_ns = 0
         self.batches: dict[tuple[str, int], _batches.BatchInfo] | None = None
+        self.commits: tuple[str, dict[tuple[str, int], int]] | None = None
 
 
 class ConnectionTap:
@@ -89,6 +91,7 @@ class ConnectionTap:
         self.want_produce_batches = dispatch.has_produce_batch_hooks
         self.want_fetch_batches = dispatch.has_fetch_batch_hooks
         self.header_keys = dispatch.batch_header_keys
+        self.want_commits = dispatch.has_commit_hooks
         self.connect_start_ns = _clock.monotonic_ns()
         self.connected = False
         self._unsent: deque[Request] = deque()
@@ -281,6 +284,16 @@ class ConnectionTap:
                     info.headers,
                 ),
             )
+
+    def commit_acked(self, req: Request, partitions: Iterable[tuple[str, int, int]]) -> None:
+        """An OffsetCommit response was decoded: ``(topic, partition, error_code)`` per partition."""
+        if req.commits is None:
+            return
+        group, offsets = req.commits
+        for topic, partition, error_code in partitions:
+            offset = offsets.get((topic, partition))
+            if error_code == 0 and offset is not None:
+                self.dispatch.offsets_committed(group, topic, partition, offset)
 
     def decoded(self, req: Request, throttle_ms: int, throttled_after_response: bool = True) -> None:
         """The response to ``req`` was decoded: report throttling and the request's end to end."""

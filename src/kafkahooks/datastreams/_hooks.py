@@ -142,6 +142,12 @@ class DataStreamHooks:
 
     # -- consumer ---------------------------------------------------------------------------------
 
+    def on_offsets_committed(self, group: str, topic: str, partition: int, offset: int) -> None:
+        """The committed offset, for lag (Datadog's ``type:kafka_commit`` backlog)."""
+        self.streams.backlog(
+            (f"consumer_group:{group}", f"partition:{partition}", f"topic:{topic}", "type:kafka_commit"), offset
+        )
+
     def _decode(self, headers: Any) -> PathwayContext | None:
         value = next((v for k, v in headers if k in (HEADER, LEGACY_HEADER)), _MISSING)
         if value is _MISSING:

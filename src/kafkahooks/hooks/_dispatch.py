@@ -112,6 +112,7 @@ class HookDispatcher:
         self._fetch_unbuffered = plain("on_fetch_record_unbuffered")
         self._inject = plain("inject_batch_headers")
         self._polled = plain("on_records_polled")
+        self._committed = plain("on_offsets_committed")
 
         wanted: set[str] = set()
         for hook in self.hooks:
@@ -134,6 +135,7 @@ class HookDispatcher:
                 "on_broker_throttle",
                 "on_produce_batch_written",
                 "on_fetch_batch_read",
+                "on_offsets_committed",
             )
         )
         """Whether anything must be installed on the connections."""
@@ -143,6 +145,7 @@ class HookDispatcher:
         self.has_fetch_record_hooks = bool(self._fetch_buffered or self._fetch_unbuffered)
         self.has_batch_header_injectors = bool(self._inject)
         self.has_poll_hooks = bool(self._polled)
+        self.has_commit_hooks = bool(self._committed)
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
@@ -343,6 +346,13 @@ class HookDispatcher:
                 fn(topic, partition, records)
             except Exception as exc:
                 self._failed(fn, "on_records_polled", exc)
+
+    def offsets_committed(self, group: str, topic: str, partition: int, offset: int) -> None:
+        for fn in self._committed:
+            try:
+                fn(group, topic, partition, offset)
+            except Exception as exc:
+                self._failed(fn, "on_offsets_committed", exc)
 
     def fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
         for fn in self._fetch_unbuffered:

@@ -196,6 +196,14 @@ class RecordsPolledHook(Protocol):
         """
 
 
+@runtime_checkable
+class OffsetsCommittedHook(Protocol):
+    def on_offsets_committed(self, group: str, topic: str, partition: int, offset: int) -> None:
+        """A kafkahooks extension (kgo has none): called once per partition whose offset the broker
+        accepted in an OffsetCommit response (auto-commits included), on the client's I/O path.
+        ``offset`` is the committed offset: the next record the group will read."""
+
+
 ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     NewClientHook,
     ClientClosedHook,
@@ -213,6 +221,7 @@ ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     FetchRecordUnbufferedHook,
     ProduceBatchHeadersHook,
     RecordsPolledHook,
+    OffsetsCommittedHook,
 )
 """Every hook protocol, in the order the dispatcher documents them."""
 
@@ -233,5 +242,6 @@ HOOK_METHODS: tuple[str, ...] = (
     "on_fetch_record_unbuffered",
     "inject_batch_headers",
     "on_records_polled",
+    "on_offsets_committed",
 )
 """The method names, one per protocol above."""
