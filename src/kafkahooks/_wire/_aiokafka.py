@@ -294,10 +294,6 @@ def client_id(client: AIOKafkaClient) -> str | None:
     return str(value) if value else None
 
 
-def version() -> str:
-    return str(aiokafka.__version__)
-
-
 def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
 

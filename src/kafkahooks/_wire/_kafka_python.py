@@ -296,10 +296,6 @@ def client_factory(dispatch: HookDispatcher) -> Callable[..., Any]:
     return make_client
 
 
-def version() -> str:
-    return str(kafka.__version__)
-
-
 def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
 

@@ -8,7 +8,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import SpanContext, TraceFlags, TraceState
 
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
@@ -169,7 +169,3 @@ def record_context(record: Any) -> SpanContext | None:
         return batch_contexts.lookup(record.topic, record.partition, record.offset)
     except Exception:
         return None
-
-
-def non_recording(ctx: SpanContext) -> NonRecordingSpan:
-    return NonRecordingSpan(ctx)
