@@ -9,7 +9,7 @@ from typing import Any, Literal
 from kafkahooks._config import TracingMode, tracing_mode
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._wire._guard import internal_error
-from kafkahooks.hooks._dispatch import HookDispatcher, flatten_hooks
+from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
 
 Role = Literal["producer", "consumer"]
 
@@ -22,12 +22,25 @@ def _bootstrap_text(value: Any) -> str | None:
     return ",".join(str(v) for v in value)
 
 
-OPTIONS = ("hooks", "tracing", "strict_hooks", "tracer_provider", "meter_provider", "data_streams")
+OPTIONS = (
+    "hooks",
+    "tracing",
+    "strict_hooks",
+    "hook_budget_ms",
+    "offload_hooks",
+    "tracer_provider",
+    "meter_provider",
+    "data_streams",
+)
 """The keyword arguments every wrapped client takes on top of its library's own:
 
 - ``hooks``: a hook object or a (nested) list of them.
 - ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"`` (default ``$KAFKAHOOKS_TRACING``, else off).
-- ``strict_hooks``: re-raise hook exceptions (for tests).
+- ``strict_hooks``: re-raise hook exceptions (for tests); every hook runs inline.
+- ``hook_budget_ms``: a user hook call longer than this (default 50) moves that hook off the I/O
+  path onto its own thread and bounded queue; ``None`` keeps every hook inline, as franz-go does.
+- ``offload_hooks``: run user hooks off the I/O path from the first event (a hard bound: the I/O
+  path only appends to a queue).
 - ``tracer_provider`` / ``meter_provider``: where spans and metrics go (default: the global ones).
 - ``data_streams``: a :class:`~kafkahooks.datastreams.DataStreams`, or ``False`` to keep
   ``tracing="hooks"`` from enabling the default one.
@@ -48,6 +61,8 @@ class Instrumentation:
             role,
             kwargs,
             strict=bool(options.get("strict_hooks", False)),
+            hook_budget_ms=options.get("hook_budget_ms", DEFAULT_BUDGET_MS),
+            offload_hooks=bool(options.get("offload_hooks", False)),
             tracer_provider=options.get("tracer_provider"),
             meter_provider=options.get("meter_provider"),
             data_streams=options.get("data_streams"),
@@ -61,6 +76,8 @@ class Instrumentation:
         config: Mapping[str, Any],
         *,
         strict: bool = False,
+        hook_budget_ms: float | None = DEFAULT_BUDGET_MS,
+        offload_hooks: bool = False,
         tracer_provider: Any = None,
         meter_provider: Any = None,
         data_streams: Any = None,
@@ -75,7 +92,9 @@ class Instrumentation:
         )
         self.plugins: list[Any] = self._plugins(tracer_provider, meter_provider, data_streams)
         user = flatten_hooks([hooks]) if hooks is not None else []
-        self.dispatch = HookDispatcher([*user, *self.plugins], strict=strict)
+        self.dispatch = HookDispatcher(
+            [*user, *self.plugins], strict=strict, budget_ms=hook_budget_ms, offload=offload_hooks
+        )
         for hook in user:
             # Plugins built by the application name the client they serve: give them its identity
             # now, before the client library's constructor opens its first connection.

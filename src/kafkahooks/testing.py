@@ -43,6 +43,9 @@ class RecordingHook:
     ``events`` lists :class:`HookEvent` objects; :meth:`of` filters them by event name (and key).
     """
 
+    kafkahooks_inline = True
+    """Appending to a list is fast: always called inline, so a test can assert right after the call."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.events: list[HookEvent] = []

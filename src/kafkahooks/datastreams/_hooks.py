@@ -68,6 +68,9 @@ def _payload_per_record(metrics: ProduceBatchMetrics | FetchBatchMetrics) -> flo
 class DataStreamHooks:
     """Per-batch data-stream checkpoints for one wrapped client (see the module docs)."""
 
+    kafkahooks_inline = True
+    """Only queues work for the export worker: called directly, never timed or offloaded."""
+
     batch_header_keys = frozenset({HEADER, LEGACY_HEADER})
 
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:

@@ -4,7 +4,7 @@ Protocols (one per event), the types hooks receive, the dispatcher that calls th
 request-key filter. See :mod:`kafkahooks.hooks._protocols` for each event's contract.
 """
 
-from kafkahooks.hooks._dispatch import HookDispatcher, flatten_hooks
+from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
 from kafkahooks.hooks._filter import ALL_KEYS, TRACING_KEYS, KeyFilter
 from kafkahooks.hooks._protocols import (
     ALL_HOOK_PROTOCOLS,
@@ -43,6 +43,7 @@ from kafkahooks.hooks._types import (
 __all__ = [
     "ALL_HOOK_PROTOCOLS",
     "ALL_KEYS",
+    "DEFAULT_BUDGET_MS",
     "HOOK_METHODS",
     "TRACING_KEYS",
     "ApiKey",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
+from kafkahooks.hooks._lanes import GuardedCall, GuardedSyncCall, HookSlot
 from kafkahooks.hooks._protocols import HOOK_METHODS
 from kafkahooks.hooks._types import (
     BrokerE2E,
@@ -34,6 +36,14 @@ _KEY_SLOTS = 128
 
 Fn = Callable[..., Any]
 
+DEFAULT_BUDGET_MS = 50.0
+"""A user hook call longer than this moves the hook off the I/O path (see :mod:`kafkahooks.hooks._lanes`)."""
+
+_SYNC_METHODS = frozenset({"inject_batch_headers"})
+"""Hook methods whose answer the client waits for: they can be skipped, never offloaded."""
+
+_CLOSE_TIMEOUT_S = 2.0
+
 
 def flatten_hooks(hooks: Iterable[Any]) -> list[Any]:
     """Flatten nested lists and tuples of hooks (a plugin may return a list) into one list."""
@@ -47,6 +57,8 @@ def flatten_hooks(hooks: Iterable[Any]) -> list[Any]:
 
 
 def _describe(fn: Fn) -> str:
+    if isinstance(fn, GuardedCall):
+        return fn.slot.name
     owner = getattr(fn, "__self__", fn)
     return type(owner).__qualname__ if owner is not fn else getattr(fn, "__qualname__", repr(fn))
 
@@ -64,12 +76,30 @@ class HookDispatcher:
     (cancellation, ``KeyboardInterrupt``) passes. With ``strict=True`` the exception is re-raised
     after being counted, for tests.
 
+    Slow hooks: each call of a user hook is timed, and the first that takes longer than
+    ``budget_ms`` moves that hook onto its own thread and bounded queue for the rest of the
+    client's life (``offload=True`` starts it there); :attr:`offloaded` says which and why. Hooks
+    whose class sets ``kafkahooks_inline = True`` (kafkahooks' own plugins, which only queue) are
+    called directly and never timed; ``budget_ms=None`` or ``strict=True`` calls every hook inline,
+    untimed, as franz-go does.
+
     Raises ``TypeError`` for an object that implements no hook.
     """
 
-    def __init__(self, hooks: Iterable[Any] = (), *, strict: bool = False, log_interval_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        hooks: Iterable[Any] = (),
+        *,
+        strict: bool = False,
+        log_interval_s: float = 60.0,
+        budget_ms: float | None = DEFAULT_BUDGET_MS,
+        offload: bool = False,
+    ) -> None:
         self.hooks: tuple[Any, ...] = tuple(flatten_hooks(hooks))
         self.strict = strict
+        if budget_ms is not None and budget_ms <= 0:
+            raise ValueError(f"budget_ms must be positive or None, not {budget_ms!r}")
+        self._slots: list[HookSlot] = []
         self.failures: dict[tuple[str, str], int] = {}
         """Count of exceptions raised by hooks, keyed by (hook class name, event method name)."""
         self._failures_lock = threading.Lock()
@@ -81,9 +111,12 @@ class HookDispatcher:
             key_filter = getattr(hook, "request_keys", None) or ALL_KEYS
             if not isinstance(key_filter, KeyFilter):
                 raise TypeError(f"{type(hook).__qualname__}.request_keys must be a KeyFilter, not {key_filter!r}")
+            slot = self._slot_for(hook, budget_ms, offload)
             for name in HOOK_METHODS:
                 fn = getattr(hook, name, None)
                 if fn is not None and callable(fn):
+                    if slot is not None:
+                        fn = (GuardedSyncCall if name in _SYNC_METHODS else GuardedCall)(fn, name, slot)
                     by_event[name].append((fn, key_filter))
                     found = True
             if not found:
@@ -154,6 +187,37 @@ class HookDispatcher:
         names = ", ".join(type(h).__qualname__ for h in self.hooks)
         return f"<HookDispatcher [{names}]{' strict' if self.strict else ''}>"
 
+    def _slot_for(self, hook: Any, budget_ms: float | None, offload: bool) -> HookSlot | None:
+        """The guard for a user hook, or None for a hook called directly."""
+        if self.strict or getattr(hook, "kafkahooks_inline", False) or (budget_ms is None and not offload):
+            return None
+        budget_ns = int(budget_ms * 1e6) if budget_ms is not None else 2**62
+        slot = HookSlot(type(hook).__qualname__, budget_ns, self._failed)
+        if offload:
+            slot.offload("offload_hooks", 0)
+        self._slots.append(slot)
+        return slot
+
+    @property
+    def offloaded(self) -> dict[str, tuple[str, int]]:
+        """Hooks running off the I/O path, by class name: (the event whose call was too slow, its
+        duration in ns), or ``("offload_hooks", 0)`` when the client asked for it."""
+        return {slot.name: slot.reason for slot in self._slots if slot.reason is not None}
+
+    @property
+    def offload_dropped(self) -> int:
+        """Events for offloaded hooks dropped (queue full, or the client closed)."""
+        return sum(slot.lane.dropped for slot in self._slots if slot.lane is not None)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until offloaded hooks have run every event queued so far; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        done = True
+        for slot in self._slots:
+            if slot.lane is not None:
+                done = slot.lane.flush(deadline - time.monotonic()) and done
+        return done
+
     def _unusual_key(self, name: str, key: int) -> tuple[Fn, ...]:
         """Hooks for a key outside the precomputed range (never seen from today's brokers)."""
         allows = {
@@ -163,7 +227,7 @@ class HookDispatcher:
         }[name]
         return tuple(fn for fn, f in self._filters[name] if allows(f, key))
 
-    def _failed(self, fn: Fn, event: str, exc: Exception) -> None:
+    def _failed(self, fn: Fn, event: str, exc: BaseException) -> None:
         hook = _describe(fn)
         with self._failures_lock:
             self.failures[(hook, event)] = self.failures.get((hook, event), 0) + 1
@@ -179,9 +243,12 @@ class HookDispatcher:
         if self.strict:
             raise exc
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = _CLOSE_TIMEOUT_S) -> None:
         """The client is closed: from now on every event is dropped and counted
-        (``events_after_close``) instead of reaching the hooks. Costs nothing before it is called."""
+        (``events_after_close``) instead of reaching the hooks. Costs nothing before it is called.
+
+        Offloaded hooks get up to ``timeout_s`` to run what was queued before; what a hung hook
+        leaves waiting is dropped and counted."""
         for name in (
             "_new_client",
             "_client_closed",
@@ -196,11 +263,16 @@ class HookDispatcher:
             "_fetch_unbuffered",
             "_inject",
             "_polled",
+            "_committed",
         ):
             setattr(self, name, _DROP)
         for name in ("_write_keyed", "_read_keyed", "_e2e_keyed"):
             setattr(self, name, (_DROP,) * _KEY_SLOTS)
         self._filters = dict.fromkeys(self._filters, ((_drop_after_close, ALL_KEYS),))
+        deadline = time.monotonic() + timeout_s
+        for slot in self._slots:
+            if slot.lane is not None:
+                slot.lane.close(deadline - time.monotonic())
 
     @property
     def failure_count(self) -> int:

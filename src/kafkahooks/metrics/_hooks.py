@@ -94,6 +94,9 @@ class _Sink:
 class MetricsHooks:
     """Broker, batch and messaging metrics for one wrapped client (see the module docs)."""
 
+    kafkahooks_inline = True
+    """Only queues work for the export worker: called directly, never timed or offloaded."""
+
     def __init__(
         self,
         identity: ClientIdentity | None = None,

@@ -83,6 +83,9 @@ class SpanSink:
 class BrokerSpans:
     """Hooks that synthesize one span per Produce write and per Fetch read (see the module docs)."""
 
+    kafkahooks_inline = True
+    """Only queues work for the export worker: called directly, never timed or offloaded."""
+
     request_keys = TRACING_KEYS
     batch_header_keys = frozenset({TRACEPARENT, TRACESTATE})
 

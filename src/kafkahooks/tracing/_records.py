@@ -27,6 +27,9 @@ from kafkahooks.tracing._context import TRACEPARENT
 class RecordSpans:
     """Per-record spans and per-record trace context (see the module docs)."""
 
+    kafkahooks_inline = True
+    """Reads and sets the caller's context, so it must run inline: called directly, never offloaded."""
+
     def __init__(self, role: str, *, tracer_provider: Any = None, identity: ClientIdentity | None = None) -> None:
         self.role = role
         self.identity = identity or ClientIdentity()
