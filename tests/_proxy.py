@@ -2,7 +2,7 @@
 
 Put it in front of a broker that advertises the proxy's port, and every byte a client exchanges
 with the broker is seen here: an independent account of frame sizes and request keys to check
-the hooks against, and a way to cut connections on demand.
+the hooks against, a way to cut connections on demand, and a broker that refuses record headers.
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ class FrameProxy:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._stopped = False
+        self.refuse_headers = False
+        """Answer Produce requests that carry record headers as a broker keeping a pre-0.11 message
+        format does (see :func:`refusal_for_headers`) instead of forwarding them."""
+        self.refusals = 0
+        """Produce requests refused so far."""
         threading.Thread(target=self._accept, name="frame-proxy", daemon=True).start()
 
     def _accept(self) -> None:
@@ -74,7 +79,16 @@ class FrameProxy:
 
     def _pump(self, client: socket.socket, upstream: socket.socket, record: ProxiedConnection) -> None:
         up, down = _FrameSplitter(), _FrameSplitter()
-        pending_keys: list[int] = []
+        # Per request in flight, in order: its key, and the response the proxy made up for it (None:
+        # the broker answers). Made-up responses wait for the broker's earlier ones: Kafka clients
+        # expect responses in request order.
+        pending: list[tuple[int, bytes | None]] = []
+
+        def answer(key: int, frame: bytes) -> None:
+            with self._lock:
+                record.responses.append((key, len(frame)))
+            client.sendall(frame)
+
         try:
             while True:
                 readable, _, _ = select.select([client, upstream], [], [], 0.5)
@@ -87,16 +101,25 @@ class FrameProxy:
                     if sock is client:
                         for frame in up.feed(data):
                             key = struct.unpack(">h", frame[4:6])[0]
-                            pending_keys.append(key)
                             with self._lock:
                                 record.requests.append((key, len(frame)))
-                        upstream.sendall(data)
+                            made_up = refusal_for_headers(frame) if self.refuse_headers else None
+                            if made_up is None:
+                                pending.append((key, None))
+                                upstream.sendall(frame)
+                            elif pending:
+                                pending.append((key, made_up))
+                            else:
+                                self.refusals += 1
+                                answer(key, made_up)
                     else:
                         for frame in down.feed(data):
-                            key = pending_keys.pop(0) if pending_keys else -1
-                            with self._lock:
-                                record.responses.append((key, len(frame)))
-                        client.sendall(data)
+                            key = pending.pop(0)[0] if pending else -1
+                            answer(key, frame)
+                            while pending and pending[0][1] is not None:
+                                key, made_up = pending.pop(0)
+                                self.refusals += 1
+                                answer(key, made_up or b"")
         except OSError:
             return
         finally:
@@ -129,3 +152,54 @@ class FrameProxy:
         self._stopped = True
         self._listener.close()
         self.cut_all()
+
+
+UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+
+
+def refusal_for_headers(frame: bytes) -> bytes | None:
+    """For a Produce request carrying any record header, the response a broker whose topics keep a
+    pre-0.11 message format gives (UNSUPPORTED_FOR_MESSAGE_FORMAT on every partition); else None."""
+    from kafka.protocol.producer import ProduceRequest, ProduceResponse
+    from kafka.record import MemoryRecords
+
+    key, version, correlation_id = struct.unpack(">hhi", frame[4:12])
+    if key != 0:
+        return None
+    request = ProduceRequest.decode(frame, version=version, header=True, framed=True)
+    if request.acks == 0:
+        return None
+    has_headers = any(
+        record.headers
+        for topic in request.topic_data
+        for partition in topic.partition_data
+        for batch in MemoryRecords(bytes(partition.records or b""))
+        for record in batch
+    )
+    if not has_headers:
+        return None
+    topic_response = ProduceResponse.TopicProduceResponse
+    partition_response = topic_response.PartitionProduceResponse
+    response = ProduceResponse[version](
+        responses=[
+            topic_response(
+                name=topic.name,
+                partition_responses=[
+                    partition_response(
+                        index=partition.index,
+                        error_code=UNSUPPORTED_FOR_MESSAGE_FORMAT,
+                        base_offset=-1,
+                        log_append_time_ms=-1,
+                        log_start_offset=-1,
+                        record_errors=[],
+                        error_message="Magic v1 does not support record headers",
+                    )
+                    for partition in topic.partition_data
+                ],
+            )
+            for topic in request.topic_data
+        ],
+        throttle_time_ms=0,
+    )
+    response.with_header(correlation_id=correlation_id)
+    return bytes(response.encode(header=True, framed=True))

@@ -39,12 +39,17 @@ from aiokafka import codec as _codec
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import NodeNotReadyError
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from kafkahooks import _clock
 from kafkahooks._wire._guard import internal_error
+from kafkahooks._wire._rejected import HeaderGate, refuses_headers, without_injected
 from kafkahooks._wire._tap import ConnectionTap, Request
 from kafkahooks.hooks._dispatch import HookDispatcher
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
+
+_RECORD_CODEC = (DefaultRecordBatch, DefaultRecordBatchBuilder)
+"""The client's own v2 batch reader and builder (to resend a refused batch without our headers)."""
 
 VERIFIED_VERSIONS = ">=0.13,<0.15"
 _PRODUCE = int(ApiKey.PRODUCE)
@@ -301,16 +306,22 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     batch, in the sending task) gives the fresh ``BatchBuilder`` a one-shot ``append`` that adds the
     headers to the record about to be appended and then removes itself. Hand-built batches
     (``send_batch``) arrive already filled and are left alone.
+
+    A batch that carries such headers gets a one-shot ``failure``: if the broker refuses it for
+    them (see :mod:`kafkahooks._wire._rejected`), it is rebuilt without them and put back in the
+    accumulator for the sender to send again, and this producer injects no more.
     """
     accumulator = producer._message_accumulator
     original = accumulator._append_batch
+    gate = HeaderGate()
 
     def _append_batch(builder: Any, tp: Any) -> Any:
         batch = original(builder, tp)
         try:
-            # aiokafka 0.13+ always writes v2 batches (brokers 0.11+), so headers are always accepted.
-            if builder.record_count() == 0:
-                _inject_on_first_append(builder, tp, dispatch)
+            # aiokafka 0.13+ always writes v2 batches (brokers 0.11+), so headers can always be sent.
+            if gate.open and builder.record_count() == 0:
+                watch = lambda keys: _watch_refusal(batch, keys, gate, accumulator)  # noqa: E731
+                _inject_on_first_append(builder, tp, dispatch, watch)
         except Exception as exc:
             internal_error("aiokafka.append_batch", exc)
         return batch
@@ -318,17 +329,43 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     accumulator._append_batch = _append_batch
 
 
-def _inject_on_first_append(builder: Any, tp: Any, dispatch: HookDispatcher) -> None:
+def _inject_on_first_append(
+    builder: Any, tp: Any, dispatch: HookDispatcher, injected: Callable[[tuple[str, ...]], None]
+) -> None:
     class_append = type(builder).append
 
     def first_append(*, timestamp: Any, key: Any, value: Any, headers: Any = None) -> Any:
         del builder.append
+        extra = None
         try:
             extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
             if extra:
                 headers = [*(headers or ()), *extra]
         except Exception as exc:
             internal_error("aiokafka.first_append", exc)
-        return class_append(builder, timestamp=timestamp, key=key, value=value, headers=headers)
+        metadata = class_append(builder, timestamp=timestamp, key=key, value=value, headers=headers)
+        if extra and metadata is not None:
+            injected(tuple(k for k, _ in extra))
+        return metadata
 
     builder.append = first_append
+
+
+def _watch_refusal(batch: Any, injected: tuple[str, ...], gate: HeaderGate, accumulator: Any) -> None:
+    class_failure = type(batch).failure
+
+    def failure(exception: BaseException) -> Any:
+        del batch.failure
+        try:
+            if refuses_headers(exception):
+                gate.close(exception)
+                rebuilt = without_injected(batch.get_data_buffer(), injected, *_RECORD_CODEC)
+                if rebuilt is not None:
+                    batch._builder._buffer = rebuilt
+                    accumulator.reenqueue(batch)
+                    return None
+        except Exception as exc:
+            internal_error("aiokafka.batch_failure", exc)
+        return class_failure(batch, exception)
+
+    batch.failure = failure

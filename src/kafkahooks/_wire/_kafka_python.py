@@ -32,16 +32,20 @@ from kafka.net.connection import KafkaConnection
 from kafka.net.manager import KafkaConnectionManager
 from kafka.net.selector import NetworkSelector
 from kafka.protocol.parser import KafkaProtocol
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from kafkahooks import _clock
 from kafkahooks._log import get_logger
 from kafkahooks._wire._guard import internal_error
+from kafkahooks._wire._rejected import INJECTED_ATTR, HeaderGate, refuses_headers, without_injected
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks._dispatch import HookDispatcher
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
 
 VERIFIED_VERSIONS = ">=3.0,<3.1"
 _logger = get_logger(__name__)
+_RECORD_CODEC = (DefaultRecordBatch, DefaultRecordBatchBuilder)
+"""The client's own v2 batch reader and builder (to resend a refused batch without our headers)."""
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
 _OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
@@ -296,6 +300,10 @@ def client_factory(dispatch: HookDispatcher) -> Callable[..., Any]:
     return make_client
 
 
+class HeadersRefused(kafka.errors.RetriableError):  # type: ignore[misc]
+    """A batch was refused for the record headers kafkahooks added; it is resent without them."""
+
+
 def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
 
@@ -303,6 +311,10 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     call, so this producer's accumulator gets a per-instance ``append`` that first tries the open
     batch (``abort_on_new_batch=True``, KIP-480's own probe) and only when the record would open a
     new batch asks the injectors, on the caller's thread, and appends with the extra headers.
+
+    A batch that carries such headers is marked; if the broker refuses it for them (see
+    :mod:`kafkahooks._wire._rejected`), the sender's error path rebuilds it without them and
+    retries it through kafka-python's own retry logic, and this producer injects no more.
     """
     accumulator = producer._accumulator
     if accumulator.config.get("message_version", 2) < 2:
@@ -310,6 +322,7 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
         _logger.warning("batch_headers_disabled", reason="broker older than 0.11 (message format < v2)")
         return
     original = accumulator.append
+    gate = HeaderGate()
 
     def append(
         tp: Any,
@@ -323,12 +336,51 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
         result = original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=True)
         if not result[3] or abort_on_new_batch:
             return result
-        try:
-            extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
-            if extra:
-                headers = [*(headers or ()), *extra]
-        except Exception as exc:
-            internal_error("kafka_python.append", exc)
-        return original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=False)
+        extra = None
+        if gate.open:
+            try:
+                extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
+                if extra:
+                    headers = [*(headers or ()), *extra]
+            except Exception as exc:
+                internal_error("kafka_python.append", exc)
+        result = original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=False)
+        if extra:
+            _mark_injected(accumulator, tp, result[0], tuple(k for k, _ in extra))
+        return result
 
     accumulator.append = append
+    _install_refusal_retry(producer._sender, gate)
+
+
+def _mark_injected(accumulator: Any, tp: Any, future: Any, keys: tuple[str, ...]) -> None:
+    """Label the batch ``future`` belongs to with the header keys kafkahooks appended."""
+    try:
+        produce_future = future._produce_future
+        with accumulator._tp_lock(tp):
+            for batch in reversed(accumulator._batches.get(tp, ())):
+                if batch.produce_future is produce_future:
+                    setattr(batch, INJECTED_ATTR, keys)
+                    return
+    except Exception as exc:
+        internal_error("kafka_python.mark_injected", exc)
+
+
+def _install_refusal_retry(sender: Any, gate: HeaderGate) -> None:
+    original = sender._dispatch_error
+
+    def _dispatch_error(batch: Any, exception: Any, partition_response: Any) -> Any:
+        try:
+            injected = getattr(batch, INJECTED_ATTR, None)
+            if injected and refuses_headers(exception):
+                delattr(batch, INJECTED_ATTR)
+                gate.close(exception)
+                rebuilt = without_injected(batch.records.buffer(), injected, *_RECORD_CODEC)
+                if rebuilt is not None and sender._can_retry(batch, HeadersRefused):
+                    batch.records._buffer = rebuilt
+                    exception = HeadersRefused(f"{type(exception).__name__}: resending without kafkahooks' headers")
+        except Exception as exc:
+            internal_error("kafka_python.dispatch_error", exc)
+        return original(batch, exception, partition_response)
+
+    sender._dispatch_error = _dispatch_error
