@@ -95,12 +95,20 @@ def consume(
     return asyncio.run(run())
 
 
-def plain_consume(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
-    """Every record of ``topic`` as an uninstrumented kafka-python consumer sees it."""
+def plain_consume(bootstrap: str, topic: str, partitions: int = 1, count: int | None = None) -> list[Any]:
+    """Every record of ``topic`` as an uninstrumented kafka-python consumer sees it: until 3 s pass
+    without one, or, given ``count``, as soon as that many arrived (at most 20 s)."""
     import kafka
 
     consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
     consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
-    records = list(consumer)
+    if count is None:
+        records = list(consumer)
+    else:
+        records = []
+        deadline = time.monotonic() + 20
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
     consumer.close()
     return records

@@ -10,6 +10,7 @@ from kafkahooks._config import TracingMode, tracing_mode
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._wire._guard import internal_error
 from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
+from kafkahooks.hooks._types import ProduceRecord
 
 Role = Literal["producer", "consumer"]
 
@@ -158,6 +159,34 @@ class Instrumentation:
             from kafkahooks.export import flush
 
             flush(timeout_s=5.0)
+
+
+def record_buffered(
+    dispatch: HookDispatcher,
+    where: str,
+    topic: str,
+    key: Any,
+    value: Any,
+    headers: Any,
+    partition: Any,
+    timestamp_ms: Any,
+) -> tuple[ProduceRecord | None, Any]:
+    """Fire ``on_produce_record_buffered`` for a ``send()``: the record the hooks saw (None if that
+    failed) and the headers to send. The application's own ``headers`` object goes to the client
+    unless a hook changed the headers, and then in the same container type it had (a list, or a
+    tuple) so the client accepts or refuses exactly what it would have without kafkahooks."""
+    try:
+        record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
+        dispatch.produce_record_buffered(record)
+        if record.headers != list(headers or ()):
+            if headers is None or isinstance(headers, list):
+                return record, record.headers
+            if isinstance(headers, tuple):
+                return record, tuple(record.headers)
+        return record, headers
+    except Exception as exc:
+        internal_error(where, exc)
+        return None, headers
 
 
 class WrappedClient:

@@ -194,3 +194,93 @@ def test_pathway_header_struct_edge_cases_never_raise() -> None:
     for cut in range(len(raw) + 1):
         decode(raw[:cut])
         decode(raw[:cut] + struct.pack("<Q", 2**64 - 1))
+
+
+PRODUCE_HEADER_CASES: list[tuple[str, Any]] = [
+    ("str value", [("h", "text")]),
+    ("None value", [("h", None)]),
+    ("1-element tuple", [("h",)]),
+    ("tuple of tuples", (("h", b"v"),)),
+    ("bytes key", [(b"h", b"v")]),
+    ("duplicate keys", [("h", b"1"), ("h", b"2")]),
+    ("keys differing in case", [("H", b"1"), ("h", b"2")]),
+    ("bytearray value", [("h", bytearray(b"v"))]),
+    ("10 000 headers", [(f"h{i}", b"v") for i in range(10_000)]),
+    ("1 MB value", [("h", b"x" * 1_000_000)]),
+    ("headers=None", None),
+    ("empty list", []),
+    ("a string", "h=v"),
+    ("app's malformed traceparent", [("traceparent", b"\xff\xfe")]),
+    ("app's pathway header", [("dd-pathway-ctx-base64", b"!!")]),
+]
+OUR_KEYS = {"traceparent", "dd-pathway-ctx-base64"}
+
+
+def produce_each(client: str, wrapped: bool, bootstrap: str, topic: str, mode: str) -> list[str]:
+    """Send one record per case, awaiting each; the outcome of each (``ok`` or the exception's name)."""
+    kwargs: dict[str, Any] = {"bootstrap_servers": bootstrap, "max_request_size": 4_000_000}
+    if wrapped:
+        kwargs["tracing"] = mode
+    if client == "kafka-python":
+        from kafkahooks.kafka import KafkaProducer
+
+        producer = (KafkaProducer if wrapped else kafka.KafkaProducer)(**kwargs)
+        out: list[str] = []
+        for i, (_, headers) in enumerate(PRODUCE_HEADER_CASES):
+            try:
+                producer.send(topic, b"%d" % i, headers=headers).get(timeout=10)
+                out.append("ok")
+            except Exception as exc:
+                out.append(type(exc).__name__)
+        producer.close()
+        return out
+
+    async def run() -> list[str]:
+        from aiokafka import AIOKafkaProducer as Bare
+
+        from kafkahooks.aiokafka import AIOKafkaProducer
+
+        producer = (AIOKafkaProducer if wrapped else Bare)(**kwargs)
+        await producer.start()
+        out: list[str] = []
+        try:
+            for i, (_, headers) in enumerate(PRODUCE_HEADER_CASES):
+                try:
+                    await asyncio.wait_for(producer.send_and_wait(topic, b"%d" % i, headers=headers), 10)
+                    out.append("ok")
+                except Exception as exc:
+                    out.append(type(exc).__name__)
+        finally:
+            await producer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("mode", ["off", "hooks", "records"])
+@pytest.mark.parametrize("client", ["kafka-python", "aiokafka"])
+def test_odd_headers_from_the_application_behave_as_with_the_bare_client(
+    bootstrap: str, make_topic: Callable[..., str], client: str, mode: str
+) -> None:
+    """Headers the application passes to the wrapped producer: each case succeeds or fails exactly
+    as with the bare client, and what is stored is what the bare client stores (plus, at most,
+    kafkahooks' own propagation headers after the application's)."""
+    from tests._drivers import plain_consume
+
+    bare_topic, wrapped_topic = make_topic(1), make_topic(1)
+    bare = produce_each(client, False, bootstrap, bare_topic, mode)
+    wrapped = produce_each(client, True, bootstrap, wrapped_topic, mode)
+    assert dict(zip([name for name, _ in PRODUCE_HEADER_CASES], bare, strict=True)) == dict(
+        zip([name for name, _ in PRODUCE_HEADER_CASES], wrapped, strict=True)
+    )
+    assert "ok" in bare
+    delivered = bare.count("ok")
+    stored_bare = {r.value: list(r.headers) for r in plain_consume(bootstrap, bare_topic, count=delivered)}
+    stored_wrapped = {r.value: list(r.headers) for r in plain_consume(bootstrap, wrapped_topic, count=delivered)}
+    assert delivered == len(stored_bare) == len(stored_wrapped)
+    assert stored_bare.keys() == stored_wrapped.keys()
+    for value, headers in stored_bare.items():
+        extra = stored_wrapped[value][len(headers) :]
+        assert headers == stored_wrapped[value][: len(headers)]
+        assert {k for k, _ in extra} <= OUR_KEYS
+        assert not any(k == "traceparent" for k, _ in extra) or all(k != "traceparent" for k, _ in headers)

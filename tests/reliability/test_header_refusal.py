@@ -96,7 +96,7 @@ def test_refused_headers_are_dropped_and_every_record_delivered(
     assert ["ok"] * 20 == wrapped
     assert 1 == proxy.refusals  # one batch carried our headers; every later one went without
 
-    stored = plain_consume(bootstrap, topic)
+    stored = plain_consume(bootstrap, topic, count=40)
     assert [v for v, _ in messages] * 2 == [r.value for r in stored]
     assert all(not r.headers for r in stored)
     after = snapshot()
@@ -116,4 +116,4 @@ def test_application_headers_fail_as_with_the_bare_client(refusing: tuple[str, s
     assert "ok" != bare[0]
     assert bare == wrapped
     delivered = [value for (value, _), outcome in zip(messages, bare, strict=True) if outcome == "ok"]
-    assert delivered * 2 == [r.value for r in plain_consume(bootstrap, topic)]
+    assert delivered * 2 == [r.value for r in plain_consume(bootstrap, topic, count=2 * len(delivered))]

@@ -7,10 +7,8 @@ from typing import Any
 
 import aiokafka
 
-from kafkahooks._instrument import Instrumentation, WrappedClient
+from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered
 from kafkahooks._wire import _aiokafka as wire
-from kafkahooks._wire._guard import internal_error
-from kafkahooks.hooks._types import ProduceRecord
 
 
 class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
@@ -38,14 +36,9 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         headers: Any = None,
     ) -> Any:
         dispatch = self._kh.dispatch
-        record = None
-        try:
-            record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
-            dispatch.produce_record_buffered(record)
-            headers = record.headers or headers
-        except Exception as exc:
-            internal_error("aiokafka.send", exc)
-            record = None
+        record, headers = record_buffered(
+            dispatch, "aiokafka.send", topic, key, value, headers, partition, timestamp_ms
+        )
         future = await super().send(
             topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
         )

@@ -6,11 +6,9 @@ from typing import Any
 
 import kafka
 
-from kafkahooks._instrument import Instrumentation, WrappedClient
+from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered
 from kafkahooks._log import get_logger
 from kafkahooks._wire import _kafka_python as wire
-from kafkahooks._wire._guard import internal_error
-from kafkahooks.hooks._types import ProduceRecord
 
 _logger = get_logger(__name__)
 
@@ -48,14 +46,9 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         timestamp_ms: Any = None,
     ) -> Any:
         dispatch = self._kh.dispatch
-        record = None
-        try:
-            record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
-            dispatch.produce_record_buffered(record)
-            headers = record.headers or headers
-        except Exception as exc:
-            internal_error("kafka_python.send", exc)
-            record = None
+        record, headers = record_buffered(
+            dispatch, "kafka_python.send", topic, key, value, headers, partition, timestamp_ms
+        )
         future = super().send(
             topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
         )
