@@ -82,3 +82,27 @@ def test_old_message_format_never_gets_injected_headers() -> None:
     original = producer._accumulator.append
     _kafka_python.install_batch_headers(producer, HookDispatcher([BrokerSpans("producer")]))
     assert producer._accumulator.append is original
+
+
+def test_plugins_installed_twice_add_their_headers_once(bootstrap: str, topic: str) -> None:
+    """Wrapping twice over: ``tracing="hooks"`` plus the same span and data-stream plugins passed
+    again as hooks give each batch one ``traceparent`` and one pathway header."""
+    from kafkahooks.datastreams import data_stream_hooks, default
+    from kafkahooks.tracing import BrokerSpans
+
+    provider = TracerProvider()
+    with provider.get_tracer("app").start_as_current_span("app"):
+        produce(
+            "kafka-python",
+            bootstrap,
+            topic,
+            [(b"v", None)] * 30,
+            tracing="hooks",
+            tracer_provider=provider,
+            hooks=[BrokerSpans("producer", tracer_provider=provider), data_stream_hooks(default())],
+        )
+    records = plain_consume(bootstrap, topic, count=30)
+    assert 30 == len(records)
+    for key in ("traceparent", "dd-pathway-ctx-base64"):
+        counts = [sum(1 for k, _ in r.headers if k == key) for r in records]
+        assert max(counts) == 1, key

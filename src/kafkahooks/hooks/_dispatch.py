@@ -400,11 +400,13 @@ class HookDispatcher:
     def inject_batch_headers(
         self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
     ) -> list[tuple[str, bytes]] | None:
-        """Headers every injector wants on a new batch's first record, or None."""
+        """Headers every injector wants on a new batch's first record, or None. Each injector sees
+        the record's headers with what earlier injectors added, so the same plugin installed twice
+        adds its header once."""
         extra: list[tuple[str, bytes]] | None = None
         for fn in self._inject:
             try:
-                got = fn(topic, partition, headers)
+                got = fn(topic, partition, [*headers, *extra] if extra else headers)
             except Exception as exc:
                 self._failed(fn, "inject_batch_headers", exc)
                 continue
