@@ -86,6 +86,40 @@ def _hooks(client: str) -> Telemetry:
     )
 
 
+class _StuckSpanExporter(_NullSpanExporter):
+    """A collector that never answers: every export blocks until the run ends."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        self.release.wait()
+        return super().export(spans)
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def _hooks_stuck(client: str) -> Telemetry:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    # A synchronous processor in front of a hung exporter: the worst case, since kafkahooks' own
+    # export worker is the one left waiting, and its bounded buffers must drop (and count) instead.
+    exporter = _StuckSpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[arg-type]
+    meter = _meter_provider()
+    return Telemetry(
+        wrapped=True,
+        client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter},
+        providers=[tracer, meter],
+        teardown=exporter.release.set,
+    )
+
+
 def _dsm(client: str) -> Telemetry:
     from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
 
@@ -122,6 +156,7 @@ MODES: dict[str, Mode] = {
         Mode("bare", "the client alone (the limit)", _bare),
         Mode("off", "kafkahooks wrapper, tracing off, no hooks", _off),
         Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
+        Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
         Mode("dsm", "data streams only (per-batch checkpoints)", _dsm),
         Mode("records", 'tracing="records": kafkahooks per-record spans', _records),
         Mode("otel", "OpenTelemetry's per-record instrumentation, 100% sampled", _otel(1.0)),

@@ -15,6 +15,7 @@ COLORS = {
     "bare": "#9e9e9e",
     "off": "#64b5f6",
     "hooks": "#1e88e5",
+    "hooks-stuck": "#0d47a1",
     "dsm": "#43a047",
     "records": "#fb8c00",
     "otel": "#e53935",
