@@ -117,3 +117,64 @@ def test_a_forked_child_gets_a_working_export_worker(tmp_path: Path) -> None:
     assert 0 == os.waitstatus_to_exitcode(status)
     (line,) = (tmp_path / "child.jsonl").read_text().splitlines()
     assert ("child", 3) == (json.loads(line)["service"], json.loads(line)["messages"])
+
+
+class BlockingSink:
+    """A sink whose exporter hangs until released; remembers which threads ran it."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: list[str] = []
+
+    def process(self) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.release.wait(30)
+
+    def forget(self) -> None:
+        pass
+
+
+def test_flush_never_runs_a_hung_exporter_on_the_callers_thread() -> None:
+    """A flush (a client's close()) while the worker is idle used to run the sinks itself and hang
+    with the exporter; now the worker runs them and the flush gives up after its timeout."""
+    worker = export.ExportWorker(interval_s=3600)  # idle between passes, as after a quiet spell
+    sink = BlockingSink()
+    worker.register(sink)
+    outcome: list[bool] = []
+    caller = threading.Thread(target=lambda: outcome.append(worker.flush(timeout_s=0.5)))
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "flush hung with the exporter"
+    assert [False] == outcome
+    assert ["kafkahooks-export"] == sink.threads
+    sink.release.set()
+    assert worker.flush(timeout_s=10)
+    assert worker.shutdown(timeout_s=10)
+    assert {"kafkahooks-export"} == set(sink.threads)
+
+
+def test_a_flush_waits_for_a_pass_that_started_after_it() -> None:
+    """What was queued before flush() returned True has been processed."""
+    worker = export.ExportWorker(interval_s=3600)
+    seen: list[int] = []
+    queued: list[int] = []
+
+    class Sink:
+        name = "list"
+
+        def process(self) -> None:
+            seen.extend(queued)
+            queued.clear()
+
+        def forget(self) -> None:
+            pass
+
+    sink = Sink()
+    worker.register(sink)
+    for i in range(5):
+        queued.append(i)
+        assert worker.flush(timeout_s=10)
+        assert list(range(i + 1)) == seen
+    worker.shutdown(timeout_s=5)

@@ -155,3 +155,88 @@ def test_events_after_close_are_dropped_and_counted(bootstrap: str, topic: str) 
     dispatch.broker_disconnect(BrokerMeta(1, "h", 1))
     assert seen == len(recorder.events)
     assert snapshot()["events_after_close"] == before + 2
+
+
+def kill_and_recover(client: str, wrapped: bool, broker: EmbeddedBroker) -> tuple[set[str], list[str], float]:
+    """Warm a producer, kill the broker, send 30 records, restart it, send 5 more: (the error types
+    of the 30, the outcomes of the 5, seconds until all 30 were done)."""
+    bootstrap = broker.bootstrap_servers
+    if client == "kafka-python":
+        from kafkahooks.kafka import KafkaProducer
+
+        options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "linger_ms": 1,
+            "request_timeout_ms": 2000,
+            "max_block_ms": 3000,
+            "reconnect_backoff_max_ms": 200,
+            "retries": 0,
+            "delivery_timeout_ms": 3000,
+        }
+        producer = KafkaProducer(**options, tracing="hooks") if wrapped else kafka.KafkaProducer(**options)
+        producer.send("faults", b"warm").get(timeout=10)
+        broker.kill()
+        started = time.monotonic()
+        futures = [producer.send("faults", b"v") for _ in range(30)]
+        errors = set()
+        for future in futures:
+            try:
+                future.get(timeout=15)
+                errors.add("ok")
+            except Exception as exc:
+                errors.add(type(exc).__name__)
+        took = time.monotonic() - started
+        broker.start()
+        after = []
+        for _ in range(5):
+            try:
+                producer.send("faults", b"again").get(timeout=15)
+                after.append("ok")
+            except Exception as exc:
+                after.append(type(exc).__name__)
+        producer.close(timeout=5)
+        return errors, after, took
+
+    async def run() -> tuple[set[str], list[str], float]:
+        from aiokafka import AIOKafkaProducer as Bare
+
+        from kafkahooks.aiokafka import AIOKafkaProducer
+
+        options = {"bootstrap_servers": bootstrap, "request_timeout_ms": 2000, "retry_backoff_ms": 100}
+        producer = AIOKafkaProducer(**options, tracing="hooks") if wrapped else Bare(**options)
+        await producer.start()
+        await producer.send_and_wait("faults", b"warm")
+        broker.kill()
+        started = time.monotonic()
+        futures = [await producer.send("faults", b"v") for _ in range(30)]
+        errors = set()
+        for outcome in await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30):
+            errors.add(type(outcome).__name__ if isinstance(outcome, BaseException) else "ok")
+        took = time.monotonic() - started
+        broker.start()
+        after = []
+        for _ in range(5):
+            try:
+                await asyncio.wait_for(producer.send_and_wait("faults", b"again"), 15)
+                after.append("ok")
+            except Exception as exc:
+                after.append(type(exc).__name__)
+        await asyncio.wait_for(producer.stop(), 15)
+        return errors, after, took
+
+    return asyncio.run(run())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["kafka-python", "aiokafka"])
+def test_a_killed_broker_fails_sends_as_for_the_bare_client_and_both_recover(
+    own_broker: EmbeddedBroker, client: str
+) -> None:
+    """Broker killed under a producer, then restarted: the wrapped producer (``tracing="hooks"``)
+    fails the same sends with the same errors as the bare one, as fast, and recovers the same way."""
+    bare = kill_and_recover(client, False, own_broker)
+    wrapped = kill_and_recover(client, True, own_broker)
+    assert bare[0] == wrapped[0]
+    assert "ok" not in bare[0]
+    assert ["ok"] * 5 == bare[1] == wrapped[1]
+    assert wrapped[2] < 20

@@ -22,8 +22,7 @@ class Sink(Protocol):
     name: str
 
     def process(self) -> None:
-        """Drain the buffer and handle what was in it. Called only from the worker thread (or at
-        shutdown and explicit flushes, serialised with it)."""
+        """Drain the buffer and handle what was in it. Called only from the worker thread."""
 
     def forget(self) -> None:
         """Drop queued items without processing them (after ``fork()``, in the child)."""
@@ -32,8 +31,10 @@ class Sink(Protocol):
 class ExportWorker:
     """Drains registered sinks every ``interval_s`` on one daemon thread.
 
-    Sink failures are counted per sink (``failures``) and logged rate-limited; the thread keeps
-    going. :meth:`flush` processes everything queued so far and waits (bounded) for it.
+    Sinks run on that thread only, never on a client's: an exporter that hangs holds up the worker,
+    and a :meth:`flush` (from a client's ``close()``, say) waits at most its timeout for the worker
+    to finish a pass, then gives up; what cannot be queued meanwhile is dropped and counted by the
+    buffers. Sink failures are counted per sink (``failures``) and logged rate-limited.
     """
 
     def __init__(self, interval_s: float = 0.5) -> None:
@@ -43,6 +44,13 @@ class ExportWorker:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._requested = 0
+        """Passes asked for by :meth:`flush`, numbered."""
+        self._completed = 0
+        """The highest-numbered request a finished pass started after."""
+        self._closing = False
+        self._closed_sinks = False
         self._stop = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -71,7 +79,15 @@ class ExportWorker:
         while not self._stop:
             self._wake.wait(self.interval_s)
             self._wake.clear()
+            with self._done:
+                serving, closing = self._requested, self._closing
             self.run_once()
+            if closing and not self._closed_sinks:
+                self._closed_sinks = True
+                self._close_sinks()
+            with self._done:
+                self._completed = max(self._completed, serving)
+                self._done.notify_all()
 
     def run_once(self) -> None:
         """Process every sink once (serialised with the worker thread)."""
@@ -82,30 +98,14 @@ class ExportWorker:
                 try:
                     sink.process()
                 except Exception as exc:
-                    self.failures[sink.name] = self.failures.get(sink.name, 0) + 1
-                    _sink_failures.add()
-                    self._log.warning(
-                        sink.name,
-                        "export_failed",
-                        sink=sink.name,
-                        error_type=type(exc).__qualname__,
-                        error=repr(exc)[:200],
-                    )
+                    self._failed(sink.name, exc)
 
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        """Process everything queued so far; False if the worker was busy past ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while not self._run_lock.acquire(timeout=0.05):
-            if time.monotonic() > deadline:
-                return False
-        self._run_lock.release()
-        self.run_once()
-        return True
+    def _failed(self, name: str, exc: Exception) -> None:
+        self.failures[name] = self.failures.get(name, 0) + 1
+        _sink_failures.add()
+        self._log.warning(name, "export_failed", sink=name, error_type=type(exc).__qualname__, error=repr(exc)[:200])
 
-    def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Final flush, then stop the thread (waiting at most ``timeout_s`` in all)."""
-        started = time.monotonic()
-        self.flush(timeout_s)
+    def _close_sinks(self) -> None:
         with self._lock:
             sinks = list(self._sinks)
         for sink in sinks:
@@ -114,19 +114,44 @@ class ExportWorker:
                 try:
                     close()
                 except Exception as exc:
-                    self.failures[sink.name] = self.failures.get(sink.name, 0) + 1
-                    self._log.warning(sink.name, "export_failed", sink=sink.name, error=repr(exc)[:200])
+                    self._failed(sink.name, exc)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Have the worker process everything queued so far; False if that took over ``timeout_s``
+        (an exporter is slow or hung: the caller is never the one left waiting on it)."""
+        if threading.current_thread() is self._thread:
+            self.run_once()  # an exporter flushing from the worker itself
+            return True
+        with self._done:
+            self._requested += 1
+            target = self._requested
+        with self._lock:
+            self._ensure_thread()
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._completed >= target, max(timeout_s, 0.0))
+
+    def shutdown(self, timeout_s: float = 5.0) -> bool:
+        """A final pass that also closes the sinks (exporting open buckets), then stop the thread;
+        waits at most ``timeout_s`` in all. False if the worker did not finish in time."""
+        started = time.monotonic()
+        with self._done:
+            self._closing = True
+        done = self.flush(timeout_s)
         self._stop = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, timeout_s - (time.monotonic() - started)))
+        return done
 
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its locks may be held: start afresh.
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._completed = self._requested
         self._thread = None
         self._pid = os.getpid()
         for sink in list(self._sinks):
