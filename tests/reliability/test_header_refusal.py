@@ -117,3 +117,20 @@ def test_application_headers_fail_as_with_the_bare_client(refusing: tuple[str, s
     assert bare == wrapped
     delivered = [value for (value, _), outcome in zip(messages, bare, strict=True) if outcome == "ok"]
     assert delivered * 2 == [r.value for r in plain_consume(bootstrap, topic, count=2 * len(delivered))]
+
+
+def test_an_unknown_server_error_takes_two_refusals_to_stop_injection() -> None:
+    """UNSUPPORTED_FOR_MESSAGE_FORMAT names headers as the cause; UNKNOWN_SERVER_ERROR might be a
+    restarting broker, so injection stops only at the second."""
+    import kafka.errors
+
+    from kafkahooks._wire._rejected import HeaderGate
+
+    clear = HeaderGate()
+    clear.refused(kafka.errors.UnsupportedForMessageFormatError())
+    assert not clear.open
+    vague = HeaderGate()
+    vague.refused(kafka.errors.UnknownError())
+    assert vague.open
+    vague.refused(kafka.errors.UnknownError())
+    assert not vague.open

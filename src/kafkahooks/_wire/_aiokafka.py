@@ -358,7 +358,7 @@ def _watch_refusal(batch: Any, injected: tuple[str, ...], gate: HeaderGate, accu
         del batch.failure
         try:
             if refuses_headers(exception):
-                gate.close(exception)
+                gate.refused(exception)
                 rebuilt = without_injected(batch.get_data_buffer(), injected, *_RECORD_CODEC)
                 if rebuilt is not None:
                     batch._builder._buffer = rebuilt

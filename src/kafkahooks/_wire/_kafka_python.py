@@ -374,7 +374,7 @@ def _install_refusal_retry(sender: Any, gate: HeaderGate) -> None:
             injected = getattr(batch, INJECTED_ATTR, None)
             if injected and refuses_headers(exception):
                 delattr(batch, INJECTED_ATTR)
-                gate.close(exception)
+                gate.refused(exception)
                 rebuilt = without_injected(batch.records.buffer(), injected, *_RECORD_CODEC)
                 if rebuilt is not None and sender._can_retry(batch, HeadersRefused):
                     batch.records._buffer = rebuilt

@@ -7,8 +7,8 @@ bare client never sends headers it was not given, so it would have succeeded: ka
 turn such a broker into lost records. The batch that was refused is rebuilt, with the client's own
 record codec, minus exactly the headers kafkahooks appended to its first record (the application's
 own headers are never touched), and handed back to the client's retry path; the producer adds no
-batch headers from then on. If the rebuilt batch is refused again, the error is the application's,
-exactly as with the bare client.
+batch headers from then on (see :class:`HeaderGate` for UNKNOWN_SERVER_ERROR). If the rebuilt
+batch is refused again, the error is the application's, exactly as with the bare client.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ _resent = counter(
     "batches_resent_without_headers", "Producer batches resent without kafkahooks' headers after a broker refused them"
 )
 
-REJECTING_ERRNOS = frozenset({43, -1})
+UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+REJECTING_ERRNOS = frozenset({UNSUPPORTED_FOR_MESSAGE_FORMAT, -1})
 """UNSUPPORTED_FOR_MESSAGE_FORMAT and UNKNOWN_SERVER_ERROR."""
 
 INJECTED_ATTR = "_kafkahooks_injected"
@@ -39,12 +40,26 @@ def refuses_headers(exc: BaseException) -> bool:
 
 
 class HeaderGate:
-    """One producer's switch: open until a broker refuses a batch kafkahooks added headers to."""
+    """One producer's switch: open until a broker refuses batches kafkahooks added headers to.
 
-    __slots__ = ("open",)
+    UNSUPPORTED_FOR_MESSAGE_FORMAT names headers as the cause and closes it at once; an
+    UNKNOWN_SERVER_ERROR may be anything (a restarting broker answers with it too), so it takes a
+    second one. Every refused batch is resent without kafkahooks' headers either way.
+    """
+
+    __slots__ = ("ambiguous", "open")
 
     def __init__(self) -> None:
         self.open = True
+        self.ambiguous = 0
+        """UNKNOWN_SERVER_ERROR refusals seen so far."""
+
+    def refused(self, exc: BaseException) -> None:
+        if getattr(exc, "errno", None) != UNSUPPORTED_FOR_MESSAGE_FORMAT:
+            self.ambiguous += 1
+            if self.ambiguous < 2:
+                return
+        self.close(exc)
 
     def close(self, exc: BaseException) -> None:
         if self.open:
