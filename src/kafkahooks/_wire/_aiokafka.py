@@ -75,18 +75,20 @@ def check_internals() -> list[str]:
     """Names this adapter relies on that the installed aiokafka no longer has (empty = fine)."""
     import inspect
 
-    from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator
+    from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator, MessageBatch
 
     methods: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("_get_conn", "send"),
-        MessageAccumulator: ("_append_batch", "add_message"),
-        BatchBuilder: ("append", "record_count"),
+        MessageAccumulator: ("_append_batch", "add_message", "reenqueue"),
+        MessageBatch: ("failure", "get_data_buffer"),
+        BatchBuilder: ("append", "record_count", "_build"),
         AIOKafkaConnection: ("send", "_send_sasl_token", "_handle_frame", "close"),
         asyncio.StreamWriter: ("write",),
     }
     attributes: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("cluster", "_conns"),
         AIOKafkaConnection: ("_requests", "_writer", "_reader"),
+        BatchBuilder: ("_buffer",),
         aiokafka.AIOKafkaProducer: ("_message_accumulator", "client"),
         aiokafka.AIOKafkaConsumer: ("_client",),
     }

@@ -90,8 +90,23 @@ def check_internals() -> list[str]:
     ]
     import inspect
 
+    from kafka.producer.future import FutureRecordMetadata
     from kafka.producer.record_accumulator import RecordAccumulator
+    from kafka.producer.sender import Sender
+    from kafka.record.memory_records import MemoryRecordsBuilder
 
+    # Resending a batch the broker refused for our headers (see _rejected).
+    for cls, names in (
+        (RecordAccumulator, ("_tp_lock",)),
+        (Sender, ("_dispatch_error", "_can_retry")),
+        (MemoryRecordsBuilder, ("buffer", "_buffer")),
+        (FutureRecordMetadata, ("_produce_future",)),
+    ):
+        missing += [f"{cls.__module__}.{cls.__qualname__}.{n}" for n in names if not hasattr(cls, n)]
+    if "self._batches" not in inspect.getsource(RecordAccumulator) or "self._sender" not in inspect.getsource(
+        kafka.KafkaProducer
+    ):
+        missing.append("kafka.producer RecordAccumulator._batches / KafkaProducer._sender")
     if "abort_on_new_batch" not in inspect.signature(RecordAccumulator.append).parameters:
         missing.append("kafka.producer.record_accumulator.RecordAccumulator.append(abort_on_new_batch=)")
     if "self._accumulator" not in inspect.getsource(kafka.KafkaProducer):
