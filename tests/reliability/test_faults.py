@@ -19,18 +19,30 @@ from kafkahooks.testing import RecordingHook
 
 
 def fill(bootstrap: str, topic: str, n: int) -> None:
-    """``n`` records in ``topic``, created with one partition if it does not exist yet."""
+    """``n`` records in partition 0 of ``topic``, created with one partition if it does not exist yet."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     if topic not in admin.list_topics():
         admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
-    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
-    for i in range(n):
-        producer.send(topic, b"%d" % i)
-    producer.flush()
-    producer.close()
+    # A restarted Tansu answers a new producer's first sends with UNKNOWN_SERVER_ERROR now and then,
+    # which kafka-python's idempotent producer takes as fatal: retry what failed with a new one.
+    sent = 0
+    for _ in range(5):
+        producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
+        try:
+            while sent < n:
+                # Partition 0 explicitly: after a restart the consumer's metadata requests may have
+                # auto-created the topic with several partitions before this creates it.
+                producer.send(topic, b"%d" % sent, partition=0).get(timeout=10)
+                sent += 1
+        except kafka.errors.KafkaError:
+            continue
+        finally:
+            producer.close()
+        return
+    raise AssertionError(f"could only store {sent} of {n} records")
 
 
 def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
