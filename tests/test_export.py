@@ -178,3 +178,26 @@ def test_a_flush_waits_for_a_pass_that_started_after_it() -> None:
         assert worker.flush(timeout_s=10)
         assert list(range(i + 1)) == seen
     worker.shutdown(timeout_s=5)
+
+
+def test_an_exporter_that_flushes_from_inside_a_pass_does_not_deadlock() -> None:
+    """flush() from the worker thread (an exporter calling it) answers False at once instead of
+    starting a nested pass."""
+    worker = export.ExportWorker(interval_s=3600)
+    answers: list[bool] = []
+
+    class Sink:
+        name = "reentrant"
+
+        def process(self) -> None:
+            if not answers:
+                answers.append(worker.flush(timeout_s=5))
+
+        def forget(self) -> None:
+            pass
+
+    sink = Sink()
+    worker.register(sink)
+    assert worker.flush(timeout_s=10)
+    assert [False] == answers
+    worker.shutdown(timeout_s=5)

@@ -83,8 +83,8 @@ def test_calls_within_budget_stay_inline() -> None:
 @pytest.mark.parametrize("how", ["inline-class", "strict", "no-budget"])
 def test_trusted_strict_or_unbudgeted_hooks_are_never_moved(how: str) -> None:
     """``kafkahooks_inline`` hooks, ``strict=True`` and ``budget_ms=None`` keep franz-go's inline calls."""
-    hook: Any = type("Trusted", (SlowFirst,), {"kafkahooks_inline": True})(0.05) if how == "inline-class" else None
-    hook = hook or SlowFirst(0.05)
+    trusted = type("Trusted", (SlowFirst,), {"kafkahooks_inline": True})
+    hook = (trusted if how == "inline-class" else SlowFirst)(0.05)
     dispatcher = HookDispatcher([hook], budget_ms=None if how == "no-budget" else 1, strict=how == "strict")
     writes(dispatcher, 5)
     assert {threading.get_ident()} == {t for _, t in hook.calls}

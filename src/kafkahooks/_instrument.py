@@ -178,11 +178,10 @@ def record_buffered(
     try:
         record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
         dispatch.produce_record_buffered(record)
-        if record.headers != list(headers or ()):
-            if headers is None or isinstance(headers, list):
-                return record, record.headers
-            if isinstance(headers, tuple):
-                return record, tuple(record.headers)
+        if headers is None or isinstance(headers, list):  # the common case: compare, no copy
+            return record, record.headers if record.headers != (headers or []) else headers
+        if isinstance(headers, tuple) and record.headers != list(headers):
+            return record, tuple(record.headers)
         return record, headers
     except Exception as exc:
         internal_error(where, exc)

@@ -390,10 +390,11 @@ def _install_refusal_retry(sender: Any, gate: HeaderGate) -> None:
             if injected and refuses_headers(exception):
                 delattr(batch, INJECTED_ATTR)
                 gate.refused(exception)
-                rebuilt = without_injected(batch.records.buffer(), injected, *_RECORD_CODEC)
-                if rebuilt is not None and sender._can_retry(batch, HeadersRefused):
-                    batch.records._buffer = rebuilt
-                    exception = HeadersRefused(f"{type(exception).__name__}: resending without kafkahooks' headers")
+                if sender._can_retry(batch, HeadersRefused):
+                    rebuilt = without_injected(batch.records.buffer(), injected, *_RECORD_CODEC)
+                    if rebuilt is not None:
+                        batch.records._buffer = rebuilt
+                        exception = HeadersRefused(f"{type(exception).__name__}: resending without kafkahooks' headers")
         except Exception as exc:
             internal_error("kafka_python.dispatch_error", exc)
         return original(batch, exception, partition_response)

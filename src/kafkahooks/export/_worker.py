@@ -42,7 +42,6 @@ class ExportWorker:
         self.failures: dict[str, int] = {}
         self._sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._run_lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._requested = 0
@@ -90,15 +89,14 @@ class ExportWorker:
                 self._done.notify_all()
 
     def run_once(self) -> None:
-        """Process every sink once (serialised with the worker thread)."""
+        """Process every sink once. Called on the worker thread only."""
         with self._lock:
             sinks = list(self._sinks)
-        with self._run_lock:
-            for sink in sinks:
-                try:
-                    sink.process()
-                except Exception as exc:
-                    self._failed(sink.name, exc)
+        for sink in sinks:
+            try:
+                sink.process()
+            except Exception as exc:
+                self._failed(sink.name, exc)
 
     def _failed(self, name: str, exc: Exception) -> None:
         self.failures[name] = self.failures.get(name, 0) + 1
@@ -120,8 +118,7 @@ class ExportWorker:
         """Have the worker process everything queued so far; False if that took over ``timeout_s``
         (an exporter is slow or hung: the caller is never the one left waiting on it)."""
         if threading.current_thread() is self._thread:
-            self.run_once()  # an exporter flushing from the worker itself
-            return True
+            return False  # an exporter flushing from inside a pass: a nested pass could deadlock
         with self._done:
             self._requested += 1
             target = self._requested
@@ -148,7 +145,6 @@ class ExportWorker:
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its locks may be held: start afresh.
         self._lock = threading.Lock()
-        self._run_lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._completed = self._requested

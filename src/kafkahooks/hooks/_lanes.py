@@ -56,8 +56,6 @@ class HookLane:
         self.idle_s = idle_s
         self.dropped = 0
         """Events refused (queue full or lane closed)."""
-        self.ran = 0
-        """Events handed to the hook so far."""
         self.closed = False
         self._failed = failed
         self._items: deque[Any] = deque()
@@ -108,7 +106,6 @@ class HookLane:
                     self._drop(1)
                     continue
                 fn, event, args = item
-                self.ran += 1
                 try:
                     fn(*args)
                 except BaseException as exc:  # nobody to propagate to on this thread: count it
