@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -149,12 +150,24 @@ class Instrumentation:
 
     def closed(self, client: Any) -> None:
         """Fire ``on_client_closed`` once, however often the client is closed, and flush telemetry."""
+        if self.seal(client):
+            self.drain()
+
+    def seal(self, client: Any) -> bool:
+        """The instant part of closing: fire ``on_client_closed`` and make later events drop and
+        count. False if the client was closed already."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
         self.dispatch.client_closed(client)
-        self.dispatch.close()
+        self.dispatch.seal()
+        return True
+
+    def drain(self) -> None:
+        """The waiting part, bounded: offloaded hooks get 2 s to finish what is queued, the export
+        path 5 s to flush."""
+        self.dispatch.drain()
         if self.plugins:
             from kafkahooks.export import flush
 
@@ -208,3 +221,17 @@ class WrappedClient:
         kh = getattr(self, "_kh", None)
         if kh is not None:
             kh.closed(self)
+
+    async def _kh_aclosed(self) -> None:
+        """:meth:`_kh_closed` for an event loop: the bounded waits (a hung hook or exporter can
+        take them to their limit) run in the loop's executor, so other tasks keep running.
+        Cancelling the awaiting task cancels only the wait."""
+        kh = getattr(self, "_kh", None)
+        if kh is None or not kh.seal(self):
+            return
+        try:
+            waiting = asyncio.get_running_loop().run_in_executor(None, kh.drain)
+        except RuntimeError:  # the loop's executor is already shut down
+            kh.drain()
+            return
+        await waiting

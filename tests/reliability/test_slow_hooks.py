@@ -180,3 +180,62 @@ def test_a_hook_slow_on_every_call_stalls_the_client_once(bootstrap: str, topic:
     assert writes == len(hook.threads)
     # Each of the five clients ran the hook inline once, then offloaded it.
     assert 5 == sum(1 for name in hook.threads if not name.startswith("kafkahooks-hook-"))
+
+
+def test_aiokafka_stop_waits_for_a_stuck_hook_off_the_event_loop(bootstrap: str, topic: str) -> None:
+    """``stop()`` gives a stuck offloaded hook its 2 s, but not on the loop: another task keeps
+    running while it waits. Then a second ``stop()``, cancelled while it waits, raises
+    CancelledError at once."""
+    from kafkahooks.aiokafka import AIOKafkaProducer
+    from kafkahooks.testing import RecordingHook
+
+    stuck = threading.Event()
+    release = threading.Event()
+
+    class Stuck:
+        def on_broker_write(self, *args: Any) -> None:
+            stuck.set()
+            release.wait(10)
+
+    async def run() -> tuple[float, float]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[Stuck(), RecordingHook()], offload_hooks=True)
+        await producer.start()
+        for i in range(20):
+            await producer.send_and_wait(topic, b"%d" % i)
+        assert stuck.wait(5)
+        gaps = [0.0]
+        running = True
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while running:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        await producer.stop()
+        took = time.monotonic() - started
+        running = False
+        await ticker
+
+        again = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[Stuck()], offload_hooks=True)
+        await again.start()
+        await again.send_and_wait(topic, b"again")
+        stopping = asyncio.create_task(again.stop())
+        await asyncio.sleep(0.5)
+        cancelled_at = time.monotonic()
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        assert time.monotonic() - cancelled_at < 0.5
+        return took, max(gaps)
+
+    try:
+        took, longest_gap = asyncio.run(run())
+    finally:
+        release.set()
+    assert took >= 1.5  # the stuck hook had its time to finish...
+    assert longest_gap < 0.5  # ...while the loop went on (inline it would be ~2 s)

@@ -60,7 +60,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         try:
             await super().stop()
         finally:
-            self._kh_closed()
+            await self._kh_aclosed()
 
 
 class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
@@ -81,7 +81,7 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
         try:
             await super().stop()
         finally:
-            self._kh_closed()
+            await self._kh_aclosed()
 
 
 class _InstrumentedAIOKafkaConsumer(AIOKafkaConsumer):

@@ -249,6 +249,11 @@ class HookDispatcher:
 
         Offloaded hooks get up to ``timeout_s`` to run what was queued before; what a hung hook
         leaves waiting is dropped and counted."""
+        self.seal()
+        self.drain(timeout_s)
+
+    def seal(self) -> None:
+        """The instant part of :meth:`close`: later events are dropped and counted."""
         for name in (
             "_new_client",
             "_client_closed",
@@ -269,6 +274,10 @@ class HookDispatcher:
         for name in ("_write_keyed", "_read_keyed", "_e2e_keyed"):
             setattr(self, name, (_DROP,) * _KEY_SLOTS)
         self._filters = dict.fromkeys(self._filters, ((_drop_after_close, ALL_KEYS),))
+
+    def drain(self, timeout_s: float = _CLOSE_TIMEOUT_S) -> None:
+        """The waiting part of :meth:`close` (an event loop runs it in a thread): offloaded hooks
+        get up to ``timeout_s`` in all to run what is queued, then their lanes close."""
         deadline = time.monotonic() + timeout_s
         for slot in self._slots:
             if slot.lane is not None:
