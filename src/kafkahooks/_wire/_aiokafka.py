@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -335,8 +336,12 @@ def _inject_on_first_append(
     builder: Any, tp: Any, dispatch: HookDispatcher, injected: Callable[[tuple[str, ...]], None]
 ) -> None:
     class_append = type(builder).append
+    ref = weakref.ref(builder)  # no cycle through the builder's __dict__ (see _watch_refusal)
 
     def first_append(*, timestamp: Any, key: Any, value: Any, headers: Any = None) -> Any:
+        builder = ref()
+        if builder is None:  # pragma: no cover - the caller holds the builder
+            return None
         del builder.append
         extra = None
         try:
@@ -355,8 +360,15 @@ def _inject_on_first_append(
 
 def _watch_refusal(batch: Any, injected: tuple[str, ...], gate: HeaderGate, accumulator: Any) -> None:
     class_failure = type(batch).failure
+    # The override lives in the batch's own __dict__: holding the batch strongly would make every
+    # injected batch (its buffer and one future per record) a reference cycle, freed only by the
+    # garbage collector. That cost aiokafka produce ~10% of its throughput in gen-0 collections.
+    ref = weakref.ref(batch)
 
     def failure(exception: BaseException) -> Any:
+        batch = ref()
+        if batch is None:  # pragma: no cover - the caller holds the batch
+            return None
         del batch.failure
         try:
             if refuses_headers(exception):
