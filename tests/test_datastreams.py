@@ -281,3 +281,41 @@ def test_produce_and_commit_offsets_feed_the_lag_backlogs(client: str, bootstrap
     backlogs = {tags: offset for bucket in capture.buckets for tags, offset in bucket.backlogs.items()}
     assert 29 == backlogs[("partition:0", f"topic:{topic}", "type:kafka_produce")]
     assert 30 == backlogs[("consumer_group:lag", "partition:0", f"topic:{topic}", "type:kafka_commit")]
+
+
+def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> None:
+    """The message counter sums weights per pathway (folded per pass); the latency histograms
+    keep one measurement per checkpoint."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from kafkahooks.datastreams import OtelMetricsExporter
+
+    reader = InMemoryMetricReader()
+    exporter = OtelMetricsExporter(MeterProvider(metric_readers=[reader]))
+    tags = ("direction:out", "topic:t", "type:kafka")
+    points = [Point(0, tags, 1, 0, 0, 0, 100.0, weight) for weight in (2, 3, 5)]
+    points.append(Point(0, tags, 2, 1, 1_000_000, 2_000_000, 100.0, 7))
+    exporter.export_points("svc", "env", points)
+    exporter.export_points("svc", "env", points[:1])
+
+    found: dict[tuple[str, str], Any] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    found[(metric.name, str(point.attributes["kafkahooks.pathway.hash"]))] = point
+    first, second = pathway_hash_hex(1), pathway_hash_hex(2)
+    assert 12 == found[("kafkahooks.datastreams.messages", first)].value
+    assert 7 == found[("kafkahooks.datastreams.messages", second)].value
+    assert 4 == found[("kafkahooks.datastreams.edge_latency", first)].count
+    assert 1 == found[("kafkahooks.datastreams.pathway_latency", second)].count
+    assert 0.002 == found[("kafkahooks.datastreams.pathway_latency", second)].sum
+
+
+def pathway_hash_hex(value: int) -> str:
+    from kafkahooks.datastreams._exporters import hash_hex
+
+    return hash_hex(value)

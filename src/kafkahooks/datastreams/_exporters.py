@@ -83,11 +83,17 @@ class OtelMetricsExporter:
         return attrs
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
+        # The message counter is summed over the drained points first: one SDK call per pathway
+        # per pass instead of one per checkpoint (each costs ~10 us of the worker's time).
+        messages: dict[int, tuple[dict[str, str], int]] = {}
         for point in points:
             attrs = self._attributes(service, env, point)
             self._edge.record(point.edge_latency_ns / 1e9, attrs)
             self._pathway.record(point.pathway_latency_ns / 1e9, attrs)
-            self._messages.add(point.weight, attrs)
+            found = messages.get(id(attrs))
+            messages[id(attrs)] = (attrs, point.weight + (found[1] if found else 0))
+        for attrs, weight in messages.values():
+            self._messages.add(weight, attrs)
 
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         """Buckets carry nothing the point metrics do not."""
