@@ -362,7 +362,8 @@ def _watch_refusal(batch: Any, injected: tuple[str, ...], gate: HeaderGate, accu
     class_failure = type(batch).failure
     # The override lives in the batch's own __dict__: holding the batch strongly would make every
     # injected batch (its buffer and one future per record) a reference cycle, freed only by the
-    # garbage collector. That cost aiokafka produce ~10% of its throughput in gen-0 collections.
+    # garbage collector (673 gen-0 collections instead of 25 per 200k records; up to ~12% of
+    # produce throughput, more the larger the application's heap).
     ref = weakref.ref(batch)
 
     def failure(exception: BaseException) -> Any:
