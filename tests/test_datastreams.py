@@ -290,6 +290,7 @@ def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> No
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from kafkahooks.datastreams import OtelMetricsExporter
+    from kafkahooks.datastreams._exporters import hash_hex
 
     reader = InMemoryMetricReader()
     exporter = OtelMetricsExporter(MeterProvider(metric_readers=[reader]))
@@ -307,15 +308,9 @@ def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> No
             for metric in scope.metrics:
                 for point in metric.data.data_points:
                     found[(metric.name, str(point.attributes["kafkahooks.pathway.hash"]))] = point
-    first, second = pathway_hash_hex(1), pathway_hash_hex(2)
+    first, second = hash_hex(1), hash_hex(2)
     assert 12 == found[("kafkahooks.datastreams.messages", first)].value
     assert 7 == found[("kafkahooks.datastreams.messages", second)].value
     assert 4 == found[("kafkahooks.datastreams.edge_latency", first)].count
     assert 1 == found[("kafkahooks.datastreams.pathway_latency", second)].count
     assert 0.002 == found[("kafkahooks.datastreams.pathway_latency", second)].sum
-
-
-def pathway_hash_hex(value: int) -> str:
-    from kafkahooks.datastreams._exporters import hash_hex
-
-    return hash_hex(value)
