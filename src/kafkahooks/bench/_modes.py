@@ -43,12 +43,45 @@ def _meter_provider() -> Any:
 
 @dataclass
 class Telemetry:
-    """What a mode set up: whether the wrapped classes are used, their extra arguments, teardown."""
+    """What a mode set up: whether the mode's client is kafkahooks' wrapped class and with which
+    extra arguments, the SDK providers it exports to, and how to switch a class-patching peer on
+    and off around the mode's chunks."""
 
     wrapped: bool
     client_kwargs: dict[str, Any] = field(default_factory=dict)
     providers: list[Any] = field(default_factory=list)
     teardown: Callable[[], None] | None = None
+    on: Callable[[], None] | None = None
+    off: Callable[[], None] | None = None
+    flushes: bool = True
+    """Whether the mode's chunks end with its telemetry flushed (not with an exporter that hangs)."""
+
+    def activate(self) -> None:
+        if self.on is not None:
+            self.on()
+
+    def deactivate(self) -> None:
+        if self.off is not None:
+            self.off()
+
+    def flush(self) -> None:
+        """Have the background threads do now what they would do for this chunk's traffic."""
+        if not self.flushes:
+            return
+        from kafkahooks import export
+
+        export.flush(timeout_s=10.0)
+        # Span processors export what the chunk queued. Metric readers are left alone: a periodic
+        # reader collects once a minute whatever the traffic, so forcing a collection per chunk
+        # would charge the mode a cost it does not have.
+        for provider in self.providers:
+            if hasattr(provider, "get_tracer"):
+                provider.force_flush()
+
+    def flushed(self) -> int:
+        """:meth:`flush`, as a benchmark chunk that moves no message."""
+        self.flush()
+        return 0
 
     def close(self) -> None:
         if self.teardown is not None:
@@ -117,6 +150,7 @@ def _hooks_stuck(client: str) -> Telemetry:
         client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter},
         providers=[tracer, meter],
         teardown=exporter.release.set,
+        flushes=False,
     )
 
 
@@ -144,8 +178,12 @@ def _otel(ratio: float) -> Callable[[str], Telemetry]:
             from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 
             instrumentor = AIOKafkaInstrumentor()
-        instrumentor.instrument(tracer_provider=tracer)
-        return Telemetry(wrapped=False, providers=[tracer], teardown=instrumentor.uninstrument)
+        return Telemetry(
+            wrapped=False,
+            providers=[tracer],
+            on=lambda: instrumentor.instrument(tracer_provider=tracer),
+            off=instrumentor.uninstrument,
+        )
 
     return setup
 

@@ -24,39 +24,61 @@ COLORS = {
 
 
 def plot(results: Results, path: Path) -> Path:
-    """Draw every (client, workload) as a bar chart of median throughput ratio to bare, and save it."""
+    """Draw every (client, workload) as bars per mode: median throughput ratio to bare (solid) and
+    median CPU-per-message ratio to bare (hatched), each taken within a round; and save it."""
     summary = results.summary()
     clients = sorted({r["client"] for r in summary})
     workloads = [w for w in ("produce", "consume-batch", "consume-record") if any(r["workload"] == w for r in summary)]
     fig, axes = plt.subplots(
-        len(clients), len(workloads), figsize=(4.2 * len(workloads), 3.4 * len(clients)), squeeze=False, sharey=True
+        len(clients), len(workloads), figsize=(4.6 * len(workloads), 3.8 * len(clients)), squeeze=False, sharey=True
     )
+    tallest = max(
+        [v for r in summary for v in (r["ratio_to_bare"], r.get("cpu_ratio_to_bare")) if v is not None] + [1.0]
+    )
+    top = max(1.3, tallest * 1.18)
+    width = 0.4
     for i, client in enumerate(clients):
         for j, workload in enumerate(workloads):
             ax = axes[i][j]
             rows = [r for r in summary if r["client"] == client and r["workload"] == workload and r["ratio_to_bare"]]
-            names = [r["mode"] for r in rows]
+            xs = list(range(len(rows)))
+            colors = [COLORS.get(r["mode"], "#757575") for r in rows]
             ratios = [r["ratio_to_bare"] for r in rows]
-            bars = ax.bar(names, ratios, color=[COLORS.get(n, "#757575") for n in names])
-            for bar, ratio, row in zip(bars, ratios, rows, strict=True):
+            cpus = [r.get("cpu_ratio_to_bare") or 0.0 for r in rows]
+            tput = ax.bar([x - width / 2 for x in xs], ratios, width, color=colors)
+            cpu = ax.bar([x + width / 2 for x in xs], cpus, width, color=colors, alpha=0.45, hatch="///")
+            for bar, ratio, row in zip(tput, ratios, rows, strict=True):
                 ax.annotate(
                     f"{ratio:.2f}\n{row['msgs_per_s'] / 1000:.0f}k/s",
                     (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center",
                     va="bottom",
-                    fontsize=7,
+                    fontsize=6,
                 )
+            for bar, value in zip(cpu, cpus, strict=True):
+                if value:
+                    ax.annotate(
+                        f"{value:.2f}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        color="#424242",
+                    )
             ax.axhline(1.0, color="#424242", linewidth=0.8)
             ax.axhline(0.98, color="#1e88e5", linewidth=0.8, linestyle="--")
-            ax.set_ylim(0, 1.3)
+            ax.axhline(1.03, color="#e53935", linewidth=0.8, linestyle=":")
+            ax.set_ylim(0, top)
+            ax.set_xticks(xs, [r["mode"] for r in rows])
             ax.set_title(f"{client} · {workload}", fontsize=10)
             ax.tick_params(axis="x", labelrotation=45, labelsize=8)
             if j == 0:
-                ax.set_ylabel("throughput / bare (median)")
+                ax.set_ylabel("ratio to bare (median)")
     env = results.environment
     fig.suptitle(
-        f"kafkahooks {env['kafkahooks']}: throughput relative to the bare client "
-        f"(Python {env['python']}, {env['cpus']} CPUs, {results.config['rounds']} rounds; dashed: 0.98)",
+        f"kafkahooks {env['kafkahooks']}: throughput (solid) and CPU per message (hatched) relative to the bare "
+        f"client\n(Python {env['python']}, {env['cpus']} CPUs, {results.config['rounds']} rounds; "
+        "dashed: throughput 0.98, dotted: CPU 1.03)",
         fontsize=10,
     )
     fig.tight_layout()

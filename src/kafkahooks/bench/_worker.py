@@ -1,8 +1,20 @@
-"""One benchmark run in a fresh process: ``python -m kafkahooks.bench._worker '<json>'``.
+"""One benchmark round in a fresh process: ``python -m kafkahooks.bench._worker '<json>'``.
 
-Each mode gets its own process because OpenTelemetry's instrumentations patch client classes
-globally. The run prints one JSON object: messages, seconds, CPU seconds (all threads, the
-export worker and span processors included), and peak RSS.
+The bare client and the mode's client run side by side in this one process, in alternating
+chunks (bare, mode, mode, bare, bare, mode...). A shared 2-CPU machine's speed swings by a factor
+of two within a second (noisy neighbours), so two runs a few seconds apart cannot resolve a few
+percent; two clients interleaved every ~100 ms see the same machine.
+
+CPU is accounted per thread (POSIX per-thread CPU clocks): each chunk's main-thread CPU goes to
+the side that ran it; every other thread's CPU to the side that owns it: a client library's own
+threads to their client, and every thread the bare client did not start (kafkahooks' export
+worker, the SDK's span processor) to the mode. Background work that ran during the other side's
+chunk also moves its wall time to its owner, so throughput is charged where the work came from.
+The mode's telemetry is flushed once, at the end, as its own (timed) work. Peers that patch
+client classes (OpenTelemetry's instrumentations) are switched on for their chunks only.
+
+Prints one JSON object: per side (``bare``, ``mode``) the messages, seconds, CPU seconds, rate
+and CPU per message; and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -12,23 +24,97 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kafkahooks.bench._modes import MODES, Telemetry
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds of every other live Python thread, by ident."""
+    main = threading.main_thread().ident
+    out: dict[int, float] = {}
+    for thread in threading.enumerate():
+        ident = thread.ident
+        if ident is None or ident == main:
+            continue
+        try:
+            out[ident] = time.clock_gettime(time.pthread_getcpuclockid(ident))
+        except (OSError, AttributeError, ProcessLookupError):  # exited meanwhile, or not POSIX
+            continue
+    return out
 
 
-def _measure(run: Callable[[], int]) -> dict[str, Any]:
-    cpu0, t0 = _cpu(), time.perf_counter()
-    count = run()
-    seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
-    return {"messages": count, "seconds": seconds, "cpu_seconds": cpu}
+class Ledger:
+    """Messages, wall seconds and CPU seconds per side, from chunk and thread measurements."""
+
+    def __init__(self) -> None:
+        self.messages = {"bare": 0, "mode": 0}
+        self.seconds = {"bare": 0.0, "mode": 0.0}
+        self.cpu = {"bare": 0.0, "mode": 0.0}
+        self.chunks = {"bare": 0, "mode": 0}
+        self.bare_threads: set[int] = set()
+        self._last = _thread_cpu()
+
+    def owner(self, ident: int) -> str:
+        return "bare" if ident in self.bare_threads else "mode"
+
+    def chunk(self, side: str, run: Callable[[], int]) -> int:
+        """Run one chunk for ``side`` and charge everything it and the background threads cost."""
+        main0, wall0 = time.thread_time(), time.perf_counter()
+        count = run()
+        wall, main = time.perf_counter() - wall0, time.thread_time() - main0
+        self.settle(side, count, wall, main)
+        return count
+
+    async def achunk(self, side: str, run: Callable[[], Awaitable[int]]) -> int:
+        main0, wall0 = time.thread_time(), time.perf_counter()
+        count = await run()
+        wall, main = time.perf_counter() - wall0, time.thread_time() - main0
+        self.settle(side, count, wall, main)
+        return count
+
+    def settle(self, side: str, count: int, wall: float, main: float) -> None:
+        other = "mode" if side == "bare" else "bare"
+        self.messages[side] += count
+        self.chunks[side] += 1
+        self.cpu[side] += main
+        stolen = 0.0  # the other side's background work that ran inside this chunk
+        now = _thread_cpu()
+        for ident, cpu in now.items():
+            spent = cpu - self._last.get(ident, 0.0)
+            if spent <= 0:
+                continue
+            owner = self.owner(ident)
+            self.cpu[owner] += spent
+            if owner == other:
+                stolen += spent
+        self._last = now
+        self.seconds[side] += wall - stolen
+        self.seconds[other] += stolen
+
+    def result(self) -> dict[str, Any]:
+        return {
+            side: {
+                "messages": self.messages[side],
+                "seconds": self.seconds[side],
+                "cpu_seconds": self.cpu[side],
+                "chunks": self.chunks[side],
+                "msgs_per_s": self.messages[side] / self.seconds[side] if self.seconds[side] else 0.0,
+                "cpu_us_per_msg": self.cpu[side] / max(self.messages[side], 1) * 1e6,
+            }
+            for side in ("bare", "mode")
+        }
+
+
+def _schedule(chunks: int) -> list[str]:
+    """ABBA: each side goes first as often as the other, so neither always follows a flush."""
+    order: list[str] = []
+    for i in range(chunks):
+        order += ["bare", "mode"] if i % 2 == 0 else ["mode", "bare"]
+    return order
 
 
 def _producer_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +129,11 @@ def _producer_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _sizes(cfg: dict[str, Any]) -> tuple[int, int]:
+    chunk = max(1, min(cfg["chunk"], cfg["messages"]))
+    return chunk, max(1, cfg["messages"] // chunk)
+
+
 # -- kafka-python -----------------------------------------------------------------------------------
 
 
@@ -51,55 +142,83 @@ def _kafka_python(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]:
 
     from kafkahooks.kafka import KafkaConsumer, KafkaProducer
 
-    wrapped = telemetry.wrapped
+    chunk, chunks = _sizes(cfg)
     value = b"x" * cfg["value_size"]
-    n: int = cfg["messages"]
+    topic = cfg["topic"]
+    wrapped_kwargs = telemetry.client_kwargs
+    run: dict[str, Callable[[], int]] = {}
+    closers: list[Callable[[], None]] = []
+    bare_threads: set[int] = set()
     if cfg["workload"] == "produce":
-        cls = KafkaProducer if wrapped else kafka.KafkaProducer
-        producer = cls(**_producer_kwargs(cfg), **telemetry.client_kwargs)
-        producer.send(cfg["topic"], value).get(timeout=30)  # warm: metadata and connections
+        for side in ("bare", "mode"):
+            cls = KafkaProducer if side == "mode" and telemetry.wrapped else kafka.KafkaProducer
+            before = {t.ident for t in threading.enumerate() if t.ident is not None}
+            producer = cls(**_producer_kwargs(cfg), **(wrapped_kwargs if side == "mode" else {}))
+            producer.send(topic, value).get(timeout=30)  # warm: metadata and connections
+            if side == "bare":
+                bare_threads |= {t.ident for t in threading.enumerate() if t.ident is not None} - before
+            closers.append(producer.close)
 
-        def produce() -> int:
-            send = producer.send
-            topic = cfg["topic"]
-            for _ in range(n):
-                send(topic, value)
-            producer.flush()
-            return n
+            def produce(producer: Any = producer) -> int:
+                send = producer.send
+                for _ in range(chunk):
+                    send(topic, value)
+                producer.flush()
+                return chunk
 
-        result = _measure(produce)
-        producer.close()
-        return result
+            run[side] = produce
+    else:
+        record_api = cfg["workload"] == "consume-record"
+        for side in ("bare", "mode"):
+            cls = KafkaConsumer if side == "mode" and telemetry.wrapped else kafka.KafkaConsumer
+            before = {t.ident for t in threading.enumerate() if t.ident is not None}
+            consumer = cls(
+                bootstrap_servers=cfg["bootstrap"],
+                auto_offset_reset="earliest",
+                consumer_timeout_ms=10_000,
+                **(wrapped_kwargs if side == "mode" else {}),
+            )
+            consumer.assign([kafka.TopicPartition(topic, p) for p in range(cfg["partitions"])])
+            closers.append(consumer.close)
 
-    cls = KafkaConsumer if wrapped else kafka.KafkaConsumer
-    consumer = cls(
-        bootstrap_servers=cfg["bootstrap"],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10_000,
-        **telemetry.client_kwargs,
-    )
-    consumer.assign([kafka.TopicPartition(cfg["topic"], p) for p in range(cfg["partitions"])])
+            def poll(consumer: Any = consumer, n: int = chunk) -> int:
+                got = 0
+                while got < n:
+                    batch = consumer.poll(timeout_ms=1000, max_records=n - got)
+                    if not batch:
+                        break
+                    got += sum(len(records) for records in batch.values())
+                return got
 
-    def consume_batches() -> int:
-        got = 0
-        while got < n:
-            batch = consumer.poll(timeout_ms=1000)
-            if not batch and got:
-                break
-            got += sum(len(records) for records in batch.values())
-        return int(got)
+            def iterate(consumer: Any = consumer, n: int = chunk) -> int:
+                got = 0
+                for _ in consumer:
+                    got += 1
+                    if got >= n:
+                        break
+                return got
 
-    def consume_records() -> int:
-        got = 0
-        for _ in consumer:
-            got += 1
-            if got >= n:
-                break
-        return got
-
-    result = _measure(consume_batches if cfg["workload"] == "consume-batch" else consume_records)
-    consumer.close()
-    return result
+            run[side] = iterate if record_api else poll
+            if record_api:
+                iterate(consumer, chunk)  # warm: connections, the first fetches
+            else:
+                poll(consumer, chunk)
+            if side == "bare":
+                bare_threads |= {t.ident for t in threading.enumerate() if t.ident is not None} - before
+    try:
+        ledger = Ledger()
+        ledger.bare_threads = bare_threads
+        for side in _schedule(chunks):
+            if side == "mode":
+                telemetry.activate()
+            ledger.chunk(side, run[side])
+            if side == "mode":
+                telemetry.deactivate()
+        ledger.chunk("mode", telemetry.flushed)  # what the mode still had queued
+        return ledger.result()
+    finally:
+        for close in closers:
+            close()
 
 
 # -- aiokafka ---------------------------------------------------------------------------------------
@@ -111,48 +230,77 @@ async def _aiokafka(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]
 
     from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    wrapped = telemetry.wrapped
+    chunk, chunks = _sizes(cfg)
     value = b"x" * cfg["value_size"]
-    n: int = cfg["messages"]
+    topic = cfg["topic"]
+    wrapped_kwargs = telemetry.client_kwargs
+    run: dict[str, Callable[[], Awaitable[int]]] = {}
+    clients: list[Any] = []
     if cfg["workload"] == "produce":
-        cls = AIOKafkaProducer if wrapped else aiokafka.AIOKafkaProducer
-        producer = cls(**_producer_kwargs(cfg), **telemetry.client_kwargs)
-        await producer.start()
-        await producer.send_and_wait(cfg["topic"], value)
-        cpu0, t0 = _cpu(), time.perf_counter()
-        send = producer.send
-        topic = cfg["topic"]
-        for _ in range(n):
-            await send(topic, value)
-        await producer.flush()
-        seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
-        await producer.stop()
-        return {"messages": n, "seconds": seconds, "cpu_seconds": cpu}
+        for side in ("bare", "mode"):
+            cls = AIOKafkaProducer if side == "mode" and telemetry.wrapped else aiokafka.AIOKafkaProducer
+            producer = cls(**_producer_kwargs(cfg), **(wrapped_kwargs if side == "mode" else {}))
+            await producer.start()
+            clients.append(producer)
+            await producer.send_and_wait(topic, value)
 
-    cls = AIOKafkaConsumer if wrapped else aiokafka.AIOKafkaConsumer
-    consumer = cls(bootstrap_servers=cfg["bootstrap"], auto_offset_reset="earliest", **telemetry.client_kwargs)
-    await consumer.start()
-    consumer.assign([TopicPartition(cfg["topic"], p) for p in range(cfg["partitions"])])
-    cpu0, t0 = _cpu(), time.perf_counter()
-    got = 0
-    if cfg["workload"] == "consume-batch":
-        while got < n:
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch and got:
-                break
-            got += sum(len(records) for records in batch.values())
+            async def produce(producer: Any = producer) -> int:
+                send = producer.send
+                for _ in range(chunk):
+                    await send(topic, value)
+                await producer.flush()
+                return chunk
+
+            run[side] = produce
     else:
-        async for _ in consumer:
-            got += 1
-            if got >= n:
-                break
-    seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
-    await consumer.stop()
-    return {"messages": got, "seconds": seconds, "cpu_seconds": cpu}
+        record_api = cfg["workload"] == "consume-record"
+        for side in ("bare", "mode"):
+            cls = AIOKafkaConsumer if side == "mode" and telemetry.wrapped else aiokafka.AIOKafkaConsumer
+            consumer = cls(
+                bootstrap_servers=cfg["bootstrap"],
+                auto_offset_reset="earliest",
+                **(wrapped_kwargs if side == "mode" else {}),
+            )
+            await consumer.start()
+            clients.append(consumer)
+            consumer.assign([TopicPartition(topic, p) for p in range(cfg["partitions"])])
+
+            async def getmany(consumer: Any = consumer, n: int = chunk) -> int:
+                got = 0
+                while got < n:
+                    batch = await consumer.getmany(timeout_ms=1000, max_records=n - got)
+                    if not batch:
+                        break
+                    got += sum(len(records) for records in batch.values())
+                return got
+
+            async def iterate(consumer: Any = consumer, n: int = chunk) -> int:
+                got = 0
+                async for _ in consumer:
+                    got += 1
+                    if got >= n:
+                        break
+                return got
+
+            run[side] = iterate if record_api else getmany
+            await (iterate(consumer, chunk) if record_api else getmany(consumer, chunk))  # warm: the first fetches
+    try:
+        ledger = Ledger()  # aiokafka runs in this thread: the bare side starts no thread of its own
+        for side in _schedule(chunks):
+            if side == "mode":
+                telemetry.activate()
+            await ledger.achunk(side, run[side])
+            if side == "mode":
+                telemetry.deactivate()
+        ledger.chunk("mode", telemetry.flushed)  # what the mode still had queued
+        return ledger.result()
+    finally:
+        for client in clients:
+            await client.stop()
 
 
 def run(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run one (client, workload, mode) as configured; returns the measurements."""
+    """Run one interleaved round of (client, workload, mode) against bare; returns both sides."""
     telemetry = MODES[cfg["mode"]].setup(cfg["client"])
     try:
         if cfg["client"] == "kafka-python":
@@ -162,9 +310,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     finally:
         telemetry.close()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["msgs_per_s"] = result["messages"] / result["seconds"] if result["seconds"] else 0.0
-    result["cpu_us_per_msg"] = result["cpu_seconds"] / max(result["messages"], 1) * 1e6
-    result["spans_dropped"] = telemetry.dropped()
+    result["telemetry_dropped"] = telemetry.dropped()
     return result
 
 

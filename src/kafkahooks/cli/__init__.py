@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kafkahooks._version import __version__
+from kafkahooks.bench._modes import MODES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,9 +82,22 @@ def map_command(dump: str, output: str) -> None:
     type=click.Choice(["produce", "consume-batch", "consume-record"]),
     help="Workload(s) (default: all).",
 )
-@click.option("--mode", "modes", multiple=True, help="Mode(s) to compare with bare (default: all).")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(list(MODES)),
+    help="Mode(s) to compare with bare (default: all): "
+    + "; ".join(f"{name}: {mode.description}" for name, mode in MODES.items())
+    + ".",
+)
 @click.option("--rounds", type=int, default=None, help="Rounds per mode (default 5; --quick 2).")
-@click.option("--messages", type=int, default=0, help="Messages per run (default per client).")
+@click.option(
+    "--messages", type=int, default=0, help="Messages per side and round (default per client: 100 000 / 30 000)."
+)
+@click.option(
+    "--chunk", type=int, default=0, help="Messages per interleaved chunk (default per client: 5 000 / 2 000)."
+)
 @click.option("--value-size", type=int, default=100, show_default=True, help="Bytes per message value.")
 @click.option("--linger-ms", type=int, default=5, show_default=True)
 @click.option("--acks", type=click.Choice(["0", "1", "all"]), default="1", show_default=True)
@@ -104,6 +118,7 @@ def bench(
     modes: tuple[str, ...],
     rounds: int | None,
     messages: int,
+    chunk: int,
     value_size: int,
     linger_ms: int,
     acks: str,
@@ -116,11 +131,8 @@ def bench(
 
     from rich.console import Console
 
-    from kafkahooks.bench import MODES, BenchConfig, run_benchmark, save, summary_table
+    from kafkahooks.bench import BenchConfig, run_benchmark, save, summary_table
 
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        raise click.BadParameter(f"unknown mode(s) {sorted(unknown)}; choose from {list(MODES)}", param_hint="--mode")
     config = BenchConfig(
         clients=clients or ("aiokafka", "kafka-python"),
         workloads=workloads
@@ -128,6 +140,7 @@ def bench(
         modes=modes or tuple(MODES),
         rounds=rounds or (2 if quick else 5),
         messages=messages,
+        chunk=chunk,
         value_size=value_size,
         linger_ms=linger_ms,
         acks=acks,
