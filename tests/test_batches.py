@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from kafkahooks._wire import _batches
+from kafkahooks._wire import _aiokafka, _batches
 from kafkahooks.hooks import Compression
+
+READERS = [None, _aiokafka._first_headers]
+"""kafkahooks' own first-record reader, and aiokafka's compiled one where it exists."""
 
 
 def build(count: int, codec: int = 0, value: bytes = b"v" * 100) -> bytes:
@@ -78,14 +81,15 @@ def test_other_codecs_use_the_given_decompressor() -> None:
     assert [(2, -1)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data))]
 
 
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("codec", [0, 1])
-def test_first_record_headers_are_found(codec: int) -> None:
+def test_first_record_headers_are_found(codec: int, reader: _batches.FirstHeaders | None) -> None:
     """The wanted headers of each batch's first record are decoded, compressed or not; others skipped."""
     builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
     builder.append(0, 1_700_000_000_000, b"key", b"v" * 5000, [("traceparent", b"tp-1"), ("other", b"x")])
     builder.append(1, 1_700_000_000_001, None, b"v", [("traceparent", b"tp-2")])
     data = bytes(builder.build())
-    (info,) = list(_batches.walk(data, header_keys=frozenset({"traceparent", "missing"})))
+    (info,) = _batches.walk(data, header_keys=frozenset({"traceparent", "missing"}), first_headers=reader)
     assert (("traceparent", b"tp-1"),) == info.headers
     assert (2, 0, 1, 1_700_000_000_000) == (
         info.num_records,
@@ -99,6 +103,23 @@ def test_first_record_headers_are_found(codec: int) -> None:
 @given(st.binary(max_size=400))
 def test_garbage_never_raises(data: bytes) -> None:
     """Arbitrary bytes never raise and never report a negative count of bytes read."""
-    for info in _batches.walk(data + build(1), header_keys=frozenset({"h"})):
-        compressed = info.compressed_bytes
-        assert compressed >= 0
+    for reader in READERS:
+        for info in _batches.walk(data + build(1), header_keys=frozenset({"h"}), first_headers=reader):
+            assert info.compressed_bytes >= 0
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("codec", [0, 1])
+def test_a_key_inside_another_headers_value_is_not_a_header(codec: int, reader: _batches.FirstHeaders | None) -> None:
+    """A traceparent entry forged inside another header's value (or the record value) is never
+    taken for the batch's own: keys are matched exactly, header by header."""
+    forged = b"\x16traceparent\x0aFORGED"  # what a real traceparent entry looks like on the wire
+    builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
+    builder.append(0, 1_700_000_000_000, forged, forged, [("x-carrier", forged), ("Traceparent", b"case")])
+    data = bytes(builder.build())
+    (info,) = _batches.walk(data, header_keys=frozenset({"traceparent"}), first_headers=reader)
+    assert () == info.headers
+    builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
+    builder.append(0, 1_700_000_000_000, None, b"v", [("x-carrier", forged), ("traceparent", b"real")])
+    (info,) = _batches.walk(bytes(builder.build()), header_keys=frozenset({"traceparent"}), first_headers=reader)
+    assert (("traceparent", b"real"),) == info.headers

@@ -69,9 +69,12 @@ def test_odd_header_shapes_never_raise(headers: object) -> None:
         assert result is None
 
 
-def test_header_keys_match_case_insensitively() -> None:
-    """A header named Traceparent is recognised (it is how HTTP bridges often spell it)."""
-    assert context_from_headers([("Traceparent", VALID)]) is not None
+def test_consumed_header_keys_match_exactly() -> None:
+    """Kafka header keys are case-sensitive: a header named Traceparent is not a trace context, and
+    neither is a traceparent carried inside another header's value."""
+    assert context_from_headers([("Traceparent", VALID)]) is None
+    assert context_from_headers([("x-carrier", b"\x16traceparent" + VALID)]) is None
+    assert context_from_headers([("Traceparent", b"bad"), ("traceparent", VALID)]) is not None
 
 
 @settings(max_examples=500, deadline=None)

@@ -264,9 +264,9 @@ class CountingProcessor(SpanProcessor):
 
 def test_fast_and_api_span_paths_write_the_same_span() -> None:
     """The direct SDK path and the API path export identical spans; a custom processor forces the API path."""
-    from kafkahooks.hooks import BrokerE2E, BrokerMeta, HookDispatcher, ProduceBatchMetrics
-    from kafkahooks.hooks._types import Compression
-    from kafkahooks.tracing._writer import ApiSpanWriter, SdkSpanWriter
+    from kafkahooks._otel import ApiSpanWriter, SdkSpanWriter
+    from kafkahooks.hooks import BrokerMeta, Compression
+    from kafkahooks.hooks._requests import BatchInfo, Request
 
     meta = BrokerMeta(1, "127.0.0.1", 9092)
     header = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
@@ -278,12 +278,11 @@ def test_fast_and_api_span_paths_write_the_same_span() -> None:
             t.provider.add_span_processor(processor)
         plugin = BrokerSpans("producer", tracer_provider=t.provider)
         assert isinstance(plugin._writer, ApiSpanWriter if custom else SdkSpanWriter)
-        dispatch = HookDispatcher([plugin])
-        dispatch.broker_read(meta, ApiKey.PRODUCE, 80, 1_000, 2_000, None)
-        for partition in (0, 1):
-            metrics = ProduceBatchMetrics(10, 1000, 1000, Compression.NONE, 0, 0, header)
-            dispatch.produce_batch_written(meta, "orders", partition, metrics)
-        dispatch.broker_e2e(meta, ApiKey.PRODUCE, BrokerE2E(1200, 80, 5_000, 3_000, 1_000, 2_000))
+        request = Request(meta, ApiKey.PRODUCE, 0, 1200, True)
+        request.write_end_ns, request.time_to_write_ns = time.monotonic_ns(), 3_000
+        request.bytes_written, request.bytes_read = 1200, 80
+        request.batches = {("orders", p): BatchInfo(10, 1000, 1000, Compression.NONE, 0, 9, 0, header) for p in (0, 1)}
+        plugin.on_requests([request])
         (span,) = t.spans("send")
         exported.append(span)
         if custom:

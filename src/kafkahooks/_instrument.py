@@ -49,6 +49,13 @@ OPTIONS = (
 """
 
 
+def strip_options(kwargs: dict[str, Any]) -> None:
+    """Take kafkahooks' own :data:`OPTIONS` out of keyword arguments meant for the client library
+    (a wrapped class whose ``__new__`` already read them)."""
+    for name in OPTIONS:
+        kwargs.pop(name, None)
+
+
 class Instrumentation:
     """A wrapped client's hooks: the user's, plus the plugins its tracing mode asks for."""
 
@@ -95,7 +102,7 @@ class Instrumentation:
         self.plugins: list[Any] = self._plugins(tracer_provider, meter_provider, data_streams)
         user = flatten_hooks([hooks]) if hooks is not None else []
         self.dispatch = HookDispatcher(
-            [*user, *self.plugins], strict=strict, budget_ms=hook_budget_ms, offload=offload_hooks
+            [*user, *self.plugins], strict=strict, budget_ms=hook_budget_ms, offload=offload_hooks, name=role
         )
         for hook in user:
             # Plugins built by the application name the client they serve: give them its identity
@@ -136,6 +143,24 @@ class Instrumentation:
                 lambda: [data_stream_hooks(data_streams or default(meter_provider), self.identity)],
             )
         return plugins
+
+    def begin_handout_scope(self) -> Any:
+        """A consume call that returns lists starts (see :mod:`kafkahooks.hooks._handout`)."""
+        handouts = self.dispatch.handouts
+        if handouts is None:
+            return None
+        try:
+            return handouts.begin_scope()
+        except Exception as exc:
+            internal_error("handout.begin_scope", exc)
+            return None
+
+    def end_handout_scope(self, token: Any) -> None:
+        if token is not None:
+            try:
+                self.dispatch.handouts.end_scope(token)  # type: ignore[union-attr]
+            except Exception as exc:
+                internal_error("handout.end_scope", exc)
 
     @property
     def installed(self) -> bool:
@@ -215,6 +240,12 @@ class WrappedClient:
     def kafkahooks_identity(self) -> ClientIdentity:
         """Role, client id, group and bootstrap servers, as kafkahooks' plugins name this client."""
         return self._kh.identity
+
+    def _kh_closing(self) -> None:
+        """The client starts closing: requests its own close cuts short are not failures."""
+        kh = getattr(self, "_kh", None)
+        if kh is not None:
+            kh.dispatch.closing = True
 
     def _kh_closed(self) -> None:
         """Report the close once; tolerant of a client whose construction failed (``__del__`` closes it)."""

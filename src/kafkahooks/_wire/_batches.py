@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any
 
+from kafkahooks.hooks._requests import BatchInfo
 from kafkahooks.hooks._types import Compression
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -24,6 +25,9 @@ _CONTROL = 0x20
 
 Decompress = Callable[[int, bytes], bytes]
 """A client's codec: (codec number, compressed records section) -> records section."""
+FirstHeaders = Callable[[memoryview], Any]
+"""A client's own (compiled) reader: an uncompressed v2 batch -> its first record's headers as
+``[(key, value), ...]`` (or None). Faster than :func:`_first_headers` where the client has one."""
 
 _COMPRESSIONS = tuple(Compression(c) for c in range(5))
 
@@ -44,58 +48,99 @@ def uncompressed_size(codec: int, payload: bytes | memoryview, decompress: Decom
         return -1
 
 
-class BatchInfo(NamedTuple):
-    """What :func:`walk` reports per data batch."""
-
-    num_records: int
-    uncompressed_bytes: int
-    compressed_bytes: int
-    compression: Compression
-    base_offset: int
-    last_offset: int
-    first_timestamp_ms: int
-    headers: tuple[tuple[str, bytes], ...]
+MAX_DEFERRED = 2048
+"""A first record this long or shorter is copied for the export worker to read; a longer one is
+read on the spot (copying it would cost more than reading it)."""
 
 
 def walk(
     records: bytes | memoryview | None,
     decompress: Decompress | None = None,
     header_keys: frozenset[str] = frozenset(),
-) -> Iterator[BatchInfo]:
-    """Yield a :class:`BatchInfo` per v2 data batch in ``records``.
+    first_headers: FirstHeaders | None = None,
+    defer: bool = False,
+) -> list[BatchInfo]:
+    """A :class:`BatchInfo` per v2 data batch in ``records``, in order.
 
     Control batches (transaction markers), legacy (v0/v1) message sets and a partial batch at the
     end (a fetch cut by its byte limit) are skipped. With ``header_keys``, the first record's
-    headers with those keys are decoded too. Never raises on malformed input: it stops.
+    headers with those keys are read too (with the client's own reader ``first_headers`` for
+    uncompressed batches, when it has one); with ``defer``, an uncompressed first record of at most
+    :data:`MAX_DEFERRED` bytes is copied into ``first_record`` instead, for :func:`read_headers`
+    later. Never raises on malformed input: it stops.
     """
+    out: list[BatchInfo] = []
     if not records:
-        return
+        return out
     n = len(records)
     pos = 0
+    view: memoryview | None = None
     while pos + HEADER_SIZE <= n:
         (base, batch_len, _, magic, _, attrs, last_delta, first_ts, _, _, _, _, count) = HEADER.unpack_from(
             records, pos
         )
         total = 12 + batch_len
         if batch_len < HEADER_SIZE - 12 or pos + total > n:
-            return
+            break
         if magic == 2 and not attrs & _CONTROL:
             codec = attrs & 0x07
             compressed = total - HEADER_SIZE
-            section = memoryview(records)[pos + HEADER_SIZE : pos + total]
-            uncompressed = compressed if codec == 0 else uncompressed_size(codec, section, decompress)
-            headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
-            yield BatchInfo(
-                count,
-                uncompressed,
-                compressed,
-                _COMPRESSIONS[codec] if codec < 5 else Compression.NONE,
-                base,
-                base + last_delta,
-                first_ts,
-                headers,
+            first = None
+            headers: tuple[tuple[str, bytes], ...]
+            if codec == 0:
+                uncompressed = compressed
+                if defer and header_keys:
+                    first = _copy_first(records, pos + HEADER_SIZE, pos + total)
+                if not header_keys or first is not None:
+                    headers = ()
+                elif first_headers is not None:
+                    if view is None:
+                        view = memoryview(records)
+                    headers = _pick(first_headers, view[pos : pos + total], header_keys)
+                else:
+                    headers = _first_headers(records, pos + HEADER_SIZE, pos + total, header_keys)
+            else:
+                if view is None:
+                    view = memoryview(records)
+                section = view[pos + HEADER_SIZE : pos + total]
+                uncompressed = uncompressed_size(codec, section, decompress)
+                headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
+            out.append(
+                BatchInfo(
+                    count,
+                    uncompressed,
+                    compressed,
+                    _COMPRESSIONS[codec] if codec < 5 else Compression.NONE,
+                    base,
+                    base + last_delta,
+                    first_ts,
+                    headers,
+                    first,
+                )
             )
         pos += total
+    return out
+
+
+def _copy_first(records: Any, start: int, end: int) -> bytes | None:
+    """The record at ``records[start:]`` as bytes, if it is short and whole; else None."""
+    try:
+        b = records[start]
+        if b < 0x80:
+            length, body = (b >> 1) ^ -(b & 1), start + 1
+        else:
+            length, body = _varint(records, start)
+        stop = body + length
+        if length <= 0 or stop > end or stop - start > MAX_DEFERRED:
+            return None
+        return bytes(records[start:stop])
+    except Exception:
+        return None
+
+
+def read_headers(record: bytes, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
+    """The headers of a copied first record (``BatchInfo.first_record``) whose key is in ``keys``."""
+    return _first_headers(record, 0, len(record), keys)
 
 
 def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
@@ -127,58 +172,116 @@ def _first_record(codec: int, section: memoryview, decompress: Decompress | None
     return decompress(codec, bytes(section)) if decompress is not None else None
 
 
-_patterns: dict[frozenset[str], tuple[tuple[str, bytes], ...]] = {}
+MAX_HEADERS_SCANNED = 256
+"""Headers of a first record looked at for propagation keys; a key placed after them is not found."""
+
+_encoded_keys: dict[frozenset[str], tuple[dict[bytes, str], frozenset[int]]] = {}
 
 
-def _key_patterns(keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
-    """Per wanted key, the bytes a header entry starts with: varint(zigzag(len)) + key."""
-    found = _patterns.get(keys)
+def _wanted(keys: frozenset[str]) -> tuple[dict[bytes, str], frozenset[int]]:
+    """The wanted keys as bytes, and their lengths (most keys are skipped on length alone)."""
+    found = _encoded_keys.get(keys)
     if found is None:
-        out = []
-        for key in sorted(keys):
-            raw = key.encode("utf-8")
-            zz, prefix = len(raw) << 1, bytearray()
-            while zz >= 0x80:
-                prefix.append((zz & 0x7F) | 0x80)
-                zz >>= 7
-            prefix.append(zz)
-            out.append((key, bytes(prefix) + raw))
-        found = _patterns[keys] = tuple(out)
+        encoded = {key.encode("utf-8"): key for key in keys}
+        found = _encoded_keys[keys] = (encoded, frozenset(len(k) for k in encoded))
     return found
 
 
 def first_record_headers(
     codec: int, section: memoryview, keys: frozenset[str], decompress: Decompress | None = None
 ) -> tuple[tuple[str, bytes], ...]:
-    """The first record's headers whose key is in ``keys``; empty if none or if anything is malformed.
-
-    Finds each wanted header entry by its exact bytes (length prefix and key) within the first
-    record, searching from its headers' earliest possible start, at C speed; a value that does not
-    parse is skipped.
-    """
+    """The first record's headers whose key is exactly one of ``keys``, from a batch's records
+    section in codec ``codec``; empty if none or if anything is malformed."""
     try:
         buf = _first_record(codec, section, decompress)
-        if buf is None:
+    except Exception:
+        return ()
+    return () if buf is None else _first_headers(buf, 0, len(buf), keys)
+
+
+def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
+    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins."""
+    try:
+        headers = read(batch)
+        if not headers:
             return ()
-        length, pos = _varint(buf, 0)
-        end = min(pos + length, len(buf))
-        pos += 1  # attributes
-        _, pos = _varint(buf, pos)  # timestamp delta
-        _, pos = _varint(buf, pos)  # offset delta
-        key_len, pos = _varint(buf, pos)
-        pos += max(key_len, 0)
-        value_len, pos = _varint(buf, pos)
-        pos += max(value_len, 0)
-        _, pos = _varint(buf, pos)  # header count
-        raw = bytes(buf[pos:end])
         found: list[tuple[str, bytes]] = []
-        for key, pattern in _key_patterns(keys):
-            at = raw.find(pattern)
-            if at < 0:
-                continue
-            vlen, vpos = _varint(raw, at + len(pattern))
-            if 0 <= vlen and vpos + vlen <= len(raw):
-                found.append((key, raw[vpos : vpos + vlen]))
+        for i, (key, value) in enumerate(headers):
+            if i >= MAX_HEADERS_SCANNED:
+                break
+            if key in keys and value is not None and all(key != k for k, _ in found):
+                found.append((key, bytes(value)))
+        return tuple(found)
+    except Exception:  # malformed in any way: no headers, never an error for the client
+        return ()
+
+
+def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
+    """The headers of the record at ``buf[start:]`` (no further than ``end``) whose key is exactly
+    one of ``keys``: walked one by one (a key is a key, never bytes inside another header's
+    value); the first of each key wins; at most :data:`MAX_HEADERS_SCANNED` are looked at.
+
+    Varints are read inline (one byte in the common case): this runs once per produced and
+    fetched batch, on the I/O path.
+    """
+    try:
+        b = buf[start]
+        if b < 0x80:
+            length, pos = (b >> 1) ^ -(b & 1), start + 1
+        else:
+            length, pos = _varint(buf, start)
+        end = min(pos + length, end)
+        pos += 1  # attributes
+        while buf[pos] & 0x80:  # timestamp delta
+            pos += 1
+        pos += 1
+        while buf[pos] & 0x80:  # offset delta
+            pos += 1
+        pos += 1
+        b = buf[pos]
+        if b < 0x80:
+            key_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            key_len, pos = _varint(buf, pos)
+        if key_len > 0:
+            pos += key_len
+        b = buf[pos]
+        if b < 0x80:
+            value_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            value_len, pos = _varint(buf, pos)
+        if value_len > 0:
+            pos += value_len
+        b = buf[pos]
+        if b < 0x80:
+            count, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            count, pos = _varint(buf, pos)
+        if count <= 0:
+            return ()
+        wanted, lengths = _wanted(keys)
+        found: list[tuple[str, bytes]] = []
+        for _ in range(min(count, MAX_HEADERS_SCANNED)):
+            b = buf[pos]
+            if b < 0x80:
+                key_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+            else:
+                key_len, pos = _varint(buf, pos)
+            if key_len < 0 or pos + key_len > end:
+                break
+            name = wanted.get(bytes(buf[pos : pos + key_len])) if key_len in lengths else None
+            pos += key_len
+            b = buf[pos]
+            if b < 0x80:
+                value_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+            else:
+                value_len, pos = _varint(buf, pos)
+            if value_len > 0:
+                if pos + value_len > end:
+                    break
+                if name is not None and all(name != k for k, _ in found):
+                    found.append((name, bytes(buf[pos : pos + value_len])))
+                pos += value_len
         return tuple(found)
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()

@@ -2,9 +2,10 @@
 
 Per client, never global: the wrapped producer or consumer passes ``kafka_client=`` (a public
 parameter) a factory that builds ``KafkaNetClient`` with :class:`HookedConnectionManager`. That
-manager gives each new ``KafkaConnection`` (built inline in ``get_connection``, before it dials)
-the subclass :class:`HookedConnection`, and the connection gives its transport and protocol parser
-hooked subclasses when the transport is made. Unwrapped clients in the same process are untouched.
+manager hooks each new ``KafkaConnection`` (built inline in ``get_connection``, before it dials),
+and the connection hooks its transport and protocol parser when the transport is made: all through
+instance attributes, no class patched and no object's class reassigned (see below). Unwrapped
+clients in the same process are untouched.
 
 Where the timings come from (all on the client's network thread):
 
@@ -23,6 +24,7 @@ Where the timings come from (all on the client's network thread):
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 import kafka
@@ -40,6 +42,7 @@ from kafkahooks._wire._guard import internal_error
 from kafkahooks._wire._rejected import INJECTED_ATTR, HeaderGate, refuses_headers, without_injected
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks._dispatch import HookDispatcher
+from kafkahooks.hooks._handout import BatchCursor, HandOutTracker
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
 
 VERIFIED_VERSIONS = ">=3.0,<3.1"
@@ -107,6 +110,14 @@ def check_internals() -> list[str]:
         kafka.KafkaProducer
     ):
         missing.append("kafka.producer RecordAccumulator._batches / KafkaProducer._sender")
+    from kafka.consumer.fetcher import Fetcher
+
+    # Hand-outs per record batch: records built through self.PartitionRecords(..., on_drain=...),
+    # walked with records.next_batch() and drained once.
+    parse = inspect.getsource(Fetcher._parse_fetched_data)
+    unpack = inspect.getsource(Fetcher.PartitionRecords._unpack_records)
+    if "self.PartitionRecords(" not in parse or "on_drain=" not in parse or "records.next_batch()" not in unpack:
+        missing.append("kafka.consumer.fetcher.Fetcher.PartitionRecords (construction, on_drain, next_batch)")
     if "abort_on_new_batch" not in inspect.signature(RecordAccumulator.append).parameters:
         missing.append("kafka.producer.record_accumulator.RecordAccumulator.append(abort_on_new_batch=)")
     if "self._accumulator" not in inspect.getsource(kafka.KafkaProducer):
@@ -114,156 +125,149 @@ def check_internals() -> list[str]:
     return missing
 
 
-# -- transport ------------------------------------------------------------------------------------
-
-_transport_classes: dict[type, type] = {}
-
-
-def _hooked_transport_class(base: type) -> type:
-    cls = _transport_classes.get(base)
-    if cls is None:
-
-        class HookedTransport(base):  # type: ignore[misc]
-            _kh_tap: ConnectionTap
-
-            def _sock_send(self) -> Any:
-                start = _clock.monotonic_ns()
-                total, err = super()._sock_send()
-                try:
-                    self._kh_tap.sent(total, start, _clock.monotonic_ns(), err)
-                except Exception as exc:
-                    internal_error("kafka_python.sock_send", exc)
-                return total, err
-
-        HookedTransport.__name__ = HookedTransport.__qualname__ = f"Hooked{base.__name__}"
-        cls = _transport_classes[base] = HookedTransport
-    return cls
+# Everything below hooks *instances*, through instance attributes, never by assigning
+# ``__class__``: in CPython 3.11 an object whose class was reassigned loses its fast attribute
+# access for good (a lookup costs ~2.5x), and kafka-python reads a connection's, a transport's and
+# a parser's attributes for every request and every chunk of bytes received.
 
 
-# -- protocol parser ------------------------------------------------------------------------------
+def _sock_send(self: Any) -> Any:
+    """The transport's ``sock.send`` loop, timed: the bytes that left, between when and when."""
+    start = _clock.monotonic_ns()
+    total, err = type(self)._sock_send(self)
+    try:
+        self._kh_tap.sent(total, start, _clock.monotonic_ns(), err)
+    except Exception as exc:
+        internal_error("kafka_python.sock_send", exc)
+    return total, err
 
 
-class HookedProtocol(KafkaProtocol):  # type: ignore[misc]
-    """Learns each request's frame size the moment it is encoded."""
-
-    _kh_conn: HookedConnection
-
-    def send_request(self, request: Any, correlation_id: Any = None) -> Any:
-        cid = super().send_request(request, correlation_id=correlation_id)
-        try:
-            conn = self._kh_conn
-            tap = conn._kh_tap
-            key = request.API_KEY
-            produce = None
-            if key == _PRODUCE and tap.want_produce_batches:
-                produce = [(t.name, [(p.index, p.records) for p in t.partition_data]) for t in request.topic_data]
-            req = tap.new_request(
-                key, conn._kh_created_ns, len(self.bytes_to_send[-1]), request.expect_response(), produce
+def _parser_send_request(self: Any, request: Any, correlation_id: Any = None) -> Any:
+    """The parser's encode: the frame's size is known the moment the request is encoded."""
+    cid = type(self).send_request(self, request, correlation_id=correlation_id)
+    try:
+        conn = self._kh_conn
+        tap = conn._kh_tap
+        key = request.API_KEY
+        produce = None
+        if key == _PRODUCE and tap.want_produce_batches:
+            produce = [(t.name, [(p.index, p.records) for p in t.partition_data]) for t in request.topic_data]
+        req = tap.new_request(key, conn._kh_created_ns, len(self.bytes_to_send[-1]), request.expect_response(), produce)
+        if key == _OFFSET_COMMIT and tap.want_commits:
+            req.commits = (
+                request.group_id,
+                {(t.name, p.partition_index): p.committed_offset for t in request.topics for p in t.partitions},
             )
-            if key == _OFFSET_COMMIT and tap.want_commits:
-                req.commits = (
-                    request.group_id,
-                    {(t.name, p.partition_index): p.committed_offset for t in request.topics for p in t.partitions},
+        tap.enqueue(req)
+    except Exception as exc:
+        internal_error("kafka_python.encode", exc)
+    return cid
+
+
+def _send_request_outer(self: Any, request: Any, request_timeout_ms: Any = None) -> Any:
+    if self.initializing or self._reauth.is_reauthenticating:
+        self._kh_stash[id(request)] = _clock.monotonic_ns()
+    return KafkaConnection.send_request(self, request, request_timeout_ms=request_timeout_ms)
+
+
+def _send_request(self: Any, request: Any, future: Any = None, timeout_at: Any = None) -> Any:
+    stash = self._kh_stash
+    created = stash.pop(id(request), 0) if stash else 0
+    self._kh_created_ns = created or _clock.monotonic_ns()
+    return KafkaConnection._send_request(self, request, future=future, timeout_at=timeout_at)
+
+
+def _connection_made(self: Any, transport: Any) -> None:
+    try:
+        transport._kh_tap = self._kh_tap
+        transport._sock_send = MethodType(_sock_send, transport)
+    except Exception as exc:
+        internal_error("kafka_python.connection_made", exc)
+    KafkaConnection.connection_made(self, transport)
+    try:
+        self.parser._kh_conn = self
+        self.parser.send_request = MethodType(_parser_send_request, self.parser)
+    except Exception as exc:
+        internal_error("kafka_python.connection_made", exc)
+
+
+def _init_complete(self: Any) -> None:
+    was_initializing = self.initializing
+    KafkaConnection._init_complete(self)
+    if was_initializing and self.connected:
+        try:
+            self._kh_tap.connect_done(None)
+        except Exception as exc:
+            internal_error("kafka_python.connected", exc)
+
+
+def _data_received(self: Any, data: bytes) -> Any:
+    if not self.closed:
+        try:
+            self._kh_tap.received(data, _clock.monotonic_ns())
+        except Exception as exc:
+            internal_error("kafka_python.data_received", exc)
+    return KafkaConnection.data_received(self, data)
+
+
+def _maybe_throttle(self: Any, response: Any) -> None:
+    try:
+        tap = self._kh_tap
+        req = tap.next_decoded()
+        if req is not None:
+            if req.key == _PRODUCE and req.batches:
+                tap.produce_acked(
+                    req,
+                    (
+                        (t.name, p.index, p.error_code, p.base_offset)
+                        for t in response.responses
+                        for p in t.partition_responses
+                    ),
                 )
-            tap.enqueue(req)
-        except Exception as exc:
-            internal_error("kafka_python.encode", exc)
-        return cid
+            elif req.key == _OFFSET_COMMIT and req.commits is not None:
+                tap.commit_acked(
+                    req, ((t.name, p.partition_index, p.error_code) for t in response.topics for p in t.partitions)
+                )
+            elif req.key == _FETCH and tap.want_fetch_batches:
+                for t in response.responses:
+                    for p in t.partitions:
+                        tap.fetched(req, t.topic, p.partition_index, p.records)
+            tap.decoded(req, getattr(response, "throttle_time_ms", 0) or 0)
+    except Exception as exc:
+        internal_error("kafka_python.decoded", exc)
+    KafkaConnection._maybe_throttle(self, response)
 
 
-# -- connection -----------------------------------------------------------------------------------
+def _connection_lost(self: Any, exc: Any) -> None:
+    was_initializing = self.initializing
+    KafkaConnection.connection_lost(self, exc)
+    try:
+        tap = self._kh_tap
+        if was_initializing and not tap.connected:
+            tap.connect_done(exc if exc is not None else ConnectionError("connection closed while connecting"))
+        tap.closed(exc)
+    except Exception as err:
+        internal_error("kafka_python.connection_lost", err)
 
 
-class HookedConnection(KafkaConnection):  # type: ignore[misc]
-    """A ``KafkaConnection`` that reports to a :class:`ConnectionTap` (assigned per instance)."""
+_CONNECTION_HOOKS: dict[str, Callable[..., Any]] = {
+    "send_request": _send_request_outer,
+    "_send_request": _send_request,
+    "connection_made": _connection_made,
+    "_init_complete": _init_complete,
+    "data_received": _data_received,
+    "_maybe_throttle": _maybe_throttle,
+    "connection_lost": _connection_lost,
+}
 
-    _kh_tap: ConnectionTap
-    _kh_stash: dict[int, int]
-    _kh_created_ns: int
 
-    def _kh_attach(self, tap: ConnectionTap) -> None:
-        self._kh_tap = tap
-        self._kh_stash = {}
-        self._kh_created_ns = 0
-
-    def send_request(self, request: Any, request_timeout_ms: Any = None) -> Any:
-        if self.initializing or self._reauth.is_reauthenticating:
-            self._kh_stash[id(request)] = _clock.monotonic_ns()
-        return super().send_request(request, request_timeout_ms=request_timeout_ms)
-
-    def _send_request(self, request: Any, future: Any = None, timeout_at: Any = None) -> Any:
-        stash = self._kh_stash
-        created = stash.pop(id(request), 0) if stash else 0
-        self._kh_created_ns = created or _clock.monotonic_ns()
-        return super()._send_request(request, future=future, timeout_at=timeout_at)
-
-    def connection_made(self, transport: Any) -> None:
-        try:
-            transport.__class__ = _hooked_transport_class(type(transport))
-            transport._kh_tap = self._kh_tap
-        except Exception as exc:
-            internal_error("kafka_python.connection_made", exc)
-        super().connection_made(transport)
-        try:
-            self.parser.__class__ = HookedProtocol
-            self.parser._kh_conn = self
-        except Exception as exc:
-            internal_error("kafka_python.connection_made", exc)
-
-    def _init_complete(self) -> None:
-        was_initializing = self.initializing
-        super()._init_complete()
-        if was_initializing and self.connected:
-            try:
-                self._kh_tap.connect_done(None)
-            except Exception as exc:
-                internal_error("kafka_python.connected", exc)
-
-    def data_received(self, data: bytes) -> Any:
-        if not self.closed:
-            try:
-                self._kh_tap.received(data, _clock.monotonic_ns())
-            except Exception as exc:
-                internal_error("kafka_python.data_received", exc)
-        return super().data_received(data)
-
-    def _maybe_throttle(self, response: Any) -> None:
-        try:
-            tap = self._kh_tap
-            req = tap.next_decoded()
-            if req is not None:
-                if req.key == _PRODUCE and req.batches:
-                    tap.produce_acked(
-                        req,
-                        (
-                            (t.name, p.index, p.error_code, p.base_offset)
-                            for t in response.responses
-                            for p in t.partition_responses
-                        ),
-                    )
-                elif req.key == _OFFSET_COMMIT and req.commits is not None:
-                    tap.commit_acked(
-                        req, ((t.name, p.partition_index, p.error_code) for t in response.topics for p in t.partitions)
-                    )
-                elif req.key == _FETCH and tap.want_fetch_batches:
-                    for t in response.responses:
-                        for p in t.partitions:
-                            tap.fetched(t.topic, p.partition_index, p.records)
-                tap.decoded(req, getattr(response, "throttle_time_ms", 0) or 0)
-        except Exception as exc:
-            internal_error("kafka_python.decoded", exc)
-        super()._maybe_throttle(response)
-
-    def connection_lost(self, exc: Any) -> None:
-        was_initializing = self.initializing
-        super().connection_lost(exc)
-        try:
-            tap = self._kh_tap
-            if was_initializing and not tap.connected:
-                tap.connect_done(exc if exc is not None else ConnectionError("connection closed while connecting"))
-            tap.closed(exc)
-        except Exception as err:
-            internal_error("kafka_python.connection_lost", err)
+def _attach(conn: Any, tap: ConnectionTap) -> None:
+    """Hook one new connection (before it dials): its requests, its bytes, its life."""
+    conn._kh_tap = tap
+    conn._kh_stash = {}
+    conn._kh_created_ns = 0
+    for name, fn in _CONNECTION_HOOKS.items():
+        setattr(conn, name, MethodType(fn, conn))
 
 
 # -- manager and client factory -------------------------------------------------------------------
@@ -294,11 +298,9 @@ class HookedConnectionManager(KafkaConnectionManager):  # type: ignore[misc]
     def get_connection(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
         before = self._conns.get(node_id)
         conn = super().get_connection(node_id, *args, **kwargs)
-        if conn is not before and type(conn) is KafkaConnection:
+        if conn is not before and type(conn) is KafkaConnection and "_kh_tap" not in conn.__dict__:
             try:
-                tap = ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress)
-                HookedConnection._kh_attach(conn, tap)
-                conn.__class__ = HookedConnection
+                _attach(conn, ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress))
             except Exception as exc:
                 internal_error("kafka_python.get_connection", exc)
         return conn
@@ -400,3 +402,73 @@ def _install_refusal_retry(sender: Any, gate: HeaderGate) -> None:
         return original(batch, exception, partition_response)
 
     sender._dispatch_error = _dispatch_error
+
+
+# -- consumer hand-outs, per record batch ---------------------------------------------------------
+
+
+class _HandOutRecords:
+    """kafka-python's ``MemoryRecords`` as one partition's record iterator walks it: the cursor
+    hears when the iterator moves into a data batch (nothing per record)."""
+
+    __slots__ = ("_cursor", "_records")
+
+    def __init__(self, records: Any, cursor: BatchCursor) -> None:
+        self._records = records
+        self._cursor = cursor
+
+    def next_batch(self, *args: Any, **kwargs: Any) -> Any:
+        batch = self._records.next_batch(*args, **kwargs)
+        try:
+            cursor = self._cursor
+            cursor.finished()
+            if batch is not None and batch.magic == 2 and not batch.is_control_batch:
+                cursor.entered(batch.base_offset, batch.next_offset, batch.first_timestamp)
+        except Exception as exc:
+            internal_error("kafka_python.handout", exc)
+        return batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._records, name)
+
+
+def observe_handouts(consumer: Any, tracker: HandOutTracker) -> None:
+    """Report the records ``consumer`` hands out, per record batch, to ``tracker``.
+
+    The fetcher builds a ``PartitionRecords`` per completed fetch through ``self.PartitionRecords``:
+    this fetcher's gets a factory that gives the records a :class:`BatchCursor` and chains
+    ``on_drain``, which kafka-python calls once, with the final position, when the records run
+    out or are dropped (a seek, a rebalance, ``close()``).
+    """
+    fetcher = consumer._fetcher
+    build = type(fetcher).PartitionRecords
+
+    def partition_records(fetch_offset: Any, tp: Any, records: Any, **kwargs: Any) -> Any:
+        try:
+            cursor = tracker.cursor(tp.topic, tp.partition, fetch_offset)
+            on_drain = kwargs.get("on_drain")
+
+            def drained(part: Any) -> None:
+                try:
+                    cursor.abandoned(part.next_fetch_offset)
+                except Exception as exc:
+                    internal_error("kafka_python.handout", exc)
+                if on_drain is not None:
+                    on_drain(part)
+
+            kwargs["on_drain"] = drained
+            records = _HandOutRecords(records, cursor)
+        except Exception as exc:
+            internal_error("kafka_python.handout", exc)
+        return build(fetch_offset, tp, records, **kwargs)
+
+    fetcher.PartitionRecords = partition_records
+
+
+def release_handouts(consumer: Any) -> None:
+    """The consumer closed: drain the records it still held, so their cursors count what was
+    handed out of batches left half-way (kafka-python's own close leaves them)."""
+    try:
+        consumer._fetcher.close()
+    except Exception as exc:
+        internal_error("kafka_python.release_handouts", exc)

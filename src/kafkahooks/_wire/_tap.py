@@ -10,6 +10,10 @@ The client adapters (``kafkahooks._wire.aiokafka`` and ``kafkahooks._wire.kafka`
 code that touches client internals; they feed the tap plain facts (a request of key K and N bytes
 was created, N bytes left the socket between t0 and t1, a frame of N bytes arrived at t). A tap is
 used by one thread or event loop at a time: the connection's own I/O context.
+
+Two audiences: user hooks get franz-go's per-event calls through the dispatcher; kafkahooks' own
+plugins get the finished :class:`~kafkahooks.hooks._requests.Request` itself, appended once to the
+client's request log (the fused path), and the fetched batches through the hand-out tracker.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from collections.abc import Iterable
 from kafkahooks import _clock
 from kafkahooks._wire import _batches
 from kafkahooks.hooks._dispatch import HookDispatcher
+from kafkahooks.hooks._requests import BatchInfo, Request
 from kafkahooks.hooks._types import (
     ApiKey,
     BrokerE2E,
     BrokerMeta,
+    ClientClosed,
     ConnectionClosed,
     FetchBatchMetrics,
     ProduceBatchMetrics,
@@ -38,60 +44,35 @@ ProduceTopics = Iterable[tuple[str, Iterable[tuple[int, bytes | memoryview | Non
 """A Produce request's payload: ``[(topic, [(partition, records bytes), ...]), ...]``."""
 
 
-class Request:
-    """One request's bookkeeping while it is on the connection."""
-
-    __slots__ = (
-        "batches",
-        "bytes_read",
-        "bytes_written",
-        "commits",
-        "created_ns",
-        "end_offset",
-        "expects_response",
-        "key",
-        "read_end_ns",
-        "read_wait_ns",
-        "size",
-        "time_to_read_ns",
-        "time_to_write_ns",
-        "write_end_ns",
-        "write_start_ns",
-        "write_wait_ns",
-    )
-
-    def __init__(self, key: int, created_ns: int, size: int, expects_response: bool) -> None:
-        self.key = key
-        self.created_ns = created_ns
-        self.size = size
-        self.expects_response = expects_response
-        self.end_offset = 0
-        self.write_start_ns = 0
-        self.write_end_ns = 0
-        self.write_wait_ns = 0
-        self.time_to_write_ns = 0
-        self.bytes_written = 0
-        self.bytes_read = 0
-        self.read_wait_ns = 0
-        self.time_to_read_ns = 0
-        self.read_end_ns = 0
-        self.batches: dict[tuple[str, int], _batches.BatchInfo] | None = None
-        self.commits: tuple[str, dict[tuple[str, int], int]] | None = None
-
-
 class ConnectionTap:
     """Turns one connection's I/O facts into hook calls."""
 
     def __init__(
-        self, dispatch: HookDispatcher, meta: BrokerMeta, decompress: _batches.Decompress | None = None
+        self,
+        dispatch: HookDispatcher,
+        meta: BrokerMeta,
+        decompress: _batches.Decompress | None = None,
+        first_headers: _batches.FirstHeaders | None = None,
     ) -> None:
         self.dispatch = dispatch
         self.meta = meta
         self.decompress = decompress
-        self.want_produce_batches = dispatch.has_produce_batch_hooks
-        self.want_fetch_batches = dispatch.has_fetch_batch_hooks
+        self.first_headers = first_headers
+        log = self.log = dispatch.request_log
+        self.handouts = dispatch.handouts
+        self.user_produce_batches = dispatch.has_produce_batch_hooks
+        self.user_fetch_batches = dispatch.has_fetch_batch_hooks
+        self.want_produce_batches = self.user_produce_batches or (log is not None and log.produce_batches)
+        self.log_fetch_batches = log is not None and log.fetch_batches
+        self.want_fetch_batches = self.user_fetch_batches or self.log_fetch_batches or self.handouts is not None
         self.header_keys = dispatch.batch_header_keys
-        self.want_commits = dispatch.has_commit_hooks
+        self.want_commits = dispatch.has_commit_hooks or (log is not None and log.commits)
+        # Produced batches' first-record headers are read by the export worker, from a short copy,
+        # unless a user hook needs them on the spot (on_produce_batch_written's metrics.headers).
+        self.defer_headers = bool(self.header_keys) and not self.user_produce_batches
+        self._deferred = (_batches.read_headers, self.header_keys)
+        self.log_keys = log.keys if log is not None else frozenset()
+        self.io_hooks = dispatch.has_io_hooks
         self.connect_start_ns = _clock.monotonic_ns()
         self.connected = False
         self._unsent: deque[Request] = deque()
@@ -121,7 +102,11 @@ class ConnectionTap:
         if self._closed:
             return
         self._closed = True
-        error = err if err is not None else ConnectionClosed(f"connection to broker {self.meta.name} closed")
+        if err is not None:
+            error = err
+        else:
+            closed = ClientClosed if self.dispatch.closing else ConnectionClosed
+            error = closed(f"connection to broker {self.meta.name} closed")
         now = _clock.monotonic_ns()
         while self._unsent:
             req = self._unsent.popleft()
@@ -137,8 +122,12 @@ class ConnectionTap:
                 got = self._frame_size - self._frame_left if self._frame_left else len(self._size_prefix)
                 req.read_wait_ns = max(read_start - req.write_end_ns, 0)
                 req.time_to_read_ns = max(now - read_start, 0)
+                req.read_end_ns = now
                 req.bytes_read = got
-                self.dispatch.broker_read(self.meta, req.key, got, req.read_wait_ns, req.time_to_read_ns, error)
+                if self.io_hooks:
+                    self.dispatch.broker_read(self.meta, req.key, got, req.read_wait_ns, req.time_to_read_ns, error)
+            else:
+                req.read_end_ns = now
             self._e2e(req, None, error)
         while self._decoding:
             self._e2e(self._decoding.popleft(), None, error)
@@ -152,9 +141,11 @@ class ConnectionTap:
         self, key: int, created_ns: int, size: int, expects_response: bool, produce: ProduceTopics | None = None
     ) -> Request:
         """A request was encoded into a frame of ``size`` bytes (prefix included)."""
-        req = Request(key, created_ns, size, expects_response)
+        req = Request(self.meta, key, created_ns, size, expects_response)
         if produce is not None and self.want_produce_batches:
             req.batches = self._produce_batches(produce)
+            if self.defer_headers:
+                req.deferred = self._deferred
         return req
 
     def enqueue(self, req: Request) -> None:
@@ -188,15 +179,18 @@ class ConnectionTap:
         req.write_start_ns = start_ns
         req.write_end_ns = end_ns
         req.bytes_written = nbytes
-        req.write_wait_ns = max(start_ns - req.created_ns, 0)
-        req.time_to_write_ns = max(end_ns - start_ns, 0)
-        self.dispatch.broker_write(self.meta, req.key, nbytes, req.write_wait_ns, req.time_to_write_ns, err)
+        wait = start_ns - req.created_ns
+        req.write_wait_ns = wait if wait > 0 else 0
+        took = end_ns - start_ns
+        req.time_to_write_ns = took if took > 0 else 0
+        if self.io_hooks:
+            self.dispatch.broker_write(self.meta, req.key, nbytes, req.write_wait_ns, req.time_to_write_ns, err)
         if err is not None:
             self._e2e(req, err, None)
         elif req.expects_response:
             self._in_flight.append(req)
         else:
-            if req.batches:
+            if req.batches and self.user_produce_batches:
                 for (topic, partition), info in req.batches.items():
                     self.dispatch.produce_batch_written(self.meta, topic, partition, _produce_metrics(info, -1))
             self._e2e(req, None, None)
@@ -240,13 +234,16 @@ class ConnectionTap:
         if not self._in_flight:
             return None
         req = self._in_flight.popleft()
-        read_start = max(req.write_end_ns, self._last_read_end_ns)
-        req.read_wait_ns = max(read_start - req.write_end_ns, 0)
-        req.time_to_read_ns = max(now_ns - read_start, 0)
+        write_end = req.write_end_ns
+        read_start = write_end if write_end > self._last_read_end_ns else self._last_read_end_ns
+        req.read_wait_ns = read_start - write_end
+        took = now_ns - read_start
+        req.time_to_read_ns = took if took > 0 else 0
         req.read_end_ns = now_ns
         req.bytes_read = size
         self._last_read_end_ns = now_ns
-        self.dispatch.broker_read(self.meta, req.key, size, req.read_wait_ns, req.time_to_read_ns, None)
+        if self.io_hooks:
+            self.dispatch.broker_read(self.meta, req.key, size, req.read_wait_ns, req.time_to_read_ns, None)
         return req
 
     def next_decoded(self) -> Request | None:
@@ -258,42 +255,45 @@ class ConnectionTap:
         batches = req.batches
         if not batches:
             return
-        for topic, partition, error_code, base_offset in partitions:
-            if error_code == 0:
-                info = batches.get((topic, partition))
-                if info is not None:
-                    self.dispatch.produce_batch_written(
-                        self.meta, topic, partition, _produce_metrics(info, base_offset)
-                    )
+        acks = req.acks = list(partitions)
+        if self.user_produce_batches:
+            for topic, partition, error_code, base_offset in acks:
+                if error_code == 0:
+                    info = batches.get((topic, partition))
+                    if info is not None:
+                        self.dispatch.produce_batch_written(
+                            self.meta, topic, partition, _produce_metrics(info, base_offset)
+                        )
 
-    def fetched(self, topic: str, partition: int, records: bytes | memoryview | None) -> None:
+    def fetched(self, req: Request, topic: str, partition: int, records: bytes | memoryview | None) -> None:
         """One partition's records from a decoded Fetch response."""
-        for info in _batches.walk(records, self.decompress, self.header_keys):
-            self.dispatch.fetch_batch_read(
-                self.meta,
-                topic,
-                partition,
-                FetchBatchMetrics(
-                    info.num_records,
-                    info.uncompressed_bytes,
-                    info.compressed_bytes,
-                    info.compression,
-                    info.base_offset,
-                    info.last_offset,
-                    info.first_timestamp_ms,
-                    info.headers,
-                ),
-            )
+        infos = _batches.walk(records, self.decompress, self.header_keys, self.first_headers)
+        if not infos:
+            return
+        if self.user_fetch_batches:
+            fetch_batch_read = self.dispatch.fetch_batch_read
+            for info in infos:
+                fetch_batch_read(self.meta, topic, partition, FetchBatchMetrics(*info[:8]))
+        if self.log_fetch_batches:
+            fetched = req.fetched
+            if fetched is None:
+                fetched = req.fetched = []
+            fetched.extend((topic, partition, info) for info in infos)
+        if self.handouts is not None:
+            self.handouts.fetched(topic, partition, infos)
 
     def commit_acked(self, req: Request, partitions: Iterable[tuple[str, int, int]]) -> None:
         """An OffsetCommit response was decoded: ``(topic, partition, error_code)`` per partition."""
         if req.commits is None:
             return
         group, offsets = req.commits
+        acks = req.acks = []
         for topic, partition, error_code in partitions:
             offset = offsets.get((topic, partition))
-            if error_code == 0 and offset is not None:
-                self.dispatch.offsets_committed(group, topic, partition, offset)
+            if offset is not None:
+                acks.append((topic, partition, error_code, offset))
+                if error_code == 0:
+                    self.dispatch.offsets_committed(group, topic, partition, offset)
 
     def decoded(self, req: Request, throttle_ms: int, throttled_after_response: bool = True) -> None:
         """The response to ``req`` was decoded: report throttling and the request's end to end."""
@@ -304,10 +304,13 @@ class ConnectionTap:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _e2e(self, req: Request, write_err: BaseException | None, read_err: BaseException | None) -> None:
-        if self.dispatch.wants_e2e(req.key):
+        req.write_err = write_err
+        req.read_err = read_err
+        key = req.key
+        if self.io_hooks and self.dispatch.wants_e2e(key):
             self.dispatch.broker_e2e(
                 self.meta,
-                req.key,
+                key,
                 BrokerE2E(
                     req.bytes_written,
                     req.bytes_read,
@@ -319,12 +322,16 @@ class ConnectionTap:
                     read_err,
                 ),
             )
+        if key in self.log_keys:
+            self.log.offer(req)  # type: ignore[union-attr]
 
-    def _produce_batches(self, produce: ProduceTopics) -> dict[tuple[str, int], _batches.BatchInfo]:
-        out: dict[tuple[str, int], _batches.BatchInfo] = {}
+    def _produce_batches(self, produce: ProduceTopics) -> dict[tuple[str, int], BatchInfo]:
+        out: dict[tuple[str, int], BatchInfo] = {}
         for topic, partitions in produce:
             for partition, records in partitions:
-                infos = list(_batches.walk(records, self.decompress, self.header_keys))
+                infos = _batches.walk(
+                    records, self.decompress, self.header_keys, self.first_headers, self.defer_headers
+                )
                 if len(infos) == 1:
                     out[(topic, partition)] = infos[0]
                 elif infos:
@@ -340,7 +347,7 @@ class ConnectionTap:
         return out
 
 
-def _produce_metrics(info: _batches.BatchInfo, base_offset: int) -> ProduceBatchMetrics:
+def _produce_metrics(info: BatchInfo, base_offset: int) -> ProduceBatchMetrics:
     return ProduceBatchMetrics(
         info.num_records,
         info.uncompressed_bytes,

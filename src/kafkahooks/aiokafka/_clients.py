@@ -7,8 +7,9 @@ from typing import Any
 
 import aiokafka
 
-from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered
+from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered, strip_options
 from kafkahooks._wire import _aiokafka as wire
+from kafkahooks._wire._guard import internal_error
 
 
 class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
@@ -57,6 +58,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         return future
 
     async def stop(self) -> None:
+        self._kh_closing()
         try:
             await super().stop()
         finally:
@@ -66,27 +68,65 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
 class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
+    def __new__(cls, *topics: str, **kwargs: Any) -> AIOKafkaConsumer:
+        # ``async for`` goes through type slots, so the consume-side hooks pick the class here, at
+        # construction: per-record user hooks need getone/getmany overrides, kafkahooks' own
+        # plugins (hand-outs per record batch) a getmany() scope, and a consumer without either
+        # keeps aiokafka's own. (Reassigning __class__ later would slow every attribute read on
+        # the consumer, which aiokafka does for every record.)
+        kh = Instrumentation.from_kwargs("consumer", dict(kwargs))
+        chosen = cls
+        if cls is AIOKafkaConsumer:
+            if kh.dispatch.has_fetch_record_hooks or kh.dispatch.has_poll_hooks:
+                chosen = _InstrumentedAIOKafkaConsumer
+            elif kh.dispatch.handouts is not None:
+                chosen = _ScopedAIOKafkaConsumer
+        self: AIOKafkaConsumer = super().__new__(chosen)
+        self._kh = kh
+        return self
+
     def __init__(self, *topics: str, **kwargs: Any) -> None:
-        self._kh = Instrumentation.from_kwargs("consumer", kwargs)
+        strip_options(kwargs)
         super().__init__(*topics, **kwargs)
+        dispatch = self._kh.dispatch
         if self._kh.installed:
-            wire.hook_client(self._client, self._kh.dispatch)
-        if self._kh.dispatch.has_fetch_record_hooks or self._kh.dispatch.has_poll_hooks:
-            # ``async for`` goes through type slots, so consume-side hooks switch this instance's
-            # class; a consumer without them keeps aiokafka's own getone/getmany.
-            self.__class__ = _InstrumentedAIOKafkaConsumer
+            wire.hook_client(self._client, dispatch)
         self._kh.opened(self, wire.client_id(self._client))
 
+    async def start(self) -> None:
+        await super().start()
+        handouts = self._kh.dispatch.handouts
+        if handouts is not None:
+            try:
+                wire.observe_handouts(self._fetcher, handouts)
+            except Exception as exc:
+                internal_error("aiokafka.observe_handouts", exc)
+
     async def stop(self) -> None:
+        self._kh_closing()
         try:
             await super().stop()
         finally:
+            if self._fetcher is not None:
+                wire.release_handouts(self._fetcher)
             await self._kh_aclosed()
 
 
-class _InstrumentedAIOKafkaConsumer(AIOKafkaConsumer):
-    """A consumer with consume-side hooks: records handed out are reported per partition list
-    (``on_records_polled``) and, with per-record hooks, one by one. ``async for`` uses getone."""
+class _ScopedAIOKafkaConsumer(AIOKafkaConsumer):
+    """A consumer whose getmany() hands the fused plugins its batches as one call (fan-in)."""
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        scope = self._kh.begin_handout_scope()
+        try:
+            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        finally:
+            self._kh.end_handout_scope(scope)
+
+
+class _InstrumentedAIOKafkaConsumer(_ScopedAIOKafkaConsumer):
+    """A consumer with user consume-side hooks: records handed out are reported per partition list
+    (``on_records_polled``; per record for ``getone``) and, with per-record hooks, one by one.
+    ``async for`` uses getone."""
 
     def _kh_handed_out(self, record: Any) -> None:
         dispatch = self._kh.dispatch

@@ -20,6 +20,7 @@ from opentelemetry import metrics
 from opentelemetry.semconv.schemas import Schemas
 
 from kafkahooks._log import get_logger
+from kafkahooks._otel import recorder
 from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.datastreams._streams import Point, StatsBucket
@@ -50,33 +51,39 @@ class OtelMetricsExporter:
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(
             "kafkahooks.datastreams", __version__, schema_url=Schemas.V1_44_0.value
         )
-        self._edge = meter.create_histogram(
-            "kafkahooks.datastreams.edge_latency",
-            unit="s",
-            description="Time since the previous checkpoint of the pathway, per checkpoint",
-            explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
+        self._edge = recorder(
+            meter.create_histogram(
+                "kafkahooks.datastreams.edge_latency",
+                unit="s",
+                description="Time since the previous checkpoint of the pathway, per checkpoint",
+                explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
+            )
         )
-        self._pathway = meter.create_histogram(
-            "kafkahooks.datastreams.pathway_latency",
-            unit="s",
-            description="Time since the pathway's origin, per checkpoint",
-            explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
+        self._pathway = recorder(
+            meter.create_histogram(
+                "kafkahooks.datastreams.pathway_latency",
+                unit="s",
+                description="Time since the pathway's origin, per checkpoint",
+                explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
+            )
         )
-        self._messages = meter.create_counter(
-            "kafkahooks.datastreams.messages", unit="{message}", description="Records through each checkpoint"
+        self._messages = recorder(
+            meter.create_counter(
+                "kafkahooks.datastreams.messages", unit="{message}", description="Records through each checkpoint"
+            )
         )
         self._attrs: dict[tuple[str, str, tuple[str, ...], int, int], dict[str, str]] = {}
 
-    def _attributes(self, service: str, env: str, point: Point) -> dict[str, str]:
-        key = (service, env, point.edge_tags, point.hash, point.parent_hash)
+    def _attributes(self, service: str, env: str, tags: tuple[str, ...], h: int, parent_hash: int) -> dict[str, str]:
+        key = (service, env, tags, h, parent_hash)
         attrs = self._attrs.get(key)
         if attrs is None:
             attrs = {"kafkahooks.service": service, "kafkahooks.env": env}
-            for tag in point.edge_tags:
+            for tag in tags:
                 name, _, value = tag.partition(":")
                 attrs[f"kafkahooks.edge.{name}"] = value
-            attrs["kafkahooks.pathway.hash"] = hash_hex(point.hash)
-            attrs["kafkahooks.pathway.parent_hash"] = hash_hex(point.parent_hash)
+            attrs["kafkahooks.pathway.hash"] = hash_hex(h)
+            attrs["kafkahooks.pathway.parent_hash"] = hash_hex(parent_hash)
             if len(self._attrs) > 10_000:
                 self._attrs.clear()
             self._attrs[key] = attrs
@@ -84,16 +91,21 @@ class OtelMetricsExporter:
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
         # The message counter is summed over the drained points first: one SDK call per pathway
-        # per pass instead of one per checkpoint (each costs ~10 us of the worker's time).
-        messages: dict[int, tuple[dict[str, str], int]] = {}
-        for point in points:
-            attrs = self._attributes(service, env, point)
-            self._edge.record(point.edge_latency_ns / 1e9, attrs)
-            self._pathway.record(point.pathway_latency_ns / 1e9, attrs)
+        # per pass instead of one per checkpoint. The latency histograms keep one point per
+        # checkpoint (a histogram cannot be summed), written through kafkahooks' recorder.
+        messages: dict[int, list[Any]] = {}
+        edge, pathway = self._edge, self._pathway
+        for _, tags, h, parent_hash, edge_ns, pathway_ns, _, weight in points:
+            attrs = self._attributes(service, env, tags, h, parent_hash)
+            edge(edge_ns / 1e9, attrs)
+            pathway(pathway_ns / 1e9, attrs)
             found = messages.get(id(attrs))
-            messages[id(attrs)] = (attrs, point.weight + (found[1] if found else 0))
+            if found is None:
+                messages[id(attrs)] = [attrs, weight]
+            else:
+                found[1] += weight
         for attrs, weight in messages.values():
-            self._messages.add(weight, attrs)
+            self._messages(weight, attrs)
 
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         """Buckets carry nothing the point metrics do not."""

@@ -3,54 +3,64 @@
 Producer: when a record opens a producer batch (``inject_batch_headers``, in the application's
 thread or task), the checkpoint is computed against the current pathway (the one this thread or
 task consumed last, or none: an origin) and, in ``header_mode="batch"``, its context is written
-on that first record. When the broker acknowledges the batch (``on_produce_batch_written``), the
-checkpoint is recorded once, weighted by the batch's record count, and the produced offset is
+on that first record. Hash and header are cached per (topic, current pathway): a new batch
+re-encodes only its edge time. When the broker acknowledges the batch, the export worker finds
+the checkpoint again by the header the batch carried (kafkahooks' fused path: nothing runs on the
+I/O path for it) and records it once, weighted by the batch's record count; the produced offset is
 noted for lag. Fan-out: producing never changes the current pathway, so every produce after a
 consume continues the consumed pathway, not the previous produce's.
 
-Consumer: every fetched record batch is remembered with its offset range and the pathway context
-on its first record (``on_fetch_batch_read``). When records are handed to the application
-(``on_records_polled``), they are grouped by the producer batch they came from, however the poll
-lists were cut, and each group makes one checkpoint weighted by its size. The current pathway
-becomes the merge (oldest origin) of those groups' outgoing contexts, so a service that consumes
-and then produces continues the pathway without code. A group whose batch carried no pathway
-(a producer without kafkahooks or with ``header_mode="off"``, a first record removed by
+Consumer: records are observed per record batch as the client hands them out
+(:mod:`kafkahooks.hooks._handout`), whatever the consume API. When a batch's first records go out,
+its consume checkpoint is computed from the pathway on the batch's first record (read by the
+connection's tap when the Fetch response arrived) and becomes the current pathway, so a service
+that consumes and then produces continues the pathway without code; inside a ``getmany``/``poll``
+call the oldest of the call's pathways wins (fan-in). When the batch is left, the checkpoint is
+recorded, weighted by exactly the records handed out of it. A batch whose first record carried no
+pathway (a producer without kafkahooks or with ``header_mode="off"``, a first record removed by
 compaction) starts a new pathway at the batch's first timestamp.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import threading
-from bisect import bisect_left, bisect_right
-from collections import OrderedDict, deque
-from collections.abc import Sequence
-from operator import attrgetter
+from collections import deque
 from typing import Any
 
 from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
 from kafkahooks.datastreams._current import current_pathway, merge_contexts, set_pathway
-from kafkahooks.datastreams._pathway import HEADER, LEGACY_HEADER, PathwayContext, from_headers
+from kafkahooks.datastreams._pathway import (
+    _U64,
+    HEADER,
+    LEGACY_HEADER,
+    MAX_HEADER_VALUE,
+    PathwayContext,
+    _varint,
+    _zigzag,
+    decode_errors,
+    from_headers,
+    pathway_hash,
+)
 from kafkahooks.datastreams._streams import DataStreams
-from kafkahooks.hooks import BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics, ProduceRecord
+from kafkahooks.hooks import ApiKey, KeyFilter, ProduceRecord
+from kafkahooks.hooks._handout import HandOut
+from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request
 
-_offset = attrgetter("offset")
-_MISSING: Any = object()
 _MAX_PENDING = 4096
-_MAX_RANGES = 512
+_MAX_CACHED = 4096
+_PRODUCE = int(ApiKey.PRODUCE)
+_OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
+_KEYS = KeyFilter.of(writes=(ApiKey.PRODUCE, ApiKey.OFFSET_COMMIT), reads=(ApiKey.PRODUCE, ApiKey.OFFSET_COMMIT))
 
+# A produce checkpoint between the batch opening and its acknowledgement:
 # (edge tags, outgoing context, parent hash, edge ms, pathway ms, at ns)
 _Pending = tuple[tuple[str, ...], PathwayContext, int, int, int, int]
-
-
-class _Partition:
-    __slots__ = ("handed_until", "last_seen", "ranges")
-
-    def __init__(self) -> None:
-        # (base offset, last offset, pathway or None, first timestamp ms, payload bytes per record)
-        self.ranges: deque[tuple[int, int, PathwayContext | None, int, float]] = deque(maxlen=_MAX_RANGES)
-        self.handed_until = -1
-        self.last_seen = -1
+# A consume checkpoint between a batch's first hand-out and its last:
+# (edge tags, outgoing context, parent hash, edge ms, pathway ms, payload bytes per record)
+_Entered = tuple[tuple[str, ...], PathwayContext, int, int, int, float]
 
 
 def _has_pathway(headers: Any) -> bool:
@@ -60,197 +70,219 @@ def _has_pathway(headers: Any) -> bool:
         return False
 
 
-def _payload_per_record(metrics: ProduceBatchMetrics | FetchBatchMetrics) -> float:
-    size = metrics.uncompressed_bytes if metrics.uncompressed_bytes >= 0 else metrics.compressed_bytes
-    return size / metrics.num_records if metrics.num_records else 0.0
+def _payload_per_record(info: BatchInfo) -> float:
+    size = info.uncompressed_bytes if info.uncompressed_bytes >= 0 else info.compressed_bytes
+    return size / info.num_records if info.num_records and size >= 0 else 0.0
 
 
 class DataStreamHooks:
     """Per-batch data-stream checkpoints for one wrapped client (see the module docs)."""
 
     kafkahooks_inline = True
-    """Only queues work for the export worker: called directly, never timed or offloaded."""
-
-    batch_header_keys = frozenset({HEADER, LEGACY_HEADER})
+    """Only computes a cached checkpoint per batch and queues: never timed or offloaded."""
+    kafkahooks_fused = True
 
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:
         self.streams = streams
         self.identity = identity or ClientIdentity()
         self._lock = threading.Lock()
-        self._pending: OrderedDict[bytes, _Pending] = OrderedDict()
+        self._pending: dict[bytes, _Pending] = {}
         self._unheaded: dict[tuple[str, int], deque[_Pending]] = {}
-        self._partitions: dict[tuple[str, int], _Partition] = {}
         self._decoded: dict[bytes | str, PathwayContext | None] = {}
         self._backlog_tags: dict[tuple[str, int], tuple[str, ...]] = {}
+        # (topic, current pathway) -> (edge tags, hash, parent hash, encoded hash + pathway start or b"")
+        # (topic, current pathway) -> [edge tags, hash, parent hash, encoded hash + pathway start,
+        #                              last ms, its header value, its pending checkpoint]
+        self._produce: dict[tuple[str, PathwayContext | None], list[Any]] = {}
 
-    # -- producer ---------------------------------------------------------------------------------
+    def wants(self) -> FusedNeeds:
+        return FusedNeeds(
+            _KEYS,
+            produce_batches=True,
+            header_keys=frozenset({HEADER, LEGACY_HEADER}),
+            commits=True,
+            handouts=True,
+        )
 
-    def _produce_checkpoint(self, topic: str) -> _Pending:
-        streams = self.streams
-        tags = streams.produce_tags(topic)
+    # -- producer: the application's thread or task -----------------------------------------------
+
+    def _produce_checkpoint(self, topic: str) -> tuple[bytes, _Pending]:
+        """The batch's outgoing header value and its pending checkpoint: hash and encoded prefix
+        cached per (topic, current pathway), the whole value per millisecond."""
         parent = current_pathway()
         now_ns = _clock.time_ns()
-        ctx, edge_ms, pathway_ms = streams.compute(tags, parent, now_ns // 1_000_000)
-        return (tags, ctx, parent.hash if parent else 0, edge_ms, pathway_ms, now_ns)
+        now_ms = now_ns // 1_000_000
+        cached = self._produce.get((topic, parent))
+        if cached is None:
+            streams = self.streams
+            tags = streams.produce_tags(topic)
+            parent_hash = parent.hash if parent else 0
+            h = pathway_hash(streams.service, streams.env, tags, parent_hash)
+            prefix = _U64.pack(h) + _varint(_zigzag(parent.pathway_start_ms)) if parent else b""
+            if len(self._produce) >= _MAX_CACHED:
+                self._produce.clear()
+            cached = self._produce[(topic, parent)] = [tags, h, parent_hash, prefix, -1, b"", None]
+        elif cached[4] == now_ms:  # a batch opened in the same millisecond: the same checkpoint
+            return cached[5], cached[6]
+        tags, h, parent_hash, prefix = cached[0], cached[1], cached[2], cached[3]
+        edge = _varint(_zigzag(now_ms))
+        if parent is None:  # an origin: the pathway starts now
+            value = base64.b64encode(_U64.pack(h) + edge + edge)
+            pending: _Pending = (tags, PathwayContext(h, now_ms, now_ms), 0, 0, 0, now_ns)
+        else:
+            value = base64.b64encode(prefix + edge)
+            edge_ms = now_ms - parent.edge_start_ms
+            pathway_ms = now_ms - parent.pathway_start_ms
+            pending = (
+                tags,
+                PathwayContext(h, parent.pathway_start_ms, now_ms),
+                parent_hash,
+                edge_ms if edge_ms > 0 else 0,
+                pathway_ms if pathway_ms > 0 else 0,
+                now_ns,
+            )
+        cached[4], cached[5], cached[6] = now_ms, value, pending
+        return value, pending
 
     def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> list[tuple[str, bytes]] | None:
         """Compute the batch's produce checkpoint and (batch mode) carry its context on this record."""
-        if _has_pathway(headers):
+        if headers and _has_pathway(headers):
             return None  # the application's own pathway header wins
-        pending = self._produce_checkpoint(topic)
-        if self.streams.header_mode == "off":
+        value, pending = self._produce_checkpoint(topic)
+        mode = self.streams.header_mode
+        if mode == "off":
             with self._lock:
-                queue = self._unheaded.setdefault((topic, partition), deque(maxlen=_MAX_PENDING))
+                queue = self._unheaded.get((topic, partition))
+                if queue is None:
+                    queue = self._unheaded[(topic, partition)] = deque(maxlen=_MAX_PENDING)
                 queue.append(pending)
             return None
-        value = pending[1].encode_b64()
         self._remember(value, pending)
-        return None if self.streams.header_mode == "record" else [(HEADER, value)]
+        return None if mode == "record" else [(HEADER, value)]
 
     def _remember(self, value: bytes, pending: _Pending) -> None:
-        with self._lock:
-            self._pending[value] = pending
-            if len(self._pending) > _MAX_PENDING:
-                self._pending.popitem(last=False)
+        # The application's threads write and the export worker reads: single dict operations are
+        # atomic, and an entry evicted before its batch is acknowledged is a checkpoint lost
+        # (bounded by _MAX_PENDING batches in flight, far beyond what a producer keeps).
+        table = self._pending
+        table[value] = pending
+        if len(table) > _MAX_PENDING:
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread got there first
+                del table[next(iter(table))]
 
-    def on_produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, m: ProduceBatchMetrics) -> None:
-        value = next((v for k, v in m.headers if k == HEADER), None)
-        with self._lock:
-            if value is not None:
-                pending = self._pending.get(value)
-            else:
-                queue = self._unheaded.get((topic, partition))
-                pending = queue.popleft() if queue else None
-        if pending is not None:
-            tags, ctx, parent_hash, edge_ms, pathway_ms, at_ns = pending
-            self.streams.record(
-                tags,
-                ctx,
-                parent_hash,
-                edge_ms,
-                pathway_ms,
-                weight=m.num_records,
-                payload_bytes=_payload_per_record(m),
-                at_ns=at_ns,
-            )
-        if m.base_offset >= 0:
-            backlog = self._backlog_tags.get((topic, partition))
-            if backlog is None:
-                backlog = self._backlog_tags[(topic, partition)] = (
-                    f"partition:{partition}",
-                    f"topic:{topic}",
-                    "type:kafka_produce",
-                )
-            self.streams.backlog(backlog, m.base_offset + m.num_records - 1)
-
-    # -- consumer ---------------------------------------------------------------------------------
-
-    def on_offsets_committed(self, group: str, topic: str, partition: int, offset: int) -> None:
-        """The committed offset, for lag (Datadog's ``type:kafka_commit`` backlog)."""
-        self.streams.backlog(
-            (f"consumer_group:{group}", f"partition:{partition}", f"topic:{topic}", "type:kafka_commit"), offset
-        )
+    # -- consumer: the application's thread or task, once per batch ------------------------------
 
     def _decode(self, headers: Any) -> PathwayContext | None:
-        value = next((v for k, v in headers if k in (HEADER, LEGACY_HEADER)), _MISSING)
-        if value is _MISSING:
+        value = next((v for k, v in headers if k in (HEADER, LEGACY_HEADER)), None)
+        if value is None:
             return None
-        if not isinstance(value, (bytes, str)):
-            return from_headers(headers)  # malformed: decoded (and counted) every time
-        if value in self._decoded:
+        if not isinstance(value, (bytes, str)) or len(value) > MAX_HEADER_VALUE:
+            decode_errors.add()  # malformed or oversized: a new origin, never cached
+            return None
+        try:
             return self._decoded[value]
+        except KeyError:
+            pass
         ctx = from_headers(headers)
-        if len(self._decoded) > _MAX_PENDING:
+        if len(self._decoded) >= _MAX_CACHED:
             self._decoded.clear()
         self._decoded[value] = ctx
         return ctx
 
-    def on_fetch_batch_read(self, meta: BrokerMeta, topic: str, partition: int, m: FetchBatchMetrics) -> None:
-        ctx = self._decode(m.headers) if m.headers else None
-        entry = (m.base_offset, m.last_offset, ctx, m.first_timestamp_ms, _payload_per_record(m))
-        with self._lock:
-            state = self._partitions.get((topic, partition))
-            if state is None:
-                state = self._partitions[(topic, partition)] = _Partition()
-            ranges = state.ranges
-            if not ranges or ranges[-1][0] < m.base_offset:
-                ranges.append(entry)
-            elif all(r[0] != m.base_offset for r in ranges):
-                # A batch fetched again after a seek back: keep the ranges sorted.
-                ranges.append(entry)
-                state.ranges = deque(sorted(ranges, key=lambda r: r[0]), maxlen=_MAX_RANGES)
-
-    def on_records_polled(self, topic: str, partition: int, records: Sequence[Any]) -> None:
-        """Records of one partition were handed to the application: one checkpoint per producer batch."""
-        if not records:
-            return
-        first, last = records[0].offset, records[-1].offset
-        state = self._partitions.get((topic, partition))
-        if state is not None and state.last_seen < first and last <= state.handed_until:
-            # The per-record path (getone / async for) inside a batch already checkpointed. A
-            # partition's records are handed out by one consumer at a time, so no lock is needed.
-            state.last_seen = last
-            return
-        groups: list[tuple[PathwayContext | None, int, float, int]] = []
-        with self._lock:
-            state = self._partitions.get((topic, partition))
-            if state is None:
-                state = self._partitions[(topic, partition)] = _Partition()
-            if first <= state.last_seen:
-                state.handed_until = first - 1  # offsets went back (a seek): these are new hand-outs
-            state.last_seen = last
-            if last <= state.handed_until:
-                return  # one record of a batch already checkpointed (getone / iteration)
-            single = len(records) == 1
-            low = max(first, state.handed_until + 1)
-            for base, batch_last, ctx, first_ts, payload in state.ranges:
-                if batch_last < low:
-                    continue
-                if base > last:
-                    break
-                lo, hi = max(base, low), min(batch_last, last)
-                if single:
-                    # Assume the rest of this batch follows one record at a time: count it now.
-                    count, handed = batch_last - lo + 1, batch_last
-                else:
-                    count = bisect_right(records, hi, key=_offset) - bisect_left(records, lo, key=_offset)
-                    handed = hi
-                if count > 0:
-                    groups.append((ctx, first_ts, payload, count))
-                state.handed_until = handed
-                low = batch_last + 1
-            if low <= last:
-                # Records from batches this consumer did not see fetched (should not happen): a new pathway.
-                start = bisect_left(records, low, key=_offset)
-                if start < len(records):
-                    groups.append((None, records[start].timestamp, 0.0, len(records) - start))
-                    state.handed_until = last
-            while len(state.ranges) > 16 and state.ranges[0][1] < state.handed_until:
-                state.ranges.popleft()
-        self._checkpoint_consumed(topic, groups)
-
-    def _checkpoint_consumed(self, topic: str, groups: list[tuple[PathwayContext | None, int, float, int]]) -> None:
-        if not groups:
-            return
+    def batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> _Entered:
+        """The consume checkpoint of a batch whose records start going to the application."""
+        parent = self._decode(info.headers) if info.headers else None
         streams = self.streams
         tags = streams.consume_tags(topic, self.identity.group_id)
-        now_ns = _clock.time_ns()
-        now_ms = now_ns // 1_000_000
-        outgoing = []
-        for parent, first_ts, payload, count in groups:
-            ctx, edge_ms, pathway_ms = streams.compute(tags, parent, now_ms, None if parent else first_ts)
-            streams.record(
-                tags,
-                ctx,
-                parent.hash if parent else 0,
-                edge_ms,
-                pathway_ms,
-                weight=count,
-                payload_bytes=payload,
-                at_ns=now_ns,
+        ctx, edge_ms, pathway_ms = streams.compute(
+            tags, parent, _clock.time_ns() // 1_000_000, None if parent else info.first_timestamp_ms
+        )
+        if not scoped:
+            set_pathway(ctx)
+        return (tags, ctx, parent.hash if parent else 0, edge_ms, pathway_ms, _payload_per_record(info))
+
+    def scope_ended(self, entered: list[_Entered]) -> None:
+        """A ``getmany``/``poll`` call handed out these batches: fan-in keeps the oldest pathway."""
+        set_pathway(entered[0][1] if len(entered) == 1 else merge_contexts(*(e[1] for e in entered)))
+
+    # -- the export worker ------------------------------------------------------------------------
+
+    def on_handouts(self, handouts: list[HandOut]) -> None:
+        record = self.streams.record
+        for h in handouts:
+            tags, ctx, parent_hash, edge_ms, pathway_ms, payload = h.tokens[h.plugins.index(self)]
+            record(
+                tags, ctx, parent_hash, edge_ms, pathway_ms, weight=h.handed, payload_bytes=payload, at_ns=h.entered_ns
             )
-            outgoing.append(ctx)
-        set_pathway(outgoing[0] if len(outgoing) == 1 else merge_contexts(*outgoing))
+
+    def on_requests(self, requests: list[Request]) -> None:
+        for r in requests:
+            if r.key == _PRODUCE:
+                self._produce_acked(r)
+            elif r.key == _OFFSET_COMMIT and r.acks and r.commits is not None:
+                group = r.commits[0]
+                for topic, partition, code, offset in r.acks:
+                    if code == 0:
+                        self.streams.backlog(
+                            (
+                                f"consumer_group:{group}",
+                                f"partition:{partition}",
+                                f"topic:{topic}",
+                                "type:kafka_commit",
+                            ),
+                            offset,
+                        )
+
+    def _produce_acked(self, r: Request) -> None:
+        batches = r.batches
+        if not batches:
+            return
+        if r.acks is not None:
+            done: Any = ((t, p, base) for t, p, code, base in r.acks if code == 0)
+        elif not r.expects_response and r.err is None:  # acks=0
+            done = ((t, p, -1) for t, p in batches)
+        else:
+            return
+        streams = self.streams
+        pending_by_value = self._pending
+        for topic, partition, base_offset in done:
+            info = batches.get((topic, partition))
+            if info is None:
+                continue
+            value = None
+            for k, v in info.headers:
+                if k == HEADER:
+                    value = v
+                    break
+            if value is not None:
+                pending = pending_by_value.get(value)  # an atomic read: the lock guards writes
+            else:
+                with self._lock:
+                    queue = self._unheaded.get((topic, partition))
+                    pending = queue.popleft() if queue else None
+            if pending is not None:
+                tags, ctx, parent_hash, edge_ms, pathway_ms, at_ns = pending
+                streams.record(
+                    tags,
+                    ctx,
+                    parent_hash,
+                    edge_ms,
+                    pathway_ms,
+                    weight=info.num_records,
+                    payload_bytes=_payload_per_record(info),
+                    at_ns=at_ns,
+                )
+            if base_offset >= 0:
+                backlog = self._backlog_tags.get((topic, partition))
+                if backlog is None:
+                    if len(self._backlog_tags) >= _MAX_CACHED:
+                        self._backlog_tags.clear()
+                    backlog = self._backlog_tags[(topic, partition)] = (
+                        f"partition:{partition}",
+                        f"topic:{topic}",
+                        "type:kafka_produce",
+                    )
+                streams.backlog(backlog, base_offset + info.num_records - 1)
 
 
 class RecordHeaderDataStreamHooks(DataStreamHooks):
@@ -269,9 +301,10 @@ class RecordHeaderDataStreamHooks(DataStreamHooks):
         if cached is not None and cached[0] == parent and cached[1] == now_ms:
             value = cached[2]
         else:
-            pending = self._produce_checkpoint(record.topic)
-            value = pending[1].encode_b64()
+            value, pending = self._produce_checkpoint(record.topic)
             self._remember(value, pending)
+            if len(self._last) >= _MAX_CACHED:
+                self._last.clear()
             self._last[record.topic] = (parent, now_ms, value)
         record.headers.append((HEADER, value))
 

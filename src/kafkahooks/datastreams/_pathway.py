@@ -29,6 +29,9 @@ _FNV_PRIME = 0x100000001B3
 _MASK = 0xFFFFFFFFFFFFFFFF
 _U64 = struct.Struct("<Q")
 _MAX_ENCODED = 64
+MAX_HEADER_VALUE = 4 * ((_MAX_ENCODED + 2) // 3)
+"""The longest pathway header value that can be valid (base64 of the longest raw context); longer
+values are refused unread, so a hostile header never costs more than this to look at."""
 
 decode_errors = counter("pathway_decode_errors", "Malformed data-stream pathway headers seen (each meant: new origin)")
 

@@ -246,19 +246,22 @@ class DataStreams:
     def _process(self, final: bool) -> None:
         points = self.buffer.drain()
         now = _clock.time_ns()
+        bucket_ns = self.bucket_ns
+        open_buckets = self._buckets
         for point in points:
-            start = point.at_ns - point.at_ns % self.bucket_ns
-            bucket = self._buckets.get(start)
+            at_ns, tags, h, parent_hash, edge_ns, pathway_ns, payload, weight = point
+            start = at_ns - at_ns % bucket_ns
+            bucket = open_buckets.get(start)
             if bucket is None:
-                bucket = self._buckets[start] = StatsBucket(start, self.bucket_ns)
-            key = (point.edge_tags, point.hash, point.parent_hash)
+                bucket = open_buckets[start] = StatsBucket(start, bucket_ns)
+            key = (tags, h, parent_hash)
             group = bucket.groups.get(key)
             if group is None:
-                group = bucket.groups[key] = StatsGroup(point.edge_tags, point.hash, point.parent_hash)
-            group.edge_latency.add(point.edge_latency_ns / 1e9, point.weight)
-            group.pathway_latency.add(point.pathway_latency_ns / 1e9, point.weight)
-            group.payload_size.add(max(point.payload_bytes, 0.0), point.weight)
-            group.messages += point.weight
+                group = bucket.groups[key] = StatsGroup(tags, h, parent_hash)
+            group.edge_latency.add(edge_ns / 1e9, weight)
+            group.pathway_latency.add(pathway_ns / 1e9, weight)
+            group.payload_size.add(payload if payload > 0.0 else 0.0, weight)
+            group.messages += weight
         with self._backlog_lock:
             backlogs, self._backlogs = self._backlogs, {}
         if backlogs:

@@ -119,6 +119,9 @@ class ExportWorker:
         (an exporter is slow or hung: the caller is never the one left waiting on it)."""
         if threading.current_thread() is self._thread:
             return False  # an exporter flushing from inside a pass: a nested pass could deadlock
+        with self._lock:
+            if not self._sinks:
+                return True  # nothing registered, nothing queued: no thread to start or wait for
         with self._done:
             self._requested += 1
             target = self._requested

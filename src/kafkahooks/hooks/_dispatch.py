@@ -10,8 +10,10 @@ from typing import Any
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
+from kafkahooks.hooks._handout import HandOutTracker
 from kafkahooks.hooks._lanes import GuardedCall, GuardedSyncCall, HookSlot
 from kafkahooks.hooks._protocols import HOOK_METHODS
+from kafkahooks.hooks._requests import ConnectionEvent, RequestLog
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,
@@ -83,6 +85,11 @@ class HookDispatcher:
     called directly and never timed; ``budget_ms=None`` or ``strict=True`` calls every hook inline,
     untimed, as franz-go does.
 
+    kafkahooks' own plugins (``kafkahooks_fused = True``) take the fused path instead of per-event
+    broker calls: one :class:`~kafkahooks.hooks._requests.RequestLog` per dispatcher, fed a
+    finished request record by the connection taps, and a hand-out tracker on the consumer side
+    (:attr:`request_log`, :attr:`handouts`). ``name`` labels that log's buffer.
+
     Raises ``TypeError`` for an object that implements no hook.
     """
 
@@ -94,30 +101,36 @@ class HookDispatcher:
         log_interval_s: float = 60.0,
         budget_ms: float | None = DEFAULT_BUDGET_MS,
         offload: bool = False,
+        name: str = "client",
     ) -> None:
         self.hooks: tuple[Any, ...] = tuple(flatten_hooks(hooks))
+        self.name = name
         self.strict = strict
         if budget_ms is not None and budget_ms <= 0:
             raise ValueError(f"budget_ms must be positive or None, not {budget_ms!r}")
         self._slots: list[HookSlot] = []
+        self.closing = False
+        """Set when the client starts closing: requests its connections still carry end with
+        :class:`~kafkahooks.hooks.ClientClosed` instead of a plain ``ConnectionClosed``."""
         self.failures: dict[tuple[str, str], int] = {}
         """Count of exceptions raised by hooks, keyed by (hook class name, event method name)."""
         self._failures_lock = threading.Lock()
         self._failure_log = RateLimitedLog(_logger, log_interval_s)
 
         by_event: dict[str, list[tuple[Fn, KeyFilter]]] = {name: [] for name in HOOK_METHODS}
+        fused = [hook for hook in self.hooks if getattr(hook, "kafkahooks_fused", False)]
         for hook in self.hooks:
-            found = False
+            found = hook in fused
             key_filter = getattr(hook, "request_keys", None) or ALL_KEYS
             if not isinstance(key_filter, KeyFilter):
                 raise TypeError(f"{type(hook).__qualname__}.request_keys must be a KeyFilter, not {key_filter!r}")
             slot = self._slot_for(hook, budget_ms, offload)
-            for name in HOOK_METHODS:
-                fn = getattr(hook, name, None)
+            for method in HOOK_METHODS:
+                fn = getattr(hook, method, None)
                 if fn is not None and callable(fn):
                     if slot is not None:
-                        fn = (GuardedSyncCall if name in _SYNC_METHODS else GuardedCall)(fn, name, slot)
-                    by_event[name].append((fn, key_filter))
+                        fn = (GuardedSyncCall if method in _SYNC_METHODS else GuardedCall)(fn, method, slot)
+                    by_event[method].append((fn, key_filter))
                     found = True
             if not found:
                 raise TypeError(f"{hook!r} implements no hook interface (expected one of: {', '.join(HOOK_METHODS)})")
@@ -154,8 +167,17 @@ class HookDispatcher:
                 if isinstance(keys, str):
                     raise TypeError(f"{type(hook).__qualname__}.batch_header_keys must be a collection of str")
                 wanted.update(keys)
+        self.request_log: RequestLog | None = RequestLog(f"requests:{self.name}", fused) if fused else None
+        """The fused plugins' log, or None when no kafkahooks plugin is installed."""
+        self.handouts: HandOutTracker | None = (
+            HandOutTracker(self.request_log) if self.request_log is not None and self.request_log.handouts else None
+        )
+        """The consumer hand-out tracker some fused plugin asked for, or None."""
+        self._log_events = self.request_log if self.request_log and self.request_log.connection_events else None
+        if self.request_log is not None:
+            wanted.update(self.request_log.header_keys)
         self.batch_header_keys: frozenset[str] = frozenset(wanted)
-        """First-record header keys some hook wants in the batch metrics (``batch_header_keys``)."""
+        """First-record header keys some hook or plugin wants from each batch."""
 
         self.has_broker_hooks: bool = any(
             by_event[name]
@@ -170,8 +192,11 @@ class HookDispatcher:
                 "on_fetch_batch_read",
                 "on_offsets_committed",
             )
-        )
+        ) or (self.request_log is not None)
         """Whether anything must be installed on the connections."""
+        self.has_io_hooks = any(by_event[name] for name in ("on_broker_write", "on_broker_read", "on_broker_e2e"))
+        """Whether any hook listens to writes, reads or end-to-end events (the taps skip the calls
+        otherwise: kafkahooks' own plugins read the request log instead)."""
         self.has_produce_batch_hooks = bool(self._produce_batch)
         self.has_fetch_batch_hooks = bool(self._fetch_batch)
         self.has_produce_record_hooks = bool(self._produce_buffered or self._produce_unbuffered)
@@ -274,6 +299,8 @@ class HookDispatcher:
         for name in ("_write_keyed", "_read_keyed", "_e2e_keyed"):
             setattr(self, name, (_DROP,) * _KEY_SLOTS)
         self._filters = dict.fromkeys(self._filters, ((_drop_after_close, ALL_KEYS),))
+        if self.request_log is not None:
+            self.request_log.seal()
 
     def drain(self, timeout_s: float = _CLOSE_TIMEOUT_S) -> None:
         """The waiting part of :meth:`close` (an event loop runs it in a thread): offloaded hooks
@@ -313,6 +340,8 @@ class HookDispatcher:
                 fn(meta, init_ns, err)
             except Exception as exc:
                 self._failed(fn, "on_broker_connect", exc)
+        if self._log_events is not None:
+            self._log_events.offer(ConnectionEvent("connect", meta, init_ns, err))
 
     def broker_disconnect(self, meta: BrokerMeta) -> None:
         for fn in self._disconnect:
@@ -320,6 +349,8 @@ class HookDispatcher:
                 fn(meta)
             except Exception as exc:
                 self._failed(fn, "on_broker_disconnect", exc)
+        if self._log_events is not None:
+            self._log_events.offer(ConnectionEvent("disconnect", meta, 0, None))
 
     def broker_write(
         self,
@@ -368,6 +399,8 @@ class HookDispatcher:
                 fn(meta, interval_ns, after_response)
             except Exception as exc:
                 self._failed(fn, "on_broker_throttle", exc)
+        if self._log_events is not None:
+            self._log_events.offer(ConnectionEvent("throttle", meta, interval_ns, None))
 
     def produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics) -> None:
         for fn in self._produce_batch:

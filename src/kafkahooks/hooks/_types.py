@@ -61,6 +61,12 @@ class ConnectionClosed(ConnectionError):
     error of its own (the client closed it, or the broker shut it cleanly)."""
 
 
+class ClientClosed(ConnectionClosed):
+    """A :class:`ConnectionClosed` during the client's own ``close()``/``stop()``: the requests it
+    ends (typically a consumer's pending long poll) were cut short on purpose, not failed. The
+    built-in metrics and spans do not count these as errors."""
+
+
 class Compression(enum.IntEnum):
     """Record-batch compression codec, as in the low three bits of a v2 batch's attributes."""
 

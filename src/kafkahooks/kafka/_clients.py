@@ -6,9 +6,10 @@ from typing import Any
 
 import kafka
 
-from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered
+from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered, strip_options
 from kafkahooks._log import get_logger
 from kafkahooks._wire import _kafka_python as wire
+from kafkahooks._wire._guard import internal_error
 
 _logger = get_logger(__name__)
 
@@ -67,6 +68,7 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         return future
 
     def close(self, *args: Any, **kwargs: Any) -> None:
+        self._kh_closing()
         try:
             super().close(*args, **kwargs)
         finally:
@@ -76,37 +78,58 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
 class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
     """``kafka.KafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
+    def __new__(cls, *topics: str, **configs: Any) -> KafkaConsumer:
+        # Iteration goes through type slots, so the consume-side hooks pick the class here, at
+        # construction: per-record user hooks need __next__, poll hooks and kafkahooks' own plugins
+        # (hand-outs per record batch) a poll() override, and a consumer without either keeps
+        # kafka-python's own. (Reassigning __class__ later would slow every attribute read on the
+        # consumer, which kafka-python does for every record.)
+        kh = Instrumentation.from_kwargs("consumer", dict(configs))
+        chosen = cls
+        if cls is KafkaConsumer:
+            if kh.dispatch.has_fetch_record_hooks:
+                chosen = _RecordHookedKafkaConsumer
+            elif kh.dispatch.has_poll_hooks or kh.dispatch.handouts is not None:
+                chosen = _PolledKafkaConsumer
+        self: KafkaConsumer = super().__new__(chosen)
+        self._kh = kh
+        return self
+
     def __init__(self, *topics: str, **configs: Any) -> None:
-        self._kh = Instrumentation.from_kwargs("consumer", configs)
+        strip_options(configs)
         _install(self._kh, configs)
         super().__init__(*topics, **configs)
-        if self._kh.dispatch.has_fetch_record_hooks or self._kh.dispatch.has_poll_hooks:
-            # Iteration goes through type slots, so consume-side hooks switch this instance's class;
-            # a consumer without them keeps kafka-python's own poll and iteration.
-            self.__class__ = _InstrumentedKafkaConsumer
+        dispatch = self._kh.dispatch
+        if dispatch.handouts is not None:
+            try:
+                wire.observe_handouts(self, dispatch.handouts)
+            except Exception as exc:
+                internal_error("kafka_python.observe_handouts", exc)
         self._kh.opened(self, self.config.get("client_id"))
 
     def close(self, *args: Any, **kwargs: Any) -> None:
+        self._kh_closing()
         try:
             super().close(*args, **kwargs)
         finally:
+            if self._kh.dispatch.handouts is not None:
+                wire.release_handouts(self)
             self._kh_closed()
 
 
-class _InstrumentedKafkaConsumer(KafkaConsumer):
-    """A consumer with consume-side hooks: records handed out are reported per partition list
-    (``on_records_polled``) and, with per-record hooks, one by one."""
-
-    def _kh_handed_out(self, record: Any) -> None:
-        dispatch = self._kh.dispatch
-        dispatch.fetch_record_buffered(record)
-        dispatch.fetch_record_unbuffered(record, True)
+class _PolledKafkaConsumer(KafkaConsumer):
+    """A consumer whose poll() reports to consume-side hooks: the fused plugins see the call's
+    batches as one (fan-in); user ``on_records_polled`` hooks get each partition list, including
+    the lists iteration draws from (prefetched with ``update_offsets=False``)."""
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None, update_offsets: bool = True) -> Any:
-        result = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        scope = self._kh.begin_handout_scope()
+        try:
+            result = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        finally:
+            self._kh.end_handout_scope(scope)
         dispatch = self._kh.dispatch
         if result and dispatch.has_poll_hooks:
-            # Iteration draws its records from these lists, prefetched with update_offsets=False.
             for tp, records in result.items():
                 dispatch.records_polled(tp.topic, tp.partition, records)
         if update_offsets and dispatch.has_fetch_record_hooks:
@@ -115,8 +138,16 @@ class _InstrumentedKafkaConsumer(KafkaConsumer):
                     self._kh_handed_out(record)
         return result
 
+    def _kh_handed_out(self, record: Any) -> None:
+        dispatch = self._kh.dispatch
+        dispatch.fetch_record_buffered(record)
+        dispatch.fetch_record_unbuffered(record, True)
+
+
+class _RecordHookedKafkaConsumer(_PolledKafkaConsumer):
+    """With per-record user hooks: iteration reports every record it hands out."""
+
     def __next__(self) -> Any:
         record = super().__next__()
-        if self._kh.dispatch.has_fetch_record_hooks:
-            self._kh_handed_out(record)
+        self._kh_handed_out(record)
         return record

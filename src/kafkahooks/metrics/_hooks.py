@@ -1,8 +1,12 @@
 """OpenTelemetry metrics from the broker and batch hooks (what kprom and kotel's meter give franz-go).
 
-On the I/O path each hook hands a small tuple to a bounded buffer (dropped and counted when
-full); the export worker records into instruments created once, with attribute dicts cached per
-(broker, key) and per topic, so no hook call builds attributes or touches the SDK.
+The plugin takes kafkahooks' fused path (:mod:`kafkahooks.hooks._requests`): it adds nothing to the
+I/O path, and on the export worker it reads each finished request, hand-out and connection event
+once. Counters are summed per attribute set over each export pass (one SDK call per series per
+pass, whatever the traffic); histograms are recorded per request, and by default only one:
+``messaging.client.operation.duration`` for Produce and Fetch requests. The per-key request
+timings (``kafkahooks.request.*``) and the batch-size histogram are opt-in
+(``MetricLabels(detailed_timings=True)``).
 
 Request timings are labelled by request key (``kafkahooks.request.key``: ``Produce``, ``Fetch``...)
 so Fetch long-polls never pollute Produce latency, kprom's mistake. Label cardinality is bounded
@@ -11,7 +15,6 @@ and chosen by :class:`MetricLabels`.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,9 +26,11 @@ from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.semconv.schemas import Schemas
 
 from kafkahooks._identity import ClientIdentity
+from kafkahooks._otel import Record, recorder
 from kafkahooks._version import __version__
-from kafkahooks.export import BoundedBuffer, worker
-from kafkahooks.hooks import ApiKey, BrokerE2E, BrokerMeta, FetchBatchMetrics, ProduceBatchMetrics, key_name
+from kafkahooks.hooks import ALL_KEYS, ApiKey, BrokerMeta, ClientClosed, key_name
+from kafkahooks.hooks._handout import HandOut
+from kafkahooks.hooks._requests import BatchInfo, ConnectionEvent, FusedNeeds, Request
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """semconv's buckets for messaging.client.operation.duration."""
@@ -53,6 +58,8 @@ BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
+_MAX_SERIES = 4096
+"""Cached attribute sets per kind (broker and key, topic); past this the cache starts over."""
 
 
 @dataclass(frozen=True)
@@ -69,33 +76,17 @@ class MetricLabels:
     topic: bool = True
     client_id: bool = False
     detailed_timings: bool = False
-    """Also record write_wait, time_to_write and read_wait per key (three more histogram points per
-    request; kprom makes its equivalents opt-in too). Duration and time_to_read are always recorded."""
-
-
-class _Sink:
-    def __init__(self, plugin: MetricsHooks, capacity: int) -> None:
-        self.name = f"metrics:{plugin.identity.role}"
-        self._plugin = weakref.ref(plugin)
-        self.buffer: BoundedBuffer[tuple[Any, ...]] = BoundedBuffer(self.name, capacity, worker().wake)
-
-    def process(self) -> None:
-        plugin = self._plugin()
-        items = self.buffer.drain()
-        if plugin is not None:
-            for item in items:
-                plugin._record(item)
-            plugin._add_counts()
-
-    def forget(self) -> None:
-        self.buffer.clear()
+    """Also record the per-key request histograms (``kafkahooks.request.duration``, ``.write_wait``,
+    ``.time_to_write``, ``.read_wait``, ``.time_to_read``: up to five points per request, every key)
+    and ``kafkahooks.batch.size`` per batch. kprom makes its equivalents opt-in too."""
 
 
 class MetricsHooks:
     """Broker, batch and messaging metrics for one wrapped client (see the module docs)."""
 
     kafkahooks_inline = True
-    """Only queues work for the export worker: called directly, never timed or offloaded."""
+    """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
+    kafkahooks_fused = True
 
     def __init__(
         self,
@@ -103,11 +94,14 @@ class MetricsHooks:
         *,
         meter_provider: Any = None,
         labels: MetricLabels | None = None,
-        capacity: int = 8192,
+        capacity: int = 16_384,
     ) -> None:
         self._own_identity = identity is None
         self.identity = identity or ClientIdentity()
         self.labels = labels or MetricLabels()
+        self.capacity = capacity
+        """Items waiting for the export worker before new ones are dropped (the client's log takes
+        the smallest capacity its plugins ask for)."""
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(
             "kafkahooks", __version__, schema_url=Schemas.V1_44_0.value
         )
@@ -117,13 +111,15 @@ class MetricsHooks:
 
         def histogram(
             name: str, description: str, unit: str = "s", buckets: tuple[float, ...] = REQUEST_BUCKETS_S
-        ) -> Any:
-            return meter.create_histogram(
-                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+        ) -> Record:
+            return recorder(
+                meter.create_histogram(
+                    name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+                )
             )
 
-        def count(name: str, description: str, unit: str) -> Any:
-            return meter.create_counter(name, unit=unit, description=description)
+        def count(name: str, description: str, unit: str) -> Record:
+            return recorder(meter.create_counter(name, unit=unit, description=description))
 
         self._write_wait = histogram("kafkahooks.request.write_wait", "From request creation to the start of its write")
         self._time_to_write = histogram("kafkahooks.request.time_to_write", "The write of a request")
@@ -153,53 +149,39 @@ class MetricsHooks:
         self._consumed = count(
             messaging_metrics.MESSAGING_CLIENT_CONSUMED_MESSAGES, "Messages delivered to the application", "{message}"
         )
-        self._counts: dict[tuple[Any, int], tuple[dict[str, Any], int]] = {}
-        self._consumed_pending: dict[str, int] = {}
-        self._consumed_lock = threading.Lock()
+        self._counts: dict[tuple[int, int], tuple[Record, dict[str, Any], int]] = {}
         self._broker_attrs: dict[BrokerMeta, dict[str, Any]] = {}
-        self._key_attrs: dict[tuple[BrokerMeta, int, str | None], dict[str, Any]] = {}
+        self._key_attrs: dict[tuple[int, int, str | None], tuple[BrokerMeta, dict[str, Any]]] = {}
         self._topic_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
-        self.sink = _Sink(self, capacity)
-        worker().register(self.sink)
+        self._identity_changed = False
+        self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def wants(self) -> FusedNeeds:
+        return FusedNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True, connection_events=True)
+
+    def attached(self, log: Any) -> None:
+        """A client's request log feeds this plugin."""
+        self._logs.add(log)
 
     @property
     def dropped(self) -> int:
-        """Metric points dropped because the buffer was full."""
-        return self.sink.buffer.dropped
-
-    # -- hooks: the I/O path ----------------------------------------------------------------------
+        """Items (requests, hand-outs, connection events) dropped because a client's log was full."""
+        return sum(log.buffer.dropped for log in self._logs)
 
     def bind_identity(self, identity: ClientIdentity) -> None:
         """Name the client this plugin serves, when it was built without an identity (``hooks=[MetricsHooks()]``)."""
         if self._own_identity:
             self.identity = identity
-            self.sink.buffer.offer(("reset",))
+            self._identity_changed = True
 
-    def on_broker_connect(self, meta: BrokerMeta, init_ns: int, err: BaseException | None) -> None:
-        self.sink.buffer.offer(("connect", meta, err))
+    # -- attribute sets, cached (the export worker) -----------------------------------------------
 
-    def on_broker_disconnect(self, meta: BrokerMeta) -> None:
-        self.sink.buffer.offer(("disconnect", meta))
-
-    def on_broker_e2e(self, meta: BrokerMeta, key: int, e2e: BrokerE2E) -> None:
-        self.sink.buffer.offer(("e2e", meta, key, e2e))
-
-    def on_broker_throttle(self, meta: BrokerMeta, interval_ns: int, throttled_after_response: bool) -> None:
-        self.sink.buffer.offer(("throttle", meta, interval_ns))
-
-    def on_produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, m: ProduceBatchMetrics) -> None:
-        self.sink.buffer.offer(("batch", "produce", topic, m))
-
-    def on_fetch_batch_read(self, meta: BrokerMeta, topic: str, partition: int, m: FetchBatchMetrics) -> None:
-        self.sink.buffer.offer(("batch", "fetch", topic, m))
-
-    def on_records_polled(self, topic: str, partition: int, records: Any) -> None:
-        # Called per record by getone/async-for: add to a running count instead of queueing an item.
-        n = len(records)
-        with self._consumed_lock:
-            self._consumed_pending[topic] = self._consumed_pending.get(topic, 0) + n
-
-    # -- the export worker ------------------------------------------------------------------------
+    def _fresh(self) -> None:
+        if self._identity_changed:  # cached attribute sets name the old identity
+            self._identity_changed = False
+            self._broker_attrs.clear()
+            self._key_attrs.clear()
+            self._topic_attrs.clear()
 
     def _broker(self, meta: BrokerMeta) -> dict[str, Any]:
         attrs = self._broker_attrs.get(meta)
@@ -217,13 +199,17 @@ class MetricsHooks:
         return attrs
 
     def _keyed(self, meta: BrokerMeta, key: int, error: str | None) -> dict[str, Any]:
-        cache_key = (meta, key, error)
-        attrs = self._key_attrs.get(cache_key)
-        if attrs is None:
-            attrs = {**self._broker(meta), "kafkahooks.request.key": key_name(key)}
-            if error:
-                attrs[error_attributes.ERROR_TYPE] = error
-            self._key_attrs[cache_key] = attrs
+        # By the meta object's identity (each connection keeps one): hashing the dataclass would
+        # cost more than the rest of the lookup.
+        found = self._key_attrs.get((id(meta), key, error))
+        if found is not None and found[0] is meta:
+            return found[1]
+        attrs = {**self._broker(meta), "kafkahooks.request.key": key_name(key)}
+        if error:
+            attrs[error_attributes.ERROR_TYPE] = error
+        if len(self._key_attrs) >= _MAX_SERIES:
+            self._key_attrs.clear()
+        self._key_attrs[(id(meta), key, error)] = (meta, attrs)
         return attrs
 
     def _messaging(self, operation: str, topic: str | None, error: str | None = None) -> dict[str, Any]:
@@ -243,68 +229,127 @@ class MetricsHooks:
             self._topic_attrs[cache_key] = attrs
         return attrs
 
-    def _count(self, counter: Any, amount: int, attrs: dict[str, Any]) -> None:
-        """Sum counter increments over a drain: one SDK call per (counter, labels), not per event."""
-        key = (counter, id(attrs))
+    def _count(self, counter: Record, amount: int, attrs: dict[str, Any]) -> None:
+        """Sum counter increments over a pass: one SDK call per (counter, labels), not per event."""
+        key = (id(counter), id(attrs))
         found = self._counts.get(key)
-        self._counts[key] = (attrs, amount + (found[1] if found else 0))
+        self._counts[key] = (counter, attrs, amount + (found[2] if found else 0))
 
     def _add_counts(self) -> None:
-        with self._consumed_lock:
-            consumed, self._consumed_pending = self._consumed_pending, {}
-        for topic, n in consumed.items():
-            self._count(self._consumed, n, self._messaging("poll", topic))
         counts, self._counts = self._counts, {}
-        for (counter, _), (attrs, amount) in counts.items():
-            counter.add(amount, attrs)
+        for add, attrs, amount in counts.values():
+            if amount:
+                add(amount, attrs)
 
-    def _record(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "reset":  # the identity changed: cached attribute sets are stale
-            self._broker_attrs.clear()
-            self._key_attrs.clear()
-            self._topic_attrs.clear()
-        elif kind == "e2e":
-            _, meta, key, e2e = item
-            error = type(e2e.err).__qualname__ if e2e.err is not None else None
-            attrs = self._keyed(meta, key, error)
-            responded = e2e.bytes_read or e2e.read_err is not None
-            if self.labels.detailed_timings:
-                self._write_wait.record(e2e.write_wait_ns / 1e9, attrs)
-                self._time_to_write.record(e2e.time_to_write_ns / 1e9, attrs)
-                if responded:
-                    self._read_wait.record(e2e.read_wait_ns / 1e9, attrs)
-            if responded:
-                self._time_to_read.record(e2e.time_to_read_ns / 1e9, attrs)
-            self._e2e.record(e2e.duration_e2e_ns / 1e9, attrs)
-            self._count(self._bytes_written, e2e.bytes_written, attrs)
-            if e2e.bytes_read:
-                self._count(self._bytes_read, e2e.bytes_read, attrs)
-            if e2e.write_err is not None:
-                self._count(self._write_errors, 1, attrs)
-            elif e2e.read_err is not None:
-                self._count(self._read_errors, 1, attrs)
+    # -- the export worker ------------------------------------------------------------------------
+
+    def on_requests(self, requests: list[Request]) -> None:
+        """Record one pass of finished requests: sums per series first, then one SDK call each."""
+        self._fresh()
+        detailed = self.labels.detailed_timings
+        operation = self._operation
+        keyed = self._keyed
+        messaging = self._messaging
+        # per broker/key/error series: [attrs, bytes written, bytes read, write errors, read errors]
+        series: dict[int, list[Any]] = {}
+        # per topic series: [attrs, records, uncompressed bytes, compressed bytes, sent messages]
+        topics: dict[int, list[Any]] = {}
+
+        def batch(attrs: dict[str, Any], info: BatchInfo, sent: bool) -> None:
+            acc = topics.get(id(attrs))
+            if acc is None:
+                acc = topics[id(attrs)] = [attrs, 0, 0, 0, 0]
+            acc[1] += info.num_records
+            if info.uncompressed_bytes >= 0:
+                acc[2] += info.uncompressed_bytes
+            acc[3] += info.compressed_bytes
+            if sent:
+                acc[4] += info.num_records
+            if detailed:
+                self._batch_size(info.num_records, attrs)
+
+        for r in requests:
+            key = r.key
+            err = r.write_err or r.read_err
+            ended_by_client = type(err) is ClientClosed
+            error = None if err is None or ended_by_client else type(err).__qualname__
+            attrs = keyed(r.meta, key, error)
+            acc = series.get(id(attrs))
+            if acc is None:
+                acc = series[id(attrs)] = [attrs, 0, 0, 0, 0]
+            acc[1] += r.bytes_written
+            acc[2] += r.bytes_read
+            if error is not None:
+                acc[3 if r.write_err is not None else 4] += 1
+            if detailed and not ended_by_client:
+                self._timings(r, attrs)
             if key == _PRODUCE:
-                self._operation.record(e2e.duration_e2e_ns / 1e9, self._messaging("send", None, error))
+                batches = r.batches
+                topic = None
+                if batches:
+                    acks = r.acks
+                    if acks is not None:
+                        acked: Any = {(t, p) for t, p, code, _ in acks if code == 0}
+                    else:  # acks=0: written is all a producer learns
+                        acked = batches if not r.expects_response and error is None else ()
+                    for tp, info in batches.items():
+                        batch(messaging("send", tp[0]), info, tp in acked)
+                    if len(batches) == 1 or len({t for t, _ in batches}) == 1:
+                        topic = next(iter(batches))[0]
+                operation(r.duration_ns / 1e9, messaging("send", topic, error))
             elif key == _FETCH:
-                self._operation.record(e2e.time_to_read_ns / 1e9, self._messaging("poll", None, error))
-        elif kind == "batch":
-            _, direction, topic, m = item
-            attrs = self._messaging("send" if direction == "produce" else "fetch", topic)
-            self._count(self._records, m.num_records, attrs)
-            if m.uncompressed_bytes >= 0:
-                self._count(self._uncompressed, m.uncompressed_bytes, attrs)
-            self._count(self._compressed, m.compressed_bytes, attrs)
-            self._batch_size.record(m.num_records, attrs)
-            if direction == "produce":
-                self._count(self._sent, m.num_records, attrs)
-        elif kind == "connect":
-            _, meta, err = item
-            if err is None:
-                self._count(self._connects, 1, self._broker(meta))
-            else:
-                self._connect_errors.add(1, {**self._broker(meta), error_attributes.ERROR_TYPE: type(err).__qualname__})
-        elif kind == "disconnect":
-            self._count(self._disconnects, 1, self._broker(item[1]))
-        elif kind == "throttle":
-            self._throttle.record(item[2] / 1e9, self._broker(item[1]))
+                fetched = r.fetched
+                topic = None
+                if fetched:
+                    for t, _, info in fetched:
+                        batch(messaging("fetch", t), info, False)
+                    first = fetched[0][0]
+                    if all(t == first for t, _, _ in fetched):
+                        topic = first
+                elif error is None:
+                    continue  # an empty long poll, or one cut short by a normal stop: not worth a point
+                operation(r.time_to_read_ns / 1e9, messaging("poll", topic, error))
+        count = self._count
+        for attrs, written, read, write_errors, read_errors in series.values():
+            count(self._bytes_written, written, attrs)
+            count(self._bytes_read, read, attrs)
+            count(self._write_errors, write_errors, attrs)
+            count(self._read_errors, read_errors, attrs)
+        for attrs, records, uncompressed, compressed, sent in topics.values():
+            count(self._records, records, attrs)
+            count(self._uncompressed, uncompressed, attrs)
+            count(self._compressed, compressed, attrs)
+            count(self._sent, sent, attrs)
+        self._add_counts()
+
+    def _timings(self, r: Request, attrs: dict[str, Any]) -> None:
+        """The opt-in per-key request histograms (``detailed_timings``)."""
+        self._write_wait(r.write_wait_ns / 1e9, attrs)
+        self._time_to_write(r.time_to_write_ns / 1e9, attrs)
+        if r.bytes_read or r.read_err is not None:
+            self._read_wait(r.read_wait_ns / 1e9, attrs)
+            self._time_to_read(r.time_to_read_ns / 1e9, attrs)
+        self._e2e(r.duration_ns / 1e9, attrs)
+
+    def on_handouts(self, handouts: list[HandOut]) -> None:
+        self._fresh()
+        for h in handouts:
+            self._count(self._consumed, h.handed, self._messaging("poll", h.topic))
+        self._add_counts()
+
+    def on_connection_events(self, events: list[ConnectionEvent]) -> None:
+        self._fresh()
+        for e in events:
+            attrs = self._broker(e.meta)
+            if e.kind == "connect":
+                if e.err is None:
+                    self._count(self._connects, 1, attrs)
+                else:
+                    self._count(
+                        self._connect_errors, 1, {**attrs, error_attributes.ERROR_TYPE: type(e.err).__qualname__}
+                    )
+            elif e.kind == "disconnect":
+                self._count(self._disconnects, 1, attrs)
+            elif e.kind == "throttle":
+                self._throttle(e.value / 1e9, attrs)
+        self._add_counts()

@@ -1,8 +1,17 @@
 """W3C trace context on Kafka records: strict, allocation-light parsing and formatting, and the
-process-wide table that maps consumed records to the creation context of their producer batch."""
+process-wide table that maps consumed records to the creation context of their producer batch.
+
+Consumed headers come from any producer and are treated as hostile: keys are matched exactly
+(Kafka header keys are case-sensitive; ``Traceparent`` is not a trace context), values longer than
+W3C allows are refused unread, nothing is cached beyond a bounded table, and a refusal is logged
+with the header's name, its length and the reason, never a byte of its value (rate-limited).
+``tracestate`` is parsed here too, never by OpenTelemetry's ``TraceState.from_header``, which
+logs every malformed member raw.
+"""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -15,58 +24,100 @@ from kafkahooks._selfstats import counter
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+MAX_TRACEPARENT = 256
+"""Longest ``traceparent`` looked at (version 00 is 55 bytes; later versions may append fields)."""
+MAX_TRACESTATE = 1024
+"""Longest ``tracestate`` looked at (W3C: 32 members; propagators keep at least 512 characters)."""
+_MAX_MEMBERS = 32
+_MAX_CACHED = 1024
 
 _logger = get_logger(__name__)
 _bad_header_log = RateLimitedLog(_logger, 60.0)
 _HEX = frozenset(b"0123456789abcdef")
+_KEY = r"(?:[a-z0-9][_0-9a-z\-\*\/]{0,255}|[a-z0-9][_0-9a-z\-\*\/]{0,240}@[a-z][_0-9a-z\-\*\/]{0,13})"
+_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+_MEMBER = re.compile(f"({_KEY})=({_VALUE})")
 decode_errors = counter(
     "trace_context_decode_errors", "Malformed traceparent headers seen on records (each meant: no context)"
 )
 
 
-def _bad(value: Any, reason: str) -> None:
+def _length(value: Any) -> int | None:
+    try:
+        return len(value)
+    except Exception:
+        return None
+
+
+def _bad(header: str, value: Any, reason: str) -> None:
+    """Count a refused header and log, at most once a minute per header and reason, its name, its
+    length and why: never its value, which a producer controls (log forging, terminal escapes)."""
     decode_errors.add()
-    _bad_header_log.warning("traceparent", "trace_context_invalid", reason=reason, value=repr(value)[:80])
+    _bad_header_log.warning(
+        (header, reason), "trace_context_invalid", header=header, length=_length(value), reason=reason
+    )
 
 
 def parse_traceparent(value: Any, tracestate: Any = None) -> SpanContext | None:  # noqa: PLR0911 - a return per way to be malformed
     """A remote :class:`SpanContext` from a ``traceparent`` header value, or ``None``.
 
     Accepts bytes or str; anything malformed (not ASCII, wrong length or shape, upper-case or
-    non-hex digits, version ``ff``, all-zero ids) is counted in :data:`decode_errors` and means no
-    context. Never raises.
+    non-hex digits, version ``ff``, all-zero ids, longer than :data:`MAX_TRACEPARENT`) is counted
+    in :data:`decode_errors` and means no context. A malformed ``tracestate`` is dropped (counted)
+    and the context kept without it. Never raises, never logs a value.
     """
+    if isinstance(value, (bytes, str)) and len(value) > MAX_TRACEPARENT:
+        _bad(TRACEPARENT, value, "too long")
+        return None
     try:
         raw = value.encode("ascii") if isinstance(value, str) else bytes(value)
     except Exception:
-        _bad(value, "not bytes or ASCII")
+        _bad(TRACEPARENT, value, "not bytes or ASCII")
         return None
     if len(raw) < 55 or raw[2:3] != b"-" or raw[35:36] != b"-" or raw[52:53] != b"-":
-        _bad(value, "shape")
+        _bad(TRACEPARENT, raw, "shape")
         return None
     version = raw[0:2]
     if not _HEX.issuperset(version) or version == b"ff" or (version == b"00" and len(raw) != 55):
-        _bad(value, "version")
+        _bad(TRACEPARENT, raw, "version")
         return None
     if len(raw) > 55 and raw[55:56] != b"-":
-        _bad(value, "trailing data")
+        _bad(TRACEPARENT, raw, "trailing data")
         return None
     trace_hex, span_hex, flags_hex = raw[3:35], raw[36:52], raw[53:55]
     if not (_HEX.issuperset(trace_hex) and _HEX.issuperset(span_hex) and _HEX.issuperset(flags_hex)):
-        _bad(value, "not lower-case hex")
+        _bad(TRACEPARENT, raw, "not lower-case hex")
         return None
     trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     if trace_id == 0 or span_id == 0:
-        _bad(value, "zero id")
+        _bad(TRACEPARENT, raw, "zero id")
         return None
-    state = None
-    if tracestate:
-        try:
-            text = tracestate.decode("ascii") if isinstance(tracestate, (bytes, bytearray)) else str(tracestate)
-            state = TraceState.from_header([text])
-        except Exception:
-            state = None
+    state = parse_tracestate(tracestate) if tracestate else None
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(flags_hex, 16)), trace_state=state)
+
+
+def parse_tracestate(value: Any) -> TraceState | None:
+    """A :class:`TraceState` from a ``tracestate`` header value (W3C members ``key=value``, at most
+    32), or None (counted) when it is malformed in any way. Never raises, never logs a value."""
+    if not isinstance(value, (bytes, bytearray, str)) or len(value) > MAX_TRACESTATE:
+        _bad(TRACESTATE, value, "too long" if isinstance(value, (bytes, bytearray, str)) else "not bytes or str")
+        return None
+    try:
+        text = value if isinstance(value, str) else bytes(value).decode("ascii")
+    except UnicodeDecodeError:
+        _bad(TRACESTATE, value, "not ASCII")
+        return None
+    pairs: dict[str, str] = {}
+    for raw in text.split(","):
+        member = raw.strip(" \t")
+        if not member:
+            continue
+        match = _MEMBER.fullmatch(member)
+        if match is None or match.group(1) in pairs or len(pairs) == _MAX_MEMBERS:
+            _bad(TRACESTATE, value, "member format" if match is None else "duplicate or too many members")
+            return None
+        pairs[match.group(1)] = match.group(2)
+    return TraceState(list(pairs.items())) if pairs else None
 
 
 def format_traceparent(ctx: SpanContext) -> bytes:
@@ -75,7 +126,11 @@ def format_traceparent(ctx: SpanContext) -> bytes:
 
 
 def find_header(headers: Iterable[tuple[Any, Any]] | None, key: str) -> Any:
-    """The value of the first header named ``key`` (case-insensitive), or None; never raises."""
+    """The value of the first header named ``key`` (case-insensitive), or None; never raises.
+
+    For headers the application is sending (to leave a context it set itself alone, however it
+    spelled the key); consumed headers are matched exactly (:func:`context_from_headers`).
+    """
     if not headers:
         return None
     try:
@@ -89,29 +144,60 @@ def find_header(headers: Iterable[tuple[Any, Any]] | None, key: str) -> Any:
     return None
 
 
+_KEYS = {
+    TRACEPARENT: TRACEPARENT,
+    TRACEPARENT.encode(): TRACEPARENT,
+    TRACESTATE: TRACESTATE,
+    TRACESTATE.encode(): TRACESTATE,
+}
 _parsed: dict[tuple[Any, Any], SpanContext | None] = {}
 
 
-def context_from_headers(headers: Iterable[tuple[Any, Any]] | None) -> SpanContext | None:
-    """The creation context carried by record headers, or None (cached: batches repeat contexts)."""
-    value = find_header(headers, TRACEPARENT)
-    if value is None:
-        return None
-    state = find_header(headers, TRACESTATE)
+def parse_cached(value: Any, state: Any = None) -> SpanContext | None:
+    """:func:`parse_traceparent`, remembered for values that fit the W3C limits (batches repeat
+    contexts): at most 1 024 entries, each at most ~1.3 KB. A value seen malformed before is
+    counted again, not logged again."""
+    if (
+        not isinstance(value, (bytes, str))
+        or len(value) > MAX_TRACEPARENT
+        or (state is not None and (not isinstance(state, (bytes, str)) or len(state) > MAX_TRACESTATE))
+    ):
+        return parse_traceparent(value, state)  # refused (and counted) there, never cached
+    key = (value, state)
     try:
-        cache_key = (value, state)
-        if cache_key in _parsed:
-            cached = _parsed[cache_key]
-            if cached is None:
-                _bad(value, "seen before")
-            return cached
-    except TypeError:  # unhashable garbage: parse (and count) it without caching
-        return parse_traceparent(value, state)
+        cached = _parsed[key]
+    except KeyError:
+        pass
+    else:
+        if cached is None:
+            decode_errors.add()
+        return cached
     ctx = parse_traceparent(value, state)
-    if len(_parsed) >= 1024:
+    if len(_parsed) >= _MAX_CACHED:
         _parsed.clear()
-    _parsed[cache_key] = ctx
+    _parsed[key] = ctx
     return ctx
+
+
+def context_from_headers(headers: Iterable[tuple[Any, Any]] | None) -> SpanContext | None:
+    """The creation context carried by consumed record headers (``traceparent`` and
+    ``tracestate``, keys matched exactly; the first of each wins), or None. Never raises."""
+    if not headers:
+        return None
+    value = state = None
+    try:
+        for item in headers:
+            if len(item) != 2:
+                continue
+            name = _KEYS.get(item[0]) if isinstance(item[0], (str, bytes)) else None
+            if name is TRACEPARENT:
+                if value is None:
+                    value = item[1]
+            elif name is TRACESTATE and state is None:
+                state = item[1]
+    except Exception:
+        return None
+    return None if value is None else parse_cached(value, state)
 
 
 class BatchContexts:

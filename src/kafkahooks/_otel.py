@@ -1,0 +1,329 @@
+"""The one module that reads OpenTelemetry SDK internals: span and metric writes at a fraction of
+the public API's cost, for the export worker, with the public API as the fallback for anything
+it does not recognise.
+
+Why: per request, the export worker writes one span and at least one histogram point. Through
+the public API these cost about 20 µs and 10 µs on a 2-CPU machine (a mutable span with its
+locks; a ``Measurement`` whose attributes are cleaned, copied, sorted and hashed on every call),
+which is most of kafkahooks' whole budget. Both paths below hand the SDK exactly what its public
+path would: the same ``ReadableSpan`` to the same processors, the same value to the same
+aggregation objects.
+
+- :func:`span_writer` -- finished CLIENT spans with known start and end. With the SDK's own
+  ``TracerProvider`` whose processors are only ``BatchSpanProcessor``/``SimpleSpanProcessor``
+  (whose ``on_start`` does nothing), the span is built as the ``ReadableSpan`` those processors
+  receive at ``on_end``: same ids, sampler decision, resource, scope, attributes, links and times.
+- :func:`recorder` -- ``record``/``add`` on an SDK ``Histogram`` or ``Counter``. The first value for
+  an attribute set goes through the public API, which creates the SDK's aggregation objects; later
+  values for the *same attributes dict* (callers cache them) go straight to those aggregations,
+  after checking on every call that the SDK still holds them and that no reader was added or
+  removed. An exemplar filter that could sample on the worker (``AlwaysOn``) keeps the public path.
+
+:func:`check_internals` names what moved if an SDK release changes any of this (a test runs it),
+and each writer falls back to the public API on its own when what it finds is not what it knows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.semconv.schemas import Schemas
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from kafkahooks._version import __version__
+
+_ROOT = Context()
+SCHEMA_URL = Schemas.V1_44_0.value
+"""The semantic conventions kafkahooks' spans and metrics follow."""
+
+
+def check_internals() -> list[str]:
+    """SDK names this module relies on that the installed opentelemetry-sdk no longer has."""
+    missing: list[str] = []
+    try:
+        from opentelemetry.sdk.metrics._internal import _view_instrument_match, measurement_consumer
+        from opentelemetry.sdk.metrics._internal import instrument as sdk_instrument
+        from opentelemetry.sdk.metrics._internal import metric_reader_storage as storage
+        from opentelemetry.sdk.trace import ReadableSpan, SynchronousMultiSpanProcessor, TracerProvider
+    except ImportError as exc:
+        return [f"opentelemetry.sdk: {exc}"]
+    import inspect
+
+    def needs(obj: Any, *names: str) -> None:
+        source = inspect.getsource(obj)
+        missing.extend(f"{obj.__module__}.{obj.__qualname__}.{n}" for n in names if f"self.{n}" not in source)
+
+    needs(sdk_instrument._Synchronous, "_measurement_consumer", "_meter_config")
+    for name in ("_Histogram", "_Counter"):
+        if not hasattr(sdk_instrument, name):
+            missing.append(f"opentelemetry.sdk.metrics._internal.instrument.{name}")
+    needs(measurement_consumer.SynchronousMeasurementConsumer, "_reader_storages", "_sdk_config")
+    needs(storage.MetricReaderStorage, "_instrument_view_instrument_matches")
+    needs(_view_instrument_match._ViewInstrumentMatch, "_attributes_aggregation", "_view")
+    if not hasattr(_view_instrument_match, "_hash_attributes"):
+        missing.append("opentelemetry.sdk.metrics._internal._view_instrument_match._hash_attributes")
+    needs(TracerProvider, "_active_span_processor", "sampler", "id_generator", "resource")
+    needs(SynchronousMultiSpanProcessor, "_span_processors")
+    if "instrumentation_scope" not in inspect.signature(ReadableSpan.__init__).parameters:
+        missing.append("opentelemetry.sdk.trace.ReadableSpan(instrumentation_scope=)")
+    return missing
+
+
+# -- spans ----------------------------------------------------------------------------------------
+
+
+class SpanWriter(Protocol):
+    def emit(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        links: Sequence[Link],
+        start_ns: int,
+        end_ns: int,
+        error: str | None,
+    ) -> None:
+        """Write one finished CLIENT span, a root; ``extra`` is only built into it if it is recorded."""
+
+
+class ApiSpanWriter:
+    """Through the tracing API: works with any provider."""
+
+    def __init__(self, provider: Any) -> None:
+        self._tracer = provider.get_tracer("kafkahooks", __version__, schema_url=SCHEMA_URL)
+
+    def emit(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        links: Sequence[Link],
+        start_ns: int,
+        end_ns: int,
+        error: str | None,
+    ) -> None:
+        span = self._tracer.start_span(
+            name,
+            context=_ROOT,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=links,
+            start_time=start_ns,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        if span.is_recording():
+            span.set_attributes(extra)
+            if error is not None:
+                span.set_status(StatusCode.ERROR, error)
+        span.end(end_time=end_ns)
+
+
+_UNSET = Status(StatusCode.UNSET)
+
+
+class SdkSpanWriter:
+    """Straight to the SDK's built-in processors (see the module docs for when it applies)."""
+
+    def __init__(self, provider: Any, processor: Any) -> None:
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        self._readable = ReadableSpan
+        self._provider = provider
+        self._processor = processor
+        self._scope = InstrumentationScope("kafkahooks", __version__, SCHEMA_URL)
+        self._tracer = provider.get_tracer("kafkahooks", __version__, schema_url=SCHEMA_URL)
+        self._checked = processor._span_processors
+        self._fallback: ApiSpanWriter | None = None
+        random = getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0)
+        self._random_ids = provider.id_generator.is_trace_id_random()
+        extra = random if self._random_ids else 0
+        self._flags = {
+            sampled: trace.TraceFlags((trace.TraceFlags.SAMPLED if sampled else 0) | extra) for sampled in (False, True)
+        }
+
+    def emit(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        links: Sequence[Link],
+        start_ns: int,
+        end_ns: int,
+        error: str | None,
+    ) -> None:
+        provider = self._provider
+        if self._processor._span_processors is not self._checked:
+            # A processor was added since: make sure it is still one whose on_start does nothing.
+            if not _plain_processors(self._processor._span_processors):
+                self._fallback = self._fallback or ApiSpanWriter(provider)
+            self._checked = self._processor._span_processors
+        if self._fallback is not None:
+            self._fallback.emit(name, attributes, extra, links, start_ns, end_ns, error)
+            return
+        enabled = getattr(self._tracer, "_is_enabled", None)
+        if enabled is not None and not enabled():
+            return
+        ids = provider.id_generator
+        trace_id = ids.generate_trace_id()
+        result = provider.sampler.should_sample(_ROOT, trace_id, name, SpanKind.CLIENT, attributes, links)
+        decision = result.decision
+        if not decision.is_recording():
+            return
+        context = trace.SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            False,
+            self._flags[decision.is_sampled()],
+            result.trace_state,
+        )
+        merged = dict(attributes)
+        if result.attributes:
+            merged.update(result.attributes)
+        merged.update(extra)
+        self._processor.on_end(
+            self._readable(
+                name=name,
+                context=context,
+                resource=provider.resource,
+                attributes=MappingProxyType(merged),
+                links=tuple(links),
+                kind=SpanKind.CLIENT,
+                status=Status(StatusCode.ERROR, error) if error is not None else _UNSET,
+                start_time=start_ns,
+                end_time=end_ns,
+                instrumentation_scope=self._scope,
+            )
+        )
+
+
+def _plain_processors(processors: Any) -> bool:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    return processors is not None and all(type(p) in (BatchSpanProcessor, SimpleSpanProcessor) for p in processors)
+
+
+def span_writer(provider: Any) -> SpanWriter:
+    """The cheapest writer that is correct for ``provider``."""
+    try:
+        from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
+
+        if type(provider) is TracerProvider:
+            multi = getattr(provider, "_active_span_processor", None)
+            if (
+                type(multi) is SynchronousMultiSpanProcessor
+                and _plain_processors(getattr(multi, "_span_processors", None))
+                and all(hasattr(provider, a) for a in ("sampler", "id_generator", "resource"))
+            ):
+                return SdkSpanWriter(provider, multi)
+    except ImportError:  # the API without the SDK
+        pass
+    return ApiSpanWriter(provider)
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+Record = Callable[[float, Mapping[str, Any]], None]
+"""``record(value, attributes)``: a histogram's ``record`` or a counter's ``add``."""
+
+
+class _Value:
+    """What an SDK aggregation reads of a measurement when it samples no exemplar: the value."""
+
+    __slots__ = ("attributes", "context", "instrument", "time_unix_nano", "value")
+
+    def __init__(self, instrument: Any) -> None:
+        self.value: float = 0
+        self.time_unix_nano = 0
+        self.instrument = instrument
+        self.context = _ROOT
+        self.attributes = None
+
+
+class _SdkRecorder:
+    """``record(value, attributes)`` into one SDK instrument's aggregations (see the module docs).
+
+    Used by the export worker only (one thread). ``attributes`` must be a dict the caller keeps
+    and never changes: it is the cache key, by identity.
+    """
+
+    _MAX_SETS = 4096
+
+    def __init__(self, instrument: Any, public: Record, hash_attributes: Callable[[Any], Any]) -> None:
+        self._instrument = instrument
+        self._public = public
+        self._hash = hash_attributes
+        self._consumer = instrument._measurement_consumer
+        self._storages: Any = None
+        self._sets: dict[int, tuple[Mapping[str, Any], tuple[tuple[dict[Any, Any], Any, Any], ...]] | None] = {}
+        self._value = _Value(instrument)
+
+    def __call__(self, value: float, attributes: Mapping[str, Any]) -> None:
+        storages = self._consumer._reader_storages
+        if storages is not self._storages:  # a reader was added or removed: learn again
+            self._sets.clear()
+            self._storages = storages
+        found = self._sets.get(id(attributes))
+        if found is None or found[0] is not attributes or not self._instrument._is_enabled():
+            self._public(value, attributes)
+            self._learn(attributes)
+            return
+        aggregations = found[1]
+        for table, key, aggregation in aggregations:
+            if table.get(key) is not aggregation:  # the SDK let go of it: back to the public path
+                del self._sets[id(attributes)]
+                self._public(value, attributes)
+                return
+        measurement = self._value
+        measurement.value = value
+        measurement.time_unix_nano = time.time_ns()
+        for _, _, aggregation in aggregations:
+            aggregation.aggregate(measurement, False)
+
+    def _learn(self, attributes: Mapping[str, Any]) -> None:
+        if id(attributes) in self._sets and self._sets[id(attributes)] is None:
+            return
+        if len(self._sets) >= self._MAX_SETS:
+            self._sets.clear()
+        found: list[tuple[dict[Any, Any], Any, Any]] = []
+        try:
+            for storage in self._consumer._reader_storages.values():
+                for match in storage._instrument_view_instrument_matches.get(self._instrument, ()):
+                    keys = match._view._attribute_keys
+                    kept = dict(attributes) if keys is None else {k: v for k, v in attributes.items() if k in keys}
+                    key = self._hash(kept)
+                    aggregation = match._attributes_aggregation.get(key)
+                    if aggregation is None:
+                        raise LookupError(key)
+                    found.append((match._attributes_aggregation, key, aggregation))
+        except Exception:  # not what this module knows: this attribute set stays on the public path
+            self._sets[id(attributes)] = None
+            return
+        self._sets[id(attributes)] = (attributes, tuple(found)) if found else None
+
+
+def recorder(instrument: Any) -> Record:
+    """``record`` (histogram) or ``add`` (counter) for ``instrument``, as cheap as is correct."""
+    public: Record = instrument.record if hasattr(instrument, "record") else instrument.add
+    try:
+        from opentelemetry.sdk.metrics._internal import instrument as sdk_instrument
+        from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+        from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
+
+        if type(instrument) not in (sdk_instrument._Histogram, sdk_instrument._Counter):
+            return public
+        consumer = instrument._measurement_consumer
+        exemplars = consumer._sdk_config.exemplar_filter
+        if type(exemplars) not in (TraceBasedExemplarFilter, AlwaysOffExemplarFilter):
+            return public  # it might sample on the worker: leave every value to the SDK
+        if not isinstance(consumer._reader_storages, Mapping):
+            return public
+        return _SdkRecorder(instrument, public, _hash_attributes)
+    except Exception:
+        return public

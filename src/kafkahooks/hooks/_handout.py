@@ -1,0 +1,195 @@
+"""Consumer hand-outs per record batch, for the fused plugins: no Python call per record.
+
+Both clients hand records to the application from a per-partition iterator that walks the
+fetched record batches one after the other (aiokafka's and kafka-python's ``PartitionRecords``).
+The client adapters give each such iterator a :class:`BatchCursor`, told only when the iterator
+moves into a batch and when it leaves it; whatever the consume API (``getmany``, ``poll``,
+``getone``, ``async for``, iteration), the cost is a few calls per *batch*.
+
+- **Entry** (the application's thread or task, just before the batch's first record is handed
+  out): each plugin's ``batch_entered`` sees the batch, as the connection's tap read it when the
+  Fetch response arrived (pathway and trace headers of its first record, sizes, timestamp), and
+  returns a token. Data streams compute the consume checkpoint here and make its context the
+  current pathway (inside a ``getmany``/``poll`` call, the oldest of the call's batches, at the
+  call's end: ``scope_ended``).
+- **Exit**: the iterator moved to the next batch, ran out, or was abandoned (a seek, a rebalance,
+  ``stop()``) at a known position. The records handed out of the batch are counted exactly from
+  offsets, and one :class:`HandOut` goes to the :class:`~kafkahooks.hooks._requests.RequestLog`
+  for the export worker.
+
+A batch the tap did not see (never expected; also legacy v0/v1 message sets) is handed out
+without headers and counted in ``handouts_unattributed``. Batches fetched but never handed out
+(the consumer seeked away) are forgotten, and counted, when the partition's table is full.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import OrderedDict
+from typing import Any, NamedTuple
+
+from kafkahooks import _clock
+from kafkahooks._selfstats import counter
+from kafkahooks.hooks._requests import BatchInfo, RequestLog
+from kafkahooks.hooks._types import Compression
+
+_unattributed = counter(
+    "handouts_unattributed", "Record batches handed to the application that the consumer was not seen fetching"
+)
+_evicted = counter("fetched_batches_forgotten", "Fetched record batches forgotten before being handed out")
+
+MAX_BATCHES_PER_PARTITION = 16_384
+"""Fetched batches remembered per partition until they are handed out."""
+MAX_PARTITIONS = 4_096
+"""Partitions whose fetched batches are remembered (least recently fetched forgotten first)."""
+
+
+class HandOut(NamedTuple):
+    """Records of one batch handed to the application, as the export worker receives them."""
+
+    topic: str
+    partition: int
+    info: BatchInfo
+    handed: int
+    """Records of the batch handed out (exact, from offsets; fewer than the batch holds when the
+    consumer started or stopped inside it)."""
+    entered_ns: int
+    """Wall-clock time of the batch's first hand-out."""
+    plugins: tuple[Any, ...]
+    """The plugins that saw the batch enter (:attr:`HandOutTracker.entering`)."""
+    tokens: tuple[Any, ...]
+    """What each of those plugins' ``batch_entered`` returned, in the same order."""
+
+
+class HandOutTracker:
+    """One consumer's fetched batches and hand-out cursors (see the module docs)."""
+
+    def __init__(self, log: RequestLog) -> None:
+        self.log = log
+        self.entering = tuple(p for p in log.plugins if hasattr(p, "batch_entered"))
+        self._enter = tuple(p.batch_entered for p in self.entering)
+        self._scope_ended = tuple((i, p.scope_ended) for i, p in enumerate(self.entering) if hasattr(p, "scope_ended"))
+        self._fetched: OrderedDict[tuple[str, int], dict[int, BatchInfo]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._scope: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
+            "kafkahooks_handout_scope", default=None
+        )
+
+    # -- the I/O path: what the tap read --------------------------------------------------------
+
+    def fetched(self, topic: str, partition: int, infos: list[BatchInfo]) -> None:
+        """Batches of one partition in a Fetch response, in order (the connection's I/O path)."""
+        key = (topic, partition)
+        with self._lock:
+            table = self._fetched.get(key)
+            if table is None:
+                table = self._fetched[key] = {}
+                if len(self._fetched) > MAX_PARTITIONS:
+                    _, dropped = self._fetched.popitem(last=False)
+                    _evicted.add(len(dropped))
+            else:
+                self._fetched.move_to_end(key)
+            for info in infos:
+                table[info.base_offset] = info
+            while len(table) > MAX_BATCHES_PER_PARTITION:
+                del table[next(iter(table))]
+                _evicted.add()
+
+    def _take(self, topic: str, partition: int, base: int) -> BatchInfo | None:
+        with self._lock:
+            table = self._fetched.get((topic, partition))
+            return table.pop(base, None) if table else None
+
+    # -- the application's side -------------------------------------------------------------------
+
+    def cursor(self, topic: str, partition: int, fetch_offset: int) -> BatchCursor:
+        """A cursor for one new per-partition record iterator that starts at ``fetch_offset``."""
+        return BatchCursor(self, topic, partition, fetch_offset)
+
+    def begin_scope(self) -> contextvars.Token[list[tuple[Any, ...]] | None]:
+        """A consume call that hands out lists (``getmany``, ``poll``) starts: plugins see its
+        batches together at :meth:`end_scope`."""
+        return self._scope.set([])
+
+    def end_scope(self, token: contextvars.Token[list[tuple[Any, ...]] | None]) -> None:
+        entered = self._scope.get()
+        self._scope.reset(token)
+        if entered:
+            for i, ended in self._scope_ended:
+                ended([tokens[i] for tokens in entered])
+
+    def _entered(self, topic: str, partition: int, info: BatchInfo) -> tuple[Any, ...]:
+        collecting = self._scope.get()
+        scoped = collecting is not None
+        tokens = tuple(enter(topic, partition, info, scoped) for enter in self._enter)
+        if collecting is not None:
+            collecting.append(tokens)
+        return tokens
+
+
+class BatchCursor:
+    """Follows one per-partition record iterator from batch to batch (see the module docs).
+
+    ``position`` is the offset of the next record the iterator can hand out: the fetch offset at
+    first, then each batch's next offset. Used by one thread or task at a time, like the iterator.
+    """
+
+    __slots__ = ("_entered_ns", "_info", "_start", "_tokens", "partition", "position", "topic", "tracker")
+
+    def __init__(self, tracker: HandOutTracker, topic: str, partition: int, fetch_offset: int) -> None:
+        self.tracker = tracker
+        self.topic = topic
+        self.partition = partition
+        self.position = fetch_offset
+        self._info: BatchInfo | None = None
+        self._start = 0
+        self._tokens: tuple[Any, ...] = ()
+        self._entered_ns = 0
+
+    def entered(self, base_offset: int, next_offset: int, first_timestamp_ms: int) -> None:
+        """The iterator is about to hand out the first records of a data batch."""
+        if self._info is not None:
+            self.finished()
+        tracker = self.tracker
+        info = tracker._take(self.topic, self.partition, base_offset)
+        if info is None:
+            _unattributed.add()
+            count = max(next_offset - base_offset, 0)
+            info = BatchInfo(count, -1, -1, Compression.NONE, base_offset, next_offset - 1, first_timestamp_ms, ())
+        self._start = max(self.position, base_offset)
+        self._entered_ns = _clock.time_ns()
+        self._tokens = tracker._entered(self.topic, self.partition, info)
+        self._info = info
+
+    def finished(self) -> None:
+        """The iterator handed out everything of the open batch (it moved on, or ran out)."""
+        info = self._info
+        if info is None:
+            return
+        self._info = None
+        self.position = info.last_offset + 1
+        if self._start <= info.base_offset:
+            count = info.num_records
+        else:  # started inside the batch: the records from the fetch offset on
+            count = min(info.last_offset - self._start + 1, info.num_records)
+        self._emit(info, count)
+
+    def abandoned(self, position: int) -> None:
+        """The iterator is dropped with ``position`` as the next offset it would have handed out."""
+        info = self._info
+        if info is None:
+            return
+        if position > info.last_offset:
+            self.finished()
+            return
+        self._info = None
+        self.position = position
+        self._emit(info, min(max(position - self._start, 0), info.num_records))
+
+    def _emit(self, info: BatchInfo, count: int) -> None:
+        if count > 0:
+            tracker = self.tracker
+            tracker.log.offer(
+                HandOut(self.topic, self.partition, info, count, self._entered_ns, tracker.entering, self._tokens)
+            )

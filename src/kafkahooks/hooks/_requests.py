@@ -1,0 +1,253 @@
+"""The fused telemetry path: one record per request for kafkahooks' own plugins.
+
+Spans, metrics and data-stream checkpoints all derive from the same facts about a request: its
+key and broker, the four timings, the bytes, the error, the partition batches it carried and
+how the broker answered them. A connection's tap already keeps those facts in a
+:class:`Request` while the request is on the wire; when the request's life is over the tap
+appends that same object, once, to its client's :class:`RequestLog` (one bounded buffer). The
+export worker drains the log and hands each pass to the plugins, which build spans, record
+metrics and aggregate checkpoints off the I/O path. Consumer hand-outs
+(:mod:`kafkahooks.hooks._handout`) and the rare connection events travel the same buffer.
+
+User hooks are not part of this: they keep franz-go's per-event calls, unchanged. A plugin joins
+the fused path by setting ``kafkahooks_fused = True`` and implementing
+:class:`FusedPlugin` (only kafkahooks' own plugins do; the protocol is internal).
+
+Costs per request on the I/O path: the tap's own bookkeeping, which every hook needs anyway,
+plus one ``deque.append``. Nothing here reads a clock: spans turn the tap's monotonic times into
+wall-clock times on the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from kafkahooks._selfstats import counter
+from kafkahooks.export import BoundedBuffer, worker
+from kafkahooks.hooks._filter import KeyFilter
+from kafkahooks.hooks._types import BrokerMeta, Compression
+
+if TYPE_CHECKING:
+    from kafkahooks.hooks._handout import HandOut
+
+_after_close = counter("events_after_close", "Hook events that arrived after their client was closed (dropped)")
+
+
+class BatchInfo(NamedTuple):
+    """One v2 record batch, read from the raw bytes of a Produce request or a Fetch response."""
+
+    num_records: int
+    uncompressed_bytes: int
+    """Size of the records section before compression; -1 when it cannot be known."""
+    compressed_bytes: int
+    compression: Compression
+    base_offset: int
+    last_offset: int
+    first_timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...]
+    """The first record's headers whose keys some plugin or hook asked for (exact key match)."""
+    first_record: bytes | None = None
+    """The first record's raw bytes, when reading its headers was left to the export worker
+    (:meth:`Request.resolve`); None once read, or when read on the spot."""
+
+
+class Request:
+    """One request's life on a connection: filled by the tap, then read by the fused plugins.
+
+    Times are monotonic nanoseconds (``*_ns`` stamps) or durations; the plugins convert stamps to
+    wall-clock time on the export worker. Once offered to a :class:`RequestLog` the tap never
+    changes it again. (No ``__slots__``: the class holds every default, so building one per request
+    sets five attributes, not twenty.)
+    """
+
+    end_offset = 0
+    """The tap's byte offset of the frame's end on its connection (kafka-python)."""
+    write_start_ns = 0
+    write_end_ns = 0
+    write_wait_ns = 0
+    time_to_write_ns = 0
+    bytes_written = 0
+    bytes_read = 0
+    read_wait_ns = 0
+    time_to_read_ns = 0
+    read_end_ns = 0
+    write_err: BaseException | None = None
+    read_err: BaseException | None = None
+    batches: dict[tuple[str, int], BatchInfo] | None = None
+    """Produce: the batch each (topic, partition) carried."""
+    fetched: list[tuple[str, int, BatchInfo]] | None = None
+    """Fetch: every data batch the response carried, in order."""
+    acks: list[tuple[str, int, int, int]] | None = None
+    """Produce: ``(topic, partition, error_code, base_offset)`` per partition answered;
+    OffsetCommit: ``(topic, partition, error_code, offset)``."""
+    commits: tuple[str, dict[tuple[str, int], int]] | None = None
+    """OffsetCommit: the group and the offset asked for per (topic, partition)."""
+    deferred: tuple[Any, frozenset[str]] | None = None
+    """(header reader, wanted keys) when the batches' first-record headers are still to be read."""
+
+    def __init__(self, meta: BrokerMeta, key: int, created_ns: int, size: int, expects_response: bool) -> None:
+        self.meta = meta
+        self.key = key
+        self.created_ns = created_ns
+        self.size = size
+        self.expects_response = expects_response
+
+    def resolve(self) -> None:
+        """Read the first-record headers the tap left for later (on the export worker, where it
+        runs warm, in a loop, instead of cold on the I/O path once per request)."""
+        deferred, self.deferred = self.deferred, None
+        if deferred is None or not self.batches:
+            return
+        read, keys = deferred
+        self.batches = {
+            tp: info._replace(headers=read(info.first_record, keys), first_record=None)
+            if info.first_record is not None
+            else info
+            for tp, info in self.batches.items()
+        }
+
+    @property
+    def err(self) -> BaseException | None:
+        """The write error if there was one, else the read error."""
+        return self.write_err if self.write_err is not None else self.read_err
+
+    @property
+    def duration_ns(self) -> int:
+        """``time_to_write + read_wait + time_to_read``, franz-go's ``DurationE2E``."""
+        return self.time_to_write_ns + self.read_wait_ns + self.time_to_read_ns
+
+    def __repr__(self) -> str:
+        return f"<Request key={self.key} broker={self.meta.name} bytes={self.bytes_written}/{self.bytes_read}>"
+
+
+class ConnectionEvent(NamedTuple):
+    """A connect, disconnect or throttle, queued for the fused plugins (rare: not per request)."""
+
+    kind: str
+    """``"connect"``, ``"disconnect"`` or ``"throttle"``."""
+    meta: BrokerMeta
+    value: int
+    """Connect: set-up time in ns; throttle: the interval in ns; disconnect: 0."""
+    err: BaseException | None
+
+
+class FusedPlugin(Protocol):
+    """What a kafkahooks plugin implements to be fed by a :class:`RequestLog` (internal).
+
+    ``on_requests``, ``on_handouts`` and ``on_connection_events`` run on the export worker only,
+    one pass at a time; ``batch_entered`` and ``scope_ended`` run on the application's thread or
+    task as records are handed out (see :mod:`kafkahooks.hooks._handout`). Every method is
+    optional but ``wants``; a plugin may also implement ordinary hooks
+    (``inject_batch_headers``), which the dispatcher calls as for any hook.
+    """
+
+    kafkahooks_fused: bool
+
+    def wants(self) -> FusedNeeds:
+        """What this plugin needs the taps and the consumer to collect for it."""
+
+
+class FusedNeeds(NamedTuple):
+    """What a fused plugin needs collected; the log installs the union."""
+
+    request_keys: KeyFilter
+    """Request keys whose records the plugin gets (``on_requests``)."""
+    produce_batches: bool = False
+    """Walk Produce requests' batches (counts, sizes, first-record headers)."""
+    fetch_batches: bool = False
+    """Walk Fetch responses' batches."""
+    header_keys: frozenset[str] = frozenset()
+    """First-record header keys to extract from each batch."""
+    commits: bool = False
+    """Keep OffsetCommit offsets and the broker's answers."""
+    handouts: bool = False
+    """Observe consumer hand-outs per record batch."""
+    connection_events: bool = False
+    """Connects, disconnects and throttles."""
+
+
+class RequestLog:
+    """One client's bounded buffer of finished requests, hand-outs and connection events, drained
+    by the export worker into the fused plugins.
+
+    ``offer`` never blocks: past ``capacity`` waiting items it drops and counts (in the buffer,
+    visible as ``kafkahooks.self.dropped``). After :meth:`seal` every offer is dropped and counted
+    as an event after close.
+    """
+
+    def __init__(self, name: str, plugins: Sequence[Any], capacity: int = 16_384) -> None:
+        self.name = name
+        self.plugins = tuple(plugins)
+        needs = [p.wants() for p in self.plugins]
+        self.keys = frozenset(k for n in needs for k in range(128) if n.request_keys.allows_e2e(k))
+        """Request keys (below 128) some plugin wants a record of."""
+        self.produce_batches = any(n.produce_batches for n in needs)
+        self.fetch_batches = any(n.fetch_batches for n in needs)
+        self.header_keys: frozenset[str] = frozenset().union(*(n.header_keys for n in needs))
+        self.commits = any(n.commits for n in needs)
+        self.handouts = any(n.handouts for n in needs)
+        self.connection_events = any(n.connection_events for n in needs)
+        asked = [c for p in self.plugins if (c := getattr(p, "capacity", None))]
+        self.buffer: BoundedBuffer[Any] = BoundedBuffer(name, min(asked, default=capacity), worker().wake)
+        self.sealed = False
+        self._on_requests = tuple(p.on_requests for p in self.plugins if hasattr(p, "on_requests"))
+        self._on_handouts = tuple(p.on_handouts for p in self.plugins if hasattr(p, "on_handouts"))
+        self._on_events = tuple(p.on_connection_events for p in self.plugins if hasattr(p, "on_connection_events"))
+        for plugin in self.plugins:
+            attached = getattr(plugin, "attached", None)
+            if attached is not None:
+                attached(self)
+        worker().register(self)
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(p).__qualname__ for p in self.plugins)
+        return f"<RequestLog {self.name} [{names}] waiting={len(self.buffer)}>"
+
+    def wants(self, key: int) -> bool:
+        """Whether some plugin wants the record of a request with ``key``."""
+        return key in self.keys
+
+    def offer(self, item: Request | HandOut | ConnectionEvent) -> None:
+        """Queue one item for the worker (the I/O path's only cost for the fused plugins)."""
+        if self.sealed:
+            _after_close.add()
+            return
+        self.buffer.offer(item)
+
+    def seal(self) -> None:
+        """The client closed: later items are dropped and counted, queued ones still exported."""
+        self.sealed = True
+
+    # -- the export worker ------------------------------------------------------------------------
+
+    def process(self) -> None:
+        """Hand everything queued to the plugins (export worker only)."""
+        items = self.buffer.drain()
+        if not items:
+            return
+        requests = [i for i in items if type(i) is Request]
+        for r in requests:
+            if r.deferred is not None:
+                r.resolve()
+        rest = [i for i in items if type(i) is not Request] if len(requests) < len(items) else ()
+        if requests:
+            for on_requests in self._on_requests:
+                on_requests(requests)
+        if rest:
+            events = [i for i in rest if type(i) is ConnectionEvent]
+            handouts = [i for i in rest if type(i) is not ConnectionEvent]
+            if handouts:
+                for on_handouts in self._on_handouts:
+                    on_handouts(handouts)
+            if events:
+                for on_events in self._on_events:
+                    on_events(events)
+
+    def forget(self) -> None:
+        """Drop what is queued without exporting it (a forked child)."""
+        self.buffer.clear()
+
+    def close(self) -> None:
+        """The worker is shutting down: one last pass."""
+        self.process()
