@@ -1,0 +1,277 @@
+"""The fused telemetry path: one record per request for kafkahooks' own plugins, consumer
+hand-outs per record batch, and clients whose objects keep their own classes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from kafkahooks import _otel, export
+from kafkahooks.hooks import ALL_KEYS, ApiKey
+from kafkahooks.hooks._handout import HandOut
+from kafkahooks.hooks._requests import FusedNeeds, Request
+from tests._drivers import CLIENTS
+
+CONSUME_APIS = [
+    ("kafka-python", "poll"),
+    ("kafka-python", "iteration"),
+    ("aiokafka", "getmany"),
+    ("aiokafka", "getone"),
+    ("aiokafka", "async for"),
+]
+
+
+class Fused:
+    """A fused plugin that keeps what the request log hands it (as the built-in plugins receive it)."""
+
+    kafkahooks_inline = True
+    kafkahooks_fused = True
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.handouts: list[HandOut] = []
+        self.entered: list[tuple[str, int, int]] = []
+
+    def wants(self) -> FusedNeeds:
+        return FusedNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True)
+
+    def on_requests(self, requests: list[Request]) -> None:
+        self.requests.extend(requests)
+
+    def on_handouts(self, handouts: list[HandOut]) -> None:
+        self.handouts.extend(handouts)
+
+    def batch_entered(self, topic: str, partition: int, info: Any, scoped: bool) -> None:
+        self.entered.append((topic, partition, info.base_offset))
+
+
+def one_record_batches(bootstrap: str, topic: str, count: int) -> None:
+    """``count`` records, each its own batch (a producer that sends and waits, one at a time)."""
+    import kafka
+
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    for i in range(count):
+        producer.send(topic, b"%d" % i).get(timeout=10)
+    producer.close()
+
+
+def consume_with(client: str, api: str, bootstrap: str, topic: str, count: int, **kwargs: Any) -> list[Any]:
+    """Read ``count`` records from the start of ``topic`` through one consume API of a wrapped client."""
+    deadline = time.monotonic() + 60
+    if client == "kafka-python":
+        import kafka
+
+        from kafkahooks.kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **kwargs)
+        consumer.assign([kafka.TopicPartition(topic, 0)])
+        got: list[Any] = []
+        if api == "poll":
+            while len(got) < count and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=500).values():
+                    got.extend(records)
+        else:
+            for record in consumer:
+                got.append(record)
+                if len(got) == count or time.monotonic() > deadline:
+                    break
+        consumer.close()
+        return got
+
+    async def run() -> list[Any]:
+        from aiokafka.structs import TopicPartition
+
+        from kafkahooks.aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **kwargs)
+        await consumer.start()
+        consumer.assign([TopicPartition(topic, 0)])
+        got: list[Any] = []
+        try:
+            if api == "getmany":
+                while len(got) < count and time.monotonic() < deadline:
+                    for records in (await consumer.getmany(timeout_ms=500)).values():
+                        got.extend(records)
+            elif api == "getone":
+                while len(got) < count:
+                    got.append(await asyncio.wait_for(consumer.getone(), 10))
+            else:
+                async for record in consumer:
+                    got.append(record)
+                    if len(got) == count:
+                        break
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(("client", "api"), CONSUME_APIS)
+def test_every_handed_out_record_is_counted_once_per_batch(client: str, api: str, bootstrap: str, topic: str) -> None:
+    """3 000 one-record batches read through each consume API: every record is counted in exactly
+    one hand-out, each batch is handed out once, and nothing is left unattributed."""
+    from kafkahooks._selfstats import snapshot
+
+    count = 3000
+    one_record_batches(bootstrap, topic, count)
+    plugin = Fused()
+    unattributed = snapshot().get("handouts_unattributed", 0)
+    records = consume_with(client, api, bootstrap, topic, count, hooks=[plugin])
+    export.flush()
+    assert [b"%d" % i for i in range(count)] == [r.value for r in records]
+    assert count == sum(h.handed for h in plugin.handouts)
+    assert list(range(count)) == sorted(h.info.base_offset for h in plugin.handouts)
+    assert count == len(plugin.entered)
+    assert unattributed == snapshot().get("handouts_unattributed", 0)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_record_at_a_time_consumers_report_per_batch_not_per_record(
+    client: str, bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    """Iteration hands records out one by one, yet the plugins hear of each producer batch once."""
+    from tests._drivers import produce
+
+    topic = make_topic(1)
+    produce(client, bootstrap, topic, [(b"v" * 100, None)] * 2000, linger_ms=20)
+    plugin = Fused()
+    records = consume_with(
+        client, "iteration" if client == "kafka-python" else "async for", bootstrap, topic, 2000, hooks=[plugin]
+    )
+    export.flush()
+    assert 2000 == len(records)
+    assert 2000 == sum(h.handed for h in plugin.handouts)
+    assert len(plugin.handouts) < 200, "one hand-out per batch of many records, not one per record"
+    fetches = [r for r in plugin.requests if r.key == ApiKey.FETCH and r.fetched]
+    assert sum(info.num_records for r in fetches for _, _, info in r.fetched or ()) >= 2000
+
+
+def test_a_consumer_that_stops_inside_a_batch_counts_what_it_handed_out(bootstrap: str, topic: str) -> None:
+    """Leaving a 200-record batch after 50 records counts 50, not 200."""
+    from tests._drivers import produce
+
+    produce("aiokafka", bootstrap, topic, [(b"v", None)] * 200, linger_ms=50)
+    plugin = Fused()
+    records = consume_with("aiokafka", "async for", bootstrap, topic, 50, hooks=[plugin])
+    export.flush()
+    assert 50 == len(records)
+    assert 50 == sum(h.handed for h in plugin.handouts)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_wrapped_clients_never_reassign_an_objects_class(client: str, bootstrap: str, topic: str) -> None:
+    """With tracing="hooks" every object of the client library keeps the class it was built with
+    (reassigning __class__ slows each attribute read on that object for good in CPython 3.11)."""
+    if client == "kafka-python":
+        import kafka
+
+        from kafkahooks.kafka import KafkaConsumer, KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=bootstrap, tracing="hooks")
+        producer.send(topic, b"v").get(timeout=10)
+        conns = list(producer._sender._client._manager._conns.values())
+        assert conns
+        for conn in conns:
+            assert kafka.net.connection.KafkaConnection is type(conn)
+            assert type(conn).__module__.startswith("kafka.")
+            assert type(conn.transport).__module__.startswith("kafka.")
+            assert type(conn.parser).__module__.startswith("kafka.")
+        producer.close()
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, tracing="hooks")
+        assert type(consumer).__module__ == "kafkahooks.kafka._clients"
+        consumer.close()
+        return
+
+    async def run() -> None:
+        import aiokafka
+        from aiokafka.client import AIOKafkaClient
+        from aiokafka.conn import AIOKafkaConnection
+        from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
+
+        from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, tracing="hooks", linger_ms=50)
+        await producer.start()
+        await producer.send(topic, b"v")
+        (batch,) = producer._message_accumulator._batches[next(iter(producer._message_accumulator._batches))]
+        assert MessageBatch is type(batch)
+        assert BatchBuilder is type(batch._builder)
+        await producer.flush()
+        assert AIOKafkaClient is type(producer.client)
+        for conn in producer.client._conns.values():
+            assert AIOKafkaConnection is type(conn)
+            assert type(conn._writer).__module__ == "asyncio.streams"
+        await producer.stop()
+        from aiokafka.structs import TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, tracing="hooks", auto_offset_reset="earliest")
+        assert aiokafka.AIOKafkaConsumer.getone is type(consumer).getone, "no per-record override"
+        await consumer.start()
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.getone()
+        assert AIOKafkaClient is type(consumer._client)
+        for conn in consumer._client._conns.values():
+            assert AIOKafkaConnection is type(conn)
+        await consumer.stop()
+
+    asyncio.run(run())
+
+
+def test_sdk_recorder_writes_what_the_public_api_writes() -> None:
+    """The same measurements through kafkahooks' recorder and through the public API export the
+    same points (count, sum, min, max, buckets, attributes), for histograms and counters; with a
+    reader added later and an attribute set seen for the first time, too."""
+    assert [] == _otel.check_internals()
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    provider = MeterProvider(metric_readers=readers[:1])
+    meter = provider.get_meter("t")
+    bounds = [0.005, 0.01, 0.1, 1.0]
+
+    def points(reader: InMemoryMetricReader) -> dict[str, Any]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        out = {}
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    for p in metric.data.data_points:
+                        out[f"{metric.name} {sorted(p.attributes.items())}"] = (
+                            (p.count, round(p.sum, 9), p.min, p.max, tuple(p.bucket_counts))
+                            if hasattr(p, "bucket_counts")
+                            else p.value
+                        )
+        return out
+
+    pairs = []
+    for name in ("public", "fast"):
+        histogram = meter.create_histogram(f"h-{name}", explicit_bucket_boundaries_advisory=bounds)
+        counter = meter.create_counter(f"c-{name}")
+        pairs.append(
+            (histogram.record, counter.add)
+            if name == "public"
+            else (_otel.recorder(histogram), _otel.recorder(counter))
+        )
+    assert isinstance(pairs[1][0], _otel._SdkRecorder)
+    a, b = {"k": "a"}, {"k": "b", "n": 1}
+    values = [0.001, 0.02, 0.5, 3.0, 0.0, 0.007] * 50
+    for i, value in enumerate(values):
+        attrs = a if i % 3 else b
+        for record, add in pairs:
+            record(value, attrs)
+            add(i % 7, attrs)
+        if i == 100:
+            provider.add_metric_reader(readers[1])  # a reader added mid-way
+    for reader in readers:
+        got = points(reader)
+        public = {k.replace("-public", ""): v for k, v in got.items() if "-public" in k}
+        fast = {k.replace("-fast", ""): v for k, v in got.items() if "-fast" in k}
+        assert public == fast
+        assert public
+    provider.shutdown()
