@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import structlog
 
-from kafkahooks import _clock
+from kafkahooks import _clock, _fork
 
 
 def get_logger(name: str) -> Any:
@@ -28,7 +27,7 @@ class RateLimitedLog:
         self._interval_ns = int(interval_s * 1e9)
         self._last: dict[object, int] = {}
         self._suppressed: dict[object, int] = {}
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
 
     def log(self, level: str, limit_key: object, event: str, /, **fields: Any) -> bool:
         """Log ``event`` at ``level`` unless ``limit_key`` was logged within the interval."""

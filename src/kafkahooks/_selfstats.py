@@ -6,7 +6,7 @@ plugin exports them; :func:`snapshot` reads them all.
 
 from __future__ import annotations
 
-import threading
+from kafkahooks import _fork
 
 
 class Counter:
@@ -18,7 +18,7 @@ class Counter:
         self.name = name
         self.description = description
         self._value = 0
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
 
     def add(self, amount: int = 1) -> None:
         with self._lock:
@@ -30,7 +30,7 @@ class Counter:
 
 
 _registry: dict[str, Counter] = {}
-_registry_lock = threading.Lock()
+_registry_lock = _fork.Lock()
 
 
 def counter(name: str, description: str) -> Counter:

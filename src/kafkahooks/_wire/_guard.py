@@ -6,12 +6,11 @@ when nothing is raised) and report here: counted per place, logged at most once 
 
 from __future__ import annotations
 
-import threading
-
+from kafkahooks import _fork
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 
-_lock = threading.Lock()
+_lock = _fork.Lock()
 _log = RateLimitedLog(get_logger("kafkahooks"), 60.0)
 
 _total = counter("internal_errors", "Exceptions raised inside kafkahooks itself and kept from the client")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.client
 import json
 import os
 import socket
-import threading
-import urllib.error
-import urllib.request
+import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from ddsketch.pb.proto import DDSketchProto
 from opentelemetry import metrics
 from opentelemetry.semconv.schemas import Schemas
 
+from kafkahooks import _fork
 from kafkahooks._log import get_logger
 from kafkahooks._otel import recorder
 from kafkahooks._selfstats import counter
@@ -27,6 +28,7 @@ from kafkahooks.datastreams._streams import Point, StatsBucket
 
 _logger = get_logger(__name__)
 _agent_dropped = counter("datastreams_agent_buckets_dropped", "Buckets not sent because the agent refused them")
+_series_folded = counter("datastreams_series_folded", "Checkpoints recorded in an edge's overflow metric series")
 
 LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -44,10 +46,12 @@ class OtelMetricsExporter:
     ``kafkahooks.datastreams.messages`` (counter of records, weights included). Attributes:
     ``kafkahooks.service``, ``kafkahooks.env``, one ``kafkahooks.edge.<tag>`` per edge tag
     (direction, topic, group, type), and the pathway's ``kafkahooks.pathway.hash`` and
-    ``kafkahooks.pathway.parent_hash``: bounded by the number of pathways, not of records.
+    ``kafkahooks.pathway.parent_hash``: bounded by the number of pathways, not of records, and at
+    most ``max_series`` pathways in all (further ones share a series per edge whose hashes read
+    ``overflow``, counted in ``datastreams_series_folded``).
     """
 
-    def __init__(self, meter_provider: Any = None) -> None:
+    def __init__(self, meter_provider: Any = None, *, max_series: int = 1000) -> None:
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(
             "kafkahooks.datastreams", __version__, schema_url=Schemas.V1_44_0.value
         )
@@ -73,18 +77,28 @@ class OtelMetricsExporter:
             )
         )
         self._attrs: dict[tuple[str, str, tuple[str, ...], int, int], dict[str, str]] = {}
+        self._series: set[tuple[str, str, tuple[str, ...], int, int]] = set()
+        self.max_series = max_series
 
     def _attributes(self, service: str, env: str, tags: tuple[str, ...], h: int, parent_hash: int) -> dict[str, str]:
         key = (service, env, tags, h, parent_hash)
         attrs = self._attrs.get(key)
+        if attrs is None and len(self._series) >= self.max_series and key not in self._series:
+            # Past the cap, further pathways share one series per edge: the SDK keeps every series
+            # for the provider's life, and a producer must not be able to invent them without bound.
+            _series_folded.add()
+            h = parent_hash = 0
+            key = (service, env, tags, 0, 0)
+            attrs = self._attrs.get(key)
         if attrs is None:
             attrs = {"kafkahooks.service": service, "kafkahooks.env": env}
             for tag in tags:
                 name, _, value = tag.partition(":")
                 attrs[f"kafkahooks.edge.{name}"] = value
-            attrs["kafkahooks.pathway.hash"] = hash_hex(h)
-            attrs["kafkahooks.pathway.parent_hash"] = hash_hex(parent_hash)
-            if len(self._attrs) > 10_000:
+            attrs["kafkahooks.pathway.hash"] = hash_hex(h) if h or parent_hash else "overflow"
+            attrs["kafkahooks.pathway.parent_hash"] = hash_hex(parent_hash) if h or parent_hash else "overflow"
+            self._series.add(key)
+            if len(self._attrs) > 2 * self.max_series:
                 self._attrs.clear()
             self._attrs[key] = attrs
         return attrs
@@ -155,9 +169,11 @@ class DatadogAgentExporter:
     """Closed buckets to a Datadog agent: ``POST {url}/v0.1/pipeline_stats``, gzip-compressed msgpack.
 
     ``url`` defaults to ``$DD_TRACE_AGENT_URL``, else ``http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT``,
-    else ``http://localhost:8126``. Each post times out after ``timeout_s``; a failure loses that
-    post's buckets (counted, logged rate-limited, never retried in a loop); a 404 means the agent
-    is too old (< 7.34), and sending stops.
+    else ``http://localhost:8126``. A whole post (connecting, sending, the agent's entire answer) is
+    bounded by ``timeout_s``: an agent that answers a byte at a time cannot hold the export worker,
+    which every client of the process shares. A failure loses that post's buckets (counted, logged
+    rate-limited, never retried in a loop); a 404 means the agent is too old (< 7.34), and sending
+    stops.
     """
 
     def __init__(self, url: str | None = None, *, timeout_s: float = 2.0, hostname: str | None = None) -> None:
@@ -175,28 +191,50 @@ class DatadogAgentExporter:
             _agent_dropped.add(len(buckets))
             return
         body = gzip.compress(msgpack.packb(agent_payload(service, env, buckets, self.hostname)))
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/msgpack",
-                "Content-Encoding": "gzip",
-                "Datadog-Meta-Lang": "python",
-                "Datadog-Meta-Tracer-Version": f"kafkahooks-{__version__}",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                self.disabled = True
-                _logger.warning("datastreams_agent_unsupported", url=self.url, status=404)
-                _agent_dropped.add(len(buckets))
-                return
-            raise
+        headers = {
+            "Content-Type": "application/msgpack",
+            "Content-Encoding": "gzip",
+            "Datadog-Meta-Lang": "python",
+            "Datadog-Meta-Tracer-Version": f"kafkahooks-{__version__}",
+        }
+        status = post(self.url, body, headers, self.timeout_s)
+        if status == 404:
+            self.disabled = True
+            _logger.warning("datastreams_agent_unsupported", url=self.url, status=404)
+            _agent_dropped.add(len(buckets))
+            return
+        if not 200 <= status < 300:
+            raise ConnectionError(f"the agent answered HTTP {status}")
         self.sent += len(buckets)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+    """POST ``body`` to ``url`` within ``timeout_s`` in all (connect, send, read the whole answer);
+    returns the HTTP status. Raises ``TimeoutError`` past the deadline, ``OSError`` on failure."""
+    parts = urllib.parse.urlsplit(url)
+    deadline = time.monotonic() + timeout_s
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no whole answer from {parts.hostname}:{parts.port} within {timeout_s} s")
+        return remaining
+
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname or "localhost", parts.port, timeout=left())
+    try:
+        connection.connect()
+        sock = connection.sock
+        sock.settimeout(left())
+        connection.request("POST", parts.path or "/", body=body, headers=headers)
+        sock.settimeout(left())
+        response = connection.getresponse()
+        while True:
+            sock.settimeout(left())
+            if not response.read1(65536):
+                return response.status
+    finally:
+        connection.close()
 
 
 class JsonLinesExporter:
@@ -204,7 +242,7 @@ class JsonLinesExporter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
         """Only buckets are written."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from ddsketch import DDSketch
 
-from kafkahooks import _clock
+from kafkahooks import _clock, _fork
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.datastreams._pathway import PathwayContext, pathway_hash
@@ -27,11 +26,17 @@ from kafkahooks.export import BoundedBuffer, worker
 RELATIVE_ACCURACY = 1 / 129
 """gamma = 1.015625, as Datadog's backend expects."""
 BUCKET_NS = 10_000_000_000
+_MAX_TAG_SETS = 4096
+MAX_GROUPS = 2000
+"""Pathway groups per 10-second bucket: checkpoints of further (edge tags, hash, parent) fold into
+one group per edge with hash and parent 0, counted in ``datastreams_groups_folded``: a producer
+that invents pathways cannot grow the process without bound."""
 HeaderMode = Literal["batch", "record", "off"]
 
 _logger = get_logger(__name__)
 _failure_log = RateLimitedLog(_logger, 60.0)
 _export_errors = counter("datastreams_export_errors", "Data-stream exports that failed")
+_groups_folded = counter("datastreams_groups_folded", "Checkpoints folded into a bucket's overflow group")
 
 
 class Point(NamedTuple):
@@ -85,8 +90,12 @@ def _default_service() -> str:
         value = os.environ.get(var, "").strip()
         if value:
             return value
-    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else ""
-    return script or "python"
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None:
+        return "python"
+    if script.stem == "__main__":  # python -m package: the package's name
+        return script.parent.name or "python"
+    return script.stem or "python"
 
 
 class DataStreams:
@@ -126,9 +135,9 @@ class DataStreams:
         self.name = f"datastreams:{self.service}"
         self.buffer: BoundedBuffer[Point] = BoundedBuffer(self.name, capacity, worker().wake)
         self._backlogs: dict[tuple[str, ...], int] = {}
-        self._backlog_lock = threading.Lock()
+        self._backlog_lock = _fork.Lock()
         self._buckets: dict[int, StatsBucket] = {}
-        self._process_lock = threading.Lock()
+        self._process_lock = _fork.Lock()
         self._tags: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
         worker().register(self)
 
@@ -150,6 +159,8 @@ class DataStreams:
             raw = ["direction:out", f"topic:{topic}", "type:kafka"]
             if self.cluster_id:
                 raw.append(f"kafka_cluster_id:{self.cluster_id}")
+            if len(self._tags) >= _MAX_TAG_SETS:
+                self._tags.clear()
             tags = self._tags[key] = tuple(sorted(raw))
         return tags
 
@@ -163,6 +174,8 @@ class DataStreams:
                 raw.append(f"group:{group}")
             if self.cluster_id:
                 raw.append(f"kafka_cluster_id:{self.cluster_id}")
+            if len(self._tags) >= _MAX_TAG_SETS:
+                self._tags.clear()
             tags = self._tags[key] = tuple(sorted(raw))
         return tags
 
@@ -257,7 +270,12 @@ class DataStreams:
             key = (tags, h, parent_hash)
             group = bucket.groups.get(key)
             if group is None:
-                group = bucket.groups[key] = StatsGroup(tags, h, parent_hash)
+                if len(bucket.groups) >= MAX_GROUPS:
+                    _groups_folded.add()
+                    key = (tags, 0, 0)
+                    group = bucket.groups.get(key)
+                if group is None:
+                    group = bucket.groups[key] = StatsGroup(*key)
             group.edge_latency.add(edge_ns / 1e9, weight)
             group.pathway_latency.add(pathway_ns / 1e9, weight)
             group.payload_size.add(payload if payload > 0.0 else 0.0, weight)
@@ -295,7 +313,7 @@ class DataStreams:
 
 
 _defaults: dict[int, DataStreams] = {}
-_defaults_lock = threading.Lock()
+_defaults_lock = _fork.Lock()
 
 
 def default(meter_provider: Any = None) -> DataStreams:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from kafkahooks import _fork
 from kafkahooks._log import RateLimitedLog, get_logger
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ class BoundedBuffer(Generic[T]):
         self.accepted = 0
         """Items drained so far (handed to the sink)."""
         self._items: deque[T] = deque()
-        self._drop_lock = threading.Lock()
+        self._drop_lock = _fork.Lock()
         self._wake = wake
         self._wake_at = max(capacity // 2, 1)
         _buffers.add(self)  # type: ignore[arg-type]

@@ -28,13 +28,19 @@ class Sink(Protocol):
         """Drop queued items without processing them (after ``fork()``, in the child)."""
 
 
+STUCK_GLANCE_S = 0.1
+"""How long a flush waits on a pass an earlier flush already gave up on."""
+
+
 class ExportWorker:
     """Drains registered sinks every ``interval_s`` on one daemon thread.
 
     Sinks run on that thread only, never on a client's: an exporter that hangs holds up the worker,
     and a :meth:`flush` (from a client's ``close()``, say) waits at most its timeout for the worker
     to finish a pass, then gives up; what cannot be queued meanwhile is dropped and counted by the
-    buffers. Sink failures are counted per sink (``failures``) and logged rate-limited.
+    buffers. Once a flush has given up on a pass, later flushes return at once for as long as that
+    same pass runs (:attr:`stuck`): eight clients closing one after the other wait one timeout, not
+    eight. Sink failures are counted per sink (``failures``) and logged rate-limited.
     """
 
     def __init__(self, interval_s: float = 0.5) -> None:
@@ -50,6 +56,12 @@ class ExportWorker:
         """The highest-numbered request a finished pass started after."""
         self._closing = False
         self._closed_sinks = False
+        self._passes = 0
+        """Passes started so far."""
+        self._pass_started = 0.0
+        """When the running pass started (monotonic seconds), or 0 between passes."""
+        self._stuck_pass = 0
+        """The pass a flush gave up waiting for, while it still runs."""
         self._stop = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -80,12 +92,18 @@ class ExportWorker:
             self._wake.clear()
             with self._done:
                 serving, closing = self._requested, self._closing
+                self._passes += 1
+                self._pass_started = time.monotonic()
             self.run_once()
             if closing and not self._closed_sinks:
                 self._closed_sinks = True
                 self._close_sinks()
             with self._done:
                 self._completed = max(self._completed, serving)
+                self._pass_started = 0.0
+                if self._stuck_pass == self._passes:
+                    self._stuck_pass = 0
+                    self._log.warning("stuck", "export_worker_recovered", passes=self._passes)
                 self._done.notify_all()
 
     def run_once(self) -> None:
@@ -123,13 +141,27 @@ class ExportWorker:
             if not self._sinks:
                 return True  # nothing registered, nothing queued: no thread to start or wait for
         with self._done:
+            # A flush already timed out on this very pass (an exporter hangs): waiting again
+            # would only make every close() wait its full timeout, one after the other. A glance,
+            # in case the exporter has just come back.
+            if self.stuck and not self._done.wait_for(lambda: not self.stuck, min(timeout_s, STUCK_GLANCE_S)):
+                return False
             self._requested += 1
             target = self._requested
         with self._lock:
             self._ensure_thread()
         self._wake.set()
         with self._done:
-            return self._done.wait_for(lambda: self._completed >= target, max(timeout_s, 0.0))
+            done = self._done.wait_for(lambda: self._completed >= target, max(timeout_s, 0.0))
+            if not done and self._pass_started:
+                self._stuck_pass = self._passes
+                self._log.warning("stuck", "export_worker_stuck", waited_s=timeout_s)
+            return done
+
+    @property
+    def stuck(self) -> bool:
+        """Whether a flush gave up on the pass still running (an exporter hangs)."""
+        return bool(self._stuck_pass) and self._stuck_pass == self._passes
 
     def shutdown(self, timeout_s: float = 5.0) -> bool:
         """A final pass that also closes the sinks (exporting open buckets), then stop the thread;
@@ -151,6 +183,8 @@ class ExportWorker:
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._completed = self._requested
+        self._pass_started = 0.0
+        self._stuck_pass = 0
         self._thread = None
         self._pid = os.getpid()
         for sink in list(self._sinks):

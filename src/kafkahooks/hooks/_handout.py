@@ -25,11 +25,10 @@ without headers and counted in ``handouts_unattributed``. Batches fetched but ne
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-from kafkahooks import _clock
+from kafkahooks import _clock, _fork
 from kafkahooks._selfstats import counter
 from kafkahooks.hooks._requests import BatchInfo, RequestLog
 from kafkahooks.hooks._types import Compression
@@ -71,7 +70,7 @@ class HandOutTracker:
         self._enter = tuple(p.batch_entered for p in self.entering)
         self._scope_ended = tuple((i, p.scope_ended) for i, p in enumerate(self.entering) if hasattr(p, "scope_ended"))
         self._fetched: OrderedDict[tuple[str, int], dict[int, BatchInfo]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
         self._scope: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
             "kafkahooks_handout_scope", default=None
         )

@@ -25,8 +25,10 @@ from opentelemetry.semconv._incubating.metrics import messaging_metrics
 from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.semconv.schemas import Schemas
 
+from kafkahooks import _fork
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import Record, recorder
+from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.hooks import ALL_KEYS, ApiKey, BrokerMeta, ClientClosed, key_name
 from kafkahooks.hooks._handout import HandOut
@@ -56,6 +58,7 @@ REQUEST_BUCKETS_S = (
 """Finer at the low end than semconv's: writes and acks on a LAN take tens of microseconds."""
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
+_topics_folded = counter("metric_topics_folded", "Metric points whose topic label was dropped (over max_topics)")
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
 _MAX_SERIES = 4096
@@ -75,15 +78,82 @@ class MetricLabels:
     rack: bool = False
     topic: bool = True
     client_id: bool = False
+    max_topics: int = 1000
+    """Topics labelled at most (each adds series for the life of the meter provider); records of
+    later topics count in the series without a topic label (``metric_topics_folded`` counts them)."""
     detailed_timings: bool = False
     """Also record the per-key request histograms (``kafkahooks.request.duration``, ``.write_wait``,
     ``.time_to_write``, ``.read_wait``, ``.time_to_read``: up to five points per request, every key)
     and ``kafkahooks.batch.size`` per batch. kprom makes its equivalents opt-in too."""
 
 
+class _Instruments:
+    """kafkahooks' instruments on one meter provider, made once per provider and shared by every
+    client's plugin (instruments live as long as their provider: one set per client would grow the
+    provider, and OpenTelemetry's proxy provider, with every client ever built)."""
+
+    def __init__(self, provider: Any) -> None:
+        meter = provider.get_meter("kafkahooks", __version__, schema_url=Schemas.V1_44_0.value)
+
+        def histogram(
+            name: str, description: str, unit: str = "s", buckets: tuple[float, ...] = REQUEST_BUCKETS_S
+        ) -> Record:
+            return recorder(
+                meter.create_histogram(
+                    name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+                )
+            )
+
+        def count(name: str, description: str, unit: str) -> Record:
+            return recorder(meter.create_counter(name, unit=unit, description=description))
+
+        self.write_wait = histogram("kafkahooks.request.write_wait", "From request creation to the start of its write")
+        self.time_to_write = histogram("kafkahooks.request.time_to_write", "The write of a request")
+        self.read_wait = histogram("kafkahooks.request.read_wait", "Response queued behind earlier responses")
+        self.time_to_read = histogram("kafkahooks.request.time_to_read", "From read start to the full response")
+        self.e2e = histogram("kafkahooks.request.duration", "time_to_write + read_wait + time_to_read")
+        self.throttle = histogram("kafkahooks.broker.throttle", "Throttle time the broker asked for")
+        self.bytes_written = count("kafkahooks.broker.bytes_written", "Request bytes written", "By")
+        self.bytes_read = count("kafkahooks.broker.bytes_read", "Response bytes read", "By")
+        self.write_errors = count("kafkahooks.broker.write_errors", "Requests whose write failed", "{request}")
+        self.read_errors = count("kafkahooks.broker.read_errors", "Requests whose response was lost", "{request}")
+        self.connects = count("kafkahooks.broker.connects", "Successful connections", "{connection}")
+        self.connect_errors = count("kafkahooks.broker.connect_errors", "Failed connection attempts", "{connection}")
+        self.disconnects = count("kafkahooks.broker.disconnects", "Connections closed", "{connection}")
+        self.records = count("kafkahooks.batch.records", "Records in produced or fetched batches", "{record}")
+        self.uncompressed = count("kafkahooks.batch.uncompressed_bytes", "Batch records, uncompressed", "By")
+        self.compressed = count("kafkahooks.batch.compressed_bytes", "Batch records as sent", "By")
+        self.batch_size = histogram(
+            "kafkahooks.batch.size", "Records per partition batch", unit="{record}", buckets=BATCH_BUCKETS
+        )
+        self.operation = histogram(
+            messaging_metrics.MESSAGING_CLIENT_OPERATION_DURATION,
+            "Duration of messaging operation initiated by a producer or consumer client",
+            buckets=DURATION_BUCKETS_S,
+        )
+        self.sent = count(messaging_metrics.MESSAGING_CLIENT_SENT_MESSAGES, "Messages a producer sent", "{message}")
+        self.consumed = count(
+            messaging_metrics.MESSAGING_CLIENT_CONSUMED_MESSAGES, "Messages delivered to the application", "{message}"
+        )
+
+
+_shared: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_shared_lock = _fork.Lock()
+
+
+def _instruments(provider: Any) -> _Instruments:
+    with _shared_lock:
+        found = _shared.get(provider)
+        if found is None:
+            found = _shared[provider] = _Instruments(provider)
+        return found
+
+
 class MetricsHooks:
     """Broker, batch and messaging metrics for one wrapped client (see the module docs)."""
 
+    kafkahooks_kind = "metrics"
+    """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
     kafkahooks_fused = True
@@ -102,57 +172,15 @@ class MetricsHooks:
         self.capacity = capacity
         """Items waiting for the export worker before new ones are dropped (the client's log takes
         the smallest capacity its plugins ask for)."""
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(
-            "kafkahooks", __version__, schema_url=Schemas.V1_44_0.value
-        )
+        self._m = _instruments(meter_provider or metrics.get_meter_provider())
         from kafkahooks.metrics._self import install_self_metrics
 
         install_self_metrics(meter_provider)
-
-        def histogram(
-            name: str, description: str, unit: str = "s", buckets: tuple[float, ...] = REQUEST_BUCKETS_S
-        ) -> Record:
-            return recorder(
-                meter.create_histogram(
-                    name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
-                )
-            )
-
-        def count(name: str, description: str, unit: str) -> Record:
-            return recorder(meter.create_counter(name, unit=unit, description=description))
-
-        self._write_wait = histogram("kafkahooks.request.write_wait", "From request creation to the start of its write")
-        self._time_to_write = histogram("kafkahooks.request.time_to_write", "The write of a request")
-        self._read_wait = histogram("kafkahooks.request.read_wait", "Response queued behind earlier responses")
-        self._time_to_read = histogram("kafkahooks.request.time_to_read", "From read start to the full response")
-        self._e2e = histogram("kafkahooks.request.duration", "time_to_write + read_wait + time_to_read")
-        self._throttle = histogram("kafkahooks.broker.throttle", "Throttle time the broker asked for")
-        self._bytes_written = count("kafkahooks.broker.bytes_written", "Request bytes written", "By")
-        self._bytes_read = count("kafkahooks.broker.bytes_read", "Response bytes read", "By")
-        self._write_errors = count("kafkahooks.broker.write_errors", "Requests whose write failed", "{request}")
-        self._read_errors = count("kafkahooks.broker.read_errors", "Requests whose response was lost", "{request}")
-        self._connects = count("kafkahooks.broker.connects", "Successful connections", "{connection}")
-        self._connect_errors = count("kafkahooks.broker.connect_errors", "Failed connection attempts", "{connection}")
-        self._disconnects = count("kafkahooks.broker.disconnects", "Connections closed", "{connection}")
-        self._records = count("kafkahooks.batch.records", "Records in produced or fetched batches", "{record}")
-        self._uncompressed = count("kafkahooks.batch.uncompressed_bytes", "Batch records, uncompressed", "By")
-        self._compressed = count("kafkahooks.batch.compressed_bytes", "Batch records as sent", "By")
-        self._batch_size = histogram(
-            "kafkahooks.batch.size", "Records per partition batch", unit="{record}", buckets=BATCH_BUCKETS
-        )
-        self._operation = histogram(
-            messaging_metrics.MESSAGING_CLIENT_OPERATION_DURATION,
-            "Duration of messaging operation initiated by a producer or consumer client",
-            buckets=DURATION_BUCKETS_S,
-        )
-        self._sent = count(messaging_metrics.MESSAGING_CLIENT_SENT_MESSAGES, "Messages a producer sent", "{message}")
-        self._consumed = count(
-            messaging_metrics.MESSAGING_CLIENT_CONSUMED_MESSAGES, "Messages delivered to the application", "{message}"
-        )
         self._counts: dict[tuple[int, int], tuple[Record, dict[str, Any], int]] = {}
         self._broker_attrs: dict[BrokerMeta, dict[str, Any]] = {}
         self._key_attrs: dict[tuple[int, int, str | None], tuple[BrokerMeta, dict[str, Any]]] = {}
         self._topic_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+        self._labelled: set[str] = set()
         self._identity_changed = False
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -181,6 +209,8 @@ class MetricsHooks:
             self._identity_changed = False
             self._broker_attrs.clear()
             self._key_attrs.clear()
+            self._topic_attrs.clear()
+        if len(self._topic_attrs) > 8 * self.labels.max_topics:  # error types are bounded too
             self._topic_attrs.clear()
 
     def _broker(self, meta: BrokerMeta) -> dict[str, Any]:
@@ -214,6 +244,12 @@ class MetricsHooks:
 
     def _messaging(self, operation: str, topic: str | None, error: str | None = None) -> dict[str, Any]:
         topic = topic if self.labels.topic else None
+        if topic is not None and topic not in self._labelled:
+            if len(self._labelled) >= self.labels.max_topics:
+                _topics_folded.add()  # past the cap: the series without a topic label takes it
+                topic = None
+            else:
+                self._labelled.add(topic)
         cache_key = (operation, topic or "", error)
         attrs = self._topic_attrs.get(cache_key)
         if attrs is None:
@@ -247,7 +283,7 @@ class MetricsHooks:
         """Record one pass of finished requests: sums per series first, then one SDK call each."""
         self._fresh()
         detailed = self.labels.detailed_timings
-        operation = self._operation
+        operation = self._m.operation
         keyed = self._keyed
         messaging = self._messaging
         # per broker/key/error series: [attrs, bytes written, bytes read, write errors, read errors]
@@ -266,7 +302,7 @@ class MetricsHooks:
             if sent:
                 acc[4] += info.num_records
             if detailed:
-                self._batch_size(info.num_records, attrs)
+                self._m.batch_size(info.num_records, attrs)
 
         for r in requests:
             key = r.key
@@ -311,30 +347,30 @@ class MetricsHooks:
                 operation(r.time_to_read_ns / 1e9, messaging("poll", topic, error))
         count = self._count
         for attrs, written, read, write_errors, read_errors in series.values():
-            count(self._bytes_written, written, attrs)
-            count(self._bytes_read, read, attrs)
-            count(self._write_errors, write_errors, attrs)
-            count(self._read_errors, read_errors, attrs)
+            count(self._m.bytes_written, written, attrs)
+            count(self._m.bytes_read, read, attrs)
+            count(self._m.write_errors, write_errors, attrs)
+            count(self._m.read_errors, read_errors, attrs)
         for attrs, records, uncompressed, compressed, sent in topics.values():
-            count(self._records, records, attrs)
-            count(self._uncompressed, uncompressed, attrs)
-            count(self._compressed, compressed, attrs)
-            count(self._sent, sent, attrs)
+            count(self._m.records, records, attrs)
+            count(self._m.uncompressed, uncompressed, attrs)
+            count(self._m.compressed, compressed, attrs)
+            count(self._m.sent, sent, attrs)
         self._add_counts()
 
     def _timings(self, r: Request, attrs: dict[str, Any]) -> None:
         """The opt-in per-key request histograms (``detailed_timings``)."""
-        self._write_wait(r.write_wait_ns / 1e9, attrs)
-        self._time_to_write(r.time_to_write_ns / 1e9, attrs)
+        self._m.write_wait(r.write_wait_ns / 1e9, attrs)
+        self._m.time_to_write(r.time_to_write_ns / 1e9, attrs)
         if r.bytes_read or r.read_err is not None:
-            self._read_wait(r.read_wait_ns / 1e9, attrs)
-            self._time_to_read(r.time_to_read_ns / 1e9, attrs)
-        self._e2e(r.duration_ns / 1e9, attrs)
+            self._m.read_wait(r.read_wait_ns / 1e9, attrs)
+            self._m.time_to_read(r.time_to_read_ns / 1e9, attrs)
+        self._m.e2e(r.duration_ns / 1e9, attrs)
 
     def on_handouts(self, handouts: list[HandOut]) -> None:
         self._fresh()
         for h in handouts:
-            self._count(self._consumed, h.handed, self._messaging("poll", h.topic))
+            self._count(self._m.consumed, h.handed, self._messaging("poll", h.topic))
         self._add_counts()
 
     def on_connection_events(self, events: list[ConnectionEvent]) -> None:
@@ -343,13 +379,13 @@ class MetricsHooks:
             attrs = self._broker(e.meta)
             if e.kind == "connect":
                 if e.err is None:
-                    self._count(self._connects, 1, attrs)
+                    self._count(self._m.connects, 1, attrs)
                 else:
                     self._count(
-                        self._connect_errors, 1, {**attrs, error_attributes.ERROR_TYPE: type(e.err).__qualname__}
+                        self._m.connect_errors, 1, {**attrs, error_attributes.ERROR_TYPE: type(e.err).__qualname__}
                     )
             elif e.kind == "disconnect":
-                self._count(self._disconnects, 1, attrs)
+                self._count(self._m.disconnects, 1, attrs)
             elif e.kind == "throttle":
-                self._throttle(e.value / 1e9, attrs)
+                self._m.throttle(e.value / 1e9, attrs)
         self._add_counts()

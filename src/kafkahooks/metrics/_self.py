@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,12 +9,13 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.semconv.schemas import Schemas
 
+from kafkahooks import _fork
 from kafkahooks._selfstats import snapshot
 from kafkahooks._version import __version__
 from kafkahooks.export import buffers
 
 _installed: set[int] = set()
-_lock = threading.Lock()
+_lock = _fork.Lock()
 
 
 def _dropped(options: CallbackOptions) -> Iterable[Observation]:

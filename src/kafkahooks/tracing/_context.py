@@ -12,13 +12,13 @@ logs every malformed member raw.
 from __future__ import annotations
 
 import re
-import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState
 
+from kafkahooks import _fork
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 
@@ -208,10 +208,10 @@ class BatchContexts:
     ``per_partition`` batches per partition, ``partitions`` partitions (least recently used first out).
     """
 
-    def __init__(self, per_partition: int = 256, partitions: int = 4096) -> None:
+    def __init__(self, per_partition: int = 64, partitions: int = 1024) -> None:
         self._per_partition = per_partition
         self._partitions = partitions
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
         self._table: OrderedDict[tuple[str, int], deque[tuple[int, int, SpanContext]]] = OrderedDict()
 
     def add(self, topic: str, partition: int, base_offset: int, last_offset: int, ctx: SpanContext) -> None:

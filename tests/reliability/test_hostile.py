@@ -1,0 +1,317 @@
+"""Hostile and heavy traffic: nothing from a header reaches the logs, memory stays bounded, forks
+and closes never hang, per-topic state stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.server
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from kafkahooks import export
+from kafkahooks._selfstats import snapshot
+from kafkahooks.datastreams import DataStreams, JsonLinesExporter, OtelMetricsExporter, PathwayContext
+from tests.test_fused import CONSUME_APIS, consume_with
+
+CLIENT_LOGGERS = ("kafka", "aiokafka")
+MARK = "EVIL7f3a"
+"""In every hostile value: no log line may contain it."""
+
+
+def hostile_values() -> list[tuple[str, bytes]]:
+    forged = f"\n2026-12-01 [error    ] forged_line {MARK}\n\x1b[31m{MARK}\x1b[0m".encode()
+    return [
+        ("traceparent", forged),
+        ("traceparent", (MARK * 140_000).encode()[:1_000_000]),
+        ("traceparent", b"00-" + MARK.encode() + b"\n" * 40),
+        ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("tracestate", f"k={MARK}\n,\x1b[2J{MARK}=x".encode()),
+        ("tracestate", (f"a{MARK}=" * 200_000).encode()[:1_000_000]),
+        ("dd-pathway-ctx-base64", forged),
+        ("dd-pathway-ctx-base64", base64.b64encode(MARK.encode() * 10)),
+        ("dd-pathway-ctx", forged),
+    ]
+
+
+def send_each_as_a_batch(bootstrap: str, topic: str, headers_per_record: list[list[tuple[str, bytes]]]) -> None:
+    import kafka
+
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, max_request_size=8_000_000)
+    for headers in headers_per_record:
+        producer.send(topic, b"v", headers=headers).get(timeout=20)
+    producer.close()
+
+
+@pytest.mark.parametrize(("client", "api"), CONSUME_APIS)
+def test_no_byte_of_a_hostile_header_reaches_any_log(
+    client: str, api: str, bootstrap: str, make_topic: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Forged log lines, terminal escapes and 1 MB values in traceparent, tracestate and pathway
+    headers, on every consume API with tracing="hooks": every record arrives, and neither
+    structlog nor stdlib logging output outside the clients' own loggers holds a byte of any value
+    (only names, lengths, reasons)."""
+    topic = make_topic(1)
+    cases = [[pair] for pair in hostile_values()]
+    cases.append([("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), hostile_values()[4]])
+    send_each_as_a_batch(bootstrap, topic, cases)
+    caplog.set_level(logging.DEBUG)
+    # The clients' own debug logs print raw responses, as they do bare: not ours to judge.
+    for client_logger in CLIENT_LOGGERS:
+        caplog.set_level(logging.WARNING, logger=client_logger)
+    before = snapshot()
+    with structlog.testing.capture_logs() as events:
+        records = consume_with(client, api, bootstrap, topic, len(cases), tracing="hooks")
+        export.flush()
+    assert len(cases) == len(records)
+    ours = [r.getMessage() for r in caplog.records if r.name.split(".")[0] not in CLIENT_LOGGERS]
+    assert all(MARK not in line for line in ours), [line[:200] for line in ours if MARK in line][:1]
+    assert all(MARK not in repr(event) for event in events), [e for e in events if MARK in repr(e)][:1]
+    after = snapshot()
+    for refused in ("trace_context_decode_errors", "pathway_decode_errors"):
+        assert after.get(refused, 0) > before.get(refused, 0), refused
+
+
+def test_hostile_headers_do_not_grow_memory(bootstrap: str, topic: str) -> None:
+    """400 batches whose first record carries a 100 KB traceparent, tracestate or pathway header,
+    read with tracing="hooks": what kafkahooks keeps stays under 5 MB (values that long are refused
+    unread, never cached)."""
+    from kafkahooks.tracing import _context
+
+    big = [
+        ("traceparent", b"0" * 100_000),
+        ("tracestate", b"k=" + b"v" * 100_000),
+        ("dd-pathway-ctx-base64", b"A" * 100_000),
+    ]
+    send_each_as_a_batch(bootstrap, topic, [[big[i % 3]] for i in range(400)])
+    streams = DataStreams("hostile", "test", exporters=[])
+    records = consume_with("aiokafka", "getmany", bootstrap, topic, 400, tracing="hooks", data_streams=streams)
+    export.flush()
+    assert 400 == len(records)
+    cached = sum(len(v) for key in _context._parsed for v in key if isinstance(v, (bytes, str)))
+    assert cached < 5_000_000, cached
+
+
+def test_invented_pathways_fold_into_bounded_metric_series(bootstrap: str, topic: str) -> None:
+    """600 batches, each with a distinct valid pathway: the data-stream metrics keep at most
+    max_series pathways, the rest fold into an overflow series, and every record is counted."""
+    headers = [
+        [("dd-pathway-ctx-base64", PathwayContext(i + 1, 1_700_000_000_000, 1_700_000_000_000).encode_b64())]
+        for i in range(600)
+    ]
+    send_each_as_a_batch(bootstrap, topic, headers)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    folded = snapshot().get("datastreams_series_folded", 0)
+    streams = DataStreams("fold", "test", exporters=[OtelMetricsExporter(provider, max_series=100)])
+    consume_with("kafka-python", "poll", bootstrap, topic, 600, data_streams=streams)
+    streams.flush(final=True)
+    data = reader.get_metrics_data()
+    assert data is not None
+    hashes: set[str] = set()
+    total = 0
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == "kafkahooks.datastreams.messages":
+                    for point in metric.data.data_points:
+                        hashes.add(str(point.attributes["kafkahooks.pathway.hash"]))
+                        total += point.value
+    assert 600 == total
+    assert len(hashes) <= 101
+    assert "overflow" in hashes
+    assert snapshot()["datastreams_series_folded"] > folded
+    provider.shutdown()
+
+
+def test_per_topic_state_is_bounded(bootstrap: str, make_topic: Callable[..., str]) -> None:
+    """A producer writing to more topics than MetricLabels.max_topics labels the first ones and
+    folds the rest into the topic-less series (every record still counted)."""
+    from kafkahooks.kafka import KafkaProducer
+    from kafkahooks.metrics import MetricLabels, MetricsHooks
+
+    topics = [make_topic(1) for _ in range(60)]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    plugin = MetricsHooks(meter_provider=provider, labels=MetricLabels(max_topics=20))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[plugin])
+    for name in topics:
+        producer.send(name, b"v").get(timeout=10)
+    producer.close()
+    data = reader.get_metrics_data()
+    assert data is not None
+    labelled: set[str] = set()
+    total = 0
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == "messaging.client.sent.messages":
+                    for point in metric.data.data_points:
+                        total += point.value
+                        if "messaging.destination.name" in point.attributes:
+                            labelled.add(str(point.attributes["messaging.destination.name"]))
+    assert 60 == total
+    assert 20 == len(labelled)
+    provider.shutdown()
+
+
+def test_clients_share_their_providers_instruments() -> None:
+    """However many clients are built, kafkahooks makes one set of instruments per meter provider
+    (OpenTelemetry's proxy provider keeps every instrument it is asked for, for ever)."""
+    from kafkahooks.metrics import MetricsHooks
+
+    first, second = MetricsHooks(), MetricsHooks()
+    assert first._m is second._m
+
+
+class SlowExporter(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        time.sleep(0.01)
+        return SpanExportResult.SUCCESS
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_forks_during_produce_never_hang_the_child(bootstrap: str, topic: str, tmp_path: Path) -> None:
+    """20 forks while a producer with tracing="hooks" and a slow exporter keeps the parent's export
+    worker busy (holding kafkahooks' locks at random moments): every child exports its own
+    checkpoint and closes within seconds."""
+    from kafkahooks.kafka import KafkaProducer
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SlowExporter()))
+    stop = threading.Event()
+
+    def keep_producing() -> None:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, tracing="hooks", tracer_provider=provider, linger_ms=0)
+        while not stop.is_set():
+            producer.send(topic, b"v")
+        producer.close()
+
+    worker = threading.Thread(target=keep_producing)
+    worker.start()
+    time.sleep(1)
+    slow = []
+    try:
+        for i in range(20):
+            started = time.monotonic()
+            pid = os.fork()
+            if pid == 0:  # the child
+                code = 1
+                try:
+                    child = DataStreams("child", "test", exporters=[JsonLinesExporter(tmp_path / f"{i}.jsonl")])
+                    child.checkpoint(["direction:out", "topic:t", "type:kafka"])
+                    code = 0 if export.flush(timeout_s=5) else 3
+                    child.flush(final=True)
+                finally:
+                    os._exit(code)
+            deadline = started + 15
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                assert time.monotonic() < deadline, f"fork {i} hung"
+                time.sleep(0.02)
+            assert 0 == os.waitstatus_to_exitcode(status), f"fork {i}"
+            assert (tmp_path / f"{i}.jsonl").read_text().strip()
+            slow.append(time.monotonic() - started)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join()
+        provider.shutdown()
+    assert max(slow) < 10, slow
+
+
+class Stuck(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.release.wait(60)
+        return SpanExportResult.SUCCESS
+
+
+def test_a_stuck_exporter_costs_one_timeout_not_one_per_close(bootstrap: str, topic: str) -> None:
+    """Eight aiokafka producers stopping at once while the span exporter hangs: together they wait
+    about one flush timeout, the event loop keeps running and its default executor stays free."""
+    stuck = Stuck()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(stuck))
+
+    async def run() -> tuple[float, float]:
+        from kafkahooks.aiokafka import AIOKafkaProducer
+
+        producers = [
+            AIOKafkaProducer(bootstrap_servers=bootstrap, tracing="hooks", tracer_provider=provider) for _ in range(8)
+        ]
+        await asyncio.gather(*(p.start() for p in producers))
+        for p in producers:
+            await p.send_and_wait(topic, b"v")
+        export.worker().wake()
+        await asyncio.sleep(0.5)  # the worker is now stuck in the exporter
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        stopping = asyncio.gather(*(p.stop() for p in producers))
+        await asyncio.sleep(0.2)
+        probe = time.monotonic()
+        await loop.run_in_executor(None, socket.getaddrinfo, "127.0.0.1", 80)
+        executor_s = time.monotonic() - probe
+        await stopping
+        return time.monotonic() - started, executor_s
+
+    try:
+        took, executor_s = asyncio.run(run())
+    finally:
+        stuck.release.set()
+        export.flush()
+        provider.shutdown()
+    assert took < 7.5, took
+    assert executor_s < 1.0, executor_s
+
+
+class Drip(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(1000):
+            try:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            except OSError:  # the client gave up, as it should
+                return
+            time.sleep(0.2)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_slow_drip_agent_cannot_hold_the_export_worker() -> None:
+    """An agent that answers a byte every 200 ms: a post gives up within its timeout in all (each
+    byte arriving in time used to keep it going for minutes)."""
+    from kafkahooks.datastreams._exporters import post
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            post(f"http://127.0.0.1:{server.server_port}/v0.1/pipeline_stats", b"x", {}, 1.0)
+    finally:
+        server.shutdown()
+    assert time.monotonic() - started < 2.5
