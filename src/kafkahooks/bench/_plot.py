@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
 from kafkahooks.bench._runner import Results
 
@@ -32,10 +33,11 @@ def plot(results: Results, path: Path) -> Path:
     fig, axes = plt.subplots(
         len(clients), len(workloads), figsize=(4.6 * len(workloads), 3.8 * len(clients)), squeeze=False, sharey=True
     )
-    tallest = max(
-        [v for r in summary for v in (r["ratio_to_bare"], r.get("cpu_ratio_to_bare")) if v is not None] + [1.0]
-    )
-    top = max(1.3, tallest * 1.18)
+    values = [v for r in summary for v in (r["ratio_to_bare"], r.get("cpu_ratio_to_bare")) if v]
+    # A log scale centred on 1: a mode at 0.03x and one at 0.99x stay readable side by side, and
+    # bars grow from 1 (down: slower or cheaper, up: faster or dearer).
+    top = max([1.25] + [v * 1.6 for v in values])
+    bottom = min([0.8] + [v / 1.6 for v in values])
     width = 0.4
     for i, client in enumerate(clients):
         for j, workload in enumerate(workloads):
@@ -45,35 +47,47 @@ def plot(results: Results, path: Path) -> Path:
             colors = [COLORS.get(r["mode"], "#757575") for r in rows]
             ratios = [r["ratio_to_bare"] for r in rows]
             cpus = [r.get("cpu_ratio_to_bare") or 0.0 for r in rows]
-            tput = ax.bar([x - width / 2 for x in xs], ratios, width, color=colors)
-            cpu = ax.bar([x + width / 2 for x in xs], cpus, width, color=colors, alpha=0.45, hatch="///")
+            tput = ax.bar([x - width / 2 for x in xs], [r - 1.0 for r in ratios], width, bottom=1.0, color=colors)
+            cpu = ax.bar(
+                [x + width / 2 for x in xs],
+                [(c - 1.0) if c else 0.0 for c in cpus],
+                width,
+                bottom=1.0,
+                color=colors,
+                alpha=0.45,
+                hatch="///",
+            )
             for bar, ratio, row in zip(tput, ratios, rows, strict=True):
                 ax.annotate(
                     f"{ratio:.2f}\n{row['msgs_per_s'] / 1000:.0f}k/s",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    (bar.get_x() + bar.get_width() / 2, ratio),
                     ha="center",
-                    va="bottom",
+                    va="bottom" if ratio >= 1.0 else "top",
                     fontsize=6,
                 )
             for bar, value in zip(cpu, cpus, strict=True):
                 if value:
                     ax.annotate(
                         f"{value:.2f}",
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        (bar.get_x() + bar.get_width() / 2, value),
                         ha="center",
-                        va="bottom",
+                        va="bottom" if value >= 1.0 else "top",
                         fontsize=6,
                         color="#424242",
                     )
             ax.axhline(1.0, color="#424242", linewidth=0.8)
             ax.axhline(0.98, color="#1e88e5", linewidth=0.8, linestyle="--")
             ax.axhline(1.03, color="#e53935", linewidth=0.8, linestyle=":")
-            ax.set_ylim(0, top)
+            ax.set_yscale("log")
+            ax.set_ylim(bottom, top)
+            ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_yticks([t for t in (0.03, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0) if bottom <= t <= top])
             ax.set_xticks(xs, [r["mode"] for r in rows])
             ax.set_title(f"{client} · {workload}", fontsize=10)
             ax.tick_params(axis="x", labelrotation=45, labelsize=8)
             if j == 0:
-                ax.set_ylabel("ratio to bare (median)")
+                ax.set_ylabel("ratio to bare (median, log scale)")
     env = results.environment
     fig.suptitle(
         f"kafkahooks {env['kafkahooks']}: throughput (solid) and CPU per message (hatched) relative to the bare "
