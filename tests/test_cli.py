@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from kafkahooks.bench import MODES
@@ -115,3 +117,26 @@ def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
     assert all(row["ratio_to_bare"] > 0 for row in data["summary"])
     assert {"python", "aiokafka", "kafka-python", "broker", "cpus"} <= set(data["environment"])
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_an_unreachable_broker_is_one_line_at_once(command: str) -> None:
+    """demo and bench against a port nobody listens on: one line saying so, within seconds."""
+    from kafkahooks.broker import free_port
+
+    started = time.monotonic()
+    result = CliRunner().invoke(main, [command, "--bootstrap", f"127.0.0.1:{free_port()}"])
+    assert 1 == result.exit_code
+    assert "no Kafka broker answers at 127.0.0.1:" in result.output
+    assert 1 == len(result.output.strip().splitlines())
+    assert time.monotonic() - started < 15
+
+
+def test_bench_skips_a_mode_whose_peer_is_not_installed() -> None:
+    """A mode needing a module that is not installed is reported as missing (the CLI skips it
+    with one line instead of a traceback per run)."""
+    from kafkahooks.bench._modes import MODES, Mode, missing
+
+    assert [] == missing(MODES["otel"], ("aiokafka", "kafka-python"))
+    fake = Mode("fake", "", MODES["bare"].setup, needs={"aiokafka": "no_such_module_kafkahooks"})
+    assert ["no_such_module_kafkahooks"] == missing(fake, ("aiokafka",))

@@ -98,12 +98,24 @@ def test_cancellation_passes_through() -> None:
     assert {} == dispatcher.failures
 
 
-def test_strict_mode_reraises_after_counting() -> None:
-    """strict=True re-raises, for tests, and still counts."""
-    dispatcher = HookDispatcher([Raises()], strict=True)
+def test_strict_mode_keeps_the_first_error_for_the_application() -> None:
+    """strict=True counts as usual, keeps the first exception and raises it once, on demand (the
+    clients ask at the end of the application's calls), never on the I/O path itself."""
+
+    class RaisesTwice:
+        def on_broker_write(self, *args: Any) -> None:
+            raise ValueError("boom")
+
+        def on_broker_read(self, *args: Any) -> None:
+            raise LookupError("second")
+
+    dispatcher = HookDispatcher([RaisesTwice()], strict=True)
+    dispatcher.broker_write(META, 0, 10, 0, 0, None)
+    dispatcher.broker_read(META, 0, 10, 0, 0, None)
+    assert 2 == dispatcher.failure_count
     with pytest.raises(ValueError, match="boom"):
-        dispatcher.broker_write(META, 0, 10, 0, 0, None)
-    assert 1 == dispatcher.failure_count
+        dispatcher.raise_pending()
+    dispatcher.raise_pending()  # once
 
 
 def test_key_filter_applies_per_key() -> None:

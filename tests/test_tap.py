@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks import ApiKey, BrokerMeta, ConnectionClosed, HookDispatcher
@@ -133,3 +134,40 @@ def test_durations_are_never_negative() -> None:
     (read,) = rec.of("broker_read")
     assert (0, 0) == (write.write_wait_ns, write.time_to_write_ns)
     assert (0, 0) == (read.read_wait_ns, read.time_to_read_ns)
+
+
+def test_pipelined_responses_read_in_one_chunk_keep_their_own_times() -> None:
+    """Two Produce responses arriving in one chunk (kafka-python reads both, then decodes each):
+    each end-to-end event carries its own write and read ends, and the spans built from the
+    request log start and end where their own write did (a plugin field shared between read and
+    end-to-end once gave the second span the wrong start and no length)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kafkahooks import export
+    from kafkahooks.tracing import BrokerSpans
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = RecordingHook()
+    dispatch = HookDispatcher([recorder, BrokerSpans("producer", tracer_provider=provider)])
+    tap = ConnectionTap(dispatch, META)
+    base = time.monotonic_ns()
+    for i in range(2):
+        tap.enqueue(tap.new_request(ApiKey.PRODUCE, base, 50, True))
+        tap.sent(50, base + 1_000 + i * 10_000, base + 3_000 + i * 10_000, None)
+    tap.received(frame(20) + frame(20), base + 50_000)
+    reads = [e.event for e in recorder.events if e.event in ("broker_read", "broker_e2e")]
+    assert ["broker_read", "broker_read"] == reads
+    while (req := tap.next_decoded()) is not None:
+        tap.decoded(req, 0)
+    e2es = [e.e2e for e in recorder.of("broker_e2e")]
+    assert [base + 3_000, base + 13_000] == [e.write_end_ns for e in e2es]
+    assert [base + 50_000, base + 50_000] == [e.read_end_ns for e in e2es]
+    export.flush()
+    spans = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
+    assert [2_000, 2_000] == [s.end_time - s.start_time for s in spans]
+    assert 10_000 == spans[1].start_time - spans[0].start_time
+    provider.shutdown()

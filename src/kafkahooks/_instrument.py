@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from kafkahooks import _fork
 from kafkahooks._config import TracingMode, tracing_mode
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._wire._guard import internal_error
@@ -38,7 +40,9 @@ OPTIONS = (
 
 - ``hooks``: a hook object or a (nested) list of them.
 - ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"`` (default ``$KAFKAHOOKS_TRACING``, else off).
-- ``strict_hooks``: re-raise hook exceptions (for tests); every hook runs inline.
+- ``strict_hooks``: for tests: every hook runs inline, and the first exception a hook raises is
+  raised again at the end of the application's next call on the client (``send``, ``flush``,
+  ``poll``, ``getmany``, ``getone``, iteration) or of ``close()``/``stop()``.
 - ``hook_budget_ms``: a user hook call longer than this (default 50) moves that hook off the I/O
   path onto its own thread and bounded queue; ``None`` keeps every hook inline, as franz-go does.
 - ``offload_hooks``: run user hooks off the I/O path from the first event (a hard bound: the I/O
@@ -99,8 +103,8 @@ class Instrumentation:
             group_id=config.get("group_id"),
             bootstrap_servers=_bootstrap_text(config.get("bootstrap_servers")),
         )
-        self.plugins: list[Any] = self._plugins(tracer_provider, meter_provider, data_streams)
         user = flatten_hooks([hooks]) if hooks is not None else []
+        self.plugins: list[Any] = self._plugins(tracer_provider, meter_provider, data_streams, user)
         self.dispatch = HookDispatcher(
             [*user, *self.plugins], strict=strict, budget_ms=hook_budget_ms, offload=offload_hooks, name=role
         )
@@ -114,12 +118,17 @@ class Instrumentation:
                 except Exception as exc:
                     internal_error("plugin.bind_identity", exc)
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
 
-    def _plugins(self, tracer_provider: Any, meter_provider: Any, data_streams: Any) -> list[Any]:
-        """The built-in plugins for this mode. A plugin that fails to build is left out (counted and
-        logged): kafkahooks' own failures never stop the client from being constructed."""
+    def _plugins(self, tracer_provider: Any, meter_provider: Any, data_streams: Any, user: list[Any]) -> list[Any]:
+        """The built-in plugins for this mode, except a kind the application passed in ``hooks=``
+        (its own ``MetricsHooks``, say, replaces the built-in one rather than record everything a
+        second time). A plugin that fails to import or build is left out (counted and logged):
+        kafkahooks' own failures never stop the client from being constructed."""
         plugins: list[Any] = []
+
+        def given(kind: str) -> bool:
+            return any(getattr(hook, "kafkahooks_kind", None) == kind for hook in user)
 
         def add(name: str, build: Any) -> None:
             try:
@@ -127,21 +136,31 @@ class Instrumentation:
             except Exception as exc:
                 internal_error(f"plugin.{name}", exc)
 
-        if self.mode != "off":
+        def tracing() -> list[Any]:
             from kafkahooks.tracing import plugins_for
 
-            add("tracing", lambda: plugins_for(self.mode, self.identity, {"tracer_provider": tracer_provider}))
-        if self.mode == "hooks":
+            return plugins_for(self.mode, self.identity, {"tracer_provider": tracer_provider})
+
+        def metrics() -> list[Any]:
             from kafkahooks.metrics import MetricsHooks
 
-            add("metrics", lambda: [MetricsHooks(self.identity, meter_provider=meter_provider)])
-        if data_streams is not False and (data_streams is not None or self.mode == "hooks"):
+            return [MetricsHooks(self.identity, meter_provider=meter_provider)]
+
+        def datastreams() -> list[Any]:
             from kafkahooks.datastreams import data_stream_hooks, default
 
-            add(
-                "datastreams",
-                lambda: [data_stream_hooks(data_streams or default(meter_provider), self.identity)],
-            )
+            return [data_stream_hooks(data_streams or default(meter_provider), self.identity)]
+
+        if self.mode != "off" and not given(f"spans:{self.mode}"):
+            add("tracing", tracing)
+        if self.mode == "hooks" and not given("metrics"):
+            add("metrics", metrics)
+        if (
+            data_streams is not False
+            and (data_streams is not None or self.mode == "hooks")
+            and not given("datastreams")
+        ):
+            add("datastreams", datastreams)
         return plugins
 
     def begin_handout_scope(self) -> Any:
@@ -191,9 +210,10 @@ class Instrumentation:
 
     def drain(self) -> None:
         """The waiting part, bounded: offloaded hooks get 2 s to finish what is queued, the export
-        path 5 s to flush."""
+        path 5 s to flush what this client queued (built-in plugins and the application's own
+        kafkahooks plugins alike)."""
         self.dispatch.drain()
-        if self.plugins:
+        if self.dispatch.request_log is not None or self.plugins:
             from kafkahooks.export import flush
 
             flush(timeout_s=5.0)
@@ -255,14 +275,25 @@ class WrappedClient:
 
     async def _kh_aclosed(self) -> None:
         """:meth:`_kh_closed` for an event loop: the bounded waits (a hung hook or exporter can
-        take them to their limit) run in the loop's executor, so other tasks keep running.
-        Cancelling the awaiting task cancels only the wait."""
+        take them to their limit) run on a thread of their own, so other tasks keep running and
+        the loop's default executor (which ``getaddrinfo`` needs) stays free. Cancelling the
+        awaiting task cancels only the wait."""
         kh = getattr(self, "_kh", None)
         if kh is None or not kh.seal(self):
             return
-        try:
-            waiting = asyncio.get_running_loop().run_in_executor(None, kh.drain)
-        except RuntimeError:  # the loop's executor is already shut down
-            kh.drain()
-            return
+        loop = asyncio.get_running_loop()
+        waiting = loop.create_future()
+
+        def finish() -> None:
+            if not waiting.done():
+                waiting.set_result(None)
+
+        def drain() -> None:
+            try:
+                kh.drain()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                    loop.call_soon_threadsafe(finish)
+
+        threading.Thread(target=drain, name="kafkahooks-close", daemon=True).start()
         await waiting

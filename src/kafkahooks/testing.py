@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafkahooks import _fork
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,
@@ -47,7 +48,7 @@ class RecordingHook:
     """Appending to a list is fast: always called inline, so a test can assert right after the call."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
         self.events: list[HookEvent] = []
 
     def _add(self, event: str, **args: Any) -> None:

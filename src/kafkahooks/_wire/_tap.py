@@ -320,6 +320,8 @@ class ConnectionTap:
                     req.time_to_read_ns,
                     write_err,
                     read_err,
+                    req.write_end_ns,
+                    req.read_end_ns,
                 ),
             )
         if key in self.log_keys:

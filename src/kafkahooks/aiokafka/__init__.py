@@ -9,10 +9,18 @@ Every aiokafka argument is accepted unchanged, plus:
 - ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"``; default ``$KAFKAHOOKS_TRACING``, else ``"off"``.
 - ``tracer_provider``, ``meter_provider``: where spans and metrics go (default: the global ones).
 - ``data_streams``: a :class:`kafkahooks.datastreams.DataStreams` (or ``False``).
-- ``strict_hooks``: re-raise hook exceptions (for tests).
+- ``strict_hooks``: a hook's exception is raised again in the application's next call on the
+  client (``send``, ``getmany``, ``getone``...) or in ``stop()`` (for tests).
 
 With no hooks and tracing off nothing is installed: the client is the bare aiokafka client.
 """
+
+try:
+    import aiokafka as _aiokafka  # noqa: F401 - present?
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "kafkahooks.aiokafka wraps aiokafka, which is not installed: pip install 'kafkahooks[aiokafka]'"
+    ) from exc
 
 from kafkahooks.aiokafka._clients import AIOKafkaConsumer, AIOKafkaProducer
 

@@ -22,7 +22,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
             wire.hook_client(self.client, self._kh.dispatch)
         if self._kh.dispatch.has_batch_header_injectors:
             wire.install_batch_headers(self, self._kh.dispatch)
-        if self._kh.dispatch.has_produce_record_hooks:
+        if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
         self._kh.opened(self, wire.client_id(self.client))
@@ -55,7 +55,14 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
                 dispatch.produce_record_unbuffered(rec, exc)
 
             future.add_done_callback(done)
+        if dispatch.strict:
+            dispatch.raise_pending()
         return future
+
+    async def flush(self) -> None:
+        await super().flush()
+        if self._kh.dispatch.strict and not self._kh.dispatch.closing:  # stop() raises once, at its end
+            self._kh.dispatch.raise_pending()
 
     async def stop(self) -> None:
         self._kh_closing()
@@ -63,6 +70,8 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
             await super().stop()
         finally:
             await self._kh_aclosed()
+        if self._kh.dispatch.strict:
+            self._kh.dispatch.raise_pending()
 
 
 class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
@@ -77,7 +86,7 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
         kh = Instrumentation.from_kwargs("consumer", dict(kwargs))
         chosen = cls
         if cls is AIOKafkaConsumer:
-            if kh.dispatch.has_fetch_record_hooks or kh.dispatch.has_poll_hooks:
+            if kh.dispatch.has_fetch_record_hooks or kh.dispatch.has_poll_hooks or kh.dispatch.strict:
                 chosen = _InstrumentedAIOKafkaConsumer
             elif kh.dispatch.handouts is not None:
                 chosen = _ScopedAIOKafkaConsumer
@@ -110,6 +119,8 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
             if self._fetcher is not None:
                 wire.release_handouts(self._fetcher)
             await self._kh_aclosed()
+        if self._kh.dispatch.strict:
+            self._kh.dispatch.raise_pending()
 
 
 class _ScopedAIOKafkaConsumer(AIOKafkaConsumer):
@@ -124,9 +135,9 @@ class _ScopedAIOKafkaConsumer(AIOKafkaConsumer):
 
 
 class _InstrumentedAIOKafkaConsumer(_ScopedAIOKafkaConsumer):
-    """A consumer with user consume-side hooks: records handed out are reported per partition list
-    (``on_records_polled``; per record for ``getone``) and, with per-record hooks, one by one.
-    ``async for`` uses getone."""
+    """A consumer with user consume-side hooks (or ``strict_hooks``): records handed out are
+    reported per partition list (``on_records_polled``; per record for ``getone``) and, with
+    per-record hooks, one by one. ``async for`` uses getone."""
 
     def _kh_handed_out(self, record: Any) -> None:
         dispatch = self._kh.dispatch
@@ -140,6 +151,8 @@ class _InstrumentedAIOKafkaConsumer(_ScopedAIOKafkaConsumer):
             dispatch.records_polled(record.topic, record.partition, (record,))
         if dispatch.has_fetch_record_hooks:
             self._kh_handed_out(record)
+        if dispatch.strict:
+            dispatch.raise_pending()
         return record
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
@@ -152,4 +165,6 @@ class _InstrumentedAIOKafkaConsumer(_ScopedAIOKafkaConsumer):
             for records in result.values():
                 for record in records:
                     self._kh_handed_out(record)
+        if dispatch.strict:
+            dispatch.raise_pending()
         return result

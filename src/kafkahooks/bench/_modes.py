@@ -103,6 +103,20 @@ class Mode:
     share: float = 1.0
     """The share of a round's messages this mode's pairs run: per-record tracers run at a tenth of
     the bare client's speed, and their ratios need no 1% resolution."""
+    needs: dict[str, str] = field(default_factory=dict)
+    """Modules the mode needs per client (a peer's instrumentation), when they are optional."""
+
+
+def missing(mode: Mode, clients: tuple[str, ...]) -> list[str]:
+    """The modules ``mode`` needs for ``clients`` that are not installed."""
+    import importlib.util
+
+    out = []
+    for client in clients:
+        module = mode.needs.get(client)
+        if module and importlib.util.find_spec(module) is None:
+            out.append(module)
+    return out
 
 
 def _bare(client: str) -> Telemetry:
@@ -191,6 +205,11 @@ def _otel(ratio: float) -> Callable[[str], Telemetry]:
     return setup
 
 
+_PEERS = {
+    "aiokafka": "opentelemetry.instrumentation.aiokafka",
+    "kafka-python": "opentelemetry.instrumentation.kafka",
+}
+
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
@@ -200,8 +219,8 @@ MODES: dict[str, Mode] = {
         Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
         Mode("dsm", "data streams only (per-batch checkpoints)", _dsm),
         Mode("records", 'tracing="records": kafkahooks per-record spans', _records, 0.2),
-        Mode("otel", "OpenTelemetry's per-record instrumentation, 100% sampled", _otel(1.0), 0.2),
-        Mode("otel-1pct", "OpenTelemetry's per-record instrumentation, 1% sampled", _otel(0.01), 0.2),
+        Mode("otel", "OpenTelemetry's per-record instrumentation, 100% sampled", _otel(1.0), 0.2, _PEERS),
+        Mode("otel-1pct", "OpenTelemetry's per-record instrumentation, 1% sampled", _otel(0.01), 0.2, _PEERS),
     )
 }
 """Every mode, in the order rounds run them."""

@@ -78,6 +78,16 @@ def api_versions_ok(host: str, port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
+    """Whether any of ``host:port[,host:port]`` answers a Kafka ApiVersions request (a quick check
+    before a command that would otherwise wait out a client's timeouts)."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit() and api_versions_ok(host.strip("[]"), int(port), timeout_s):
+            return True
+    return False
+
+
 class EmbeddedBroker:
     """A Tansu broker process with memory storage on a loopback port.
 
@@ -214,4 +224,5 @@ __all__ = [
     "broker_binary",
     "free_port",
     "kafka_bootstrap",
+    "reachable",
 ]

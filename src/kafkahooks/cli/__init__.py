@@ -8,6 +8,15 @@ from kafkahooks._version import __version__
 from kafkahooks.bench._modes import MODES
 
 
+def _require_broker(bootstrap: str | None) -> None:
+    """A one-line error, at once, when the Kafka the user named does not answer."""
+    if bootstrap:
+        from kafkahooks.broker import reachable
+
+        if not reachable(bootstrap):
+            raise click.ClickException(f"no Kafka broker answers at {bootstrap}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kafkahooks")
 def main() -> None:
@@ -31,6 +40,7 @@ def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
     """A three-service pipeline with tracing="hooks": its spans, and its data-stream map."""
     from kafkahooks.cli._demo import run_demo
 
+    _require_broker(bootstrap)
     run_demo(bootstrap, seconds, rate, output)
 
 
@@ -132,12 +142,23 @@ def bench(
     from rich.console import Console
 
     from kafkahooks.bench import BenchConfig, run_benchmark, save, summary_table
+    from kafkahooks.bench._modes import missing
 
+    _require_broker(bootstrap)
+    chosen = list(modes or MODES)
+    for name in list(chosen):
+        lacking = missing(MODES[name], clients or ("aiokafka", "kafka-python"))
+        if lacking:
+            click.echo(f"skipping mode {name}: needs {', '.join(lacking)} (pip install 'kafkahooks[bench]')", err=True)
+            chosen.remove(name)
+    if not chosen:
+        raise click.ClickException("no benchmark mode left to run")
+    modes = tuple(chosen)
     config = BenchConfig(
         clients=clients or ("aiokafka", "kafka-python"),
         workloads=workloads
         or (("produce", "consume-batch") if quick else ("produce", "consume-batch", "consume-record")),
-        modes=modes or tuple(MODES),
+        modes=modes,
         rounds=rounds or (2 if quick else 5),
         messages=messages,
         chunk=chunk,

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import threading
 from collections import deque
 from typing import Any
 
-from kafkahooks import _clock
+from kafkahooks import _clock, _fork
 from kafkahooks._identity import ClientIdentity
 from kafkahooks.datastreams._current import current_pathway, merge_contexts, set_pathway
 from kafkahooks.datastreams._pathway import (
@@ -78,6 +77,8 @@ def _payload_per_record(info: BatchInfo) -> float:
 class DataStreamHooks:
     """Per-batch data-stream checkpoints for one wrapped client (see the module docs)."""
 
+    kafkahooks_kind = "datastreams"
+    """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only computes a cached checkpoint per batch and queues: never timed or offloaded."""
     kafkahooks_fused = True
@@ -85,7 +86,7 @@ class DataStreamHooks:
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:
         self.streams = streams
         self.identity = identity or ClientIdentity()
-        self._lock = threading.Lock()
+        self._lock = _fork.Lock()
         self._pending: dict[bytes, _Pending] = {}
         self._unheaded: dict[tuple[str, int], deque[_Pending]] = {}
         self._decoded: dict[bytes | str, PathwayContext | None] = {}

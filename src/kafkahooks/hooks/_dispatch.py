@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from kafkahooks import _fork
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
@@ -75,8 +75,11 @@ class HookDispatcher:
     Every call is isolated: an ``Exception`` from a hook is caught, counted per (hook, event) in
     :attr:`failures`, logged as ``hook_failed`` at most once per ``log_interval_s`` per (hook,
     event), and never reaches the client. ``BaseException`` that is not an ``Exception``
-    (cancellation, ``KeyboardInterrupt``) passes. With ``strict=True`` the exception is re-raised
-    after being counted, for tests.
+    (cancellation, ``KeyboardInterrupt``) passes. With ``strict=True`` (for tests) the first such
+    exception is kept and :meth:`raise_pending` raises it; the wrapped clients call it at the end
+    of the application's next call on the client (``send``, ``poll``, ``getmany``...) and of
+    ``close()``/``stop()``, since most events fire on the client's I/O path, where an exception
+    could only break the client.
 
     Slow hooks: each call of a user hook is timed, and the first that takes longer than
     ``budget_ms`` moves that hook onto its own thread and bounded queue for the rest of the
@@ -106,6 +109,7 @@ class HookDispatcher:
         self.hooks: tuple[Any, ...] = tuple(flatten_hooks(hooks))
         self.name = name
         self.strict = strict
+        self._strict_error: BaseException | None = None
         if budget_ms is not None and budget_ms <= 0:
             raise ValueError(f"budget_ms must be positive or None, not {budget_ms!r}")
         self._slots: list[HookSlot] = []
@@ -114,7 +118,7 @@ class HookDispatcher:
         :class:`~kafkahooks.hooks.ClientClosed` instead of a plain ``ConnectionClosed``."""
         self.failures: dict[tuple[str, str], int] = {}
         """Count of exceptions raised by hooks, keyed by (hook class name, event method name)."""
-        self._failures_lock = threading.Lock()
+        self._failures_lock = _fork.Lock()
         self._failure_log = RateLimitedLog(_logger, log_interval_s)
 
         by_event: dict[str, list[tuple[Fn, KeyFilter]]] = {name: [] for name in HOOK_METHODS}
@@ -266,6 +270,15 @@ class HookDispatcher:
             error=repr(exc)[:200],
         )
         if self.strict:
+            with self._failures_lock:
+                if self._strict_error is None:
+                    self._strict_error = exc
+
+    def raise_pending(self) -> None:
+        """Strict mode: raise the first exception a hook raised since the last call, once."""
+        exc = self._strict_error
+        if exc is not None:
+            self._strict_error = None
             raise exc
 
     def close(self, timeout_s: float = _CLOSE_TIMEOUT_S) -> None:

@@ -13,6 +13,23 @@ reaches the client; cancellation (``BaseException``) passes through.
 
 Units: durations are ``int`` nanoseconds, sizes are ``int`` bytes. ``key`` is the request's Kafka
 API key (:class:`~kafkahooks.hooks.ApiKey` names the common ones).
+
+Order, per connection (one thread or task delivers a connection's events, so they never overlap):
+
+- every request: ``on_broker_write``; then, if a response is expected, ``on_broker_read``; then the
+  batch hooks (``on_produce_batch_written``, ``on_fetch_batch_read``), ``on_broker_throttle`` and
+  ``on_broker_e2e`` once its response is decoded. Requests are written, and responses read, in the
+  order they were sent. A failed write or an ``acks=0`` write ends with its ``on_broker_e2e`` right
+  after the write.
+- aiokafka: a response's read, batch, throttle and end-to-end hooks fire together, in one event-loop
+  step, before the next response is read.
+- kafka-python: bytes arrive in chunks; every response completed by one chunk fires its
+  ``on_broker_read`` first, then each is decoded in order and fires its batch, throttle and
+  end-to-end hooks. So two pipelined responses may give read, read, e2e, e2e: keep nothing
+  between a read and "its" end-to-end event in a hook's own fields (``BrokerE2E`` carries
+  ``write_end_ns`` and ``read_end_ns``).
+- ``on_broker_disconnect`` comes after the end-to-end events of every request the connection
+  still carried (which end with an error).
 """
 
 from __future__ import annotations

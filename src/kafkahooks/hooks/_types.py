@@ -132,6 +132,13 @@ class BrokerE2E:
     """The error that ended the write, if any."""
     read_err: BaseException | None = None
     """The error that ended the read, if any (including the connection dying with the request in flight)."""
+    write_end_ns: int = 0
+    """When the write ended, on the monotonic clock (``time.monotonic_ns``)."""
+    read_end_ns: int = 0
+    """When the response was fully read (or the connection died with it), on the monotonic clock;
+    0 when no response was read. With ``time_to_read_ns`` it places the read in time without
+    shared state between hooks: on kafka-python, several responses read in one chunk fire their
+    read hooks together, before the first one's end-to-end event."""
 
     @property
     def duration_e2e_ns(self) -> int:

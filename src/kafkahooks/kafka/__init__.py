@@ -9,10 +9,18 @@ Every kafka-python argument is accepted unchanged, plus:
 - ``tracing``: ``"off"`` | ``"hooks"`` | ``"records"``; default ``$KAFKAHOOKS_TRACING``, else ``"off"``.
 - ``tracer_provider``, ``meter_provider``: where spans and metrics go (default: the global ones).
 - ``data_streams``: a :class:`kafkahooks.datastreams.DataStreams` (or ``False``).
-- ``strict_hooks``: re-raise hook exceptions (for tests).
+- ``strict_hooks``: a hook's exception is raised again in the application's next call on the
+  client (``send``, ``poll``, iteration...) or in ``close()`` (for tests).
 
 With no hooks and tracing off nothing is installed: the client is the bare kafka-python client.
 """
+
+try:
+    import kafka as _kafka  # noqa: F401 - present?
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "kafkahooks.kafka wraps kafka-python, which is not installed: pip install 'kafkahooks[kafka-python]'"
+    ) from exc
 
 from kafkahooks.kafka._clients import KafkaConsumer, KafkaProducer
 

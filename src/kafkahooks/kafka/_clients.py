@@ -32,7 +32,7 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         super().__init__(**configs)
         if self._kh.dispatch.has_batch_header_injectors:
             wire.install_batch_headers(self, self._kh.dispatch)
-        if self._kh.dispatch.has_produce_record_hooks:
+        if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
         self._kh.opened(self, self.config.get("client_id"))
@@ -65,14 +65,25 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
                     dispatch.produce_record_unbuffered(rec, None)
 
             future.add_both(done)
+        if dispatch.strict:
+            dispatch.raise_pending()
         return future
 
+    def flush(self, *args: Any, **kwargs: Any) -> None:
+        super().flush(*args, **kwargs)
+        if self._kh.dispatch.strict and not self._kh.dispatch.closing:  # close() raises once, at its end
+            self._kh.dispatch.raise_pending()
+
     def close(self, *args: Any, **kwargs: Any) -> None:
+        if not hasattr(self, "config"):  # construction failed: kafka-python's __del__ is closing a husk
+            return
         self._kh_closing()
         try:
             super().close(*args, **kwargs)
         finally:
             self._kh_closed()
+        if self._kh.dispatch.strict and not kwargs.get("null_logger"):  # not from __del__
+            self._kh.dispatch.raise_pending()
 
 
 class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
@@ -87,7 +98,7 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
         kh = Instrumentation.from_kwargs("consumer", dict(configs))
         chosen = cls
         if cls is KafkaConsumer:
-            if kh.dispatch.has_fetch_record_hooks:
+            if kh.dispatch.has_fetch_record_hooks or kh.dispatch.strict:
                 chosen = _RecordHookedKafkaConsumer
             elif kh.dispatch.has_poll_hooks or kh.dispatch.handouts is not None:
                 chosen = _PolledKafkaConsumer
@@ -108,6 +119,8 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
         self._kh.opened(self, self.config.get("client_id"))
 
     def close(self, *args: Any, **kwargs: Any) -> None:
+        if not hasattr(self, "config"):  # construction failed: kafka-python's __del__ is closing a husk
+            return
         self._kh_closing()
         try:
             super().close(*args, **kwargs)
@@ -115,6 +128,8 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
             if self._kh.dispatch.handouts is not None:
                 wire.release_handouts(self)
             self._kh_closed()
+        if self._kh.dispatch.strict:
+            self._kh.dispatch.raise_pending()
 
 
 class _PolledKafkaConsumer(KafkaConsumer):
@@ -136,6 +151,8 @@ class _PolledKafkaConsumer(KafkaConsumer):
             for records in result.values():
                 for record in records:
                     self._kh_handed_out(record)
+        if dispatch.strict:
+            dispatch.raise_pending()
         return result
 
     def _kh_handed_out(self, record: Any) -> None:
@@ -145,9 +162,14 @@ class _PolledKafkaConsumer(KafkaConsumer):
 
 
 class _RecordHookedKafkaConsumer(_PolledKafkaConsumer):
-    """With per-record user hooks: iteration reports every record it hands out."""
+    """With per-record user hooks (or ``strict_hooks``): iteration reports every record it hands
+    out (and raises a hook's exception kept by strict mode)."""
 
     def __next__(self) -> Any:
         record = super().__next__()
-        self._kh_handed_out(record)
+        dispatch = self._kh.dispatch
+        if dispatch.has_fetch_record_hooks:
+            self._kh_handed_out(record)
+        if dispatch.strict:
+            dispatch.raise_pending()
         return record

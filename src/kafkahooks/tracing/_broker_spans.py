@@ -51,6 +51,8 @@ _NOT_BEFORE_NS = time.time_ns()
 class BrokerSpans:
     """Hooks that synthesize one span per Produce write and per Fetch read (see the module docs)."""
 
+    kafkahooks_kind = "spans:hooks"
+    """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
     kafkahooks_fused = True

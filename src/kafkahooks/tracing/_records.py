@@ -27,6 +27,8 @@ from kafkahooks.tracing._context import TRACEPARENT
 class RecordSpans:
     """Per-record spans and per-record trace context (see the module docs)."""
 
+    kafkahooks_kind = "spans:records"
+    """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Reads and sets the caller's context, so it must run inline: called directly, never offloaded."""
 
