@@ -26,6 +26,20 @@ def bootstrap() -> Iterator[str]:
         yield servers
 
 
+@pytest.fixture(scope="session")
+def cluster_id(bootstrap: str) -> str:
+    """The broker's cluster id, as its Metadata responses carry it."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        found: str = admin.describe_cluster()["cluster_id"]
+    finally:
+        admin.close()
+    assert found
+    return found
+
+
 @pytest.fixture
 def make_topic(bootstrap: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
     """Create uniquely named topics on the shared broker: ``make_topic(partitions=1)``."""

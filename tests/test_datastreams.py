@@ -91,8 +91,10 @@ def weight(ps: list[Point], direction: str) -> int:
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_three_stage_pipeline(client: str, bootstrap: str, make_topic: Callable[..., str]) -> None:
-    """producer -> relay -> sink: hashes chain parent to child, counts equal records, latencies add up."""
+def test_three_stage_pipeline(client: str, bootstrap: str, make_topic: Callable[..., str], cluster_id: str) -> None:
+    """producer -> relay -> sink: hashes chain parent to child, counts equal records, latencies add
+    up; every edge carries the cluster id each client detected, as ddtrace's do."""
+    cid = f"kafka_cluster_id:{cluster_id}"
     orders, enriched = make_topic(1), make_topic(1)
     (a, cap_a), (b, cap_b), (c, cap_c) = make_streams("svc-a"), make_streams("svc-b"), make_streams("svc-c")
     n = 300
@@ -101,10 +103,10 @@ def test_three_stage_pipeline(client: str, bootstrap: str, make_topic: Callable[
     isolated(consume, client, bootstrap, enriched, n, data_streams=c, group_id="g-sink", enable_auto_commit=False)
     pa, pb, pc = points(a, cap_a), points(b, cap_b), points(c, cap_c)
 
-    out_a = pathway_hash("svc-a", ENV, ("direction:out", f"topic:{orders}", "type:kafka"), 0)
-    in_b = pathway_hash("svc-b", ENV, ("direction:in", "group:g-relay", f"topic:{orders}", "type:kafka"), out_a)
-    out_b = pathway_hash("svc-b", ENV, ("direction:out", f"topic:{enriched}", "type:kafka"), in_b)
-    in_c = pathway_hash("svc-c", ENV, ("direction:in", "group:g-sink", f"topic:{enriched}", "type:kafka"), out_b)
+    out_a = pathway_hash("svc-a", ENV, ("direction:out", cid, f"topic:{orders}", "type:kafka"), 0)
+    in_b = pathway_hash("svc-b", ENV, ("direction:in", "group:g-relay", cid, f"topic:{orders}", "type:kafka"), out_a)
+    out_b = pathway_hash("svc-b", ENV, ("direction:out", cid, f"topic:{enriched}", "type:kafka"), in_b)
+    in_c = pathway_hash("svc-c", ENV, ("direction:in", "group:g-sink", cid, f"topic:{enriched}", "type:kafka"), out_b)
     assert {(out_a, 0)} == {(p.hash, p.parent_hash) for p in pa}
     assert {(in_b, out_a), (out_b, in_b)} == {(p.hash, p.parent_hash) for p in pb}
     assert {(in_c, out_b)} == {(p.hash, p.parent_hash) for p in pc}
@@ -113,6 +115,29 @@ def test_three_stage_pipeline(client: str, bootstrap: str, make_topic: Callable[
     for p in pa + pb + pc:
         assert 0 <= p.edge_latency_ns <= p.pathway_latency_ns < 60e9
     assert max(p.pathway_latency_ns for p in pc) >= max(p.edge_latency_ns for p in pc)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize(("given", "tagged"), [("prod-eu", "kafka_cluster_id:prod-eu"), ("", None)])
+def test_a_given_cluster_id_overrides_the_detected_one(
+    client: str, given: str, tagged: str | None, bootstrap: str, topic: str
+) -> None:
+    """DataStreams(cluster_id=...) wins over what the clients detect; "" leaves the tag out."""
+    capture = Capture()
+    streams = DataStreams("svc", ENV, exporters=[capture], cluster_id=given)  # type: ignore[list-item]
+    isolated(produce, client, bootstrap, topic, [(b"v", None)] * 3, data_streams=streams)
+    isolated(consume, client, bootstrap, topic, 3, data_streams=streams)
+    found = {t for p in points(streams, capture) for t in p.edge_tags if t.startswith("kafka_cluster_id:")}
+    assert ({tagged} if tagged else set()) == found
+
+
+def test_the_env_defaults_to_datadogs_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without DD_ENV the env is "none", as ddtrace hashes it; DD_ENV and env= win."""
+    monkeypatch.delenv("DD_ENV", raising=False)
+    assert "none" == DataStreams("svc", exporters=[]).env
+    monkeypatch.setenv("DD_ENV", "prod")
+    assert "prod" == DataStreams("svc", exporters=[]).env
+    assert "" == DataStreams("svc", "", exporters=[]).env
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -229,8 +254,11 @@ def test_consuming_sets_the_current_pathway_for_the_thread(bootstrap: str, topic
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_produce_and_commit_offsets_feed_the_lag_backlogs(client: str, bootstrap: str, topic: str) -> None:
-    """The last produced offset and the committed offset per partition reach the backlogs."""
+def test_produce_and_commit_offsets_feed_the_lag_backlogs(
+    client: str, bootstrap: str, topic: str, cluster_id: str
+) -> None:
+    """The last produced offset and the committed offset per partition reach the backlogs, tagged
+    with the cluster (as ddtrace tags them)."""
     streams, capture = make_streams(f"lag-{client}")
     isolated(produce, client, bootstrap, topic, [(b"v", None)] * 30, data_streams=streams)
 
@@ -279,8 +307,9 @@ def test_produce_and_commit_offsets_feed_the_lag_backlogs(client: str, bootstrap
     isolated(consume_and_commit)
     streams.flush(final=True)
     backlogs = {tags: offset for bucket in capture.buckets for tags, offset in bucket.backlogs.items()}
-    assert 29 == backlogs[("partition:0", f"topic:{topic}", "type:kafka_produce")]
-    assert 30 == backlogs[("consumer_group:lag", "partition:0", f"topic:{topic}", "type:kafka_commit")]
+    cid = f"kafka_cluster_id:{cluster_id}"
+    assert 29 == backlogs[(cid, "partition:0", f"topic:{topic}", "type:kafka_produce")]
+    assert 30 == backlogs[("consumer_group:lag", cid, "partition:0", f"topic:{topic}", "type:kafka_commit")]
 
 
 def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> None:

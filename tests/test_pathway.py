@@ -1,23 +1,17 @@
-"""The pathway context: Datadog's test vectors, malformed input, merging, aggregation, the agent payload."""
+"""The pathway context: Datadog's test vectors, malformed input, merging, aggregation (the agent
+payload itself is checked by Datadog's test agent, in tests/interop)."""
 
 from __future__ import annotations
 
 import base64
-import gzip
-import http.server
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import msgpack
 import pytest
-from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchMessage
-from ddsketch.pb.proto import DDSketchProto
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kafkahooks.datastreams import (
-    DatadogAgentExporter,
     DataStreams,
     PathwayContext,
     Point,
@@ -212,65 +206,3 @@ def test_failing_exporter_is_counted_and_others_still_run() -> None:
     ds.flush()
     assert 1 == len(good.points)
     assert snapshot()["datastreams_export_errors"] == before + 1
-
-
-@pytest.fixture
-def agent() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]], list[int]]]:
-    """A local HTTP receiver standing in for the Datadog agent: (url, requests, status to answer)."""
-    received: list[tuple[dict[str, str], bytes]] = []
-    status = [200]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(status[0])
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received, status
-    server.shutdown()
-
-
-def test_agent_payload_is_gzip_msgpack_with_parsable_sketches(agent: Any) -> None:
-    """What the agent receives decodes as a pipeline_stats payload whose sketches parse with ddsketch."""
-    url, received, _ = agent
-    ds = DataStreams("svc-a", "prod", exporters=[DatadogAgentExporter(url, hostname="host-1")])
-    ctx = ds.checkpoint(OUT_ORDERS, weight=40, payload_bytes=100.0)
-    ds.backlog(("partition:0", "topic:orders", "type:kafka_produce"), 41)
-    ds.flush(final=True)
-    ((headers, body),) = received
-    assert ("application/msgpack", "gzip") == (headers["content-type"], headers["content-encoding"])
-    payload = msgpack.unpackb(gzip.decompress(body))
-    assert ("svc-a", "prod", "host-1", "python") == (
-        payload["Service"],
-        payload["Env"],
-        payload["Hostname"],
-        payload["Lang"],
-    )
-    (bucket,) = payload["Stats"]
-    (point,) = bucket["Stats"]
-    assert (list(OUT_ORDERS), ctx.hash, 0) == (point["EdgeTags"], point["Hash"], point["ParentHash"])
-    message = DDSketchMessage()
-    message.ParseFromString(point["PayloadSize"])
-    sketch = DDSketchProto.from_proto(message)
-    assert 40 == sketch.count
-    assert pytest.approx(1.015625) == message.mapping.gamma
-    assert [{"Tags": ["partition:0", "topic:orders", "type:kafka_produce"], "Value": 41}] == bucket["Backlogs"]
-
-
-def test_agent_404_stops_sending(agent: Any) -> None:
-    """An agent that answers 404 (too old) is not sent to again."""
-    url, received, status = agent
-    status[0] = 404
-    exporter = DatadogAgentExporter(url)
-    ds = DataStreams("svc", "prod", exporters=[exporter])
-    for _ in range(2):
-        ds.checkpoint(OUT_ORDERS)
-        ds.flush(final=True)
-    assert 1 == len(received)
-    assert exporter.disabled

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_CLUSTER_ID = 256
+"""Longer cluster ids (Kafka's are 22 characters) are ignored, not kept in every edge tag."""
+
 
 @dataclass
 class ClientIdentity:
@@ -17,3 +20,6 @@ class ClientIdentity:
     client_id: str | None = None
     group_id: str | None = None
     bootstrap_servers: str | None = None
+    cluster_id: str | None = None
+    """The cluster id the client's Metadata responses carry, as soon as the first one arrives
+    (before any Produce or Fetch); None until then or from brokers too old to send one."""

@@ -47,6 +47,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from kafkahooks import _clock
+from kafkahooks._identity import MAX_CLUSTER_ID, ClientIdentity
 from kafkahooks._wire._guard import internal_error
 from kafkahooks._wire._rejected import HeaderGate, refuses_headers, without_injected
 from kafkahooks._wire._tap import ConnectionTap
@@ -319,6 +320,31 @@ def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
     conns._kh_client = client
     client._conns = conns
     client.send = MethodType(_client_send, client)
+
+
+def watch_cluster_id(client: AIOKafkaClient, identity: ClientIdentity) -> None:
+    """Keep ``identity.cluster_id`` at the cluster id of every Metadata response this client
+    applies (aiokafka's own metadata object does not keep it; the bootstrap response included)."""
+    try:
+        cluster = client.cluster
+        if "_kh_watched" in cluster.__dict__:
+            return
+        ref = weakref.ref(cluster)  # not the bound method: no reference cycle through the cluster
+        update = type(cluster).update_metadata
+
+        def update_metadata(metadata: Any) -> Any:
+            try:
+                found = getattr(metadata, "cluster_id", None)
+                if found and isinstance(found, str) and len(found) <= MAX_CLUSTER_ID:
+                    identity.cluster_id = found
+            except Exception as exc:
+                internal_error("aiokafka.cluster_id", exc)
+            return update(ref(), metadata)
+
+        cluster.update_metadata = update_metadata
+        cluster._kh_watched = True
+    except Exception as exc:  # never the client's problem
+        internal_error("aiokafka.watch_cluster_id", exc)
 
 
 def client_id(client: AIOKafkaClient) -> str | None:

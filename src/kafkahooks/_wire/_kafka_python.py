@@ -23,6 +23,7 @@ Where the timings come from (all on the client's network thread):
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from types import MethodType
 from typing import Any
@@ -37,6 +38,7 @@ from kafka.protocol.parser import KafkaProtocol
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from kafkahooks import _clock
+from kafkahooks._identity import MAX_CLUSTER_ID, ClientIdentity
 from kafkahooks._log import get_logger
 from kafkahooks._wire._guard import internal_error
 from kafkahooks._wire._rejected import INJECTED_ATTR, HeaderGate, refuses_headers, without_injected
@@ -315,6 +317,39 @@ def client_factory(dispatch: HookDispatcher) -> Callable[..., Any]:
         return KafkaNetClient(net=net, manager=manager, **configs)
 
     return make_client
+
+
+def watch_cluster_id(client: Any, identity: ClientIdentity) -> None:
+    """Keep ``identity.cluster_id`` at the cluster id of the client's metadata: the one it
+    bootstrapped with (kafka-python fetches metadata during construction) and every update."""
+    try:
+        cluster = getattr(client, "_metadata", None) or getattr(getattr(client, "_client", None), "cluster", None)
+        if cluster is None or "_kh_watched" in getattr(cluster, "__dict__", {}):
+            return
+
+        def note(found: Any) -> None:
+            if found and isinstance(found, str) and len(found) <= MAX_CLUSTER_ID:
+                identity.cluster_id = found
+
+        note(getattr(cluster, "cluster_id", None))
+        # Through a weak reference: the cluster holding a function that holds the cluster would be
+        # a reference cycle, which kafka-python takes care to avoid.
+        ref = weakref.ref(cluster)
+        update = type(cluster).update_metadata
+
+        def update_metadata(*args: Any, **kwargs: Any) -> Any:
+            target = ref()
+            result = update(target, *args, **kwargs)
+            try:
+                note(getattr(target, "cluster_id", None))
+            except Exception as exc:
+                internal_error("kafka_python.cluster_id", exc)
+            return result
+
+        cluster.update_metadata = update_metadata
+        cluster._kh_watched = True
+    except Exception as exc:  # never the client's problem
+        internal_error("kafka_python.watch_cluster_id", exc)
 
 
 class HeadersRefused(kafka.errors.RetriableError):  # type: ignore[misc]

@@ -25,6 +25,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
+        wire.watch_cluster_id(self.client, self._kh.identity)
         self._kh.opened(self, wire.client_id(self.client))
 
     async def _kh_send(
@@ -100,6 +101,7 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
         dispatch = self._kh.dispatch
         if self._kh.installed:
             wire.hook_client(self._client, dispatch)
+        wire.watch_cluster_id(self._client, self._kh.identity)
         self._kh.opened(self, wire.client_id(self._client))
 
     async def start(self) -> None:

@@ -95,6 +95,13 @@ class DataStreamHooks:
         # (topic, current pathway) -> [edge tags, hash, parent hash, encoded hash + pathway start,
         #                              last ms, its header value, its pending checkpoint]
         self._produce: dict[tuple[str, PathwayContext | None], list[Any]] = {}
+        self._cluster_id: str | None = self.identity.cluster_id
+
+    def _new_cluster_id(self) -> None:
+        # Cached tags and hashes were made without it (Metadata normally arrives before any batch).
+        self._cluster_id = self.identity.cluster_id
+        self._produce.clear()
+        self._backlog_tags.clear()
 
     def wants(self) -> FusedNeeds:
         return FusedNeeds(
@@ -113,10 +120,12 @@ class DataStreamHooks:
         parent = current_pathway()
         now_ns = _clock.time_ns()
         now_ms = now_ns // 1_000_000
+        if self.identity.cluster_id is not self._cluster_id:  # the client learnt its cluster id
+            self._new_cluster_id()
         cached = self._produce.get((topic, parent))
         if cached is None:
             streams = self.streams
-            tags = streams.produce_tags(topic)
+            tags = streams.produce_tags(topic, self._cluster_id)
             parent_hash = parent.hash if parent else 0
             h = pathway_hash(streams.service, streams.env, tags, parent_hash)
             prefix = _U64.pack(h) + _varint(_zigzag(parent.pathway_start_ms)) if parent else b""
@@ -194,7 +203,7 @@ class DataStreamHooks:
         """The consume checkpoint of a batch whose records start going to the application."""
         parent = self._decode(info.headers) if info.headers else None
         streams = self.streams
-        tags = streams.consume_tags(topic, self.identity.group_id)
+        tags = streams.consume_tags(topic, self.identity.group_id, self.identity.cluster_id)
         ctx, edge_ms, pathway_ms = streams.compute(
             tags, parent, _clock.time_ns() // 1_000_000, None if parent else info.first_timestamp_ms
         )
@@ -222,17 +231,16 @@ class DataStreamHooks:
                 self._produce_acked(r)
             elif r.key == _OFFSET_COMMIT and r.acks and r.commits is not None:
                 group = r.commits[0]
+                cluster = self.streams.cluster(self.identity.cluster_id)
                 for topic, partition, code, offset in r.acks:
                     if code == 0:
-                        self.streams.backlog(
-                            (
-                                f"consumer_group:{group}",
-                                f"partition:{partition}",
-                                f"topic:{topic}",
-                                "type:kafka_commit",
-                            ),
-                            offset,
+                        tags = (
+                            f"consumer_group:{group}",
+                            f"partition:{partition}",
+                            f"topic:{topic}",
+                            "type:kafka_commit",
                         )
+                        self.streams.backlog(_with_cluster(tags, cluster), offset)
 
     def _produce_acked(self, r: Request) -> None:
         batches = r.batches
@@ -278,12 +286,16 @@ class DataStreamHooks:
                 if backlog is None:
                     if len(self._backlog_tags) >= _MAX_CACHED:
                         self._backlog_tags.clear()
-                    backlog = self._backlog_tags[(topic, partition)] = (
-                        f"partition:{partition}",
-                        f"topic:{topic}",
-                        "type:kafka_produce",
+                    backlog = self._backlog_tags[(topic, partition)] = _with_cluster(
+                        (f"partition:{partition}", f"topic:{topic}", "type:kafka_produce"),
+                        streams.cluster(self._cluster_id),
                     )
                 streams.backlog(backlog, base_offset + info.num_records - 1)
+
+
+def _with_cluster(tags: tuple[str, ...], cluster_id: str | None) -> tuple[str, ...]:
+    """Backlog tags with ``kafka_cluster_id`` when known, sorted (as ddtrace tags its backlogs)."""
+    return tuple(sorted((*tags, f"kafka_cluster_id:{cluster_id}"))) if cluster_id else tags
 
 
 class RecordHeaderDataStreamHooks(DataStreamHooks):

@@ -85,6 +85,10 @@ class Exporter(Protocol):
         """Closed buckets (an exporter may ignore them)."""
 
 
+DEFAULT_ENV = "none"
+"""The env without ``DD_ENV``, as Datadog's tracers hash it."""
+
+
 def _default_service() -> str:
     for var in ("DD_SERVICE", "OTEL_SERVICE_NAME"):
         value = os.environ.get(var, "").strip()
@@ -102,10 +106,12 @@ class DataStreams:
     """Data-stream monitoring for the clients it is given to (``data_streams=``).
 
     ``service`` and ``env`` default to ``$DD_SERVICE`` (else ``$OTEL_SERVICE_NAME``, else the
-    script's name) and ``$DD_ENV``. ``header_mode`` is ``"batch"`` (the pathway header on the
-    first record of each producer batch), ``"record"`` (on every record, for fleets with
-    per-record consumers) or ``"off"`` (no header: consumers start a new pathway at each
-    record batch, from its timestamp). ``exporters`` default to OpenTelemetry metrics; add
+    script's name) and ``$DD_ENV`` (else ``"none"``, as Datadog's tracers hash it). Edge tags
+    carry ``kafka_cluster_id`` as ddtrace's do: each client's own, from its Metadata responses;
+    ``cluster_id`` overrides it for every client (``""``: no cluster tag). ``header_mode`` is
+    ``"batch"`` (the pathway header on the first record of each producer batch), ``"record"`` (on
+    every record, for fleets with per-record consumers) or ``"off"`` (no header: consumers start
+    a new pathway at each record batch, from its timestamp). ``exporters`` default to OpenTelemetry metrics; add
     :class:`~kafkahooks.datastreams.DatadogAgentExporter` for Datadog's backend.
     """
 
@@ -123,7 +129,9 @@ class DataStreams:
         if header_mode not in ("batch", "record", "off"):
             raise ValueError(f"header_mode must be 'batch', 'record' or 'off', not {header_mode!r}")
         self.service = service or _default_service()
-        self.env = env if env is not None else os.environ.get("DD_ENV", "")
+        # Datadog's tracers hash env "none" when DD_ENV is unset: the same default keeps one node
+        # per service in a fleet that mixes them.
+        self.env = env if env is not None else (os.environ.get("DD_ENV", "").strip() or DEFAULT_ENV)
         self.header_mode: HeaderMode = header_mode
         self.cluster_id = cluster_id
         self.bucket_ns = bucket_ns
@@ -138,7 +146,7 @@ class DataStreams:
         self._backlog_lock = _fork.Lock()
         self._buckets: dict[int, StatsBucket] = {}
         self._process_lock = _fork.Lock()
-        self._tags: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
+        self._tags: dict[tuple[str, str | None, str, str | None], tuple[str, ...]] = {}
         worker().register(self)
 
     def __repr__(self) -> str:
@@ -151,29 +159,36 @@ class DataStreams:
 
     # -- edge tags --------------------------------------------------------------------------------
 
-    def produce_tags(self, topic: str) -> tuple[str, ...]:
-        """Sorted edge tags of a produce to ``topic``."""
-        key = ("out", None, topic)
+    def cluster(self, detected: str | None) -> str | None:
+        """The cluster id to tag with: the one given to this object (``""``: none) over the one a
+        client ``detected`` from its metadata."""
+        return self.cluster_id if self.cluster_id is not None else detected
+
+    def produce_tags(self, topic: str, cluster_id: str | None = None) -> tuple[str, ...]:
+        """Sorted edge tags of a produce to ``topic`` (on the cluster a client detected)."""
+        cluster_id = self.cluster(cluster_id)
+        key = ("out", None, topic, cluster_id)
         tags = self._tags.get(key)
         if tags is None:
             raw = ["direction:out", f"topic:{topic}", "type:kafka"]
-            if self.cluster_id:
-                raw.append(f"kafka_cluster_id:{self.cluster_id}")
+            if cluster_id:
+                raw.append(f"kafka_cluster_id:{cluster_id}")
             if len(self._tags) >= _MAX_TAG_SETS:
                 self._tags.clear()
             tags = self._tags[key] = tuple(sorted(raw))
         return tags
 
-    def consume_tags(self, topic: str, group: str | None) -> tuple[str, ...]:
-        """Sorted edge tags of a consume from ``topic`` by ``group``."""
-        key = ("in", group, topic)
+    def consume_tags(self, topic: str, group: str | None, cluster_id: str | None = None) -> tuple[str, ...]:
+        """Sorted edge tags of a consume from ``topic`` by ``group`` (on the cluster a client detected)."""
+        cluster_id = self.cluster(cluster_id)
+        key = ("in", group, topic, cluster_id)
         tags = self._tags.get(key)
         if tags is None:
             raw = ["direction:in", f"topic:{topic}", "type:kafka"]
             if group:
                 raw.append(f"group:{group}")
-            if self.cluster_id:
-                raw.append(f"kafka_cluster_id:{self.cluster_id}")
+            if cluster_id:
+                raw.append(f"kafka_cluster_id:{cluster_id}")
             if len(self._tags) >= _MAX_TAG_SETS:
                 self._tags.clear()
             tags = self._tags[key] = tuple(sorted(raw))

@@ -35,6 +35,7 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
+        wire.watch_cluster_id(self, self._kh.identity)
         self._kh.opened(self, self.config.get("client_id"))
 
     def _kh_send(
@@ -116,6 +117,7 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
                 wire.observe_handouts(self, dispatch.handouts)
             except Exception as exc:
                 internal_error("kafka_python.observe_handouts", exc)
+        wire.watch_cluster_id(self, self._kh.identity)
         self._kh.opened(self, self.config.get("client_id"))
 
     def close(self, *args: Any, **kwargs: Any) -> None:

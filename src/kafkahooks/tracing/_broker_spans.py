@@ -72,6 +72,7 @@ class BrokerSpans:
         takes the smallest capacity its plugins ask for)."""
         self._writer = span_writer(tracer_provider or trace.get_tracer_provider())
         self._base: dict[tuple[int, int, str | None], tuple[BrokerMeta, str, dict[str, Any]]] = {}
+        self._cluster_id: str | None = None
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def wants(self) -> FusedNeeds:
@@ -139,6 +140,9 @@ class BrokerSpans:
     def _base_of(self, meta: BrokerMeta, key: int, topic: str | None) -> tuple[BrokerMeta, str, dict[str, Any]]:
         """(meta, span name, attributes) per broker, key and topic; by the meta object's identity
         (each connection keeps one): hashing the dataclass would cost more than the lookup."""
+        if self.identity.cluster_id is not self._cluster_id:  # learnt after the first spans
+            self._cluster_id = self.identity.cluster_id
+            self._base.clear()
         found = self._base.get((id(meta), key, topic))
         if found is not None and found[0] is meta:
             return found
@@ -153,6 +157,8 @@ class BrokerSpans:
         }
         if self.identity.client_id:
             attrs[msg.MESSAGING_CLIENT_ID] = self.identity.client_id
+        if self._cluster_id:
+            attrs[msg.MESSAGING_KAFKA_CLUSTER_ID] = self._cluster_id
         if topic is not None:
             attrs[msg.MESSAGING_DESTINATION_NAME] = topic
         if not produce and self.identity.group_id:

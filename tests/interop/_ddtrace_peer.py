@@ -1,0 +1,62 @@
+"""A service instrumented by ddtrace itself, with data streams on: produces or consumes with
+aiokafka, then flushes ddtrace's data-stream stats to the agent in DD_TRACE_AGENT_URL.
+
+Run as ``python _ddtrace_peer.py produce|consume BOOTSTRAP TOPIC COUNT [GROUP]`` in a process of
+its own (ddtrace patches aiokafka for the whole process); prints one JSON line of what it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from ddtrace import patch
+
+patch(aiokafka=True)
+
+import aiokafka  # noqa: E402  (patched above)
+from ddtrace.internal.datastreams import data_streams_processor  # noqa: E402
+
+
+async def produce(bootstrap: str, topic: str, count: int) -> list[dict[str, str]]:
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        for i in range(count):
+            await producer.send_and_wait(topic, f"dd-{i}".encode())
+    finally:
+        await producer.stop()
+    return []
+
+
+async def consume(bootstrap: str, topic: str, count: int, group: str) -> list[dict[str, str]]:
+    consumer = aiokafka.AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    seen: list[dict[str, str]] = []
+    try:
+        while len(seen) < count:
+            record = await asyncio.wait_for(consumer.getone(), 30)
+            seen.append({k: v.decode(errors="replace") for k, v in record.headers})
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def main() -> None:
+    role, bootstrap, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    if role == "produce":
+        seen = asyncio.run(produce(bootstrap, topic, count))
+    else:
+        seen = asyncio.run(consume(bootstrap, topic, count, sys.argv[5]))
+    processor = data_streams_processor()
+    if processor is None:
+        raise SystemExit("ddtrace's data streams are off (DD_DATA_STREAMS_ENABLED)")
+    processor.periodic()  # send every bucket, the open one included, to the agent now
+    print(json.dumps({"headers": seen}))
+
+
+if __name__ == "__main__":
+    main()
