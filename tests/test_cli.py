@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from kafkahooks.cli import main
 from kafkahooks.datastreams import DataStreams, JsonLinesExporter
 from kafkahooks.datastreams._map import StreamMap
 
+SERVICES = ("checkout", "enricher", "ledger")
+ORDERS, ENRICHED = "orders", "enriched"
 PIPELINE_EDGES = {
     ("service:checkout", "topic:orders", None),
     ("topic:orders", "service:enricher", "enricher"),
@@ -22,24 +25,44 @@ PIPELINE_EDGES = {
 }
 
 
-def write_dump(path: Path) -> None:
-    """Checkpoints of a three-service pipeline, made with the real DataStreams API."""
+def write_dump(path: Path, per_service: bool = False, names: tuple[str, str, str] = SERVICES) -> list[Path]:
+    """Checkpoints of a three-service pipeline (100-byte payloads, 1 000 messages per edge), made
+    with the real DataStreams API: into one dump, or one per service (``path`` is then a
+    directory); the enricher's group is 7 and 3 records behind on its two partitions."""
     t0 = 1_700_000_000_000
+    paths = [path / f"{name}.jsonl" for name in names] if per_service else [path] * 3
     checkout, enricher, ledger = (
-        DataStreams(name, "test", exporters=[JsonLinesExporter(path)]) for name in ("checkout", "enricher", "ledger")
+        DataStreams(name, "test", exporters=[JsonLinesExporter(out)]) for name, out in zip(names, paths, strict=True)
     )
+    orders, enriched = ORDERS, ENRICHED
     for batch in range(20):
         start = t0 + batch * 100
-        out = checkout.checkpoint(["direction:out", "topic:orders", "type:kafka"], None, weight=50, now_ms=start)
+        out = checkout.checkpoint(
+            ["direction:out", f"topic:{orders}", "type:kafka"], None, weight=50, payload_bytes=100.0, now_ms=start
+        )
         got = enricher.checkpoint(
-            ["direction:in", "group:enricher", "topic:orders", "type:kafka"], out, weight=50, now_ms=start + 20
+            ["direction:in", f"group:{names[1]}", f"topic:{orders}", "type:kafka"],
+            out,
+            weight=50,
+            payload_bytes=100.0,
+            now_ms=start + 20,
         )
-        fwd = enricher.checkpoint(["direction:out", "topic:enriched", "type:kafka"], got, weight=50, now_ms=start + 25)
+        fwd = enricher.checkpoint(
+            ["direction:out", f"topic:{enriched}", "type:kafka"], got, weight=50, payload_bytes=100.0, now_ms=start + 25
+        )
         ledger.checkpoint(
-            ["direction:in", "group:ledger", "topic:enriched", "type:kafka"], fwd, weight=50, now_ms=start + 40
+            ["direction:in", f"group:{names[2]}", f"topic:{enriched}", "type:kafka"],
+            fwd,
+            weight=50,
+            payload_bytes=100.0,
+            now_ms=start + 40,
         )
+    for partition, (records, seconds) in enumerate(((7, 1.5), (3, 0.5))):
+        tags = (f"consumer_group:{names[1]}", f"partition:{partition}", f"topic:{orders}", "type:kafka_lag")
+        enricher.lag(tags, records, seconds)
     for streams in (checkout, enricher, ledger):
         streams.flush(final=True)
+    return sorted(set(paths))
 
 
 def test_map_renders_nodes_edges_and_latencies(tmp_path: Path) -> None:
@@ -58,6 +81,61 @@ def test_map_renders_nodes_edges_and_latencies(tmp_path: Path) -> None:
     assert all(name in page for name in ("checkout", "enricher", "ledger", "[orders]", "[enriched]"))
     assert (tmp_path / "out" / "map.png").stat().st_size > 10_000
     assert "enricher" in result.output
+
+
+def test_map_merges_one_dump_per_service_with_throughput_and_lag(tmp_path: Path) -> None:
+    """Three dumps, one per service, make the same map as one dump: every edge, its throughput
+    over the window (1 000 messages of 100 bytes in one 10-second bucket), and the enricher's lag
+    summed over its partitions (7 + 3 records, the larger time lag)."""
+    dumps = write_dump(tmp_path, per_service=True)
+    assert 3 == len(dumps)
+    result = CliRunner().invoke(main, ["map", *map(str, dumps), "--output", str(tmp_path / "out")])
+    assert 0 == result.exit_code, result.output
+    merged = StreamMap.from_files(dumps)
+    assert PIPELINE_EDGES == set(merged.edges)
+    assert {"checkout", "enricher", "ledger"} == merged.services
+    assert 10.0 == merged.window_s
+    edge = merged.edges[("topic:orders", "service:enricher", "enricher")]
+    assert (100.0, 10_000.0) == (merged.rate(edge.messages), merged.rate(edge.payload_bytes))
+    assert (10, 1.5) == (edge.lag_records, edge.lag_seconds)
+    assert None is merged.edges[("topic:enriched", "service:ledger", "ledger")].lag_records
+    assert "lag 10 records · 1.5 s" in merged.edge_lines(edge)
+    page = (tmp_path / "out" / "map.html").read_text()
+    assert "100 msg/s" in page
+    assert "Fan-in" in page
+
+
+def text_box(element: ET.Element) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) a text element takes, from its font size and length (generous)."""
+    size = float(element.get("font-size", "12"))
+    width = len(element.text or "") * size * 0.62
+    x, y = float(element.get("x", "0")), float(element.get("y", "0"))
+    left = {"middle": x - width / 2, "end": x - width}.get(element.get("text-anchor", ""), x)
+    return left, y - size, left + width, y + size * 0.25
+
+
+@pytest.mark.parametrize("names", [SERVICES, ("checkout-service-of-the-payments-team-eu-west", "e", "l")])
+def test_the_map_drawing_keeps_every_label_inside(names: tuple[str, str, str], tmp_path: Path) -> None:
+    """No text leaves the drawing, and every node's text stays inside its box, even with long
+    service names (the layout sizes boxes and columns to their labels)."""
+    stream_map = StreamMap.from_files(write_dump(tmp_path, per_service=True, names=names))
+    svg = ET.fromstring(stream_map.render_svg())
+    width, height = float(svg.get("width", "0")), float(svg.get("height", "0"))
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = {r.get("data-node"): r for r in svg.iter(f"{ns}rect")}
+    texts = list(svg.iter(f"{ns}text"))
+    assert len(texts) >= 3 * len(stream_map.edges)
+    for text in texts:
+        left, top, right, bottom = text_box(text)
+        assert 0 <= left <= right <= width, (text.text, width)
+        assert 0 <= top <= bottom <= height, (text.text, height)
+        node = text.get("data-node")
+        if node is not None:
+            rect = boxes[node]
+            x, y = float(rect.get("x", "0")), float(rect.get("y", "0"))
+            w, h = float(rect.get("width", "0")), float(rect.get("height", "0"))
+            assert x <= left <= right <= x + w, (text.text, node)
+            assert y <= top <= bottom <= y + h, (text.text, node)
 
 
 def test_map_refuses_a_dump_without_checkpoints(tmp_path: Path) -> None:
@@ -91,11 +169,13 @@ def test_demo_runs_the_pipeline_and_draws_its_map(tmp_path: Path, bootstrap: str
 
 
 def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
-    """One tiny round of kafkahooks bench produces a JSON with every mode and a plot."""
+    """One tiny round of kafkahooks bench, every mode asked for (the mixed-fleet ones are not in a
+    default run), produces a JSON with every mode and a plot."""
     result = CliRunner().invoke(
         main,
         [
             "bench",
+            *(arg for mode in MODES for arg in ("--mode", mode)),
             "--bootstrap",
             bootstrap,
             "--client",

@@ -173,3 +173,10 @@ def test_e2e_duration_is_write_plus_read() -> None:
     e2e = BrokerE2E(1, 2, write_wait_ns=100, time_to_write_ns=2, read_wait_ns=3, time_to_read_ns=4)
     assert 9 == e2e.duration_e2e_ns
     assert e2e.err is None
+
+
+def test_recording_hook_implements_every_hook() -> None:
+    """RecordingHook says it records every hook: it has every method the dispatcher knows."""
+    from kafkahooks.hooks import HOOK_METHODS
+
+    assert [m for m in HOOK_METHODS if not callable(getattr(RecordingHook, m, None))] == []

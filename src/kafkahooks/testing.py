@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,20 @@ class RecordingHook:
 
     def on_fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
         self._add("fetch_record_unbuffered", record=record, polled=polled)
+
+    def inject_batch_headers(self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]) -> None:
+        """Records the call and adds nothing."""
+        self._add("inject_batch_headers", topic=topic, partition=partition, headers=list(headers))
+
+    def inject_record_headers(self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]) -> None:
+        """Records the call and adds nothing."""
+        self._add("inject_record_headers", topic=topic, partition=partition, headers=list(headers))
+
+    def on_records_polled(self, topic: str, partition: int, records: Sequence[Any]) -> None:
+        self._add("records_polled", topic=topic, partition=partition, records=list(records))
+
+    def on_offsets_committed(self, group: str, topic: str, partition: int, offset: int) -> None:
+        self._add("offsets_committed", group=group, topic=topic, partition=partition, offset=offset)
 
 
 __all__ = ["HookEvent", "RecordingHook"]

@@ -128,10 +128,27 @@ def check_internals() -> list[str]:
     unpack = inspect.getsource(fetcher.PartitionRecords._unpack_records)
     if "records.has_next()" not in unpack or "records.next_batch()" not in unpack:
         missing.append("aiokafka.consumer.fetcher.PartitionRecords._unpack_records (has_next/next_batch)")
+    from aiokafka.protocol import fetch
+
+    for name in dir(fetch):
+        if name.startswith("FetchResponse_v"):
+            partition_fields = _partition_fields(getattr(fetch, name))
+            if partition_fields[:3] != ("partition", "error_code", "highwater_offset"):
+                missing.append(f"aiokafka.protocol.fetch.{name} partitions (partition, error_code, highwater_offset)")
+    cluster_source = inspect.getsource(aiokafka.cluster.ClusterMetadata)
+    if "def update_metadata(self, metadata" not in cluster_source:
+        missing.append("aiokafka.cluster.ClusterMetadata.update_metadata(metadata)")
     for cls, names in attributes.items():
         source = inspect.getsource(cls)
         missing += [f"{cls.__module__}.{cls.__qualname__}.{n}" for n in names if f"self.{n}" not in source]
     return missing
+
+
+def _partition_fields(response: Any) -> tuple[str, ...]:
+    """The field names of a Fetch response's per-partition entries (for :func:`check_internals`)."""
+    topics = dict(zip(response.SCHEMA.names, response.SCHEMA.fields, strict=True))["topics"]
+    partitions = dict(zip(topics.array_of.names, topics.array_of.fields, strict=True))["partitions"]
+    return tuple(partitions.array_of.names)
 
 
 # Everything below hooks *instances*, through instance attributes, never by assigning
@@ -228,8 +245,8 @@ def _conn_handle_frame(self: Any, resp: bytes) -> None:
                 tap.commit_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
             elif req.key == _FETCH and tap.want_fetch_batches:
                 for topic, partitions in response.topics:
-                    for p in partitions:
-                        tap.fetched(req, topic, p[0], p[-1])
+                    for p in partitions:  # (partition, error code, high watermark, ..., records)
+                        tap.fetched(req, topic, p[0], p[-1], p[2], p[1])
             throttle_ms = getattr(response, "throttle_time_ms", 0) or 0
         tap.decoded(req, throttle_ms)
     except Exception as exc:
@@ -398,6 +415,9 @@ def _inject_on_first_append(
         del builder.append
         extra = None
         try:
+            if dispatch.has_record_header_injectors:
+                headers = _with_record_headers(dispatch, tp, headers)
+                _inject_on_every_append(builder, tp, dispatch)  # the batch's later records
             extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
             if extra:
                 headers = [*(headers or ()), *extra]
@@ -411,6 +431,27 @@ def _inject_on_first_append(
         return metadata
 
     builder.append = first_append
+
+
+def _with_record_headers(dispatch: HookDispatcher, tp: Any, headers: Any) -> Any:
+    extra = dispatch.inject_record_headers(tp.topic, tp.partition, headers or ())
+    return [*(headers or ()), *extra] if extra else headers
+
+
+def _inject_on_every_append(builder: Any, tp: Any, dispatch: HookDispatcher) -> None:
+    """Per-record headers (``inject_record_headers``) on every record appended to ``builder``: one
+    call per record, no record object, no coroutine (the builder is referenced weakly, as above)."""
+    class_append = type(builder).append
+    builder_ref = weakref.ref(builder)
+
+    def every_append(*, timestamp: Any, key: Any, value: Any, headers: Any = None) -> Any:
+        try:
+            headers = _with_record_headers(dispatch, tp, headers)
+        except Exception as exc:
+            internal_error("aiokafka.record_headers", exc)
+        return class_append(builder_ref(), timestamp=timestamp, key=key, value=value, headers=headers)
+
+    builder.append = every_append
 
 
 def _watch_refusal(batch: Any, injected: tuple[str, ...], gate: HeaderGate, accumulator: Any) -> None:

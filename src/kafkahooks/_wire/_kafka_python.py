@@ -233,7 +233,7 @@ def _maybe_throttle(self: Any, response: Any) -> None:
             elif req.key == _FETCH and tap.want_fetch_batches:
                 for t in response.responses:
                     for p in t.partitions:
-                        tap.fetched(req, t.topic, p.partition_index, p.records)
+                        tap.fetched(req, t.topic, p.partition_index, p.records, p.high_watermark, p.error_code)
             tap.decoded(req, getattr(response, "throttle_time_ms", 0) or 0)
     except Exception as exc:
         internal_error("kafka_python.decoded", exc)
@@ -357,7 +357,8 @@ class HeadersRefused(kafka.errors.RetriableError):  # type: ignore[misc]
 
 
 def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
-    """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
+    """Let ``dispatch``'s injectors add headers to the first record of each new producer batch
+    (and its record injectors to every record, before that).
 
     kafka-python builds a batch and appends its first record inside one ``RecordAccumulator.append``
     call, so this producer's accumulator gets a per-instance ``append`` that first tries the open
@@ -375,6 +376,8 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
         return
     original = accumulator.append
     gate = HeaderGate()
+    record_headers = dispatch.has_record_header_injectors
+    batch_headers = dispatch.has_batch_header_injectors
 
     def append(
         tp: Any,
@@ -385,6 +388,15 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
         now: Any = None,
         abort_on_new_batch: bool = False,
     ) -> Any:
+        if record_headers and gate.open:
+            try:
+                extra = dispatch.inject_record_headers(tp.topic, tp.partition, headers or ())
+                if extra:
+                    headers = [*(headers or ()), *extra]
+            except Exception as exc:
+                internal_error("kafka_python.record_headers", exc)
+        if not batch_headers:
+            return original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=abort_on_new_batch)
         result = original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=True)
         if not result[3] or abort_on_new_batch:
             return result

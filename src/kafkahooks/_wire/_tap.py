@@ -63,8 +63,12 @@ class ConnectionTap:
         self.user_produce_batches = dispatch.has_produce_batch_hooks
         self.user_fetch_batches = dispatch.has_fetch_batch_hooks
         self.want_produce_batches = self.user_produce_batches or (log is not None and log.produce_batches)
-        self.log_fetch_batches = log is not None and log.fetch_batches
-        self.want_fetch_batches = self.user_fetch_batches or self.log_fetch_batches or self.handouts is not None
+        # Lag needs the batches too (the offset after the last one fetched per partition).
+        self.log_fetch_batches = log is not None and (log.fetch_batches or log.watermarks)
+        self.log_watermarks = log is not None and log.watermarks
+        self.want_fetch_batches = (
+            self.user_fetch_batches or self.log_fetch_batches or self.handouts is not None or self.log_watermarks
+        )
         self.header_keys = dispatch.batch_header_keys
         self.want_commits = dispatch.has_commit_hooks or (log is not None and log.commits)
         # Produced batches' first-record headers are read by the export worker, from a short copy,
@@ -265,8 +269,21 @@ class ConnectionTap:
                             self.meta, topic, partition, _produce_metrics(info, base_offset)
                         )
 
-    def fetched(self, req: Request, topic: str, partition: int, records: bytes | memoryview | None) -> None:
-        """One partition's records from a decoded Fetch response."""
+    def fetched(
+        self,
+        req: Request,
+        topic: str,
+        partition: int,
+        records: bytes | memoryview | None,
+        high_watermark: int = -1,
+        error_code: int = 0,
+    ) -> None:
+        """One partition's records (and high watermark) from a decoded Fetch response."""
+        if self.log_watermarks and error_code == 0 and high_watermark >= 0:
+            marks = req.watermarks
+            if marks is None:
+                marks = req.watermarks = []
+            marks.append((topic, partition, high_watermark))
         infos = _batches.walk(records, self.decompress, self.header_keys, self.first_headers)
         if not infos:
             return

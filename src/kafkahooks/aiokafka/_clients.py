@@ -20,7 +20,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         super().__init__(**kwargs)
         if self._kh.installed:
             wire.hook_client(self.client, self._kh.dispatch)
-        if self._kh.dispatch.has_batch_header_injectors:
+        if self._kh.dispatch.has_batch_header_injectors or self._kh.dispatch.has_record_header_injectors:
             wire.install_batch_headers(self, self._kh.dispatch)
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
@@ -44,7 +44,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         future = await super().send(
             topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
         )
-        if record is not None:
+        if record is not None and dispatch.has_produce_unbuffered_hooks:
             rec = record
 
             def done(fut: Any) -> None:

@@ -55,6 +55,8 @@ class Telemetry:
     off: Callable[[], None] | None = None
     flushes: bool = True
     """Whether the mode's chunks end with its telemetry flushed (not with an exporter that hangs)."""
+    record_headers: list[tuple[str, bytes]] | None = None
+    """Headers the mode's producer sends with every record (the application's own, as it were)."""
 
     def activate(self) -> None:
         if self.on is not None:
@@ -105,6 +107,8 @@ class Mode:
     the bare client's speed, and their ratios need no 1% resolution."""
     needs: dict[str, str] = field(default_factory=dict)
     """Modules the mode needs per client (a peer's instrumentation), when they are optional."""
+    default: bool = True
+    """Whether a run without ``--mode`` includes it (the mixed-fleet variants are asked for)."""
 
 
 def missing(mode: Mode, clients: tuple[str, ...]) -> list[str]:
@@ -179,6 +183,31 @@ def _dsm(client: str) -> Telemetry:
     return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "data_streams": streams}, providers=[meter])
 
 
+def _dsm_record(client: str) -> Telemetry:
+    from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
+
+    meter = _meter_provider()
+    streams = DataStreams("bench", "bench", exporters=[OtelMetricsExporter(meter)], header_mode="record")
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "data_streams": streams}, providers=[meter])
+
+
+def _hooks_record(client: str) -> Telemetry:
+    from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
+
+    tracer, meter = _tracer_provider(), _meter_provider()
+    streams = DataStreams("bench", "bench", exporters=[OtelMetricsExporter(meter)], header_mode="record")
+    return Telemetry(
+        wrapped=True,
+        client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter, "data_streams": streams},
+        providers=[tracer, meter],
+    )
+
+
+def _header(client: str) -> Telemetry:
+    # What a pathway header on every record costs the client itself: the same bytes, no kafkahooks.
+    return Telemetry(wrapped=False, record_headers=[("dd-pathway-ctx-base64", b"A" * 28)])
+
+
 def _records(client: str) -> Telemetry:
     tracer = _tracer_provider()
     return Telemetry(wrapped=True, client_kwargs={"tracing": "records", "tracer_provider": tracer}, providers=[tracer])
@@ -218,9 +247,25 @@ MODES: dict[str, Mode] = {
         Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
         Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
         Mode("dsm", "data streams only (per-batch checkpoints)", _dsm),
+        Mode(
+            "dsm-record",
+            'data streams only, header_mode="record" (a header on every record)',
+            _dsm_record,
+            default=False,
+        ),
+        Mode("header", "the bare client sending a 28-byte pathway header on every record", _header, default=False),
+        Mode(
+            "hooks-record",
+            'tracing="hooks" with header_mode="record" (for per-record consumers downstream)',
+            _hooks_record,
+            default=False,
+        ),
         Mode("records", 'tracing="records": kafkahooks per-record spans', _records, 0.2),
         Mode("otel", "OpenTelemetry's per-record instrumentation, 100% sampled", _otel(1.0), 0.2, _PEERS),
         Mode("otel-1pct", "OpenTelemetry's per-record instrumentation, 1% sampled", _otel(0.01), 0.2, _PEERS),
     )
 }
 """Every mode, in the order rounds run them."""
+
+DEFAULT_MODES = tuple(name for name, mode in MODES.items() if mode.default)
+"""What a run without ``--mode`` measures."""

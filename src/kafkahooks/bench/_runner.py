@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kafkahooks._version import __version__
-from kafkahooks.bench._modes import MODES
+from kafkahooks.bench._modes import DEFAULT_MODES, MODES
 
 CLIENTS = ("aiokafka", "kafka-python")
 WORKLOADS = ("produce", "consume-batch", "consume-record")
@@ -49,7 +49,7 @@ class BenchConfig:
 
     clients: tuple[str, ...] = CLIENTS
     workloads: tuple[str, ...] = WORKLOADS
-    modes: tuple[str, ...] = tuple(MODES)
+    modes: tuple[str, ...] = DEFAULT_MODES
     rounds: int = 5
     messages: int = 0
     chunk: int = 0

@@ -159,10 +159,16 @@ def _kafka_python(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]:
                 bare_threads |= {t.ident for t in threading.enumerate() if t.ident is not None} - before
             closers.append(producer.close)
 
-            def produce(producer: Any = producer) -> int:
+            headers = telemetry.record_headers if side == "mode" else None
+
+            def produce(producer: Any = producer, headers: Any = headers) -> int:
                 send = producer.send
-                for _ in range(chunk):
-                    send(topic, value)
+                if headers:
+                    for _ in range(chunk):
+                        send(topic, value, headers=headers)
+                else:
+                    for _ in range(chunk):
+                        send(topic, value)
                 producer.flush()
                 return chunk
 
@@ -244,10 +250,16 @@ async def _aiokafka(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]
             clients.append(producer)
             await producer.send_and_wait(topic, value)
 
-            async def produce(producer: Any = producer) -> int:
+            headers = telemetry.record_headers if side == "mode" else None
+
+            async def produce(producer: Any = producer, headers: Any = headers) -> int:
                 send = producer.send
-                for _ in range(chunk):
-                    await send(topic, value)
+                if headers:
+                    for _ in range(chunk):
+                        await send(topic, value, headers=headers)
+                else:
+                    for _ in range(chunk):
+                        await send(topic, value)
                 await producer.flush()
                 return chunk
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kafkahooks._version import __version__
-from kafkahooks.bench._modes import MODES
+from kafkahooks.bench._modes import DEFAULT_MODES, MODES
 
 
 def _require_broker(bootstrap: str | None) -> None:
@@ -45,7 +45,7 @@ def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
 
 
 @main.command(name="map")
-@click.argument("dump", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dumps", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--output",
     type=click.Path(file_okay=False),
@@ -53,18 +53,19 @@ def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
     show_default=True,
     help="Directory for map.html and map.png.",
 )
-def map_command(dump: str, output: str) -> None:
-    """Render the data-stream map from a JSON-lines checkpoint dump (JsonLinesExporter, or the demo's)."""
+def map_command(dumps: tuple[str, ...], output: str) -> None:
+    """Render the data-stream map from JSON-lines checkpoint dumps (JsonLinesExporter's, or the
+    demo's): one or several (one per service, say), merged into one map."""
     from pathlib import Path
 
     from rich.console import Console
 
     from kafkahooks.datastreams._map import StreamMap
 
-    stream_map = StreamMap.from_file(dump)
-    console = Console(width=None if Console().is_terminal else 130)
+    stream_map = StreamMap.from_files(dumps)
+    console = Console(width=None if Console().is_terminal else 160)
     if not stream_map.edges:
-        raise click.ClickException(f"{dump} holds no data-stream checkpoints")
+        raise click.ClickException(f"{', '.join(dumps)}: no data-stream checkpoints")
     console.print(stream_map.render_terminal())
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def map_command(dump: str, output: str) -> None:
     "modes",
     multiple=True,
     type=click.Choice(list(MODES)),
-    help="Mode(s) to compare with bare (default: all): "
+    help="Mode(s) to compare with bare (default: all but dsm-record, header and hooks-record): "
     + "; ".join(f"{name}: {mode.description}" for name, mode in MODES.items())
     + ".",
 )
@@ -145,7 +146,7 @@ def bench(
     from kafkahooks.bench._modes import missing
 
     _require_broker(bootstrap)
-    chosen = list(modes or MODES)
+    chosen = list(modes or DEFAULT_MODES)
     for name in list(chosen):
         lacking = missing(MODES[name], clients or ("aiokafka", "kafka-python"))
         if lacking:

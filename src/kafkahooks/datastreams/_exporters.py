@@ -238,7 +238,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> in
 
 
 class JsonLinesExporter:
-    """Closed buckets as JSON lines (one per pathway group per bucket), for ``kafkahooks map``."""
+    """Closed buckets as JSON lines, for ``kafkahooks map``: per bucket, one ``"kind": "pathway"``
+    line per pathway group (counts, quantiles, serialized sketches, payload bytes), one
+    ``"backlog"`` line per produce or commit offset and one ``"lag"`` line per consumer partition
+    (records behind the high watermark and seconds)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -250,13 +253,19 @@ class JsonLinesExporter:
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         lines = []
         for bucket in buckets:
+            where = {"service": service, "env": env, "start_ns": bucket.start_ns, "duration_ns": bucket.duration_ns}
+            for tags, offset in bucket.backlogs.items():
+                lines.append(json.dumps({"kind": "backlog", **where, "tags": list(tags), "offset": offset}))
+            for tags, (records, seconds) in bucket.lags.items():
+                lines.append(
+                    json.dumps({"kind": "lag", **where, "tags": list(tags), "records": records, "seconds": seconds})
+                )
             for group in bucket.groups.values():
                 lines.append(
                     json.dumps(
                         {
-                            "service": service,
-                            "env": env,
-                            "start_ns": bucket.start_ns,
+                            "kind": "pathway",
+                            **where,
                             "edge_tags": list(group.edge_tags),
                             "hash": hash_hex(group.hash),
                             "parent_hash": hash_hex(group.parent_hash),
@@ -264,6 +273,7 @@ class JsonLinesExporter:
                             "edge_latency_s": _quantiles(group.edge_latency),
                             "pathway_latency_s": _quantiles(group.pathway_latency),
                             "payload_bytes": _quantiles(group.payload_size),
+                            "payload_bytes_total": float(group.payload_size.sum),
                             "edge_latency_sketch": base64.b64encode(_sketch_bytes(group.edge_latency)).decode(),
                             "pathway_latency_sketch": base64.b64encode(_sketch_bytes(group.pathway_latency)).decode(),
                         }

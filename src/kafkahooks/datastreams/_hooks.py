@@ -44,15 +44,19 @@ from kafkahooks.datastreams._pathway import (
     pathway_hash,
 )
 from kafkahooks.datastreams._streams import DataStreams
-from kafkahooks.hooks import ApiKey, KeyFilter, ProduceRecord
+from kafkahooks.hooks import ApiKey, KeyFilter
 from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request
+from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request, fetch_lags
 
 _MAX_PENDING = 4096
 _MAX_CACHED = 4096
 _PRODUCE = int(ApiKey.PRODUCE)
 _OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
-_KEYS = KeyFilter.of(writes=(ApiKey.PRODUCE, ApiKey.OFFSET_COMMIT), reads=(ApiKey.PRODUCE, ApiKey.OFFSET_COMMIT))
+_FETCH = int(ApiKey.FETCH)
+_KEYS = KeyFilter.of(
+    writes=(ApiKey.PRODUCE, ApiKey.OFFSET_COMMIT, ApiKey.FETCH),
+    reads=(ApiKey.PRODUCE, ApiKey.OFFSET_COMMIT, ApiKey.FETCH),
+)
 
 # A produce checkpoint between the batch opening and its acknowledgement:
 # (edge tags, outgoing context, parent hash, edge ms, pathway ms, at ns)
@@ -96,12 +100,14 @@ class DataStreamHooks:
         #                              last ms, its header value, its pending checkpoint]
         self._produce: dict[tuple[str, PathwayContext | None], list[Any]] = {}
         self._cluster_id: str | None = self.identity.cluster_id
+        self._lag_tags: dict[tuple[str, int], tuple[str, ...]] = {}
 
     def _new_cluster_id(self) -> None:
         # Cached tags and hashes were made without it (Metadata normally arrives before any batch).
         self._cluster_id = self.identity.cluster_id
         self._produce.clear()
         self._backlog_tags.clear()
+        self._lag_tags.clear()
 
     def wants(self) -> FusedNeeds:
         return FusedNeeds(
@@ -110,6 +116,7 @@ class DataStreamHooks:
             header_keys=frozenset({HEADER, LEGACY_HEADER}),
             commits=True,
             handouts=True,
+            watermarks=True,
         )
 
     # -- producer: the application's thread or task -----------------------------------------------
@@ -226,8 +233,14 @@ class DataStreamHooks:
             )
 
     def on_requests(self, requests: list[Request]) -> None:
+        now_ms = -1
         for r in requests:
-            if r.key == _PRODUCE:
+            if r.key == _FETCH:
+                if r.watermarks:
+                    if now_ms < 0:
+                        now_ms = _clock.time_ns() // 1_000_000
+                    self._lagged(r, now_ms)
+            elif r.key == _PRODUCE:
                 self._produce_acked(r)
             elif r.key == _OFFSET_COMMIT and r.acks and r.commits is not None:
                 group = r.commits[0]
@@ -241,6 +254,22 @@ class DataStreamHooks:
                             "type:kafka_commit",
                         )
                         self.streams.backlog(_with_cluster(tags, cluster), offset)
+
+    def _lagged(self, r: Request, now_ms: int) -> None:
+        """Consumer lag per partition from a Fetch response's high watermarks (no extra request)."""
+        streams = self.streams
+        group = self.identity.group_id
+        cluster = streams.cluster(self.identity.cluster_id)
+        for topic, partition, records, seconds in fetch_lags(r, now_ms):
+            tags = self._lag_tags.get((topic, partition))
+            if tags is None:
+                if len(self._lag_tags) >= _MAX_CACHED:
+                    self._lag_tags.clear()
+                base: tuple[str, ...] = (f"partition:{partition}", f"topic:{topic}", "type:kafka_lag")
+                if group:
+                    base = (f"consumer_group:{group}", *base)
+                tags = self._lag_tags[(topic, partition)] = _with_cluster(base, cluster)
+            streams.lag(tags, records, seconds)
 
     def _produce_acked(self, r: Request) -> None:
         batches = r.batches
@@ -299,27 +328,28 @@ def _with_cluster(tags: tuple[str, ...], cluster_id: str | None) -> tuple[str, .
 
 
 class RecordHeaderDataStreamHooks(DataStreamHooks):
-    """``header_mode="record"``: the pathway header on every record (cached per topic, parent and ms)."""
+    """``header_mode="record"``: the pathway header on every record, as each is appended to its
+    batch (the value cached per topic, current pathway and millisecond)."""
 
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:
         super().__init__(streams, identity)
-        self._last: dict[str, tuple[PathwayContext | None, int, bytes]] = {}
+        self._last: dict[str, tuple[PathwayContext | None, int, list[tuple[str, bytes]]]] = {}
 
-    def on_produce_record_buffered(self, record: ProduceRecord) -> None:
-        if _has_pathway(record.headers):
-            return
+    def inject_record_headers(self, topic: str, partition: int, headers: Any) -> list[tuple[str, bytes]] | None:
+        if headers and _has_pathway(headers):
+            return None  # the application's own pathway header wins
         parent = current_pathway()
         now_ms = _clock.time_ns() // 1_000_000
-        cached = self._last.get(record.topic)
-        if cached is not None and cached[0] == parent and cached[1] == now_ms:
-            value = cached[2]
-        else:
-            value, pending = self._produce_checkpoint(record.topic)
-            self._remember(value, pending)
-            if len(self._last) >= _MAX_CACHED:
-                self._last.clear()
-            self._last[record.topic] = (parent, now_ms, value)
-        record.headers.append((HEADER, value))
+        cached = self._last.get(topic)
+        if cached is not None and cached[1] == now_ms and cached[0] == parent:
+            return cached[2]
+        value, pending = self._produce_checkpoint(topic)
+        self._remember(value, pending)
+        if len(self._last) >= _MAX_CACHED:
+            self._last.clear()
+        header = [(HEADER, value)]
+        self._last[topic] = (parent, now_ms, header)
+        return header
 
 
 def data_stream_hooks(streams: DataStreams, identity: ClientIdentity | None = None) -> DataStreamHooks:

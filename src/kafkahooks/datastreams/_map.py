@@ -1,12 +1,15 @@
 """The data-stream map: services and topics as nodes, checkpoints as edges, from exported buckets.
 
-Input: the JSON lines :class:`~kafkahooks.datastreams.JsonLinesExporter` writes (one line per
-pathway group per 10-second bucket, with serialized sketches). A produce checkpoint
+Input: the JSON lines :class:`~kafkahooks.datastreams.JsonLinesExporter` writes (per 10-second
+bucket: one line per pathway group with serialized sketches, one per backlog offset, one per
+consumer partition's lag), from one service or several (the dumps merge). A produce checkpoint
 (``direction:out``, ``topic:T``) is an edge from its service to topic T; a consume checkpoint
 (``direction:in``, ``topic:T``, ``group:G``) an edge from T to its service. Edges merge every
 pathway and bucket through them: message counts add up and the latency sketches merge exactly,
 so p50/p99 are the quantiles over all their messages. A node's latency from origin is the merged
-pathway latency of the checkpoints that arrive at it.
+pathway latency of the checkpoints that arrive at it. Throughput is each edge's messages and
+payload bytes over the dumps' time window; a consume edge shows its group's lag (records behind
+the high watermark summed over partitions, and the largest time lag), from the latest reading.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,13 +52,27 @@ def _q(sketch: DDSketch | None, q: float) -> float:
     return float(sketch.get_quantile_value(q) or 0.0)
 
 
+FAN_IN_NOTE = (
+    "Fan-in: a service that reads several pathways in one poll continues the one that started "
+    "first, so latency from origin downstream is the worst case of what it merged."
+)
+
+_CHAR_W = 0.62
+"""Width of an average character in a sans-serif font, in font sizes (for the SVG layout)."""
+
+
 @dataclass
 class Edge:
     source: str
     target: str
     group: str | None = None
     messages: int = 0
+    payload_bytes: float = 0.0
     edge_latency: DDSketch | None = None
+    lag_records: int | None = None
+    """Consume edges: records the group is behind, summed over its partitions (latest readings)."""
+    lag_seconds: float | None = None
+    """Consume edges: the largest time lag over its partitions (latest readings)."""
 
     def p(self, q: float) -> float:
         """Edge latency quantile, seconds."""
@@ -77,27 +95,70 @@ class Node:
 class StreamMap:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: dict[tuple[str, str, str | None], Edge] = field(default_factory=dict)
+    window_ns: tuple[int, int] | None = None
+    """The time the dumps cover: (first bucket's start, last bucket's end), epoch nanoseconds."""
+    services: set[str] = field(default_factory=set)
+    """Services whose dumps were read."""
+    _lags: dict[tuple[str, str, str], tuple[int, int, float]] = field(default_factory=dict)
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> StreamMap:
         """Build the map from JSON lines (blank and malformed lines are skipped)."""
         m = cls()
+        m._read(lines)
+        m._finish()
+        return m
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StreamMap:
+        return cls.from_files([path])
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | Path]) -> StreamMap:
+        """One map from several dumps (one per service, say): nodes, edges and sketches merge."""
+        m = cls()
+        for path in paths:
+            m._read(Path(path).read_text(encoding="utf-8").splitlines())
+        m._finish()
+        return m
+
+    @property
+    def window_s(self) -> float:
+        """The length of the time window, seconds (0 without data)."""
+        return (self.window_ns[1] - self.window_ns[0]) / 1e9 if self.window_ns else 0.0
+
+    def rate(self, amount: float) -> float:
+        """``amount`` per second over the window."""
+        return amount / self.window_s if self.window_s > 0 else 0.0
+
+    def _read(self, lines: Iterable[str]) -> None:
         for raw in lines:
             text = raw.strip()
             if not text:
                 continue
             try:
                 row = json.loads(text)
-                tags = dict(tag.split(":", 1) for tag in row["edge_tags"])
-            except (ValueError, KeyError, TypeError):
+                kind = row.get("kind", "pathway")
+                if kind == "pathway":
+                    tags = dict(tag.split(":", 1) for tag in row["edge_tags"])
+                    self._add(row, tags)
+                elif kind == "lag":
+                    tags = dict(tag.split(":", 1) for tag in row["tags"])
+                    self._lag(row, tags)
+                else:
+                    continue
+                self._widen(row)
+                self.services.add(str(row["service"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            m._add(row, tags)
-        m._layout()
-        return m
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> StreamMap:
-        return cls.from_lines(Path(path).read_text(encoding="utf-8").splitlines())
+    def _widen(self, row: dict[str, Any]) -> None:
+        start = int(row["start_ns"])
+        end = start + int(row.get("duration_ns", 10_000_000_000))
+        if self.window_ns is None:
+            self.window_ns = (start, end)
+        else:
+            self.window_ns = (min(self.window_ns[0], start), max(self.window_ns[1], end))
 
     def _node(self, name: str, kind: str) -> Node:
         key = f"{kind}:{name}"
@@ -106,7 +167,7 @@ class StreamMap:
         return self.nodes[key]
 
     def _add(self, row: dict[str, Any], tags: dict[str, str]) -> None:
-        service = self._node(row["service"], "service")
+        service = self._node(str(row["service"]), "service")
         topic = self._node(tags.get("topic", "?"), "topic")
         group = tags.get("group")
         if tags.get("direction") == "out":
@@ -118,16 +179,32 @@ class StreamMap:
         if edge is None:
             edge = self.edges[key] = Edge(key[0], key[1], group)
         edge.messages += int(row.get("messages", 0))
+        edge.payload_bytes += float(row.get("payload_bytes_total", 0.0))
         edge.edge_latency = _merge(edge.edge_latency, _sketch(row.get("edge_latency_sketch")))
         arriving.pathway_latency = _merge(arriving.pathway_latency, _sketch(row.get("pathway_latency_sketch")))
+
+    def _lag(self, row: dict[str, Any], tags: dict[str, str]) -> None:
+        key = (str(row["service"]), tags.get("consumer_group", ""), f"{tags['topic']}/{tags['partition']}")
+        start = int(row["start_ns"])
+        found = self._lags.get(key)
+        if found is None or start >= found[0]:
+            self._lags[key] = (start, int(row["records"]), float(row["seconds"]))
+
+    def _finish(self) -> None:
+        for (service, group, where), (_, records, seconds) in self._lags.items():
+            topic = where.rsplit("/", 1)[0]
+            edge = self.edges.get((f"topic:{topic}", f"service:{service}", group or None))
+            if edge is None:
+                continue
+            edge.lag_records = (edge.lag_records or 0) + records
+            edge.lag_seconds = max(edge.lag_seconds or 0.0, seconds)
+        self._layout()
 
     def _layout(self) -> None:
         """Layers by longest path from the sources (cycles are cut where they close)."""
         outgoing: dict[str, list[str]] = defaultdict(list)
-        incoming: dict[str, int] = defaultdict(int)
         for edge in self.edges.values():
             outgoing[edge.source].append(edge.target)
-            incoming[edge.target] += 1
         layer = dict.fromkeys(self.nodes, 0)
         for _ in range(len(self.nodes)):
             changed = False
@@ -151,6 +228,30 @@ class StreamMap:
         node = self.nodes[key]
         return node.name if node.kind == "service" else f"[{node.name}]"
 
+    # -- what each edge and node says -------------------------------------------------------------
+
+    def edge_lines(self, edge: Edge) -> list[str]:
+        """An edge's label, line by line: volume, throughput, latency, and lag for consume edges."""
+        per_s, bytes_per_s = _si(self.rate(edge.messages)), _si(self.rate(edge.payload_bytes))
+        lines = [
+            f"{edge.messages:,} msgs · {per_s} msg/s · {bytes_per_s} B/s",
+            f"edge p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
+        ]
+        if edge.lag_records is not None:
+            lines.append(f"lag {edge.lag_records:,} records · {edge.lag_seconds or 0.0:.1f} s")
+        return lines
+
+    def node_lines(self, key: str) -> list[str]:
+        node = self.nodes[key]
+        return [self.label(key), f"from origin p50 {node.p(0.5) * 1e3:.1f} / p99 {node.p(0.99) * 1e3:.1f} ms"]
+
+    def window_text(self) -> str:
+        if self.window_ns is None:
+            return "no data"
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.window_ns[0] / 1e9))
+        end = time.strftime("%H:%M:%S", time.gmtime(self.window_ns[1] / 1e9))
+        return f"{start} to {end} UTC ({self.window_s:.0f} s), {len(self.services)} service dump(s)"
+
     # -- renderings -------------------------------------------------------------------------------
 
     def render_terminal(self) -> Any:
@@ -158,154 +259,217 @@ class StreamMap:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title="data-stream map", caption="latencies in ms; from origin = at the edge's target")
+        table = Table(
+            title=f"data-stream map · {escape(self.window_text())}",
+            caption="latencies in ms; from origin = at the edge's target; lag = latest reading",
+        )
         for column in ("from", "to", "group"):
             table.add_column(column)
-        for column in ("messages", "edge p50", "edge p99", "from origin p50", "from origin p99"):
+        for column in (
+            "messages",
+            "msg/s",
+            "bytes/s",
+            "edge p50",
+            "edge p99",
+            "from origin p50",
+            "from origin p99",
+            "lag records",
+            "lag s",
+        ):
             table.add_column(column, justify="right")
-        for edge in sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source, e.target)):
+        for edge in self._ordered():
             target = self.nodes[edge.target]
             table.add_row(
                 escape(self.label(edge.source)),
                 escape(self.label(edge.target)),
                 escape(edge.group or ""),
                 f"{edge.messages:,}",
+                _si(self.rate(edge.messages)),
+                _si(self.rate(edge.payload_bytes)),
                 f"{edge.p(0.5) * 1e3:.1f}",
                 f"{edge.p(0.99) * 1e3:.1f}",
                 f"{target.p(0.5) * 1e3:.1f}",
                 f"{target.p(0.99) * 1e3:.1f}",
+                "" if edge.lag_records is None else f"{edge.lag_records:,}",
+                "" if edge.lag_seconds is None else f"{edge.lag_seconds:.1f}",
             )
         return table
 
-    def _positions(self, width: float, height: float) -> dict[str, tuple[float, float]]:
-        layers = self.layers()
-        positions: dict[str, tuple[float, float]] = {}
-        for i, keys in enumerate(layers):
-            x = (i + 0.5) / len(layers) * width
-            for j, key in enumerate(keys):
-                positions[key] = (x, (j + 0.5) / len(keys) * height)
-        return positions
+    def _ordered(self) -> list[Edge]:
+        return sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source, e.target))
 
-    def render_svg(self, width: int = 1100, height: int = 420) -> str:
-        """The map as a standalone SVG drawing."""
-        pos = self._positions(width, height)
+    def svg_layout(self) -> tuple[float, float, dict[str, tuple[float, float, float, float]]]:
+        """(width, height, node boxes as (x, y, w, h) by key): columns as wide as their widest node
+        plus room for the widest edge label leaving them, so no text leaves its box or the page."""
+        layers = self.layers()
+        pad, row_h, node_h = 24.0, 110.0, 52.0
+        edge_w = [0.0] * len(layers)
+        for edge in self.edges.values():
+            width = max(len(line) for line in self.edge_lines(edge)) * 11 * _CHAR_W + 16
+            column = self.nodes[edge.source].layer
+            edge_w[column] = max(edge_w[column], width)
+        boxes: dict[str, tuple[float, float, float, float]] = {}
+        x = pad
+        for i, keys in enumerate(layers):
+            widths = [self._node_width(key) for key in keys]
+            column_w = max(widths, default=160.0)
+            for j, (key, w) in enumerate(zip(keys, widths, strict=True)):
+                boxes[key] = (x + (column_w - w) / 2, pad + j * row_h + 30, w, node_h)
+            x += column_w + max(edge_w[i], 60.0)
+        rows = max((len(keys) for keys in layers), default=1)
+        return x - max(edge_w[-1] if edge_w else 0.0, 60.0) + pad, pad * 2 + rows * row_h + 30, boxes
+
+    def _node_width(self, key: str) -> float:
+        title, detail = self.node_lines(key)
+        return max(160.0, len(title) * 13 * _CHAR_W + 24, len(detail) * 10 * _CHAR_W + 24)
+
+    def render_svg(self) -> str:
+        """The map as a standalone SVG drawing (sized to its content)."""
+        width, height, boxes = self.svg_layout()
         parts = [
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">',
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}"'
+            f' viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif">',
             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7"'
             ' orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>',
+            f'<text x="{width / 2:.0f}" y="18" font-size="11" text-anchor="middle" fill="#555">'
+            f"{html.escape(self.window_text())}</text>",
         ]
-        for edge in self.edges.values():
-            (x1, y1), (x2, y2) = pos[edge.source], pos[edge.target]
+        for n, edge in enumerate(self._ordered()):
+            sx, sy, sw, sh = boxes[edge.source]
+            tx, ty, _, th = boxes[edge.target]
+            x1, y1, x2, y2 = sx + sw, sy + sh / 2, tx, ty + th / 2
             parts.append(
-                f'<line x1="{x1 + 80:.0f}" y1="{y1:.0f}" x2="{x2 - 80:.0f}" y2="{y2:.0f}" stroke="#555"'
+                f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#555"'
                 ' stroke-width="1.5" marker-end="url(#arrow)"/>'
             )
-            label = f"{edge.messages:,} msgs · p50 {edge.p(0.5) * 1e3:.1f} ms · p99 {edge.p(0.99) * 1e3:.1f} ms"
+            lines = self.edge_lines(edge)
+            top = (y1 + y2) / 2 - 6 - 13 * len(lines) + (n % 2) * 4
+            for i, line in enumerate(lines):
+                parts.append(
+                    f'<text class="edge" x="{(x1 + x2) / 2:.0f}" y="{top + 13 * (i + 1):.0f}" font-size="11"'
+                    f' text-anchor="middle" fill="#333">{html.escape(line)}</text>'
+                )
+        for key, (x, y, w, h) in boxes.items():
+            node = self.nodes[key]
+            service = node.kind == "service"
             parts.append(
-                f'<text x="{(x1 + x2) / 2:.0f}" y="{(y1 + y2) / 2 - 8:.0f}" font-size="11" text-anchor="middle"'
-                f' fill="#333">{html.escape(label)}</text>'
+                f'<rect data-node="{html.escape(key)}" x="{x:.0f}" y="{y:.0f}" width="{w:.0f}" height="{h:.0f}"'
+                f' rx="{14 if service else 2}" fill="{"#e3f2fd" if service else "#e8f5e9"}"'
+                f' stroke="{"#1e88e5" if service else "#43a047"}" stroke-width="1.5"/>'
             )
-        for key, node in self.nodes.items():
-            x, y = pos[key]
-            fill = "#e3f2fd" if node.kind == "service" else "#e8f5e9"
-            stroke = "#1e88e5" if node.kind == "service" else "#43a047"
-            rx = 14 if node.kind == "service" else 2
+            title, detail = self.node_lines(key)
             parts.append(
-                f'<rect x="{x - 80:.0f}" y="{y - 26:.0f}" width="160" height="52" rx="{rx}" fill="{fill}"'
-                f' stroke="{stroke}" stroke-width="1.5"/>'
+                f'<text data-node="{html.escape(key)}" x="{x + w / 2:.0f}" y="{y + 22:.0f}" font-size="13"'
+                f' text-anchor="middle" font-weight="bold">{html.escape(title)}</text>'
             )
             parts.append(
-                f'<text x="{x:.0f}" y="{y - 4:.0f}" font-size="13" text-anchor="middle" font-weight="bold">'
-                f"{html.escape(self.label(key))}</text>"
-            )
-            parts.append(
-                f'<text x="{x:.0f}" y="{y + 14:.0f}" font-size="10" text-anchor="middle" fill="#555">'
-                f"from origin p50 {node.p(0.5) * 1e3:.1f} / p99 {node.p(0.99) * 1e3:.1f} ms</text>"
+                f'<text data-node="{html.escape(key)}" x="{x + w / 2:.0f}" y="{y + 40:.0f}" font-size="10"'
+                f' text-anchor="middle" fill="#555">{html.escape(detail)}</text>'
             )
         parts.append("</svg>")
         return "\n".join(parts)
 
     def render_html(self, title: str = "kafkahooks data-stream map") -> str:
         """A self-contained page: the drawing and a table of every edge."""
+
+        def cell(value: str) -> str:
+            return f"<td>{html.escape(value)}</td>"
+
         rows = "\n".join(
-            f"<tr><td>{html.escape(self.label(e.source))}</td><td>{html.escape(self.label(e.target))}</td>"
-            f"<td>{html.escape(e.group or '')}</td><td>{e.messages:,}</td><td>{e.p(0.5) * 1e3:.1f}</td>"
-            f"<td>{e.p(0.99) * 1e3:.1f}</td><td>{self.nodes[e.target].p(0.5) * 1e3:.1f}</td>"
-            f"<td>{self.nodes[e.target].p(0.99) * 1e3:.1f}</td></tr>"
-            for e in sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source))
+            "<tr>"
+            + "".join(
+                cell(v)
+                for v in (
+                    self.label(e.source),
+                    self.label(e.target),
+                    e.group or "",
+                    f"{e.messages:,}",
+                    _si(self.rate(e.messages)),
+                    _si(self.rate(e.payload_bytes)),
+                    f"{e.p(0.5) * 1e3:.1f}",
+                    f"{e.p(0.99) * 1e3:.1f}",
+                    f"{self.nodes[e.target].p(0.5) * 1e3:.1f}",
+                    f"{self.nodes[e.target].p(0.99) * 1e3:.1f}",
+                    "" if e.lag_records is None else f"{e.lag_records:,}",
+                    "" if e.lag_seconds is None else f"{e.lag_seconds:.1f}",
+                )
+            )
+            + "</tr>"
+            for e in self._ordered()
         )
         return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;margin-top:16px}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} td:nth-child(-n+3){{text-align:left}}</style>
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} td:nth-child(-n+3){{text-align:left}}
+.map{{overflow-x:auto;max-width:100%}}</style>
 </head><body><h1>{html.escape(title)}</h1>
-<p>Services (rounded) and topics (square); each arrow is a checkpoint with its message count and
-edge latency; each node shows the latency from the pathway's origin of what arrives at it.</p>
-{self.render_svg()}
-<table><tr><th>from</th><th>to</th><th>group</th><th>messages</th><th>edge p50 ms</th><th>edge p99 ms</th>
-<th>from origin p50 ms</th><th>from origin p99 ms</th></tr>
+<p>{html.escape(self.window_text())}. Services (rounded) and topics (square); each arrow is a
+checkpoint with its messages, throughput over the window and edge latency, and for consumers the
+group's lag (latest reading); each node shows the latency from the pathway's origin of what
+arrives at it. {html.escape(FAN_IN_NOTE)}</p>
+<div class="map">{self.render_svg()}</div>
+<table><tr><th>from</th><th>to</th><th>group</th><th>messages</th><th>msg/s</th><th>bytes/s</th>
+<th>edge p50 ms</th><th>edge p99 ms</th><th>from origin p50 ms</th><th>from origin p99 ms</th>
+<th>lag records</th><th>lag s</th></tr>
 {rows}
 </table></body></html>
 """
 
     def render_png(self, path: str | Path) -> Path:
-        """The map drawn with matplotlib."""
+        """The map drawn with matplotlib (the same layout as the SVG)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.patches import FancyBboxPatch
 
-        per_layer = max((len(layer) for layer in self.layers()), default=1)
-        width, height = max(2.6 * len(self.layers()), 6.0), 1.7 * per_layer + 0.6
-        pos = self._positions(width, height)
-        fig, ax = plt.subplots(figsize=(width, height))
+        width, height, boxes = self.svg_layout()
+        dpi = 100.0
+        fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
         ax.set_xlim(0, width)
-        ax.set_ylim(0, height)
+        ax.set_ylim(height, 0)  # SVG coordinates: y grows downwards
         ax.axis("off")
-        for edge in self.edges.values():
-            (x1, y1), (x2, y2) = pos[edge.source], pos[edge.target]
-            ax.annotate(
-                "",
-                xy=(x2 - 0.82, y2),
-                xytext=(x1 + 0.82, y1),
-                arrowprops={"arrowstyle": "-|>", "color": "#555", "lw": 1.3},
-            )
+        ax.text(width / 2, 18, self.window_text(), ha="center", va="center", fontsize=8, color="#555")
+        for n, edge in enumerate(self._ordered()):
+            sx, sy, sw, sh = boxes[edge.source]
+            tx, ty, _, th = boxes[edge.target]
+            x1, y1, x2, y2 = sx + sw, sy + sh / 2, tx, ty + th / 2
+            ax.annotate("", xy=(x2, y2), xytext=(x1, y1), arrowprops={"arrowstyle": "-|>", "color": "#555", "lw": 1.2})
+            lines = self.edge_lines(edge)
             ax.text(
                 (x1 + x2) / 2,
-                (y1 + y2) / 2 - 0.36,
-                f"{edge.messages:,} msgs\np50 {edge.p(0.5) * 1e3:.1f} ms\np99 {edge.p(0.99) * 1e3:.1f} ms",
+                (y1 + y2) / 2 - 6 + (n % 2) * 4,
+                "\n".join(lines),
                 ha="center",
-                va="top",
+                va="bottom",
                 fontsize=7,
                 color="#333",
-                bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "#dddddd"},
             )
-        for key, node in self.nodes.items():
-            x, y = pos[key]
-            service = node.kind == "service"
-            box = FancyBboxPatch(
-                (x - 0.8, y - 0.28),
-                1.6,
-                0.56,
-                boxstyle="round,pad=0.02,rounding_size=0.15" if service else "square,pad=0.02",
-                facecolor="#e3f2fd" if service else "#e8f5e9",
-                edgecolor="#1e88e5" if service else "#43a047",
+        for key, (x, y, w, h) in boxes.items():
+            service = self.nodes[key].kind == "service"
+            ax.add_patch(
+                FancyBboxPatch(
+                    (x, y),
+                    w,
+                    h,
+                    boxstyle="round,pad=0,rounding_size=12" if service else "square,pad=0",
+                    facecolor="#e3f2fd" if service else "#e8f5e9",
+                    edgecolor="#1e88e5" if service else "#43a047",
+                )
             )
-            ax.add_patch(box)
-            ax.text(x, y + 0.06, self.label(key), ha="center", va="center", fontsize=9, fontweight="bold")
-            ax.text(
-                x,
-                y - 0.15,
-                f"from origin p50 {node.p(0.5) * 1e3:.0f} / p99 {node.p(0.99) * 1e3:.0f} ms",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="#555",
-            )
-        ax.set_title("kafkahooks data-stream map: messages and edge latency on each edge", fontsize=9)
-        fig.tight_layout()
+            title, detail = self.node_lines(key)
+            ax.text(x + w / 2, y + 18, title, ha="center", va="center", fontsize=9, fontweight="bold")
+            ax.text(x + w / 2, y + 38, detail, ha="center", va="center", fontsize=7, color="#555")
         out = Path(path)
-        fig.savefig(out, dpi=110)
+        fig.savefig(out, dpi=dpi)
         plt.close(fig)
         return out
+
+
+def _si(value: float) -> str:
+    """A rate in short SI form: 950, 12.3k, 4.1M."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= limit:
+            return f"{value / limit:.1f}{suffix}"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"

@@ -73,6 +73,8 @@ class StatsBucket:
     duration_ns: int
     groups: dict[tuple[tuple[str, ...], int, int], StatsGroup] = field(default_factory=dict)
     backlogs: dict[tuple[str, ...], int] = field(default_factory=dict)
+    lags: dict[tuple[str, ...], tuple[int, float]] = field(default_factory=dict)
+    """Consumer lag per ``type:kafka_lag`` tag set: (records, seconds), the bucket's last reading."""
 
 
 class Exporter(Protocol):
@@ -143,6 +145,7 @@ class DataStreams:
         self.name = f"datastreams:{self.service}"
         self.buffer: BoundedBuffer[Point] = BoundedBuffer(self.name, capacity, worker().wake)
         self._backlogs: dict[tuple[str, ...], int] = {}
+        self._lags: dict[tuple[str, ...], tuple[int, float]] = {}
         self._backlog_lock = _fork.Lock()
         self._buckets: dict[int, StatsBucket] = {}
         self._process_lock = _fork.Lock()
@@ -264,6 +267,12 @@ class DataStreams:
             if offset > self._backlogs.get(tags, -1):
                 self._backlogs[tags] = offset
 
+    def lag(self, tags: tuple[str, ...], records: int, seconds: float) -> None:
+        """Note a consumer's lag behind the high watermark (``type:kafka_lag`` tags): the latest
+        reading per tag set and bucket is kept."""
+        with self._backlog_lock:
+            self._lags[tags] = (records, seconds)
+
     # -- the export worker ------------------------------------------------------------------------
 
     def process(self, final: bool = False) -> None:
@@ -297,11 +306,13 @@ class DataStreams:
             group.messages += weight
         with self._backlog_lock:
             backlogs, self._backlogs = self._backlogs, {}
-        if backlogs:
+            lags, self._lags = self._lags, {}
+        if backlogs or lags:
             current = now - now % self.bucket_ns
             bucket = self._buckets.setdefault(current, StatsBucket(current, self.bucket_ns))
             for tags, offset in backlogs.items():
                 bucket.backlogs[tags] = max(offset, bucket.backlogs.get(tags, -1))
+            bucket.lags.update(lags)
         closed = sorted(s for s in self._buckets if final or s + self.bucket_ns <= now)
         buckets = [self._buckets.pop(s) for s in closed]
         for exporter in self.exporters:

@@ -24,6 +24,7 @@ from kafkahooks.hooks._protocols import (
     ProduceBatchHeadersHook,
     ProduceBatchWrittenHook,
     ProduceRecordBufferedHook,
+    ProduceRecordHeadersHook,
     ProduceRecordUnbufferedHook,
     RecordsPolledHook,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "NewClientHook",
     "OffsetsCommittedHook",
     "ProduceBatchHeadersHook",
+    "ProduceRecordHeadersHook",
     "ProduceBatchMetrics",
     "ProduceBatchWrittenHook",
     "ProduceRecord",

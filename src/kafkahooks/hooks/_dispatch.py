@@ -41,7 +41,7 @@ Fn = Callable[..., Any]
 DEFAULT_BUDGET_MS = 50.0
 """A user hook call longer than this moves the hook off the I/O path (see :mod:`kafkahooks.hooks._lanes`)."""
 
-_SYNC_METHODS = frozenset({"inject_batch_headers"})
+_SYNC_METHODS = frozenset({"inject_batch_headers", "inject_record_headers"})
 """Hook methods whose answer the client waits for: they can be skipped, never offloaded."""
 
 _CLOSE_TIMEOUT_S = 2.0
@@ -161,6 +161,7 @@ class HookDispatcher:
         self._fetch_buffered = plain("on_fetch_record_buffered")
         self._fetch_unbuffered = plain("on_fetch_record_unbuffered")
         self._inject = plain("inject_batch_headers")
+        self._inject_record = plain("inject_record_headers")
         self._polled = plain("on_records_polled")
         self._committed = plain("on_offsets_committed")
 
@@ -204,8 +205,11 @@ class HookDispatcher:
         self.has_produce_batch_hooks = bool(self._produce_batch)
         self.has_fetch_batch_hooks = bool(self._fetch_batch)
         self.has_produce_record_hooks = bool(self._produce_buffered or self._produce_unbuffered)
+        self.has_produce_unbuffered_hooks = bool(self._produce_unbuffered)
+        """Whether a send's outcome must be watched (a callback per record otherwise saved)."""
         self.has_fetch_record_hooks = bool(self._fetch_buffered or self._fetch_unbuffered)
         self.has_batch_header_injectors = bool(self._inject)
+        self.has_record_header_injectors = bool(self._inject_record)
         self.has_poll_hooks = bool(self._polled)
         self.has_commit_hooks = bool(self._committed)
 
@@ -305,6 +309,7 @@ class HookDispatcher:
             "_fetch_buffered",
             "_fetch_unbuffered",
             "_inject",
+            "_inject_record",
             "_polled",
             "_committed",
         ):
@@ -464,6 +469,21 @@ class HookDispatcher:
                 got = fn(topic, partition, [*headers, *extra] if extra else headers)
             except Exception as exc:
                 self._failed(fn, "inject_batch_headers", exc)
+                continue
+            if got:
+                extra = [*extra, *got] if extra else list(got)
+        return extra
+
+    def inject_record_headers(
+        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+    ) -> list[tuple[str, bytes]] | None:
+        """Headers every record injector wants on this record, or None (as :meth:`inject_batch_headers`)."""
+        extra: list[tuple[str, bytes]] | None = None
+        for fn in self._inject_record:
+            try:
+                got = fn(topic, partition, [*headers, *extra] if extra else headers)
+            except Exception as exc:
+                self._failed(fn, "inject_record_headers", exc)
                 continue
             if got:
                 extra = [*extra, *got] if extra else list(got)

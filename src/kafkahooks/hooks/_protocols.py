@@ -201,6 +201,19 @@ class ProduceBatchHeadersHook(Protocol):
 
 
 @runtime_checkable
+class ProduceRecordHeadersHook(Protocol):
+    def inject_record_headers(
+        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+    ) -> Sequence[tuple[str, bytes]] | None:
+        """A kafkahooks extension (kgo has none): called as each record is appended to a producer
+        batch, on the caller's thread or task, for headers that must travel on every record (a
+        data-stream pathway for per-record consumers downstream). Same contract as
+        :meth:`ProduceBatchHeadersHook.inject_batch_headers`, which still sees a batch's first
+        record after this hook added to it. Keep it to a cache lookup: it runs per record.
+        """
+
+
+@runtime_checkable
 class RecordsPolledHook(Protocol):
     def on_records_polled(self, topic: str, partition: int, records: Sequence[Any]) -> None:
         """A kafkahooks extension (kgo has none): called on the application's thread or task each
@@ -237,6 +250,7 @@ ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
     FetchRecordBufferedHook,
     FetchRecordUnbufferedHook,
     ProduceBatchHeadersHook,
+    ProduceRecordHeadersHook,
     RecordsPolledHook,
     OffsetsCommittedHook,
 )
@@ -258,6 +272,7 @@ HOOK_METHODS: tuple[str, ...] = (
     "on_fetch_record_buffered",
     "on_fetch_record_unbuffered",
     "inject_batch_headers",
+    "inject_record_headers",
     "on_records_polled",
     "on_offsets_committed",
 )

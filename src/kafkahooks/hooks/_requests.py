@@ -78,6 +78,9 @@ class Request:
     """Produce: the batch each (topic, partition) carried."""
     fetched: list[tuple[str, int, BatchInfo]] | None = None
     """Fetch: every data batch the response carried, in order."""
+    watermarks: list[tuple[str, int, int]] | None = None
+    """Fetch: ``(topic, partition, high watermark)`` for every partition answered without error,
+    records or not (consumer lag at no extra request)."""
     acks: list[tuple[str, int, int, int]] | None = None
     """Produce: ``(topic, partition, error_code, base_offset)`` per partition answered;
     OffsetCommit: ``(topic, partition, error_code, offset)``."""
@@ -165,6 +168,8 @@ class FusedNeeds(NamedTuple):
     """Observe consumer hand-outs per record batch."""
     connection_events: bool = False
     """Connects, disconnects and throttles."""
+    watermarks: bool = False
+    """Fetch responses' high watermarks per partition (consumer lag)."""
 
 
 class RequestLog:
@@ -188,6 +193,7 @@ class RequestLog:
         self.commits = any(n.commits for n in needs)
         self.handouts = any(n.handouts for n in needs)
         self.connection_events = any(n.connection_events for n in needs)
+        self.watermarks = any(n.watermarks for n in needs)
         asked = [c for p in self.plugins if (c := getattr(p, "capacity", None))]
         self.buffer: BoundedBuffer[Any] = BoundedBuffer(name, min(asked, default=capacity), worker().wake)
         self.sealed = False
@@ -251,3 +257,29 @@ class RequestLog:
     def close(self) -> None:
         """The worker is shutting down: one last pass."""
         self.process()
+
+
+def fetch_lags(r: Request, now_ms: int) -> list[tuple[str, int, int, float]]:
+    """Consumer lag after a Fetch response, per partition it answered: ``(topic, partition,
+    records behind the high watermark, seconds)``. Records: the high watermark minus the offset
+    after the last record fetched (0 for a partition answered empty: the consumer is at the end).
+    Seconds: 0 when caught up, else how old the last fetched record is (``now_ms`` minus its
+    batch's first timestamp: an upper bound of the time lag, Datadog's ``kafka_lag_seconds``)."""
+    marks = r.watermarks
+    if not marks:
+        return []
+    ends: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, info in r.fetched or ():
+        ends[(topic, partition)] = (info.last_offset + 1, info.first_timestamp_ms)
+    out = []
+    for topic, partition, high in marks:
+        end = ends.get((topic, partition))
+        if end is None:
+            out.append((topic, partition, 0, 0.0))
+            continue
+        behind = high - end[0]
+        if behind > 0:
+            out.append((topic, partition, behind, max(now_ms - end[1], 0) / 1000.0))
+        else:
+            out.append((topic, partition, 0, 0.0))
+    return out

@@ -30,7 +30,7 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         self._kh = Instrumentation.from_kwargs("producer", configs)
         _install(self._kh, configs)
         super().__init__(**configs)
-        if self._kh.dispatch.has_batch_header_injectors:
+        if self._kh.dispatch.has_batch_header_injectors or self._kh.dispatch.has_record_header_injectors:
             wire.install_batch_headers(self, self._kh.dispatch)
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
@@ -54,7 +54,7 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         future = super().send(
             topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
         )
-        if record is not None:
+        if record is not None and dispatch.has_produce_unbuffered_hooks:
             rec = record
 
             def done(result: Any) -> None:

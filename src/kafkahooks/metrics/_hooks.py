@@ -6,7 +6,9 @@ once. Counters are summed per attribute set over each export pass (one SDK call 
 pass, whatever the traffic); histograms are recorded per request, and by default only one:
 ``messaging.client.operation.duration`` for Produce and Fetch requests. The per-key request
 timings (``kafkahooks.request.*``) and the batch-size histogram are opt-in
-(``MetricLabels(detailed_timings=True)``).
+(``MetricLabels(detailed_timings=True)``). Consumers also report their lag per partition
+(``kafkahooks.consumer.lag``, ``kafkahooks.consumer.time_lag``) from the high watermark every
+Fetch response carries: no extra request.
 
 Request timings are labelled by request key (``kafkahooks.request.key``: ``Produce``, ``Fetch``...)
 so Fetch long-polls never pollute Produce latency, kprom's mistake. Label cardinality is bounded
@@ -25,14 +27,14 @@ from opentelemetry.semconv._incubating.metrics import messaging_metrics
 from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.semconv.schemas import Schemas
 
-from kafkahooks import _fork
+from kafkahooks import _clock, _fork
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import Record, recorder
 from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.hooks import ALL_KEYS, ApiKey, BrokerMeta, ClientClosed, key_name
 from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import BatchInfo, ConnectionEvent, FusedNeeds, Request
+from kafkahooks.hooks._requests import BatchInfo, ConnectionEvent, FusedNeeds, Request, fetch_lags
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """semconv's buckets for messaging.client.operation.duration."""
@@ -135,6 +137,16 @@ class _Instruments:
         self.consumed = count(
             messaging_metrics.MESSAGING_CLIENT_CONSUMED_MESSAGES, "Messages delivered to the application", "{message}"
         )
+        self.lag = meter.create_gauge(
+            "kafkahooks.consumer.lag",
+            unit="{message}",
+            description="Records between a consumer's fetch position and the partition's high watermark",
+        ).set
+        self.time_lag = meter.create_gauge(
+            "kafkahooks.consumer.time_lag",
+            unit="s",
+            description="Age of the last record a consumer fetched while behind (0 when caught up)",
+        ).set
 
 
 _shared: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
@@ -180,12 +192,15 @@ class MetricsHooks:
         self._broker_attrs: dict[BrokerMeta, dict[str, Any]] = {}
         self._key_attrs: dict[tuple[int, int, str | None], tuple[BrokerMeta, dict[str, Any]]] = {}
         self._topic_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+        self._partition_attrs: dict[tuple[str, int], dict[str, Any]] = {}
         self._labelled: set[str] = set()
         self._identity_changed = False
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def wants(self) -> FusedNeeds:
-        return FusedNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True, connection_events=True)
+        return FusedNeeds(
+            ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True, connection_events=True, watermarks=True
+        )
 
     def attached(self, log: Any) -> None:
         """A client's request log feeds this plugin."""
@@ -210,6 +225,7 @@ class MetricsHooks:
             self._broker_attrs.clear()
             self._key_attrs.clear()
             self._topic_attrs.clear()
+            self._partition_attrs.clear()
         if len(self._topic_attrs) > 8 * self.labels.max_topics:  # error types are bounded too
             self._topic_attrs.clear()
 
@@ -290,6 +306,8 @@ class MetricsHooks:
         series: dict[int, list[Any]] = {}
         # per topic series: [attrs, records, uncompressed bytes, compressed bytes, sent messages]
         topics: dict[int, list[Any]] = {}
+        lags: dict[tuple[str, int], tuple[int, float]] = {}  # the pass's last reading per partition
+        now_ms = -1
 
         def batch(attrs: dict[str, Any], info: BatchInfo, sent: bool) -> None:
             acc = topics.get(id(attrs))
@@ -334,6 +352,11 @@ class MetricsHooks:
                         topic = next(iter(batches))[0]
                 operation(r.duration_ns / 1e9, messaging("send", topic, error))
             elif key == _FETCH:
+                if r.watermarks:
+                    if now_ms < 0:
+                        now_ms = _clock.time_ns() // 1_000_000
+                    for t, p, records, seconds in fetch_lags(r, now_ms):
+                        lags[(t, p)] = (records, seconds)
                 fetched = r.fetched
                 topic = None
                 if fetched:
@@ -357,6 +380,28 @@ class MetricsHooks:
             count(self._m.compressed, compressed, attrs)
             count(self._m.sent, sent, attrs)
         self._add_counts()
+        if lags:
+            self._record_lags(lags)
+
+    def _record_lags(self, lags: dict[tuple[str, int], tuple[int, float]]) -> None:
+        """One gauge reading per partition (per consumer without topic labels: records summed,
+        the largest time lag)."""
+        if not self.labels.topic:
+            attrs = self._messaging("poll", None)
+            self._m.lag(sum(r for r, _ in lags.values()), attrs)
+            self._m.time_lag(max(s for _, s in lags.values()), attrs)
+            return
+        for (topic, partition), (records, seconds) in lags.items():
+            labelled = self._partition_attrs.get((topic, partition))
+            if labelled is None:
+                if len(self._partition_attrs) >= _MAX_SERIES:
+                    self._partition_attrs.clear()
+                labelled = self._partition_attrs[(topic, partition)] = {
+                    **self._messaging("poll", topic),
+                    msg.MESSAGING_DESTINATION_PARTITION_ID: str(partition),
+                }
+            self._m.lag(records, labelled)
+            self._m.time_lag(seconds, labelled)
 
     def _timings(self, r: Request, attrs: dict[str, Any]) -> None:
         """The opt-in per-key request histograms (``detailed_timings``)."""
