@@ -17,6 +17,7 @@ from kafkahooks.hooks import (
     KeyFilter,
     flatten_hooks,
 )
+from kafkahooks.hooks._dispatch import _drop_after_close
 from kafkahooks.testing import RecordingHook
 
 META = BrokerMeta(1, "127.0.0.1", 9092)
@@ -180,3 +181,35 @@ def test_recording_hook_implements_every_hook() -> None:
     from kafkahooks.hooks import HOOK_METHODS
 
     assert [m for m in HOOK_METHODS if not callable(getattr(RecordingHook, m, None))] == []
+
+
+def test_the_event_table_is_the_one_source() -> None:
+    """Protocols, method names, the dispatcher's per-event slots and its call methods, what
+    closing drops and RecordingHook all come from, or agree with, EVENTS."""
+    import typing
+
+    from kafkahooks.hooks import _protocols
+
+    assert [e.method for e in _protocols.EVENTS] == list(_protocols.HOOK_METHODS)
+    assert len(set(_protocols.HOOK_METHODS)) == len(_protocols.HOOK_METHODS)
+    declared = {
+        name
+        for name, value in vars(_protocols).items()
+        if isinstance(value, type) and name.endswith("Hook") and getattr(value, "_is_protocol", False)
+    }
+    assert declared == {e.protocol.__name__ for e in _protocols.EVENTS}
+    for event in _protocols.EVENTS:
+        own = {n for n in vars(event.protocol) if not n.startswith("_")}
+        assert {event.method} == own, event
+        assert callable(getattr(HookDispatcher, event.method.removeprefix("on_"))), event
+    slots = typing.get_type_hints(HookDispatcher)
+    assert {e.slot for e in _protocols.EVENTS} <= set(slots)
+    recording = RecordingHook()
+    dispatcher = HookDispatcher([recording])
+    for event in _protocols.EVENTS:
+        fns = getattr(dispatcher, event.slot)
+        assert fns[0] if event.keyed else fns, event  # the hook is there for every event
+    dispatcher.seal()
+    for event in _protocols.EVENTS:
+        fns = getattr(dispatcher, event.slot)
+        assert all(f == (_drop_after_close,) for f in fns) if event.keyed else fns == (_drop_after_close,)

@@ -12,7 +12,7 @@ from kafkahooks._selfstats import counter
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
 from kafkahooks.hooks._handout import HandOutTracker
 from kafkahooks.hooks._lanes import GuardedCall, GuardedSyncCall, HookSlot
-from kafkahooks.hooks._protocols import HOOK_METHODS
+from kafkahooks.hooks._protocols import EVENTS, HOOK_METHODS
 from kafkahooks.hooks._requests import ConnectionEvent, RequestLog
 from kafkahooks.hooks._types import (
     BrokerE2E,
@@ -41,7 +41,7 @@ Fn = Callable[..., Any]
 DEFAULT_BUDGET_MS = 50.0
 """A user hook call longer than this moves the hook off the I/O path (see :mod:`kafkahooks.hooks._lanes`)."""
 
-_SYNC_METHODS = frozenset({"inject_batch_headers", "inject_record_headers"})
+_SYNC_METHODS = frozenset(event.method for event in EVENTS if event.answers)
 """Hook methods whose answer the client waits for: they can be skipped, never offloaded."""
 
 _CLOSE_TIMEOUT_S = 2.0
@@ -96,6 +96,27 @@ class HookDispatcher:
     Raises ``TypeError`` for an object that implements no hook.
     """
 
+    # One attribute per event of :data:`~kafkahooks.hooks._protocols.EVENTS` (its ``slot``), set
+    # from that table in __init__ and by seal(); tests check the two agree.
+    _new_client: tuple[Fn, ...]
+    _client_closed: tuple[Fn, ...]
+    _connect: tuple[Fn, ...]
+    _disconnect: tuple[Fn, ...]
+    _write_keyed: tuple[tuple[Fn, ...], ...]
+    _read_keyed: tuple[tuple[Fn, ...], ...]
+    _e2e_keyed: tuple[tuple[Fn, ...], ...]
+    _throttle: tuple[Fn, ...]
+    _produce_batch: tuple[Fn, ...]
+    _fetch_batch: tuple[Fn, ...]
+    _produce_buffered: tuple[Fn, ...]
+    _produce_unbuffered: tuple[Fn, ...]
+    _fetch_buffered: tuple[Fn, ...]
+    _fetch_unbuffered: tuple[Fn, ...]
+    _inject: tuple[Fn, ...]
+    _inject_record: tuple[Fn, ...]
+    _polled: tuple[Fn, ...]
+    _committed: tuple[Fn, ...]
+
     def __init__(
         self,
         hooks: Iterable[Any] = (),
@@ -145,25 +166,10 @@ class HookDispatcher:
         def keyed(name: str, allows: Callable[[KeyFilter, int], bool]) -> tuple[tuple[Fn, ...], ...]:
             return tuple(tuple(fn for fn, f in by_event[name] if allows(f, k)) for k in range(_KEY_SLOTS))
 
-        self._new_client = plain("on_new_client")
-        self._client_closed = plain("on_client_closed")
-        self._connect = plain("on_broker_connect")
-        self._disconnect = plain("on_broker_disconnect")
-        self._write_keyed = keyed("on_broker_write", KeyFilter.allows_write)
-        self._read_keyed = keyed("on_broker_read", KeyFilter.allows_read)
-        self._e2e_keyed = keyed("on_broker_e2e", KeyFilter.allows_e2e)
-        self._filters = {name: tuple(by_event[name]) for name in ("on_broker_write", "on_broker_read", "on_broker_e2e")}
-        self._throttle = plain("on_broker_throttle")
-        self._produce_batch = plain("on_produce_batch_written")
-        self._fetch_batch = plain("on_fetch_batch_read")
-        self._produce_buffered = plain("on_produce_record_buffered")
-        self._produce_unbuffered = plain("on_produce_record_unbuffered")
-        self._fetch_buffered = plain("on_fetch_record_buffered")
-        self._fetch_unbuffered = plain("on_fetch_record_unbuffered")
-        self._inject = plain("inject_batch_headers")
-        self._inject_record = plain("inject_record_headers")
-        self._polled = plain("on_records_polled")
-        self._committed = plain("on_offsets_committed")
+        allows = {"write": KeyFilter.allows_write, "read": KeyFilter.allows_read, "e2e": KeyFilter.allows_e2e}
+        for event in EVENTS:
+            setattr(self, event.slot, keyed(event.method, allows[event.keyed]) if event.keyed else plain(event.method))
+        self._filters = {event.method: tuple(by_event[event.method]) for event in EVENTS if event.keyed}
 
         wanted: set[str] = set()
         for hook in self.hooks:
@@ -184,20 +190,9 @@ class HookDispatcher:
         self.batch_header_keys: frozenset[str] = frozenset(wanted)
         """First-record header keys some hook or plugin wants from each batch."""
 
-        self.has_broker_hooks: bool = any(
-            by_event[name]
-            for name in (
-                "on_broker_connect",
-                "on_broker_disconnect",
-                "on_broker_write",
-                "on_broker_read",
-                "on_broker_e2e",
-                "on_broker_throttle",
-                "on_produce_batch_written",
-                "on_fetch_batch_read",
-                "on_offsets_committed",
-            )
-        ) or (self.request_log is not None)
+        self.has_broker_hooks: bool = any(by_event[e.method] for e in EVENTS if e.on_connections) or (
+            self.request_log is not None
+        )
         """Whether anything must be installed on the connections."""
         self.has_io_hooks = any(by_event[name] for name in ("on_broker_write", "on_broker_read", "on_broker_e2e"))
         """Whether any hook listens to writes, reads or end-to-end events (the taps skip the calls
@@ -296,26 +291,8 @@ class HookDispatcher:
 
     def seal(self) -> None:
         """The instant part of :meth:`close`: later events are dropped and counted."""
-        for name in (
-            "_new_client",
-            "_client_closed",
-            "_connect",
-            "_disconnect",
-            "_throttle",
-            "_produce_batch",
-            "_fetch_batch",
-            "_produce_buffered",
-            "_produce_unbuffered",
-            "_fetch_buffered",
-            "_fetch_unbuffered",
-            "_inject",
-            "_inject_record",
-            "_polled",
-            "_committed",
-        ):
-            setattr(self, name, _DROP)
-        for name in ("_write_keyed", "_read_keyed", "_e2e_keyed"):
-            setattr(self, name, (_DROP,) * _KEY_SLOTS)
+        for event in EVENTS:
+            setattr(self, event.slot, (_DROP,) * _KEY_SLOTS if event.keyed else _DROP)
         self._filters = dict.fromkeys(self._filters, ((_drop_after_close, ALL_KEYS),))
         if self.request_log is not None:
             self.request_log.seal()

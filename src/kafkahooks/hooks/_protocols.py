@@ -35,7 +35,7 @@ Order, per connection (one thread or task delivers a connection's events, so the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from kafkahooks.hooks._types import (
     BrokerE2E,
@@ -234,46 +234,48 @@ class OffsetsCommittedHook(Protocol):
         ``offset`` is the committed offset: the next record the group will read."""
 
 
-ALL_HOOK_PROTOCOLS: tuple[type, ...] = (
-    NewClientHook,
-    ClientClosedHook,
-    BrokerConnectHook,
-    BrokerDisconnectHook,
-    BrokerWriteHook,
-    BrokerReadHook,
-    BrokerE2EHook,
-    BrokerThrottleHook,
-    ProduceBatchWrittenHook,
-    FetchBatchReadHook,
-    ProduceRecordBufferedHook,
-    ProduceRecordUnbufferedHook,
-    FetchRecordBufferedHook,
-    FetchRecordUnbufferedHook,
-    ProduceBatchHeadersHook,
-    ProduceRecordHeadersHook,
-    RecordsPolledHook,
-    OffsetsCommittedHook,
+class Event(NamedTuple):
+    """One hook event: everything the rest of kafkahooks derives from it."""
+
+    method: str
+    """The hook method a hook implements to hear this event."""
+    protocol: type
+    """Its protocol (one method each)."""
+    slot: str
+    """The :class:`~kafkahooks.hooks.HookDispatcher` attribute holding the event's callables."""
+    keyed: Literal["write", "read", "e2e"] | None = None
+    """Dispatched per request key, filtered by a hook's ``request_keys`` (which side of the filter)."""
+    answers: bool = False
+    """The client waits for the hook's answer (header injection): skipped when slow, never offloaded."""
+    on_connections: bool = False
+    """Served from the connections: a hook for it makes the client install its taps."""
+
+
+EVENTS: tuple[Event, ...] = (
+    Event("on_new_client", NewClientHook, "_new_client"),
+    Event("on_client_closed", ClientClosedHook, "_client_closed"),
+    Event("on_broker_connect", BrokerConnectHook, "_connect", on_connections=True),
+    Event("on_broker_disconnect", BrokerDisconnectHook, "_disconnect", on_connections=True),
+    Event("on_broker_write", BrokerWriteHook, "_write_keyed", keyed="write", on_connections=True),
+    Event("on_broker_read", BrokerReadHook, "_read_keyed", keyed="read", on_connections=True),
+    Event("on_broker_e2e", BrokerE2EHook, "_e2e_keyed", keyed="e2e", on_connections=True),
+    Event("on_broker_throttle", BrokerThrottleHook, "_throttle", on_connections=True),
+    Event("on_produce_batch_written", ProduceBatchWrittenHook, "_produce_batch", on_connections=True),
+    Event("on_fetch_batch_read", FetchBatchReadHook, "_fetch_batch", on_connections=True),
+    Event("on_produce_record_buffered", ProduceRecordBufferedHook, "_produce_buffered"),
+    Event("on_produce_record_unbuffered", ProduceRecordUnbufferedHook, "_produce_unbuffered"),
+    Event("on_fetch_record_buffered", FetchRecordBufferedHook, "_fetch_buffered"),
+    Event("on_fetch_record_unbuffered", FetchRecordUnbufferedHook, "_fetch_unbuffered"),
+    Event("inject_batch_headers", ProduceBatchHeadersHook, "_inject", answers=True),
+    Event("inject_record_headers", ProduceRecordHeadersHook, "_inject_record", answers=True),
+    Event("on_records_polled", RecordsPolledHook, "_polled"),
+    Event("on_offsets_committed", OffsetsCommittedHook, "_committed", on_connections=True),
 )
+"""Every hook event, in the order the dispatcher documents them: the single source of truth for
+the protocol list, the method names, the dispatcher's per-event tuples and what closing drops."""
+
+ALL_HOOK_PROTOCOLS: tuple[type, ...] = tuple(event.protocol for event in EVENTS)
 """Every hook protocol, in the order the dispatcher documents them."""
 
-HOOK_METHODS: tuple[str, ...] = (
-    "on_new_client",
-    "on_client_closed",
-    "on_broker_connect",
-    "on_broker_disconnect",
-    "on_broker_write",
-    "on_broker_read",
-    "on_broker_e2e",
-    "on_broker_throttle",
-    "on_produce_batch_written",
-    "on_fetch_batch_read",
-    "on_produce_record_buffered",
-    "on_produce_record_unbuffered",
-    "on_fetch_record_buffered",
-    "on_fetch_record_unbuffered",
-    "inject_batch_headers",
-    "inject_record_headers",
-    "on_records_polled",
-    "on_offsets_committed",
-)
+HOOK_METHODS: tuple[str, ...] = tuple(event.method for event in EVENTS)
 """The method names, one per protocol above."""
