@@ -15,9 +15,8 @@ from kafkahooks.hooks import (
     BrokerMeta,
     HookDispatcher,
     KeyFilter,
-    flatten_hooks,
 )
-from kafkahooks.hooks._dispatch import _drop_after_close
+from kafkahooks.hooks._dispatch import _drop_after_close, flatten_hooks
 from kafkahooks.testing import RecordingHook
 
 META = BrokerMeta(1, "127.0.0.1", 9092)

@@ -137,9 +137,10 @@ class Instrumentation:
                 internal_error(f"plugin.{name}", exc)
 
         def tracing() -> list[Any]:
-            from kafkahooks.tracing import plugins_for
+            from kafkahooks.tracing import BrokerSpans, RecordSpans
 
-            return plugins_for(self.mode, self.identity, {"tracer_provider": tracer_provider})
+            spans = BrokerSpans if self.mode == "hooks" else RecordSpans
+            return [spans(self.identity.role, tracer_provider=tracer_provider, identity=self.identity)]
 
         def metrics() -> list[Any]:
             from kafkahooks.metrics import MetricsHooks

@@ -4,7 +4,7 @@ Protocols (one per event), the types hooks receive, the dispatcher that calls th
 request-key filter. See :mod:`kafkahooks.hooks._protocols` for each event's contract.
 """
 
-from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
+from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher
 from kafkahooks.hooks._filter import ALL_KEYS, TRACING_KEYS, KeyFilter
 from kafkahooks.hooks._protocols import (
     ALL_HOOK_PROTOCOLS,
@@ -65,19 +65,18 @@ __all__ = [
     "FetchBatchReadHook",
     "FetchRecordBufferedHook",
     "FetchRecordUnbufferedHook",
-    "HookDispatcher",
     "Headers",
+    "HookDispatcher",
     "KeyFilter",
     "NewClientHook",
     "OffsetsCommittedHook",
     "ProduceBatchHeadersHook",
-    "ProduceRecordHeadersHook",
     "ProduceBatchMetrics",
     "ProduceBatchWrittenHook",
     "ProduceRecord",
     "ProduceRecordBufferedHook",
+    "ProduceRecordHeadersHook",
     "ProduceRecordUnbufferedHook",
     "RecordsPolledHook",
-    "flatten_hooks",
     "key_name",
 ]

@@ -9,9 +9,6 @@ with :func:`record_context` / :func:`batch_contexts` and the :class:`process_spa
 
 from __future__ import annotations
 
-from typing import Any
-
-from kafkahooks._identity import ClientIdentity
 from kafkahooks.tracing._broker_spans import MAX_LINKS, BrokerSpans
 from kafkahooks.tracing._context import (
     BatchContexts,
@@ -31,16 +28,6 @@ def decode_errors() -> int:
     return _context.decode_errors.value
 
 
-def plugins_for(mode: str, identity: ClientIdentity, options: dict[str, Any]) -> list[Any]:
-    """The hooks a wrapped client installs for a tracing mode."""
-    provider = options.get("tracer_provider")
-    if mode == "hooks":
-        return [BrokerSpans(identity.role, tracer_provider=provider, identity=identity)]
-    if mode == "records":
-        return [RecordSpans(identity.role, tracer_provider=provider, identity=identity)]
-    return []
-
-
 __all__ = [
     "MAX_LINKS",
     "BatchContexts",
@@ -51,7 +38,6 @@ __all__ = [
     "decode_errors",
     "format_traceparent",
     "parse_traceparent",
-    "plugins_for",
     "process_span",
     "record_context",
 ]

@@ -1,0 +1,135 @@
+"""Everything needed to write and type a hook or plugin, in one import.
+
+``from kafkahooks.typing import Hook, BrokerE2EHook, BrokerMeta, ...``: the hook protocols (one
+per event, franz-go's names), the table of events they come from, the value types the hooks
+receive, and the optional attributes a hook object can set to change how it is called:
+
+- ``request_keys``: a :class:`KeyFilter`; the broker write/read/end-to-end hooks of this object are
+  called for those request keys only (default: every key).
+- ``kafkahooks_inline = True``: always call this object on the I/O path, untimed, never moved to
+  its own thread (for hooks that only append to a queue; see ``hook_budget_ms``).
+- ``bind_identity(identity)``: called once, when the client is built, with the
+  :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
+  the client the hook was given to, so one class can name the client it serves.
+
+:class:`ConfiguredHook` spells these out for type checkers; none of them is required.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeAlias, Union
+
+from kafkahooks._identity import ClientIdentity
+from kafkahooks.hooks._filter import ALL_KEYS, TRACING_KEYS, KeyFilter
+from kafkahooks.hooks._protocols import (
+    ALL_HOOK_PROTOCOLS,
+    EVENTS,
+    HOOK_METHODS,
+    BrokerConnectHook,
+    BrokerDisconnectHook,
+    BrokerE2EHook,
+    BrokerReadHook,
+    BrokerThrottleHook,
+    BrokerWriteHook,
+    ClientClosedHook,
+    Event,
+    FetchBatchReadHook,
+    FetchRecordBufferedHook,
+    FetchRecordUnbufferedHook,
+    NewClientHook,
+    OffsetsCommittedHook,
+    ProduceBatchHeadersHook,
+    ProduceBatchWrittenHook,
+    ProduceRecordBufferedHook,
+    ProduceRecordHeadersHook,
+    ProduceRecordUnbufferedHook,
+    RecordsPolledHook,
+)
+from kafkahooks.hooks._types import (
+    ApiKey,
+    BrokerE2E,
+    BrokerMeta,
+    ClientClosed,
+    Compression,
+    ConnectionClosed,
+    FetchBatchMetrics,
+    Headers,
+    ProduceBatchMetrics,
+    ProduceRecord,
+    key_name,
+)
+
+Hook: TypeAlias = Union[  # noqa: UP007 - a TypeAlias of protocols reads better spelt out
+    NewClientHook,
+    ClientClosedHook,
+    BrokerConnectHook,
+    BrokerDisconnectHook,
+    BrokerWriteHook,
+    BrokerReadHook,
+    BrokerE2EHook,
+    BrokerThrottleHook,
+    ProduceBatchWrittenHook,
+    FetchBatchReadHook,
+    ProduceRecordBufferedHook,
+    ProduceRecordUnbufferedHook,
+    FetchRecordBufferedHook,
+    FetchRecordUnbufferedHook,
+    ProduceBatchHeadersHook,
+    ProduceRecordHeadersHook,
+    RecordsPolledHook,
+    OffsetsCommittedHook,
+]
+"""Any object implementing at least one hook event (what ``hooks=[...]`` takes)."""
+
+
+class ConfiguredHook(Protocol):
+    """The optional attributes a hook object may set (see the module docs); a hook need not
+    implement this protocol: kafkahooks reads each attribute only if present."""
+
+    request_keys: KeyFilter
+    kafkahooks_inline: bool
+
+    def bind_identity(self, identity: ClientIdentity) -> None: ...
+
+
+__all__ = [
+    "ALL_HOOK_PROTOCOLS",
+    "ALL_KEYS",
+    "EVENTS",
+    "HOOK_METHODS",
+    "TRACING_KEYS",
+    "ApiKey",
+    "BrokerConnectHook",
+    "BrokerDisconnectHook",
+    "BrokerE2E",
+    "BrokerE2EHook",
+    "BrokerMeta",
+    "BrokerReadHook",
+    "BrokerThrottleHook",
+    "BrokerWriteHook",
+    "ClientClosed",
+    "ClientClosedHook",
+    "ClientIdentity",
+    "Compression",
+    "ConfiguredHook",
+    "ConnectionClosed",
+    "Event",
+    "FetchBatchMetrics",
+    "FetchBatchReadHook",
+    "FetchRecordBufferedHook",
+    "FetchRecordUnbufferedHook",
+    "Headers",
+    "Hook",
+    "KeyFilter",
+    "NewClientHook",
+    "OffsetsCommittedHook",
+    "ProduceBatchHeadersHook",
+    "ProduceBatchMetrics",
+    "ProduceBatchWrittenHook",
+    "ProduceRecord",
+    "ProduceRecordBufferedHook",
+    "ProduceRecordHeadersHook",
+    "ProduceRecordUnbufferedHook",
+    "RecordsPolledHook",
+    "key_name",
+]
