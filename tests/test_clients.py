@@ -158,3 +158,37 @@ def test_aiokafka_consumer_strict_mode_reaches_async_for(bootstrap: str, topic: 
                 await consumer.stop()
 
     asyncio.run(run())
+
+
+def test_a_tracing_mode_the_adapter_cannot_serve_is_refused() -> None:
+    """A client library adapter lists the tracing modes it serves; asking another one fails when
+    the client is built, naming the ones it has (both shipped adapters serve every mode)."""
+    from kafkahooks._instrument import Instrumentation
+    from kafkahooks._wire import _aiokafka, _kafka_python
+
+    class SpansOnly:
+        library = "some-client"
+        tracing_modes = frozenset({"off", "hooks"})
+
+    with pytest.raises(ValueError, match=r"some-client clients cannot serve tracing='records'.*'hooks', 'off'"):
+        Instrumentation.from_kwargs("producer", {"tracing": "records"}, SpansOnly())  # type: ignore[arg-type]
+    for adapter in (_aiokafka.ADAPTER, _kafka_python.ADAPTER):
+        assert {"off", "hooks", "records"} == adapter.tracing_modes
+
+
+@pytest.mark.parametrize("path", ["aiokafka/_clients.py", "kafka/_clients.py"])
+def test_the_client_classes_touch_no_private_attribute_of_their_library(path: str) -> None:
+    """Every private attribute of aiokafka or kafka-python is read inside its adapter (_wire):
+    the wrapped classes use only kafkahooks' own (``_kh...``)."""
+    import ast
+    from pathlib import Path
+
+    import kafkahooks
+
+    tree = ast.parse((Path(kafkahooks.__file__).parent / path).read_text())
+    private = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith(("_kh", "__"))
+    ]
+    assert [] == private

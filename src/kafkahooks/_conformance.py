@@ -7,6 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kafkahooks._wire._adapter import WireAdapter
+    from kafkahooks._wire._aiokafka import AiokafkaAdapter
+    from kafkahooks._wire._kafka_python import KafkaPythonAdapter
     from kafkahooks.datastreams._hooks import DataStreamHooks, RecordHeaderDataStreamHooks
     from kafkahooks.hooks import (
         BrokerConnectHook,
@@ -69,3 +72,7 @@ if TYPE_CHECKING:
         _span_headers: ProduceBatchHeadersHook = spans
         _stream_headers: ProduceBatchHeadersHook = streams
         _stream_record_headers: ProduceRecordHeadersHook = record_streams
+
+    def _adapters(aiokafka: AiokafkaAdapter, kafka_python: KafkaPythonAdapter) -> None:
+        _aiokafka: WireAdapter = aiokafka
+        _kafka_python: WireAdapter = kafka_python

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from kafkahooks import _fork
 from kafkahooks._config import TracingMode, tracing_mode
@@ -14,6 +14,9 @@ from kafkahooks._identity import ClientIdentity
 from kafkahooks._wire._guard import internal_error
 from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
 from kafkahooks.hooks._types import ProduceRecord
+
+if TYPE_CHECKING:
+    from kafkahooks._wire._adapter import WireAdapter
 
 Role = Literal["producer", "consumer"]
 
@@ -64,10 +67,16 @@ class Instrumentation:
     """A wrapped client's hooks: the user's, plus the plugins its tracing mode asks for."""
 
     @classmethod
-    def from_kwargs(cls, role: Role, kwargs: dict[str, Any]) -> Instrumentation:
+    def from_kwargs(cls, role: Role, kwargs: dict[str, Any], adapter: WireAdapter | None = None) -> Instrumentation:
         """Take kafkahooks' own :data:`OPTIONS` out of a wrapped client's keyword arguments (the rest
-        go to the client library unchanged)."""
+        go to the client library unchanged). A tracing mode ``adapter`` cannot serve is refused
+        here, when the client is built, with a ``ValueError`` that says which it can."""
         options = {name: kwargs.pop(name) for name in OPTIONS if name in kwargs}
+        if adapter is not None:
+            mode = tracing_mode(options.get("tracing"))
+            if mode not in adapter.tracing_modes:
+                served = ", ".join(repr(m) for m in sorted(adapter.tracing_modes))
+                raise ValueError(f"{adapter.library} clients cannot serve tracing={mode!r} (they serve {served})")
         return cls(
             options.get("hooks"),
             options.get("tracing"),
@@ -251,6 +260,34 @@ class WrappedClient:
     """What every wrapped client adds to the client library's class."""
 
     _kh: Instrumentation
+    _kh_adapter: ClassVar[WireAdapter]
+    """The client library's adapter: every private attribute of the library is read behind it."""
+
+    def _kh_install(self) -> None:
+        """The install sequence every wrapped client runs once its library has built it: the
+        adapter hooks what the instrumentation needs, then the client counts as opened."""
+        client_id = None
+        try:
+            client_id = self._kh_adapter.install(self, self._kh)
+        except Exception as exc:
+            internal_error(f"{self._kh_adapter.library}.install", exc)
+        self._kh.opened(self, client_id)
+
+    def _kh_consumer_started(self) -> None:
+        """A consumer can fetch: its hand-outs go to the fused plugins (when any wants them)."""
+        tracker = self._kh.dispatch.handouts
+        if tracker is not None:
+            try:
+                self._kh_adapter.consumer_started(self, tracker)
+            except Exception as exc:
+                internal_error(f"{self._kh_adapter.library}.consumer_started", exc)
+
+    def _kh_consumer_closed(self) -> None:
+        if self._kh.dispatch.handouts is not None:
+            try:
+                self._kh_adapter.consumer_closed(self)
+            except Exception as exc:
+                internal_error(f"{self._kh_adapter.library}.consumer_closed", exc)
 
     @property
     def hook_dispatcher(self) -> HookDispatcher:

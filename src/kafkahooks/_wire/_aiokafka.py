@@ -36,7 +36,7 @@ import time
 import weakref
 from collections.abc import Callable
 from types import MethodType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiokafka
 from aiokafka import codec as _codec
@@ -54,6 +54,9 @@ from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks._dispatch import HookDispatcher
 from kafkahooks.hooks._handout import BatchCursor, HandOutTracker
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
+
+if TYPE_CHECKING:
+    from kafkahooks._instrument import Instrumentation
 
 _RECORD_CODEC = (DefaultRecordBatch, DefaultRecordBatchBuilder)
 """The client's own v2 batch reader and builder (to resend a refused batch without our headers)."""
@@ -575,3 +578,36 @@ def release_handouts(fetcher: Any) -> None:
     results = getattr(fetcher, "_records", None)
     if isinstance(results, _HandOutFetchResults):
         results._kh_release_all()
+
+
+class AiokafkaAdapter:
+    """:class:`~kafkahooks._wire._adapter.WireAdapter` for aiokafka."""
+
+    library = "aiokafka"
+    tracing_modes = frozenset({"off", "hooks", "records"})
+
+    def prepare(self, inst: Instrumentation, configs: dict[str, Any]) -> None:
+        """aiokafka's client is hooked after construction: nothing to change before."""
+
+    def install(self, client: Any, inst: Instrumentation) -> str | None:
+        net = client.client if inst.role == "producer" else client._client
+        dispatch = inst.dispatch
+        if inst.installed:
+            hook_client(net, dispatch)
+        if inst.role == "producer" and (dispatch.has_batch_header_injectors or dispatch.has_record_header_injectors):
+            install_batch_headers(client, dispatch)
+        watch_cluster_id(net, inst.identity)
+        return client_id(net)
+
+    def consumer_started(self, consumer: Any, tracker: HandOutTracker) -> None:
+        observe_handouts(consumer._fetcher, tracker)
+
+    def consumer_closed(self, consumer: Any) -> None:
+        if consumer._fetcher is not None:
+            release_handouts(consumer._fetcher)
+
+    def check_internals(self) -> list[str]:
+        return check_internals()
+
+
+ADAPTER = AiokafkaAdapter()

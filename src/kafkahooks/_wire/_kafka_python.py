@@ -26,7 +26,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from types import MethodType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kafka
 from kafka import codec as _codec
@@ -46,6 +46,9 @@ from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks._dispatch import HookDispatcher
 from kafkahooks.hooks._handout import BatchCursor, HandOutTracker
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
+
+if TYPE_CHECKING:
+    from kafkahooks._instrument import Instrumentation
 
 VERIFIED_VERSIONS = ">=3.0,<3.1"
 _logger = get_logger(__name__)
@@ -519,3 +522,40 @@ def release_handouts(consumer: Any) -> None:
         consumer._fetcher.close()
     except Exception as exc:
         internal_error("kafka_python.release_handouts", exc)
+
+
+class KafkaPythonAdapter:
+    """:class:`~kafkahooks._wire._adapter.WireAdapter` for kafka-python."""
+
+    library = "kafka-python"
+    tracing_modes = frozenset({"off", "hooks", "records"})
+
+    def prepare(self, inst: Instrumentation, configs: dict[str, Any]) -> None:
+        """kafka-python builds its network client from ``kafka_client``: give it one whose
+        connections report to the dispatcher (unless the application brought its own)."""
+        if not inst.installed:
+            return
+        if configs.get("kafka_client") not in (None, KafkaNetClient):
+            _logger.warning("broker_hooks_unavailable", reason="a custom kafka_client was given", role=inst.role)
+            return
+        configs["kafka_client"] = client_factory(inst.dispatch)
+
+    def install(self, client: Any, inst: Instrumentation) -> str | None:
+        dispatch = inst.dispatch
+        if inst.role == "producer" and (dispatch.has_batch_header_injectors or dispatch.has_record_header_injectors):
+            install_batch_headers(client, dispatch)
+        watch_cluster_id(client, inst.identity)
+        found = client.config.get("client_id")
+        return str(found) if found else None
+
+    def consumer_started(self, consumer: Any, tracker: HandOutTracker) -> None:
+        observe_handouts(consumer, tracker)
+
+    def consumer_closed(self, consumer: Any) -> None:
+        release_handouts(consumer)
+
+    def check_internals(self) -> list[str]:
+        return check_internals()
+
+
+ADAPTER = KafkaPythonAdapter()

@@ -9,24 +9,21 @@ import aiokafka
 
 from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered, strip_options
 from kafkahooks._wire import _aiokafka as wire
-from kafkahooks._wire._guard import internal_error
 
 
 class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
+    _kh_adapter = wire.ADAPTER
+
     def __init__(self, **kwargs: Any) -> None:
-        self._kh = Instrumentation.from_kwargs("producer", kwargs)
+        self._kh = Instrumentation.from_kwargs("producer", kwargs, self._kh_adapter)
+        self._kh_adapter.prepare(self._kh, kwargs)
         super().__init__(**kwargs)
-        if self._kh.installed:
-            wire.hook_client(self.client, self._kh.dispatch)
-        if self._kh.dispatch.has_batch_header_injectors or self._kh.dispatch.has_record_header_injectors:
-            wire.install_batch_headers(self, self._kh.dispatch)
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
-        wire.watch_cluster_id(self.client, self._kh.identity)
-        self._kh.opened(self, wire.client_id(self.client))
+        self._kh_install()
 
     async def _kh_send(
         self,
@@ -84,7 +81,7 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
         # plugins (hand-outs per record batch) a getmany() scope, and a consumer without either
         # keeps aiokafka's own. (Reassigning __class__ later would slow every attribute read on
         # the consumer, which aiokafka does for every record.)
-        kh = Instrumentation.from_kwargs("consumer", dict(kwargs))
+        kh = Instrumentation.from_kwargs("consumer", dict(kwargs), wire.ADAPTER)
         chosen = cls
         if cls is AIOKafkaConsumer:
             if kh.dispatch.has_fetch_record_hooks or kh.dispatch.has_poll_hooks or kh.dispatch.strict:
@@ -95,31 +92,24 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
         self._kh = kh
         return self
 
+    _kh_adapter = wire.ADAPTER
+
     def __init__(self, *topics: str, **kwargs: Any) -> None:
         strip_options(kwargs)
+        self._kh_adapter.prepare(self._kh, kwargs)
         super().__init__(*topics, **kwargs)
-        dispatch = self._kh.dispatch
-        if self._kh.installed:
-            wire.hook_client(self._client, dispatch)
-        wire.watch_cluster_id(self._client, self._kh.identity)
-        self._kh.opened(self, wire.client_id(self._client))
+        self._kh_install()
 
     async def start(self) -> None:
         await super().start()
-        handouts = self._kh.dispatch.handouts
-        if handouts is not None:
-            try:
-                wire.observe_handouts(self._fetcher, handouts)
-            except Exception as exc:
-                internal_error("aiokafka.observe_handouts", exc)
+        self._kh_consumer_started()  # aiokafka builds its fetcher in start()
 
     async def stop(self) -> None:
         self._kh_closing()
         try:
             await super().stop()
         finally:
-            if self._fetcher is not None:
-                wire.release_handouts(self._fetcher)
+            self._kh_consumer_closed()
             await self._kh_aclosed()
         if self._kh.dispatch.strict:
             self._kh.dispatch.raise_pending()

@@ -7,36 +7,22 @@ from typing import Any
 import kafka
 
 from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered, strip_options
-from kafkahooks._log import get_logger
 from kafkahooks._wire import _kafka_python as wire
-from kafkahooks._wire._guard import internal_error
-
-_logger = get_logger(__name__)
-
-
-def _install(inst: Instrumentation, configs: dict[str, Any]) -> None:
-    if not inst.installed:
-        return
-    if configs.get("kafka_client") not in (None, kafka.net.compat.KafkaNetClient):
-        _logger.warning("broker_hooks_unavailable", reason="a custom kafka_client was given", role=inst.role)
-        return
-    configs["kafka_client"] = wire.client_factory(inst.dispatch)
 
 
 class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
     """``kafka.KafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
+    _kh_adapter = wire.ADAPTER
+
     def __init__(self, **configs: Any) -> None:
-        self._kh = Instrumentation.from_kwargs("producer", configs)
-        _install(self._kh, configs)
+        self._kh = Instrumentation.from_kwargs("producer", configs, self._kh_adapter)
+        self._kh_adapter.prepare(self._kh, configs)
         super().__init__(**configs)
-        if self._kh.dispatch.has_batch_header_injectors or self._kh.dispatch.has_record_header_injectors:
-            wire.install_batch_headers(self, self._kh.dispatch)
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
             self.send = self._kh_send
-        wire.watch_cluster_id(self, self._kh.identity)
-        self._kh.opened(self, self.config.get("client_id"))
+        self._kh_install()
 
     def _kh_send(
         self,
@@ -96,7 +82,7 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
         # (hand-outs per record batch) a poll() override, and a consumer without either keeps
         # kafka-python's own. (Reassigning __class__ later would slow every attribute read on the
         # consumer, which kafka-python does for every record.)
-        kh = Instrumentation.from_kwargs("consumer", dict(configs))
+        kh = Instrumentation.from_kwargs("consumer", dict(configs), wire.ADAPTER)
         chosen = cls
         if cls is KafkaConsumer:
             if kh.dispatch.has_fetch_record_hooks or kh.dispatch.strict:
@@ -107,18 +93,14 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
         self._kh = kh
         return self
 
+    _kh_adapter = wire.ADAPTER
+
     def __init__(self, *topics: str, **configs: Any) -> None:
         strip_options(configs)
-        _install(self._kh, configs)
+        self._kh_adapter.prepare(self._kh, configs)
         super().__init__(*topics, **configs)
-        dispatch = self._kh.dispatch
-        if dispatch.handouts is not None:
-            try:
-                wire.observe_handouts(self, dispatch.handouts)
-            except Exception as exc:
-                internal_error("kafka_python.observe_handouts", exc)
-        wire.watch_cluster_id(self, self._kh.identity)
-        self._kh.opened(self, self.config.get("client_id"))
+        self._kh_consumer_started()  # kafka-python's consumer fetches from construction on
+        self._kh_install()
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         if not hasattr(self, "config"):  # construction failed: kafka-python's __del__ is closing a husk
@@ -127,8 +109,7 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
         try:
             super().close(*args, **kwargs)
         finally:
-            if self._kh.dispatch.handouts is not None:
-                wire.release_handouts(self)
+            self._kh_consumer_closed()
             self._kh_closed()
         if self._kh.dispatch.strict:
             self._kh.dispatch.raise_pending()
