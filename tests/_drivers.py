@@ -12,13 +12,24 @@ CLIENTS = ["kafka-python", "aiokafka"]
 Message = tuple[bytes | None, list[tuple[str, bytes]] | None]
 
 
-def produce(client: str, bootstrap: str, topic: str, messages: list[Message], **kwargs: Any) -> list[Any]:
-    """Send ``(value, headers)`` messages with the wrapped producer of ``client``; return metadata."""
+def produce(
+    client: str, bootstrap: str, topic: str, messages: list[Message], partitions: int = 0, **kwargs: Any
+) -> list[Any]:
+    """Send ``(value, headers)`` messages with the wrapped producer of ``client`` (message ``i`` to
+    partition ``i % partitions`` when ``partitions`` is given); return their metadata (None for
+    ``acks=0``)."""
+
+    def partition(i: int) -> int | None:
+        return i % partitions if partitions else None
+
     if client == "kafka-python":
         from kafkahooks.kafka import KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=bootstrap, **kwargs)
-        futures = [producer.send(topic, value, headers=headers) for value, headers in messages]
+        futures = [
+            producer.send(topic, value, headers=headers, partition=partition(i))
+            for i, (value, headers) in enumerate(messages)
+        ]
         producer.flush()
         producer.close()
         return [f.get(timeout=10) for f in futures]
@@ -29,7 +40,10 @@ def produce(client: str, bootstrap: str, topic: str, messages: list[Message], **
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kwargs)
         await producer.start()
         try:
-            futures = [await producer.send(topic, value, headers=headers) for value, headers in messages]
+            futures = [
+                await producer.send(topic, value, headers=headers, partition=partition(i))
+                for i, (value, headers) in enumerate(messages)
+            ]
             return list(await asyncio.gather(*futures))
         finally:
             await producer.stop()

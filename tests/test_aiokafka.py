@@ -19,9 +19,8 @@ from kafkahooks._wire import _aiokafka
 from kafkahooks._wire._guard import internal_errors
 from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafkahooks.broker import EmbeddedBroker
-from kafkahooks.hooks import ApiKey, Compression
+from kafkahooks.hooks import ApiKey
 from kafkahooks.testing import RecordingHook
-from tests._checks import assert_batches_account_for_every_record, assert_reads_follow_writes_and_timings_are_sane
 from tests._proxy import FrameProxy
 
 N = 300
@@ -83,21 +82,6 @@ async def test_hook_counts_match_the_wire(proxied: tuple[str, FrameProxy]) -> No
     assert sum(v for k, v in hooked_writes.items() if k[0] == ApiKey.PRODUCE) > 0
 
 
-async def test_each_read_follows_its_write_and_timings_are_sane(bootstrap: str, topic: str) -> None:
-    """Per broker, reads answer earlier writes; e2e = write + read wait + read; nothing negative."""
-    recorder = RecordingHook()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], linger_ms=2)
-    await producer.start()
-    for _ in range(N):
-        await producer.send(topic, b"v" * 100)
-    await producer.stop()
-    assert_reads_follow_writes_and_timings_are_sane(recorder)
-    assert len(recorder.of("broker_write", ApiKey.PRODUCE)) == len(recorder.of("broker_e2e", ApiKey.PRODUCE)) > 0
-    assert 1 == len(recorder.of("new_client"))
-    assert 1 == len(recorder.of("client_closed"))
-    assert all(e.err is None and e.init_ns > 0 for e in recorder.of("broker_connect"))
-
-
 async def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) -> None:
     """An idle long-poll Fetch takes about fetch_max_wait_ms to read."""
     recorder = RecordingHook()
@@ -112,49 +96,6 @@ async def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) ->
     fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
     assert len(fetch_reads) >= 3
     assert 450 <= statistics.median(fetch_reads) <= 1000
-
-
-@pytest.mark.parametrize("compression", [None, "gzip"])
-async def test_batch_hooks_sum_to_records_sent(
-    bootstrap: str, make_topic: Callable[..., str], compression: str | None
-) -> None:
-    """Produce and fetch batch hooks account for every record, with codec and sizes."""
-    topic = make_topic(3)
-    producer_rec, consumer_rec = RecordingHook(), RecordingHook()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, hooks=[producer_rec], linger_ms=5, compression_type=compression
-    )
-    await producer.start()
-    for i in range(N):
-        await producer.send(topic, b"value-%d" % i * 10, partition=i % 3)
-    await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, hooks=[consumer_rec], group_id=topic, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    assert N == len(await consume_all(consumer, N))
-    await consumer.stop()
-
-    codec = Compression.GZIP if compression else Compression.NONE
-    fetched = [e for e in consumer_rec.of("fetch_batch_read") if e.topic == topic]
-    assert_batches_account_for_every_record(producer_rec.of("produce_batch_written"), fetched, N, codec, 3)
-
-
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-async def test_acks_modes(bootstrap: str, topic: str, acks: Any) -> None:
-    """acks=0 writes with no read and still ends each request; acks=1/all read every Produce."""
-    recorder = RecordingHook()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], acks=acks, linger_ms=5)
-    await producer.start()
-    for _ in range(50):
-        await producer.send(topic, b"v")
-    await producer.stop()
-    writes = recorder.of("broker_write", ApiKey.PRODUCE)
-    reads = recorder.of("broker_read", ApiKey.PRODUCE)
-    assert len(writes) > 0
-    assert (0 if acks == 0 else len(writes)) == len(reads)
-    assert len(writes) == len(recorder.of("broker_e2e", ApiKey.PRODUCE))
-    assert 50 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
 
 
 async def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -> None:
@@ -283,7 +224,8 @@ async def run_transaction(producer: Any, topic: str) -> str:
 
 
 async def test_transactions_behave_as_with_the_bare_client(bootstrap: str, topic: str) -> None:
-    """A transaction ends the same way wrapped and bare (Tansu 0.6 refuses aiokafka's InitProducerId)."""
+    """A transaction ends the same way wrapped and bare, and the hooks see it start (on Tansu 0.6
+    both end in the broker refusing aiokafka's InitProducerId)."""
     recorder = RecordingHook()
     bare = await run_transaction(
         aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"b-{topic}"), topic
@@ -293,9 +235,20 @@ async def test_transactions_behave_as_with_the_bare_client(bootstrap: str, topic
     )
     assert bare == wrapped
     assert ApiKey.INIT_PRODUCER_ID in {e.key for e in recorder.of("broker_write")}
-    if wrapped == "ok":
-        assert ApiKey.END_TXN in {e.key for e in recorder.of("broker_write")}
-        assert 5 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
+
+
+async def test_a_committed_transaction_is_seen_by_the_hooks(bootstrap: str, topic: str) -> None:
+    """Where the broker takes aiokafka's transactions, the hooks see its EndTxn and every record.
+    Skipped on a broker that refuses them (Tansu 0.6 refuses aiokafka's InitProducerId; point
+    KAFKAHOOKS_BOOTSTRAP at a Kafka to run it)."""
+    recorder = RecordingHook()
+    outcome = await run_transaction(
+        AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], transactional_id=f"c-{topic}"), topic
+    )
+    if outcome != "ok":
+        pytest.skip(f"this broker refuses aiokafka's transactions ({outcome})")
+    assert ApiKey.END_TXN in {e.key for e in recorder.of("broker_write")}
+    assert 5 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
 
 
 async def test_broker_stopped_mid_stream_reports_errors_without_hanging(own_broker: EmbeddedBroker) -> None:

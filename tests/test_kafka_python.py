@@ -10,19 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 import kafka
-import pytest
 from kafka.net.connection import KafkaConnection
 from kafka.net.manager import KafkaConnectionManager
 
 from kafkahooks._wire import _kafka_python
 from kafkahooks._wire._guard import internal_errors
 from kafkahooks.broker import EmbeddedBroker
-from kafkahooks.hooks import ApiKey, Compression
+from kafkahooks.hooks import ApiKey
 from kafkahooks.kafka import KafkaConsumer, KafkaProducer
 from kafkahooks.testing import RecordingHook
-from tests._checks import assert_batches_account_for_every_record, assert_reads_follow_writes_and_timings_are_sane
 from tests._proxy import FrameProxy
-from tests.conftest import GROUP_TIMEOUTS
 
 N = 300
 
@@ -72,19 +69,12 @@ def test_hook_counts_match_the_wire(proxied: tuple[str, FrameProxy]) -> None:
     assert all(e.err is None for e in recorder.of("broker_write") + recorder.of("broker_read"))
 
 
-def test_each_read_follows_its_write_and_timings_are_sane(bootstrap: str, topic: str) -> None:
-    """Per broker, reads answer earlier writes; e2e = write + read wait + read; nothing negative."""
+def test_bootstrap_connections_are_named_seed(bootstrap: str, topic: str) -> None:
+    """kafka-python's bootstrap connections have no node id yet: their hooks name them seed_N."""
     recorder = RecordingHook()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], linger_ms=2)
-    for _ in range(N):
-        producer.send(topic, b"v" * 100)
-    producer.flush()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder])
+    producer.send(topic, b"v").get(timeout=10)
     producer.close()
-    assert_reads_follow_writes_and_timings_are_sane(recorder)
-    produces = recorder.of("broker_write", ApiKey.PRODUCE)
-    assert len(produces) == len(recorder.of("broker_e2e", ApiKey.PRODUCE)) > 0
-    assert 1 == len(recorder.of("new_client"))
-    assert 1 == len(recorder.of("client_closed"))
     assert {"seed_0"} <= {e.meta.name for e in recorder.of("broker_connect")}
 
 
@@ -102,55 +92,6 @@ def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) -> None:
     fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
     assert len(fetch_reads) >= 3
     assert 450 <= statistics.median(fetch_reads) <= 1000
-
-
-@pytest.mark.parametrize("compression", [None, "gzip"])
-def test_batch_hooks_sum_to_records_sent(
-    bootstrap: str, make_topic: Callable[..., str], compression: str | None
-) -> None:
-    """Produce and fetch batch hooks account for every record, with codec and sizes."""
-    topic = make_topic(3)
-    producer_rec, consumer_rec = RecordingHook(), RecordingHook()
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, hooks=[producer_rec], linger_ms=5, compression_type=compression
-    )
-    for i in range(N):
-        producer.send(topic, b"value-%d" % i * 10, partition=i % 3)
-    producer.flush()
-    producer.close()
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        hooks=[consumer_rec],
-        group_id=topic,
-        auto_offset_reset="earliest",
-        **GROUP_TIMEOUTS,
-    )
-    assert N == len(consume_all(consumer, N))
-    consumer.close()
-
-    codec = Compression.GZIP if compression else Compression.NONE
-    fetched = [e for e in consumer_rec.of("fetch_batch_read") if e.topic == topic]
-    assert_batches_account_for_every_record(producer_rec.of("produce_batch_written"), fetched, N, codec, 3)
-
-
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_acks_modes(bootstrap: str, topic: str, acks: Any) -> None:
-    """acks=0 writes with no read and still ends each request; acks=1/all read every Produce."""
-    recorder = RecordingHook()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[recorder], acks=acks, linger_ms=5)
-    for _ in range(50):
-        producer.send(topic, b"v")
-    producer.flush()
-    producer.close()
-    writes = recorder.of("broker_write", ApiKey.PRODUCE)
-    reads = recorder.of("broker_read", ApiKey.PRODUCE)
-    assert len(writes) > 0
-    assert (0 if acks == 0 else len(writes)) == len(reads)
-    assert len(writes) == len(recorder.of("broker_e2e", ApiKey.PRODUCE))
-    assert 50 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
-    if acks == 0:
-        assert all(e.e2e.bytes_read == 0 for e in recorder.of("broker_e2e", ApiKey.PRODUCE))
 
 
 def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -> None:

@@ -187,13 +187,16 @@ def test_bad_record_fields_behave_as_with_the_bare_client(bootstrap: str) -> Non
 
 
 def test_pathway_header_struct_edge_cases_never_raise() -> None:
-    """Raw pathway bytes at every truncation of a valid context decode or are refused, never raise."""
+    """Raw pathway bytes at every truncation of a valid context, alone or followed by eight 0xff
+    bytes: only the whole context decodes (to itself); every other cut is refused, none raises."""
     from kafkahooks.datastreams import decode
 
-    raw = PathwayContext(0xAF611DF36FC67C4D, 1_700_000_000_000, 1_700_000_000_250).encode()
-    for cut in range(len(raw) + 1):
-        decode(raw[:cut])
-        decode(raw[:cut] + struct.pack("<Q", 2**64 - 1))
+    ctx = PathwayContext(0xAF611DF36FC67C4D, 1_700_000_000_000, 1_700_000_000_250)
+    raw = ctx.encode()
+    decoded = {cut: decode(raw[:cut]) for cut in range(len(raw) + 1)}
+    assert {len(raw): ctx} == {cut: got for cut, got in decoded.items() if got is not None}
+    padded = [decode(raw[:cut] + struct.pack("<Q", 2**64 - 1)) for cut in range(len(raw) + 1)]
+    assert [None] * (len(raw) + 1) == padded  # trailing garbage is refused, not half-read
 
 
 PRODUCE_HEADER_CASES: list[tuple[str, Any]] = [
