@@ -278,22 +278,27 @@ class StreamMap:
         ):
             table.add_column(column, justify="right")
         for edge in self._ordered():
-            target = self.nodes[edge.target]
-            table.add_row(
-                escape(self.label(edge.source)),
-                escape(self.label(edge.target)),
-                escape(edge.group or ""),
-                f"{edge.messages:,}",
-                _si(self.rate(edge.messages)),
-                _si(self.rate(edge.payload_bytes)),
-                f"{edge.p(0.5) * 1e3:.1f}",
-                f"{edge.p(0.99) * 1e3:.1f}",
-                f"{target.p(0.5) * 1e3:.1f}",
-                f"{target.p(0.99) * 1e3:.1f}",
-                "" if edge.lag_records is None else f"{edge.lag_records:,}",
-                "" if edge.lag_seconds is None else f"{edge.lag_seconds:.1f}",
-            )
+            table.add_row(*(escape(value) for value in self.row(edge)))
         return table
+
+    def row(self, edge: Edge) -> list[str]:
+        """One edge as the table columns: from, to, group, messages, msg/s, bytes/s, edge p50/p99
+        and from-origin p50/p99 (ms), lag records and seconds."""
+        target = self.nodes[edge.target]
+        return [
+            self.label(edge.source),
+            self.label(edge.target),
+            edge.group or "",
+            f"{edge.messages:,}",
+            _si(self.rate(edge.messages)),
+            _si(self.rate(edge.payload_bytes)),
+            f"{edge.p(0.5) * 1e3:.1f}",
+            f"{edge.p(0.99) * 1e3:.1f}",
+            f"{target.p(0.5) * 1e3:.1f}",
+            f"{target.p(0.99) * 1e3:.1f}",
+            "" if edge.lag_records is None else f"{edge.lag_records:,}",
+            "" if edge.lag_seconds is None else f"{edge.lag_seconds:.1f}",
+        ]
 
     def _ordered(self) -> list[Edge]:
         return sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source, e.target))
@@ -371,30 +376,8 @@ class StreamMap:
 
     def render_html(self, title: str = "kafkahooks data-stream map") -> str:
         """A self-contained page: the drawing and a table of every edge."""
-
-        def cell(value: str) -> str:
-            return f"<td>{html.escape(value)}</td>"
-
         rows = "\n".join(
-            "<tr>"
-            + "".join(
-                cell(v)
-                for v in (
-                    self.label(e.source),
-                    self.label(e.target),
-                    e.group or "",
-                    f"{e.messages:,}",
-                    _si(self.rate(e.messages)),
-                    _si(self.rate(e.payload_bytes)),
-                    f"{e.p(0.5) * 1e3:.1f}",
-                    f"{e.p(0.99) * 1e3:.1f}",
-                    f"{self.nodes[e.target].p(0.5) * 1e3:.1f}",
-                    f"{self.nodes[e.target].p(0.99) * 1e3:.1f}",
-                    "" if e.lag_records is None else f"{e.lag_records:,}",
-                    "" if e.lag_seconds is None else f"{e.lag_seconds:.1f}",
-                )
-            )
-            + "</tr>"
+            "<tr>" + "".join(f"<td>{html.escape(value)}</td>" for value in self.row(e)) + "</tr>"
             for e in self._ordered()
         )
         return f"""<!doctype html>

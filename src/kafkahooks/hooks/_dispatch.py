@@ -440,27 +440,23 @@ class HookDispatcher:
         """Headers every injector wants on a new batch's first record, or None. Each injector sees
         the record's headers with what earlier injectors added, so the same plugin installed twice
         adds its header once."""
-        extra: list[tuple[str, bytes]] | None = None
-        for fn in self._inject:
-            try:
-                got = fn(topic, partition, [*headers, *extra] if extra else headers)
-            except Exception as exc:
-                self._failed(fn, "inject_batch_headers", exc)
-                continue
-            if got:
-                extra = [*extra, *got] if extra else list(got)
-        return extra
+        return self._injected(self._inject, "inject_batch_headers", topic, partition, headers)
 
     def inject_record_headers(
         self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
     ) -> list[tuple[str, bytes]] | None:
         """Headers every record injector wants on this record, or None (as :meth:`inject_batch_headers`)."""
+        return self._injected(self._inject_record, "inject_record_headers", topic, partition, headers)
+
+    def _injected(
+        self, fns: tuple[Fn, ...], event: str, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+    ) -> list[tuple[str, bytes]] | None:
         extra: list[tuple[str, bytes]] | None = None
-        for fn in self._inject_record:
+        for fn in fns:
             try:
                 got = fn(topic, partition, [*headers, *extra] if extra else headers)
             except Exception as exc:
-                self._failed(fn, "inject_record_headers", exc)
+                self._failed(fn, event, exc)
                 continue
             if got:
                 extra = [*extra, *got] if extra else list(got)
