@@ -13,11 +13,17 @@ Message = tuple[bytes | None, list[tuple[str, bytes]] | None]
 
 
 def produce(
-    client: str, bootstrap: str, topic: str, messages: list[Message], partitions: int = 0, **kwargs: Any
+    client: str,
+    bootstrap: str,
+    topic: str,
+    messages: list[Message],
+    partitions: int = 0,
+    before_close: Callable[[Any], None] | None = None,
+    **kwargs: Any,
 ) -> list[Any]:
     """Send ``(value, headers)`` messages with the wrapped producer of ``client`` (message ``i`` to
     partition ``i % partitions`` when ``partitions`` is given); return their metadata (None for
-    ``acks=0``)."""
+    ``acks=0``). ``before_close`` is called with the producer once everything is flushed."""
 
     def partition(i: int) -> int | None:
         return i % partitions if partitions else None
@@ -31,6 +37,8 @@ def produce(
             for i, (value, headers) in enumerate(messages)
         ]
         producer.flush()
+        if before_close is not None:
+            before_close(producer)
         producer.close()
         return [f.get(timeout=10) for f in futures]
 
@@ -44,7 +52,10 @@ def produce(
                 await producer.send(topic, value, headers=headers, partition=partition(i))
                 for i, (value, headers) in enumerate(messages)
             ]
-            return list(await asyncio.gather(*futures))
+            sent = list(await asyncio.gather(*futures))
+            if before_close is not None:
+                before_close(producer)
+            return sent
         finally:
             await producer.stop()
 

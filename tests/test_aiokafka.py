@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +15,6 @@ from aiokafka.conn import AIOKafkaConnection
 from aiokafka.structs import TopicPartition
 
 from kafkahooks._wire import _aiokafka
-from kafkahooks._wire._guard import internal_errors
 from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafkahooks.broker import EmbeddedBroker
 from kafkahooks.hooks import ApiKey
@@ -82,22 +80,6 @@ async def test_hook_counts_match_the_wire(proxied: tuple[str, FrameProxy]) -> No
     assert sum(v for k, v in hooked_writes.items() if k[0] == ApiKey.PRODUCE) > 0
 
 
-async def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) -> None:
-    """An idle long-poll Fetch takes about fetch_max_wait_ms to read."""
-    recorder = RecordingHook()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, hooks=[recorder], fetch_max_wait_ms=500)
-    await consumer.start()
-    consumer.assign([TopicPartition(topic, 0)])
-    await consumer.seek_to_end()
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:
-        await consumer.getmany(timeout_ms=500)
-    await consumer.stop()
-    fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
-    assert len(fetch_reads) >= 3
-    assert 450 <= statistics.median(fetch_reads) <= 1000
-
-
 async def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -> None:
     """Positional and keyword headers, key only, value None, send_batch, every consume API."""
     recorder = RecordingHook()
@@ -146,32 +128,6 @@ async def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: 
     assert expected == got
 
 
-async def test_record_hooks_see_each_record_and_may_add_headers(bootstrap: str, topic: str) -> None:
-    """Per-record hooks fire once per record; a header added when buffered is delivered."""
-
-    class Stamp(RecordingHook):
-        def on_produce_record_buffered(self, record: Any) -> None:
-            record.headers.append(("stamp", b"1"))
-            super().on_produce_record_buffered(record)
-
-    stamp, consumed = Stamp(), RecordingHook()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[stamp])
-    await producer.start()
-    for i in range(10):
-        await producer.send(topic, b"%d" % i)
-    await producer.stop()
-    assert 10 == len(stamp.of("produce_record_buffered"))
-    assert list(range(10)) == sorted(e.record.offset for e in stamp.of("produce_record_unbuffered"))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, hooks=[consumed], auto_offset_reset="earliest")
-    await consumer.start()
-    consumer.assign([TopicPartition(topic, 0)])
-    await consumer.seek_to_beginning()
-    records = await consume_all(consumer, 10)
-    await consumer.stop()
-    assert all([("stamp", b"1")] == list(r.headers) for r in records)
-    assert 10 == len(consumed.of("fetch_record_unbuffered"))
-
-
 async def test_wrapped_and_bare_clients_do_not_affect_each_other(
     bootstrap: str, make_topic: Callable[..., str]
 ) -> None:
@@ -190,23 +146,6 @@ async def test_wrapped_and_bare_clients_do_not_affect_each_other(
     await asyncio.gather(wrapped.stop(), bare.stop())
     assert {wrapped_topic} == {e.topic for e in recorder.of("produce_batch_written")}
     assert 20 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
-
-
-async def test_raising_hooks_never_reach_the_client(bootstrap: str, topic: str) -> None:
-    """A hook that raises on every event changes nothing for the application."""
-
-    class Broken(RecordingHook):
-        def _add(self, event: str, **args: Any) -> None:
-            raise RuntimeError(event)
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, hooks=[Broken()])
-    await producer.start()
-    results = [await producer.send_and_wait(topic, b"%d" % i) for i in range(20)]
-    failures = producer.hook_dispatcher.failure_count
-    await producer.stop()
-    assert list(range(20)) == [r.offset for r in results]
-    assert failures > 0
-    assert {} == internal_errors
 
 
 async def run_transaction(producer: Any, topic: str) -> str:

@@ -3,11 +3,13 @@ client-specific cases stay in test_aiokafka.py and test_kafka_python.py)."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from kafkahooks._wire._guard import internal_errors
 from kafkahooks.hooks import ApiKey, Compression
 from kafkahooks.testing import RecordingHook
 from tests._checks import assert_batches_account_for_every_record, assert_reads_follow_writes_and_timings_are_sane
@@ -74,3 +76,56 @@ def test_acks_modes(client: str, acks: Any, bootstrap: str, topic: str) -> None:
     assert 50 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
     if acks == 0:
         assert all(e.e2e.bytes_read == 0 for e in ends)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_idle_fetch_reads_in_fetch_max_wait(client: str, bootstrap: str, topic: str) -> None:
+    """An idle long-poll Fetch takes about fetch_max_wait_ms to read."""
+    recorder = RecordingHook()
+    assert [] == consume(client, bootstrap, topic, 1, timeout_s=4, hooks=[recorder], fetch_max_wait_ms=500)
+    fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
+    assert len(fetch_reads) >= 3
+    assert 450 <= statistics.median(fetch_reads) <= 1000
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_record_hooks_see_each_record_and_may_add_headers(client: str, bootstrap: str, topic: str) -> None:
+    """Per-record hooks fire once per record; a header added when buffered is delivered."""
+
+    class Stamp(RecordingHook):
+        def on_produce_record_buffered(self, record: Any) -> None:
+            record.headers.append(("stamp", b"1"))
+            super().on_produce_record_buffered(record)
+
+    stamp, consumed = Stamp(), RecordingHook()
+    produce(client, bootstrap, topic, [(b"%d" % i, None) for i in range(10)], hooks=[stamp])
+    assert 10 == len(stamp.of("produce_record_buffered"))
+    assert list(range(10)) == sorted(e.record.offset for e in stamp.of("produce_record_unbuffered"))
+    records = consume(client, bootstrap, topic, 10, hooks=[consumed])
+    assert [b"%d" % i for i in range(10)] == [r.value for r in records]
+    assert all([("stamp", b"1")] == list(r.headers) for r in records)
+    assert 10 == len(consumed.of("fetch_record_buffered")) == len(consumed.of("fetch_record_unbuffered"))
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_raising_hooks_never_reach_the_client(client: str, bootstrap: str, topic: str) -> None:
+    """A hook that raises on every event changes nothing for the application: every record sent,
+    in order, each failure counted, no internal error."""
+
+    class Broken(RecordingHook):
+        def _add(self, event: str, **args: Any) -> None:
+            raise RuntimeError(event)
+
+    failures: list[int] = []
+    sent = produce(
+        client,
+        bootstrap,
+        topic,
+        [(b"%d" % i, None) for i in range(20)],
+        hooks=[Broken()],
+        before_close=lambda producer: failures.append(producer.hook_dispatcher.failure_count),
+    )
+    assert list(range(20)) == [m.offset for m in sent]
+    assert failures[0] > 0
+    assert {} == internal_errors
+    assert [b"%d" % i for i in range(20)] == [r.value for r in consume(client, bootstrap, topic, 20)]

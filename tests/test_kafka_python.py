@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,7 +13,6 @@ from kafka.net.connection import KafkaConnection
 from kafka.net.manager import KafkaConnectionManager
 
 from kafkahooks._wire import _kafka_python
-from kafkahooks._wire._guard import internal_errors
 from kafkahooks.broker import EmbeddedBroker
 from kafkahooks.hooks import ApiKey
 from kafkahooks.kafka import KafkaConsumer, KafkaProducer
@@ -78,22 +76,6 @@ def test_bootstrap_connections_are_named_seed(bootstrap: str, topic: str) -> Non
     assert {"seed_0"} <= {e.meta.name for e in recorder.of("broker_connect")}
 
 
-def test_idle_fetch_reads_in_fetch_max_wait(bootstrap: str, topic: str) -> None:
-    """An idle long-poll Fetch takes about fetch_max_wait_ms to read."""
-    recorder = RecordingHook()
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, hooks=[recorder], fetch_max_wait_ms=500, auto_offset_reset="latest"
-    )
-    consumer.assign([kafka.TopicPartition(topic, 0)])
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:
-        consumer.poll(timeout_ms=500)
-    consumer.close()
-    fetch_reads = [e.time_to_read_ns / 1e6 for e in recorder.of("broker_read", ApiKey.FETCH) if e.err is None]
-    assert len(fetch_reads) >= 3
-    assert 450 <= statistics.median(fetch_reads) <= 1000
-
-
 def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -> None:
     """Positional and keyword headers, key only, value None: all delivered exactly as sent."""
     recorder = RecordingHook()
@@ -120,33 +102,6 @@ def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -
     ] == got
 
 
-def test_record_hooks_see_each_record_and_may_add_headers(bootstrap: str, topic: str) -> None:
-    """Per-record hooks fire once per record; a header added when buffered is delivered."""
-
-    class Stamp(RecordingHook):
-        def on_produce_record_buffered(self, record: Any) -> None:
-            record.headers.append(("stamp", b"1"))
-            super().on_produce_record_buffered(record)
-
-    stamp, consumed = Stamp(), RecordingHook()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[stamp])
-    for i in range(10):
-        producer.send(topic, b"%d" % i)
-    producer.flush()
-    producer.close()
-    assert 10 == len(stamp.of("produce_record_buffered"))
-    assert list(range(10)) == sorted(e.record.offset for e in stamp.of("produce_record_unbuffered"))
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, hooks=[consumed], auto_offset_reset="earliest", consumer_timeout_ms=3000
-    )
-    consumer.assign([kafka.TopicPartition(topic, 0)])
-    records = list(consumer)
-    consumer.close()
-    assert 10 == len(records)
-    assert all([("stamp", b"1")] == list(r.headers) for r in records)
-    assert 10 == len(consumed.of("fetch_record_unbuffered"))
-
-
 def test_wrapped_and_bare_clients_do_not_affect_each_other(bootstrap: str, make_topic: Callable[..., str]) -> None:
     """A bare producer in the same process keeps plain connections and is invisible to the hooks."""
     wrapped_topic, bare_topic = make_topic(1), make_topic(1)
@@ -164,23 +119,6 @@ def test_wrapped_and_bare_clients_do_not_affect_each_other(bootstrap: str, make_
     bare.close()
     assert {wrapped_topic} == {e.topic for e in recorder.of("produce_batch_written")}
     assert 20 == sum(e.metrics.num_records for e in recorder.of("produce_batch_written"))
-
-
-def test_raising_hooks_never_reach_the_client(bootstrap: str, topic: str) -> None:
-    """A hook that raises on every event changes nothing for the application."""
-
-    class Broken(RecordingHook):
-        def _add(self, event: str, **args: Any) -> None:
-            raise RuntimeError(event)
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[Broken()])
-    futures = [producer.send(topic, b"%d" % i) for i in range(20)]
-    producer.flush()
-    assert [f.get(timeout=10).offset for f in futures] == sorted(f.get().offset for f in futures)
-    failures = producer.hook_dispatcher.failure_count
-    producer.close()
-    assert failures > 0
-    assert {} == internal_errors
 
 
 def test_transactions_still_work(bootstrap: str, topic: str) -> None:
