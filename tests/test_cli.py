@@ -212,6 +212,17 @@ def test_an_unreachable_broker_is_one_line_at_once(command: str) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_bench_skips_a_mode_for_the_other_client(bootstrap: str) -> None:
+    """ddtrace instruments aiokafka only: asked for kafka-python alone, the mode is skipped with
+    one line, and nothing is left to run."""
+    result = CliRunner().invoke(
+        main, ["bench", "--bootstrap", bootstrap, "--client", "kafka-python", "--mode", "ddtrace"]
+    )
+    assert 1 == result.exit_code
+    assert "skipping mode ddtrace: not for kafka-python" in result.output
+    assert "no benchmark mode left to run" in result.output
+
+
 def test_bench_skips_a_mode_whose_peer_is_not_installed() -> None:
     """A mode needing a module that is not installed is reported as missing (the CLI skips it
     with one line instead of a traceback per run)."""

@@ -109,6 +109,11 @@ class Mode:
     """Modules the mode needs per client (a peer's instrumentation), when they are optional."""
     default: bool = True
     """Whether a run without ``--mode`` includes it (the mixed-fleet variants are asked for)."""
+    clients: tuple[str, ...] | None = None
+    """The clients the mode exists for (a peer that instruments one library only); None: both."""
+
+    def serves(self, client: str) -> bool:
+        return self.clients is None or client in self.clients
 
 
 def missing(mode: Mode, clients: tuple[str, ...]) -> list[str]:
@@ -234,6 +239,32 @@ def _otel(ratio: float) -> Callable[[str], Telemetry]:
     return setup
 
 
+_DDTRACE_ENV = {
+    "DD_DATA_STREAMS_ENABLED": "true",
+    "DD_SERVICE": "bench",
+    # No agent listens here: each upload (one a second) is refused at connect, so the figure is
+    # everything ddtrace does in the client's process except that one request.
+    "DD_TRACE_AGENT_URL": "http://127.0.0.1:9",
+    "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
+    "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+    "DD_TRACE_STARTUP_LOGS": "false",
+}
+
+
+def _ddtrace(client: str) -> Telemetry:
+    import logging
+    import os
+
+    # ddtrace reads its configuration once, when first imported: this process is the mode's own.
+    os.environ.update(_DDTRACE_ENV)
+    # ddtrace offers no public unpatch(); its integration module has the pair the bench needs to
+    # switch it off for the bare client's chunks.
+    from ddtrace.contrib.internal.aiokafka import patch as integration
+
+    logging.getLogger("ddtrace").setLevel(logging.CRITICAL)  # "failed to send" once a second
+    return Telemetry(wrapped=False, on=integration.patch, off=integration.unpatch)
+
+
 _PEERS = {
     "aiokafka": "opentelemetry.instrumentation.aiokafka",
     "kafka-python": "opentelemetry.instrumentation.kafka",
@@ -263,6 +294,14 @@ MODES: dict[str, Mode] = {
         Mode("records", 'tracing="records": kafkahooks per-record spans', _records, 0.2),
         Mode("otel", "OpenTelemetry's per-record instrumentation, 100% sampled", _otel(1.0), 0.2, _PEERS),
         Mode("otel-1pct", "OpenTelemetry's per-record instrumentation, 1% sampled", _otel(0.01), 0.2, _PEERS),
+        Mode(
+            "ddtrace",
+            "Datadog's tracer with data streams, per record (aiokafka only: ddtrace does not instrument kafka-python)",
+            _ddtrace,
+            0.1,
+            {"aiokafka": "ddtrace"},
+            clients=("aiokafka",),
+        ),
     )
 }
 """Every mode, in the order rounds run them."""

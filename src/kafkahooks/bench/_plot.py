@@ -24,6 +24,7 @@ COLORS = {
     "records": "#fb8c00",
     "otel": "#e53935",
     "otel-1pct": "#ef9a9a",
+    "ddtrace": "#632ca6",
 }
 
 

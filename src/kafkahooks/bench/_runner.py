@@ -136,6 +136,7 @@ def environment(bootstrap: str | None) -> dict[str, Any]:
         "opentelemetry-sdk": version("opentelemetry-sdk"),
         "opentelemetry-instrumentation-aiokafka": version("opentelemetry-instrumentation-aiokafka"),
         "opentelemetry-instrumentation-kafka-python": version("opentelemetry-instrumentation-kafka-python"),
+        "ddtrace": version("ddtrace"),
         "broker": broker,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -219,7 +220,9 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
         "each mode interleaved with the bare client in one fresh process per round, alternating "
         "chunks (ABBA); CPU = process CPU time, every thread, the mode's telemetry flushed in its chunks"
     )
-    total = len(combos) * (config.rounds * len(modes) + 1)
+    per_combo = {(c, w): [m for m in modes if MODES[m].serves(c)] for c, w in combos}
+    combos = [combo for combo in combos if per_combo[combo]]  # a peer of the other client only
+    total = sum(config.rounds * len(per_combo[combo]) + 1 for combo in combos)
     pair = 0
     with _bootstrap(config) as bootstrap:
         results.config["bootstrap"] = bootstrap
@@ -229,8 +232,9 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
             task = progress.add_task("benchmark", total=total)
             for client, workload in combos:
                 source = _fill(admin, bootstrap, config, client, workload) if workload.startswith("consume") else None
-                schedule = [(-1, modes[0])] + [
-                    (r, modes[(r + i) % len(modes)]) for r in range(config.rounds) for i in range(len(modes))
+                mine = per_combo[(client, workload)]
+                schedule = [(-1, mine[0])] + [
+                    (r, mine[(r + i) % len(mine)]) for r in range(config.rounds) for i in range(len(mine))
                 ]
                 for round_no, mode in schedule:
                     topic = source

@@ -20,13 +20,14 @@ and CPU per message; and the process's peak RSS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from kafkahooks.bench._modes import MODES, Telemetry
@@ -230,6 +231,19 @@ def _kafka_python(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]:
 # -- aiokafka ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _peer_on(telemetry: Telemetry, side: str) -> Iterator[None]:
+    """A class-patching peer switched on while the mode's client starts, as in a service that
+    patches at import (ddtrace resolves the cluster id in ``start()``, with a Metadata request)."""
+    if side == "mode":
+        telemetry.activate()
+    try:
+        yield
+    finally:
+        if side == "mode":
+            telemetry.deactivate()
+
+
 async def _aiokafka(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]:
     import aiokafka
     from aiokafka.structs import TopicPartition
@@ -245,10 +259,11 @@ async def _aiokafka(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]
     if cfg["workload"] == "produce":
         for side in ("bare", "mode"):
             cls = AIOKafkaProducer if side == "mode" and telemetry.wrapped else aiokafka.AIOKafkaProducer
-            producer = cls(**_producer_kwargs(cfg), **(wrapped_kwargs if side == "mode" else {}))
-            await producer.start()
-            clients.append(producer)
-            await producer.send_and_wait(topic, value)
+            with _peer_on(telemetry, side):
+                producer = cls(**_producer_kwargs(cfg), **(wrapped_kwargs if side == "mode" else {}))
+                await producer.start()
+                clients.append(producer)
+                await producer.send_and_wait(topic, value)
 
             headers = telemetry.record_headers if side == "mode" else None
 
@@ -273,7 +288,8 @@ async def _aiokafka(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]
                 auto_offset_reset="earliest",
                 **(wrapped_kwargs if side == "mode" else {}),
             )
-            await consumer.start()
+            with _peer_on(telemetry, side):
+                await consumer.start()
             clients.append(consumer)
             consumer.assign([TopicPartition(topic, p) for p in range(cfg["partitions"])])
 

@@ -148,8 +148,12 @@ def bench(
     _require_broker(bootstrap)
     chosen = list(modes or DEFAULT_MODES)
     for name in list(chosen):
-        lacking = missing(MODES[name], clients or ("aiokafka", "kafka-python"))
-        if lacking:
+        served = tuple(c for c in clients or ("aiokafka", "kafka-python") if MODES[name].serves(c))
+        lacking = missing(MODES[name], served)
+        if not served:
+            click.echo(f"skipping mode {name}: not for {', '.join(clients)}", err=True)
+            chosen.remove(name)
+        elif lacking:
             click.echo(f"skipping mode {name}: needs {', '.join(lacking)} (pip install 'kafkahooks[bench]')", err=True)
             chosen.remove(name)
     if not chosen:
