@@ -186,7 +186,7 @@ class SlowExporter(SpanExporter):
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_forks_during_produce_never_hang_the_child(bootstrap: str, topic: str, tmp_path: Path) -> None:
-    """20 forks while a producer with tracing="hooks" and a slow exporter keeps the parent's export
+    """50 forks while a producer with tracing="hooks" and a slow exporter keeps the parent's export
     worker busy (holding kafkahooks' locks at random moments): every child exports its own
     checkpoint and closes within seconds."""
     from kafkahooks.kafka import KafkaProducer
@@ -206,7 +206,7 @@ def test_forks_during_produce_never_hang_the_child(bootstrap: str, topic: str, t
     time.sleep(1)
     slow = []
     try:
-        for i in range(20):
+        for i in range(50):
             started = time.monotonic()
             pid = os.fork()
             if pid == 0:  # the child
