@@ -138,8 +138,10 @@ def test_invented_pathways_fold_into_bounded_metric_series(bootstrap: str, topic
 
 
 def test_per_topic_state_is_bounded(bootstrap: str, make_topic: Callable[..., str]) -> None:
-    """A producer writing to more topics than MetricLabels.max_topics labels the first ones and
-    folds the rest into the topic-less series (every record still counted)."""
+    """A producer writing to more topics than the caps: the client metrics label the first
+    MetricLabels.max_topics topics and fold the rest into the topic-less series; the data-stream
+    metrics keep max_series edges and fold the rest into one series whose topic reads "overflow"
+    (not one overflow series per topic). Every record is counted either way."""
     from kafkahooks.kafka import KafkaProducer
     from kafkahooks.metrics import MetricLabels, MetricsHooks
 
@@ -147,24 +149,27 @@ def test_per_topic_state_is_bounded(bootstrap: str, make_topic: Callable[..., st
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     plugin = MetricsHooks(meter_provider=provider, labels=MetricLabels(max_topics=20))
-    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[plugin])
+    streams = DataStreams("topics", "test", exporters=[OtelMetricsExporter(provider, max_series=20)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, hooks=[plugin], data_streams=streams)
     for name in topics:
         producer.send(name, b"v").get(timeout=10)
     producer.close()
+    streams.flush(final=True)
     data = reader.get_metrics_data()
     assert data is not None
-    labelled: set[str] = set()
-    total = 0
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == "messaging.client.sent.messages":
-                    for point in metric.data.data_points:
-                        total += point.value
-                        if "messaging.destination.name" in point.attributes:
-                            labelled.add(str(point.attributes["messaging.destination.name"]))
-    assert 60 == total
-    assert 20 == len(labelled)
+    points = {
+        metric.name: metric.data.data_points
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    sent = points["messaging.client.sent.messages"]
+    assert 60 == sum(p.value for p in sent)
+    assert 20 == len({p.attributes.get("messaging.destination.name") for p in sent} - {None})
+    edges = points["kafkahooks.datastreams.messages"]
+    assert 60 == sum(p.value for p in edges)
+    assert 21 == len(edges)
+    assert 40 == sum(p.value for p in edges if p.attributes["kafkahooks.edge.topic"] == "overflow")
     provider.shutdown()
 
 

@@ -33,6 +33,14 @@ _series_folded = counter("datastreams_series_folded", "Checkpoints recorded in a
 LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
+_KEPT_WHEN_FOLDED = ("direction:", "type:")
+
+
+def _folded_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """An edge's tags in an overflow series: direction and type kept, every other value "overflow"."""
+    return tuple(tag if tag.startswith(_KEPT_WHEN_FOLDED) else f"{tag.partition(':')[0]}:overflow" for tag in tags)
+
+
 def hash_hex(value: int) -> str:
     """A pathway hash as 16 hex digits (how attributes and the map name them)."""
     return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
@@ -47,8 +55,9 @@ class OtelMetricsExporter:
     ``kafkahooks.service``, ``kafkahooks.env``, one ``kafkahooks.edge.<tag>`` per edge tag
     (direction, topic, group, type), and the pathway's ``kafkahooks.pathway.hash`` and
     ``kafkahooks.pathway.parent_hash``: bounded by the number of pathways, not of records, and at
-    most ``max_series`` pathways in all (further ones share a series per edge whose hashes read
-    ``overflow``, counted in ``datastreams_series_folded``).
+    most ``max_series`` pathways in all (further ones share a series per direction and edge type
+    whose hashes, topic, group and other edge tags read ``overflow``, counted in
+    ``datastreams_series_folded``).
     """
 
     def __init__(self, meter_provider: Any = None, *, max_series: int = 1000) -> None:
@@ -84,10 +93,13 @@ class OtelMetricsExporter:
         key = (service, env, tags, h, parent_hash)
         attrs = self._attrs.get(key)
         if attrs is None and len(self._series) >= self.max_series and key not in self._series:
-            # Past the cap, further pathways share one series per edge: the SDK keeps every series
-            # for the provider's life, and a producer must not be able to invent them without bound.
+            # Past the cap, further pathways share one series per direction and type, their topic,
+            # group and other edge tags reading "overflow": the SDK keeps every series for the
+            # provider's life, and neither a producer inventing pathways nor an application
+            # writing to ever more topics may grow them without bound.
             _series_folded.add()
             h = parent_hash = 0
+            tags = _folded_tags(tags)
             key = (service, env, tags, 0, 0)
             attrs = self._attrs.get(key)
         if attrs is None:
