@@ -78,7 +78,7 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
 @click.option(
     "--bootstrap", envvar="KAFKAHOOKS_BOOTSTRAP", default=None, help="Use this Kafka instead of the embedded broker."
 )
-@click.option("--quick", is_flag=True, help="About a minute: fewer rounds, messages and workloads.")
+@click.option("--quick", is_flag=True, help="About three minutes: fewer rounds, messages and workloads.")
 @click.option(
     "--client",
     "clients",
