@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -197,6 +199,18 @@ def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
     assert all(row["ratio_to_bare"] > 0 for row in data["summary"])
     assert {"python", "aiokafka", "kafka-python", "broker", "cpus"} <= set(data["environment"])
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
+
+
+def test_demo_imports_its_clients_before_starting_service_threads() -> None:
+    """The demo's services run in threads; importing aiokafka in two of them at once could fail
+    with importlib's _DeadlockError (seen as "checkout sent 0 records", 1 run in 12). Loading the
+    demo loads every client module its services use, on the loading thread."""
+    code = (
+        "import sys, kafkahooks.cli._demo; "
+        "print(all(m in sys.modules for m in ('aiokafka.structs', 'kafkahooks.aiokafka', 'kafkahooks.kafka', 'kafka')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "True" == out.stdout.strip()
 
 
 @pytest.mark.parametrize("command", ["demo", "bench"])

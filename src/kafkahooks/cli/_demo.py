@@ -17,15 +17,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import click
+import kafka
+from aiokafka.structs import TopicPartition
 from rich.console import Console
 from rich.table import Table
+
+# The services' clients are imported here, on the main thread, not in the service threads: two
+# threads importing aiokafka at once can meet its circular imports half-done and fail with
+# importlib's _DeadlockError.
+from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafkahooks.kafka import KafkaConsumer
+from kafkahooks.tracing import process_span
 
 console = Console(width=None if Console().is_terminal else 130)
 
 
 def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: Any, tracer_provider: Any) -> int:
-    from kafkahooks.aiokafka import AIOKafkaProducer
-
     tracer = tracer_provider.get_tracer("checkout")
 
     async def run() -> int:
@@ -49,11 +57,6 @@ def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: 
 
 
 def _enricher(bootstrap: str, source: str, target: str, stop: threading.Event, ds: Any, tracer_provider: Any) -> int:
-    from aiokafka.structs import TopicPartition
-
-    from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-    from kafkahooks.tracing import process_span
-
     async def run() -> int:
         common = {
             "bootstrap_servers": bootstrap,
@@ -85,11 +88,6 @@ def _enricher(bootstrap: str, source: str, target: str, stop: threading.Event, d
 
 
 def _ledger(bootstrap: str, topic: str, stop: threading.Event, ds: Any, tracer_provider: Any) -> int:
-    import kafka
-
-    from kafkahooks.kafka import KafkaConsumer
-    from kafkahooks.tracing import process_span
-
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id="ledger",
@@ -170,9 +168,16 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
         }
         stop_producing, stop_consuming = threading.Event(), threading.Event()
         results: dict[str, int] = {}
+        failed: dict[str, BaseException] = {}
 
         def service(name: str, fn: Any, *args: Any) -> threading.Thread:
-            thread = threading.Thread(target=lambda: results.__setitem__(name, fn(*args)), name=name, daemon=True)
+            def run() -> None:
+                try:
+                    results[name] = fn(*args)
+                except BaseException as exc:  # reported below, in one line per service
+                    failed[name] = exc
+
+            thread = threading.Thread(target=run, name=name, daemon=True)
             thread.start()
             return thread
 
@@ -200,9 +205,16 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
         )
         console.print(_span_table(spans))
         stream_map = StreamMap.from_file(dump)
-        console.print(stream_map.render_terminal())
-        html_path, png_path = out / "map.html", out / "map.png"
-        html_path.write_text(stream_map.render_html(), encoding="utf-8")
-        stream_map.render_png(png_path)
-        console.print(f"data-stream map: [bold]{html_path}[/bold] and [bold]{png_path}[/bold]; checkpoints: {dump}")
-        console.print(f"render it again with: kafkahooks map {dump}")
+        if stream_map.edges:
+            console.print(stream_map.render_terminal())
+            html_path, png_path = out / "map.html", out / "map.png"
+            html_path.write_text(stream_map.render_html(), encoding="utf-8")
+            stream_map.render_png(png_path)
+            console.print(f"data-stream map: [bold]{html_path}[/bold] and [bold]{png_path}[/bold]; checkpoints: {dump}")
+            console.print(f"render it again with: kafkahooks map {dump}")
+        if failed:
+            raise click.ClickException(
+                "; ".join(f"{name} failed: {type(exc).__name__}: {exc}" for name, exc in sorted(failed.items()))
+            )
+        if not stream_map.edges:
+            raise click.ClickException(f"no data-stream checkpoints were recorded in {dump}")
