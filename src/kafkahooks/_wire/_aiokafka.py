@@ -4,15 +4,15 @@ Per client, never global: aiokafka builds its ``AIOKafkaClient`` inline and conn
 module function ``create_conn``, so patching either would touch every client in the process.
 Instead the wrapped producer/consumer gives *its own* client object (before ``start()``) a hooked
 ``send`` and a connection table that hooks each connection it stores: its ``send``,
-``_handle_frame``, ``close`` and its ``StreamWriter``'s ``write``. All are instance attributes;
-no class is patched and no object's class is reassigned (which would slow every attribute read
-on it in CPython 3.11: aiokafka reads its client's for every message).
+``_handle_frame`` and ``close`` (instance attributes), and its ``StreamWriter``'s transport (a
+stand-in that times each frame's write). No class is patched, no object's class is reassigned,
+and nothing changes the shape of the objects aiokafka touches for every record (see below).
 
 Where the timings come from (all in the event loop):
 
 - created: entry of ``AIOKafkaClient.send`` (carried to the connection in a ``ContextVar``), so
   ``write_wait`` includes waiting for the connection to be ready and encoding.
-- write: around ``StreamWriter.write`` of the frame. asyncio's transport tries ``sock.send`` at once
+- write: around the transport's ``write`` of the frame. asyncio's transport tries ``sock.send`` at once
   and buffers what the kernel did not take, so ``time_to_write`` is that attempt; when the
   transport had to buffer (a large request, a full socket), the rest of the write happens later in
   the loop and shows up in ``read_wait``/``time_to_read`` instead.
@@ -53,6 +53,7 @@ from kafkahooks._wire._rejected import HeaderGate, refuses_headers, without_inje
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.hooks._dispatch import HookDispatcher
 from kafkahooks.hooks._handout import BatchCursor, HandOutTracker
+from kafkahooks.hooks._requests import Request
 from kafkahooks.hooks._types import ApiKey, BrokerMeta
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ VERIFIED_VERSIONS = ">=0.13,<0.15"
 _PRODUCE = int(ApiKey.PRODUCE)
 _FETCH = int(ApiKey.FETCH)
 _OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
-_SASL = int(ApiKey.SASL_AUTHENTICATE)
 
 _created_ns: contextvars.ContextVar[int] = contextvars.ContextVar("kafkahooks_request_created_ns", default=0)
 
@@ -110,13 +110,13 @@ def check_internals() -> list[str]:
         MessageAccumulator: ("_append_batch", "add_message", "reenqueue"),
         MessageBatch: ("failure", "get_data_buffer"),
         BatchBuilder: ("append", "record_count", "_build"),
-        AIOKafkaConnection: ("send", "_send_sasl_token", "_handle_frame", "close"),
-        asyncio.StreamWriter: ("write",),
+        AIOKafkaConnection: ("send", "_handle_frame", "close"),
     }
     attributes: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("cluster", "_conns"),
         AIOKafkaConnection: ("_requests", "_writer", "_reader"),
-        BatchBuilder: ("_buffer",),
+        BatchBuilder: ("_buffer", "_builder"),
+        asyncio.StreamWriter: ("_transport",),
         aiokafka.AIOKafkaProducer: ("_message_accumulator", "client"),
         aiokafka.AIOKafkaConsumer: ("_client", "_fetcher"),
         # Hand-outs per record batch: the fetcher's result table, each result's partition records,
@@ -138,6 +138,10 @@ def check_internals() -> list[str]:
             partition_fields = _partition_fields(getattr(fetch, name))
             if partition_fields[:3] != ("partition", "error_code", "highwater_offset"):
                 missing.append(f"aiokafka.protocol.fetch.{name} partitions (partition, error_code, highwater_offset)")
+    if "self._transport.write(data)" not in inspect.getsource(asyncio.StreamWriter.write):
+        missing.append("asyncio.StreamWriter.write (self._transport.write)")
+    if "self._builder.append(" not in inspect.getsource(BatchBuilder.append):
+        missing.append("aiokafka.producer.message_accumulator.BatchBuilder.append (self._builder.append)")
     cluster_source = inspect.getsource(aiokafka.cluster.ClusterMetadata)
     if "def update_metadata(self, metadata" not in cluster_source:
         missing.append("aiokafka.cluster.ClusterMetadata.update_metadata(metadata)")
@@ -154,117 +158,155 @@ def _partition_fields(response: Any) -> tuple[str, ...]:
     return tuple(partitions.array_of.names)
 
 
-# Everything below hooks *instances*, through instance attributes, never by assigning
-# ``__class__``: in CPython 3.11 an object whose class was reassigned loses its fast attribute
-# access for good (a lookup costs ~2.5x), and aiokafka reads attributes of its client and of each
-# batch for every message. Adding an instance attribute costs nothing of the kind.
+# Everything below hooks *instances*, never a class or a module, and never so that CPython hears
+# of it on the client's hot path. In CPython 3.11+ an object's attributes live in a values array
+# keyed by its class's shared keys while nobody asks for its ``__dict__`` and it keeps fewer
+# than about 30 of them; then ``obj.attr`` and ``obj.method()`` are specialized to an index read.
+# Three things spoil that, for every instance of the class, in the client's own code:
+# - reading ``obj.__dict__`` or assigning ``obj.__class__`` (the dict is materialized for good);
+# - one attribute too many on an object near the limit (aiokafka's connections hold 25 of ~28);
+# - an instance attribute named like a method the client calls per record (the name enters the
+#   class's shared keys and ``obj.method()`` is no longer specialized anywhere in the process).
+# So: presence is tested with ``getattr``, a connection gets three attributes, bound methods of
+# one :class:`_HookedConnection`, its writer a new value for its ``_transport``, and the
+# per-record objects (batches, builders) nothing on the per-record path (:class:`_FirstAppend`).
+# ``tests/test_specialization.py`` compares the client's specialized code with and without us.
 
 
-def _writer_write(self: Any, data: Any) -> None:
-    """``StreamWriter.write`` of a hooked connection: times the write of each request frame."""
-    req = self._kh_pending
-    if req is None:
-        type(self).write(self, data)
-        return
-    self._kh_pending = None
-    start = _clock.monotonic_ns()
-    err: BaseException | None = None
-    try:
-        type(self).write(self, data)
-    except BaseException as exc:
-        err = exc
-        raise
-    finally:
+class _HookedConnection:
+    """One connection's hooks: its ``send``, ``_handle_frame`` and ``close``, installed on the
+    instance as bound methods of this object, which holds the connection weakly (no reference
+    cycle keeps a closed connection alive); and the timing of its frame writes, through a
+    :class:`_TimedTransport` in the place of its writer's transport."""
+
+    __slots__ = ("__weakref__", "_conn", "_pending", "tap")
+
+    def __init__(self, conn: Any, tap: ConnectionTap) -> None:
+        self._conn = weakref.ref(conn)
+        self._pending: Request | None = None
+        self.tap = tap
+
+    def install(self, conn: Any) -> None:
+        writer = conn._writer
+        writer._transport = _TimedTransport(writer._transport, self)
+        conn.send = self.send
+        conn._handle_frame = self.handle_frame
+        conn.close = self.close
+
+    def write(self, transport: Any, data: Any) -> None:
+        """The transport's ``write`` of one frame: timed when it carries a request."""
+        req = self._pending
+        if req is None:
+            transport.write(data)
+            return
+        self._pending = None
+        start = _clock.monotonic_ns()
+        err: BaseException | None = None
         try:
-            self._kh_tap.written(req, len(data) if err is None else 0, start, _clock.monotonic_ns(), err)
+            transport.write(data)
+        except BaseException as exc:
+            err = exc
+            raise
+        finally:
+            try:
+                self.tap.written(req, len(data) if err is None else 0, start, _clock.monotonic_ns(), err)
+            except Exception as exc:
+                internal_error("aiokafka.write", exc)
+
+    def send(self, request: Any, expect_response: bool = True) -> Any:
+        """``AIOKafkaConnection.send``: tells the write which request its frame carries."""
+        conn: Any = self._conn()  # alive: it is the one calling
+        try:
+            tap = self.tap
+            key = request.API_KEY
+            produce = request._topics if key == _PRODUCE and tap.want_produce_batches else None
+            created = _created_ns.get() or _clock.monotonic_ns()
+            # The frame size is known only once encoded; ``written`` takes it from the write.
+            req = self._pending = tap.new_request(key, created, 0, expect_response, produce)
+            if key == _OFFSET_COMMIT and tap.want_commits:
+                req.commits = (
+                    request._consumer_group,
+                    {(topic, p[0]): p[1] for topic, parts in request._topics for p in parts},
+                )
         except Exception as exc:
-            internal_error("aiokafka.write", exc)
-
-
-def _prepare(conn: Any, key: int, expect_response: bool, produce: Any) -> Any:
-    """Tell the writer which request its next write carries; returns the writer to clear after."""
-    writer = conn._writer
-    if writer is None:
-        return None
-    try:
-        created = _created_ns.get() or _clock.monotonic_ns()
-        # The frame size is known only once encoded; ``written`` takes it from the write.
-        writer._kh_pending = conn._kh_tap.new_request(key, created, 0, expect_response, produce)
-    except Exception as exc:
-        internal_error("aiokafka.send", exc)
-    return writer
-
-
-def _conn_send(self: Any, request: Any, expect_response: bool = True) -> Any:
-    key = request.API_KEY
-    tap = self._kh_tap
-    produce = request._topics if key == _PRODUCE and tap.want_produce_batches else None
-    writer = _prepare(self, key, expect_response, produce)
-    if key == _OFFSET_COMMIT and writer is not None and writer._kh_pending is not None and tap.want_commits:
+            internal_error("aiokafka.send", exc)
         try:
-            writer._kh_pending.commits = (
-                request._consumer_group,
-                {(topic, p[0]): p[1] for topic, parts in request._topics for p in parts},
-            )
+            return AIOKafkaConnection.send(conn, request, expect_response=expect_response)
+        finally:
+            # Encoding can fail before the write (unsupported version): never leave a stale request.
+            self._pending = None
+
+    def handle_frame(self, resp: bytes) -> None:
+        """``AIOKafkaConnection._handle_frame``: the read hook before decoding, the rest after."""
+        conn: Any = self._conn()  # alive: it is the one calling
+        tap = self.tap
+        req = None
+        try:
+            req = tap.frame_read(len(resp) + 4, _clock.monotonic_ns())
         except Exception as exc:
-            internal_error("aiokafka.commit", exc)
-    try:
-        return AIOKafkaConnection.send(self, request, expect_response=expect_response)
-    finally:
-        # Encoding can fail before the write (unsupported version): never leave a stale request.
-        if writer is not None:
-            writer._kh_pending = None
-
-
-def _conn_send_sasl_token(self: Any, payload: Any, expect_response: bool = True) -> Any:
-    writer = _prepare(self, _SASL, expect_response, None)
-    try:
-        return AIOKafkaConnection._send_sasl_token(self, payload, expect_response=expect_response)
-    finally:
-        if writer is not None:
-            writer._kh_pending = None
-
-
-def _conn_handle_frame(self: Any, resp: bytes) -> None:
-    tap = self._kh_tap
-    req = None
-    try:
-        req = tap.frame_read(len(resp) + 4, _clock.monotonic_ns())
-    except Exception as exc:
-        internal_error("aiokafka.read", exc)
-    fut = self._requests[0][2] if self._requests else None
-    AIOKafkaConnection._handle_frame(self, resp)
-    if req is None:
-        return
-    try:
-        response = None
-        if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
-            response = fut.result()
-        throttle_ms = 0
-        if response is not None and not isinstance(response, (bytes, bytearray)):
-            if req.key == _PRODUCE and req.batches:
-                tap.produce_acked(req, ((t[0], p[0], p[1], p[2]) for t in response.topics for p in t[1]))
-            elif req.key == _OFFSET_COMMIT and req.commits is not None:
-                tap.commit_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
-            elif req.key == _FETCH and tap.want_fetch_batches:
-                for topic, partitions in response.topics:
-                    for p in partitions:  # (partition, error code, high watermark, ..., records)
-                        tap.fetched(req, topic, p[0], p[-1], p[2], p[1])
-            throttle_ms = getattr(response, "throttle_time_ms", 0) or 0
-        tap.decoded(req, throttle_ms)
-    except Exception as exc:
-        internal_error("aiokafka.decoded", exc)
-
-
-def _conn_close(self: Any, reason: Any = None, exc: Any = None) -> Any:
-    was_open = self._reader is not None
-    result = AIOKafkaConnection.close(self, reason=reason, exc=exc)
-    if was_open:
+            internal_error("aiokafka.read", exc)
+        requests = conn._requests
+        fut = requests[0][2] if requests else None
+        AIOKafkaConnection._handle_frame(conn, resp)
+        if req is None:
+            return
         try:
-            self._kh_tap.closed(exc)
-        except Exception as err:
-            internal_error("aiokafka.close", err)
-    return result
+            response = None
+            if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
+                response = fut.result()
+            throttle_ms = 0
+            if response is not None and not isinstance(response, (bytes, bytearray)):
+                if req.key == _PRODUCE and req.batches:
+                    tap.produce_acked(req, ((t[0], p[0], p[1], p[2]) for t in response.topics for p in t[1]))
+                elif req.key == _OFFSET_COMMIT and req.commits is not None:
+                    tap.commit_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
+                elif req.key == _FETCH and tap.want_fetch_batches:
+                    for topic, partitions in response.topics:
+                        for p in partitions:  # (partition, error code, high watermark, ..., records)
+                            tap.fetched(req, topic, p[0], p[-1], p[2], p[1])
+                throttle_ms = getattr(response, "throttle_time_ms", 0) or 0
+            tap.decoded(req, throttle_ms)
+        except Exception as exc:
+            internal_error("aiokafka.decoded", exc)
+
+    def close(self, reason: Any = None, exc: Any = None) -> Any:
+        """``AIOKafkaConnection.close``: ends the requests still on the connection."""
+        conn: Any = self._conn()  # alive: it is the one calling
+        was_open = conn._reader is not None
+        result = AIOKafkaConnection.close(conn, reason=reason, exc=exc)
+        if was_open:
+            try:
+                self.tap.closed(exc)
+            except Exception as err:
+                internal_error("aiokafka.close", err)
+        return result
+
+
+class _TimedTransport:
+    """Stands in for a hooked connection's transport in its ``StreamWriter`` (whose ``write`` is
+    ``self._transport.write(data)``): frames go through :meth:`_HookedConnection.write`, anything
+    else to the transport itself. A ``write`` on the writer instance would put that name into
+    ``StreamWriter``'s shared keys and unspecialize ``writer.write(...)`` in every asyncio stream
+    of the process; swapping the value of ``_transport`` changes no shape."""
+
+    __slots__ = ("_hooks", "_transport")
+
+    def __init__(self, transport: Any, hooks: _HookedConnection) -> None:
+        self._transport = transport
+        self._hooks = hooks
+
+    def write(self, data: Any) -> None:
+        self._hooks.write(self._transport, data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def __repr__(self) -> str:
+        return repr(self._transport)
+
+
+def _hooked(conn: Any) -> bool:
+    return isinstance(getattr(conn.send, "__self__", None), _HookedConnection)
 
 
 def broker_meta(client: AIOKafkaClient, node_id: Any) -> BrokerMeta:
@@ -285,15 +327,7 @@ def _attach(client: Any, node_id: Any, conn: Any) -> None:
     # (dial, ApiVersions, SASL) ran from then until now.
     built_s = getattr(conn, "_last_action", None)
     tap.connect_start_ns = now - max(int((time.monotonic() - built_s) * 1e9), 0) if built_s else now
-    writer = conn._writer
-    writer._kh_tap = tap
-    writer._kh_pending = None
-    writer.write = MethodType(_writer_write, writer)
-    conn._kh_tap = tap
-    conn.send = MethodType(_conn_send, conn)
-    conn._send_sasl_token = MethodType(_conn_send_sasl_token, conn)
-    conn._handle_frame = MethodType(_conn_handle_frame, conn)
-    conn.close = MethodType(_conn_close, conn)
+    _HookedConnection(conn, tap).install(conn)
     tap.connect_done(None, now)
 
 
@@ -304,7 +338,7 @@ class _HookingConns(dict):  # type: ignore[type-arg]
     _kh_client: Any
 
     def __setitem__(self, conn_id: Any, conn: Any) -> None:
-        if type(conn) is AIOKafkaConnection and "_kh_tap" not in conn.__dict__:
+        if type(conn) is AIOKafkaConnection and not _hooked(conn):
             try:
                 _attach(self._kh_client, conn_id[0], conn)
             except Exception as exc:
@@ -333,7 +367,7 @@ async def _client_send(self: Any, node_id: Any, request: Any, *args: Any, **kwar
 
 def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
     """Make this one client object (not its class, not the module) report to ``dispatch``."""
-    if type(client) is not AIOKafkaClient or "_kh_dispatch" in client.__dict__:
+    if type(client) is not AIOKafkaClient or getattr(client, "_kh_dispatch", None) is not None:
         return
     client._kh_dispatch = dispatch
     conns = _HookingConns(client._conns)
@@ -347,7 +381,7 @@ def watch_cluster_id(client: AIOKafkaClient, identity: ClientIdentity) -> None:
     applies (aiokafka's own metadata object does not keep it; the bootstrap response included)."""
     try:
         cluster = client.cluster
-        if "_kh_watched" in cluster.__dict__:
+        if getattr(cluster, "_kh_watched", False):
             return
         ref = weakref.ref(cluster)  # not the bound method: no reference cycle through the cluster
         update = type(cluster).update_metadata
@@ -373,13 +407,24 @@ def client_id(client: AIOKafkaClient) -> str | None:
     return str(value) if value else None
 
 
+class _Injection:
+    """One producer's header injection: its dispatcher, accumulator and header gate."""
+
+    __slots__ = ("accumulator", "dispatch", "gate")
+
+    def __init__(self, dispatch: HookDispatcher, accumulator: Any) -> None:
+        self.dispatch = dispatch
+        self.accumulator = accumulator
+        self.gate = HeaderGate()
+
+
 def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     """Let ``dispatch``'s injectors add headers to the first record of each new producer batch.
 
     Cost is per batch, not per record: the accumulator's ``_append_batch`` (called once per new
-    batch, in the sending task) gives the fresh ``BatchBuilder`` a one-shot ``append`` that adds the
-    headers to the record about to be appended and then removes itself. Hand-built batches
-    (``send_batch``) arrive already filled and are left alone.
+    batch, in the sending task) puts a :class:`_FirstAppend` in the fresh ``BatchBuilder``'s place
+    for its record builder, which adds the headers to the record about to be appended and then
+    steps aside. Hand-built batches (``send_batch``) arrive already filled and are left alone.
 
     A batch that got such headers gets a one-shot ``failure``: if the broker refuses it for them
     (see :mod:`kafkahooks._wire._rejected`), it is rebuilt without them and put back in the
@@ -387,14 +432,15 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     """
     accumulator = producer._message_accumulator
     original = accumulator._append_batch
-    gate = HeaderGate()
+    injection = _Injection(dispatch, accumulator)
+    gate = injection.gate
 
     def _append_batch(builder: Any, tp: Any) -> Any:
         batch = original(builder, tp)
         try:
             # aiokafka 0.13+ always writes v2 batches (brokers 0.11+), so headers can always be sent.
             if gate.open and builder.record_count() == 0:
-                _inject_on_first_append(builder, batch, tp, dispatch, gate, accumulator)
+                builder._builder = _FirstAppend(builder, batch, tp, injection)
         except Exception as exc:
             internal_error("aiokafka.append_batch", exc)
         return batch
@@ -402,38 +448,60 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     accumulator._append_batch = _append_batch
 
 
-def _inject_on_first_append(
-    builder: Any, batch: Any, tp: Any, dispatch: HookDispatcher, gate: HeaderGate, accumulator: Any
-) -> None:
-    class_append = type(builder).append
-    # Weak references: the overrides live in the objects' own __dict__, and holding them strongly
-    # would make every batch (its buffer, one future per record) a reference cycle, freed only by
-    # the garbage collector.
-    builder_ref, batch_ref = weakref.ref(builder), weakref.ref(batch)
+class _FirstAppend:
+    """Stands in for a new batch's record builder (``BatchBuilder._builder``, aiokafka's compiled
+    ``DefaultRecordBatchBuilder``) until the batch's first record: adds the injectors' headers to
+    that record, then puts the real builder back, so every later record goes straight to it.
 
-    def first_append(*, timestamp: Any, key: Any, value: Any, headers: Any = None) -> Any:
-        builder = builder_ref()
-        if builder is None:  # pragma: no cover - the caller holds the builder
-            return None
-        del builder.append
+    Why not an ``append`` on the ``BatchBuilder`` instance, as before: an instance attribute named
+    like a method puts that name into the class's shared instance keys, and from then on CPython
+    3.11 cannot specialize ``self._builder.append(...)`` in ``MessageBatch.append`` for *any* batch
+    of the process (it stays ``LOAD_METHOD_ADAPTIVE``): a cost on every record, in the client's own
+    code. Swapping the value of an attribute the builder already has changes nothing of the kind.
+    The proxy lets go of the builder at the first append, so no reference cycle outlives it.
+    """
+
+    __slots__ = ("_batch", "_injection", "_owner", "_real", "_tp")
+
+    def __init__(self, owner: Any, batch: Any, tp: Any, injection: _Injection) -> None:
+        self._owner = owner
+        self._real = owner._builder
+        self._batch = batch
+        self._tp = tp
+        self._injection = injection
+
+    def _restore(self) -> Any:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._builder = self._real
+        return self._real
+
+    def append(self, offset: Any, timestamp: Any, key: Any, value: Any, headers: Any) -> Any:
+        owner, batch = self._owner, self._batch
+        self._batch = None
+        real = self._restore()
+        tp, injection = self._tp, self._injection
+        dispatch = injection.dispatch
         extra = None
         try:
             if dispatch.has_record_header_injectors:
                 headers = _with_record_headers(dispatch, tp, headers)
-                _inject_on_every_append(builder, tp, dispatch)  # the batch's later records
+                if owner is not None:
+                    _inject_on_every_append(owner, tp, dispatch)  # the batch's later records
             extra = dispatch.inject_batch_headers(tp.topic, tp.partition, headers or ())
             if extra:
                 headers = [*(headers or ()), *extra]
         except Exception as exc:
             internal_error("aiokafka.first_append", exc)
-        metadata = class_append(builder, timestamp=timestamp, key=key, value=value, headers=headers)
-        if extra and metadata is not None:
-            batch = batch_ref()
-            if batch is not None:
-                _watch_refusal(batch, tuple(k for k, _ in extra), gate, accumulator)
+        metadata = real.append(offset, timestamp, key=key, value=value, headers=headers)
+        if extra and metadata is not None and batch is not None:
+            _watch_refusal(batch, tuple(k for k, _ in extra), injection.gate, injection.accumulator)
         return metadata
 
-    builder.append = first_append
+    def __getattr__(self, name: str) -> Any:
+        # Anything but append before the first record (size() or build() of a batch that stays
+        # empty): the real builder answers, and takes its place back.
+        return getattr(self._restore(), name)
 
 
 def _with_record_headers(dispatch: HookDispatcher, tp: Any, headers: Any) -> Any:
@@ -443,7 +511,9 @@ def _with_record_headers(dispatch: HookDispatcher, tp: Any, headers: Any) -> Any
 
 def _inject_on_every_append(builder: Any, tp: Any, dispatch: HookDispatcher) -> None:
     """Per-record headers (``inject_record_headers``) on every record appended to ``builder``: one
-    call per record, no record object, no coroutine (the builder is referenced weakly, as above)."""
+    call per record, no record object, no coroutine. The override lives in the builder's own
+    ``__dict__`` and holds it weakly (no reference cycle per batch); it costs what per-record
+    headers cost, and is installed only by a producer that asked for them."""
     class_append = type(builder).append
     builder_ref = weakref.ref(builder)
 

@@ -303,7 +303,7 @@ class HookedConnectionManager(KafkaConnectionManager):  # type: ignore[misc]
     def get_connection(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
         before = self._conns.get(node_id)
         conn = super().get_connection(node_id, *args, **kwargs)
-        if conn is not before and type(conn) is KafkaConnection and "_kh_tap" not in conn.__dict__:
+        if conn is not before and type(conn) is KafkaConnection and getattr(conn, "_kh_tap", None) is None:
             try:
                 _attach(conn, ConnectionTap(self._kh_dispatch, broker_meta(self, node_id), _decompress))
             except Exception as exc:
@@ -327,7 +327,7 @@ def watch_cluster_id(client: Any, identity: ClientIdentity) -> None:
     bootstrapped with (kafka-python fetches metadata during construction) and every update."""
     try:
         cluster = getattr(client, "_metadata", None) or getattr(getattr(client, "_client", None), "cluster", None)
-        if cluster is None or "_kh_watched" in getattr(cluster, "__dict__", {}):
+        if cluster is None or getattr(cluster, "_kh_watched", False):
             return
 
         def note(found: Any) -> None:
