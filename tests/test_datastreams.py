@@ -343,3 +343,65 @@ def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> No
     assert 4 == found[("kafkahooks.datastreams.edge_latency", first)].count
     assert 1 == found[("kafkahooks.datastreams.pathway_latency", second)].count
     assert 0.002 == found[("kafkahooks.datastreams.pathway_latency", second)].sum
+
+
+def test_checkpoints_differing_only_in_weight_make_the_same_sketches() -> None:
+    """Checkpoints of one pathway with equal latencies are added to the sketches once, weights
+    summed: the bucket's counts and quantiles are those of adding each one by itself."""
+    from ddsketch import DDSketch
+
+    from kafkahooks.datastreams._streams import RELATIVE_ACCURACY
+
+    streams, capture = make_streams("coalesce")
+    tags = ("direction:out", "topic:t", "type:kafka")
+    expected = DDSketch(RELATIVE_ACCURACY)
+    samples = [(3, 5), (3, 5), (3, 5), (8, 1), (3, 2)]  # (edge ms, weight)
+    for edge_ms, w in samples:
+        streams.record(tags, _origin(), 0, edge_ms, edge_ms, weight=w, payload_bytes=10.0, at_ns=0)
+        expected.add(edge_ms / 1000, w)
+    streams.flush(final=True)
+    [bucket] = capture.buckets
+    [group] = bucket.groups.values()
+    assert sum(w for _, w in samples) == group.messages == group.edge_latency.count
+    for q in (0.1, 0.5, 0.9, 1.0):
+        assert expected.get_quantile_value(q) == group.edge_latency.get_quantile_value(q)
+
+
+def _origin() -> Any:
+    from kafkahooks.datastreams import PathwayContext
+
+    return PathwayContext(1, 0, 0)
+
+
+def test_no_sketches_for_exporters_that_read_only_points() -> None:
+    """An exporter that says it reads no buckets (OtelMetricsExporter) gets its points and no
+    bucket; a bucket exporter next to it still gets both kinds of data it reads."""
+
+    class PointsOnly:
+        uses_buckets = False
+
+        def __init__(self) -> None:
+            self.points: list[Point] = []
+            self.bucket_calls = 0
+
+        def export_points(self, service: str, env: str, points: Any) -> None:
+            self.points.extend(points)
+
+        def export_buckets(self, service: str, env: str, buckets: Any) -> None:
+            self.bucket_calls += 1
+
+    only = PointsOnly()
+    streams = DataStreams("points-only", ENV, exporters=[only])
+    tags = ("direction:out", "topic:t", "type:kafka")
+    streams.record(tags, _origin(), 0, 1, 1, weight=4, at_ns=0)
+    streams.backlog(("partition:0", "topic:t", "type:kafka_produce"), 9)
+    streams.flush(final=True)
+    assert [4] == [p.weight for p in only.points]
+    assert 0 == only.bucket_calls
+
+    both = Capture()
+    streams = DataStreams("both", ENV, exporters=[PointsOnly(), both])
+    streams.record(tags, _origin(), 0, 1, 1, weight=4, at_ns=0)
+    streams.flush(final=True)
+    assert [4] == [p.weight for p in both.points]
+    assert [4] == [g.messages for b in both.buckets for g in b.groups.values()]

@@ -136,6 +136,10 @@ class OtelMetricsExporter:
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         """Buckets carry nothing the point metrics do not."""
 
+    uses_points = True
+    uses_buckets = False
+    """Nothing to aggregate into sketches for this exporter alone."""
+
 
 def agent_payload(service: str, env: str, buckets: Sequence[StatsBucket], hostname: str) -> dict[str, Any]:
     """The ``/v0.1/pipeline_stats`` payload (before msgpack and gzip) for ``buckets``."""
@@ -197,6 +201,9 @@ class DatadogAgentExporter:
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
         """The agent takes aggregated buckets only."""
+
+    uses_points = False
+    uses_buckets = True
 
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         if self.disabled:
@@ -261,6 +268,9 @@ class JsonLinesExporter:
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
         """Only buckets are written."""
+
+    uses_points = False
+    uses_buckets = True
 
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         lines = []

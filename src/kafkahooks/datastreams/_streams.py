@@ -78,7 +78,12 @@ class StatsBucket:
 
 
 class Exporter(Protocol):
-    """Receives data-stream statistics on the export worker; must not block for long."""
+    """Receives data-stream statistics on the export worker; must not block for long.
+
+    An exporter may say which of the two it reads with class attributes ``uses_points`` and
+    ``uses_buckets`` (both default to True): when no exporter of a :class:`DataStreams` reads
+    buckets, checkpoints are not aggregated into sketches at all.
+    """
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
         """Raw checkpoints as they were drained (an exporter may ignore them)."""
@@ -283,11 +288,46 @@ class DataStreams:
     def _process(self, final: bool) -> None:
         points = self.buffer.drain()
         now = _clock.time_ns()
+        routes = [(e, getattr(e, "uses_points", True), getattr(e, "uses_buckets", True)) for e in self.exporters]
+        buckets: list[StatsBucket] = []
+        if any(uses_buckets for _, _, uses_buckets in routes):
+            self._aggregate(points)
+            with self._backlog_lock:
+                backlogs, self._backlogs = self._backlogs, {}
+                lags, self._lags = self._lags, {}
+            if backlogs or lags:
+                current = now - now % self.bucket_ns
+                bucket = self._buckets.setdefault(current, StatsBucket(current, self.bucket_ns))
+                for tags, offset in backlogs.items():
+                    bucket.backlogs[tags] = max(offset, bucket.backlogs.get(tags, -1))
+                bucket.lags.update(lags)
+            closed = sorted(s for s in self._buckets if final or s + self.bucket_ns <= now)
+            buckets = [self._buckets.pop(s) for s in closed]
+        for exporter, uses_points, uses_buckets in routes:
+            try:
+                if points and uses_points:
+                    exporter.export_points(self.service, self.env, points)
+                if buckets and uses_buckets:
+                    exporter.export_buckets(self.service, self.env, buckets)
+            except Exception as exc:
+                _export_errors.add()
+                _logger.warning("datastreams_export_failed", exporter=type(exporter).__name__, error=repr(exc)[:200])
+
+    def _aggregate(self, points: list[Point]) -> None:
+        """Add drained checkpoints to their buckets' sketches. Checkpoints that agree on everything
+        but their weight (batches of one pathway in the same millisecond, typically) are added
+        once with the weights summed: the same sketches, a fraction of the sketch work."""
         bucket_ns = self.bucket_ns
+        merged: dict[tuple[int, tuple[str, ...], int, int, int, int, float], list[int]] = {}
+        for at_ns, tags, h, parent_hash, edge_ns, pathway_ns, payload, weight in points:
+            same = (at_ns - at_ns % bucket_ns, tags, h, parent_hash, edge_ns, pathway_ns, payload)
+            found = merged.get(same)
+            if found is None:
+                merged[same] = [weight]
+            else:
+                found[0] += weight
         open_buckets = self._buckets
-        for point in points:
-            at_ns, tags, h, parent_hash, edge_ns, pathway_ns, payload, weight = point
-            start = at_ns - at_ns % bucket_ns
+        for (start, tags, h, parent_hash, edge_ns, pathway_ns, payload), (weight,) in merged.items():
             bucket = open_buckets.get(start)
             if bucket is None:
                 bucket = open_buckets[start] = StatsBucket(start, bucket_ns)
@@ -304,26 +344,6 @@ class DataStreams:
             group.pathway_latency.add(pathway_ns / 1e9, weight)
             group.payload_size.add(payload if payload > 0.0 else 0.0, weight)
             group.messages += weight
-        with self._backlog_lock:
-            backlogs, self._backlogs = self._backlogs, {}
-            lags, self._lags = self._lags, {}
-        if backlogs or lags:
-            current = now - now % self.bucket_ns
-            bucket = self._buckets.setdefault(current, StatsBucket(current, self.bucket_ns))
-            for tags, offset in backlogs.items():
-                bucket.backlogs[tags] = max(offset, bucket.backlogs.get(tags, -1))
-            bucket.lags.update(lags)
-        closed = sorted(s for s in self._buckets if final or s + self.bucket_ns <= now)
-        buckets = [self._buckets.pop(s) for s in closed]
-        for exporter in self.exporters:
-            try:
-                if points:
-                    exporter.export_points(self.service, self.env, points)
-                if buckets:
-                    exporter.export_buckets(self.service, self.env, buckets)
-            except Exception as exc:
-                _export_errors.add()
-                _logger.warning("datastreams_export_failed", exporter=type(exporter).__name__, error=repr(exc)[:200])
 
     def flush(self, final: bool = True) -> None:
         """Process everything queued now, on the caller's thread; with ``final``, open buckets too."""
