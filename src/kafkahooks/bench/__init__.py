@@ -5,7 +5,23 @@ modes in rounds, and reports the median throughput, its ratio to the bare client
 round, CPU time per message and peak RSS, with the environment recorded next to the figures.
 """
 
-from kafkahooks.bench._modes import MODES, Mode
+from kafkahooks.bench._modes import DECOMPOSITION, MODES, Mode
+from kafkahooks.bench._per_request import PerRequest, per_request_table, run_per_request, save_per_request
 from kafkahooks.bench._runner import CLIENTS, WORKLOADS, BenchConfig, Results, run_benchmark, save, summary_table
 
-__all__ = ["CLIENTS", "MODES", "WORKLOADS", "BenchConfig", "Mode", "Results", "run_benchmark", "save", "summary_table"]
+__all__ = [
+    "CLIENTS",
+    "DECOMPOSITION",
+    "MODES",
+    "WORKLOADS",
+    "BenchConfig",
+    "Mode",
+    "PerRequest",
+    "Results",
+    "per_request_table",
+    "run_benchmark",
+    "run_per_request",
+    "save",
+    "save_per_request",
+    "summary_table",
+]

@@ -24,7 +24,43 @@ class _NullSpanExporter:
         return True
 
 
+_service: list[Any] = []
+"""The service SDK's (tracer provider, meter provider), once installed in this process."""
+
+
+def install_service_sdk() -> None:
+    """Set up the global OpenTelemetry SDK a service would run, whatever the side: a
+    ``BatchSpanProcessor`` and a periodic metric reader (once a minute), exporters that discard.
+    Modes tracing at 100% then use these providers rather than their own."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    class _NullMetricExporter(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            pass
+
+    if _service:
+        return
+    tracer = TracerProvider()
+    tracer.add_span_processor(BatchSpanProcessor(_NullSpanExporter()))  # type: ignore[arg-type]
+    meter = MeterProvider(metric_readers=[PeriodicExportingMetricReader(_NullMetricExporter())])
+    trace.set_tracer_provider(tracer)
+    metrics.set_meter_provider(meter)
+    _service.extend((tracer, meter))
+
+
 def _tracer_provider(ratio: float = 1.0) -> Any:
+    if _service and ratio == 1.0:
+        return _service[0]
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -35,6 +71,8 @@ def _tracer_provider(ratio: float = 1.0) -> Any:
 
 
 def _meter_provider() -> Any:
+    if _service:
+        return _service[1]
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -101,7 +139,8 @@ class Telemetry:
 class Mode:
     name: str
     description: str
-    setup: Callable[[str], Telemetry]
+    setup: Callable[[str, str], Telemetry]
+    """(client library, client role) -> what runs around the mode's client."""
     share: float = 1.0
     """The share of a round's messages this mode's pairs run: per-record tracers run at a tenth of
     the bare client's speed, and their ratios need no 1% resolution."""
@@ -128,15 +167,15 @@ def missing(mode: Mode, clients: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _bare(client: str) -> Telemetry:
+def _bare(client: str, role: str) -> Telemetry:
     return Telemetry(wrapped=False)
 
 
-def _off(client: str) -> Telemetry:
+def _off(client: str, role: str) -> Telemetry:
     return Telemetry(wrapped=True, client_kwargs={"tracing": "off"})
 
 
-def _hooks(client: str) -> Telemetry:
+def _hooks(client: str, role: str) -> Telemetry:
     tracer, meter = _tracer_provider(), _meter_provider()
     return Telemetry(
         wrapped=True,
@@ -161,7 +200,7 @@ class _StuckSpanExporter(_NullSpanExporter):
         self.release.set()
 
 
-def _hooks_stuck(client: str) -> Telemetry:
+def _hooks_stuck(client: str, role: str) -> Telemetry:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -180,7 +219,7 @@ def _hooks_stuck(client: str) -> Telemetry:
     )
 
 
-def _dsm(client: str) -> Telemetry:
+def _dsm(client: str, role: str) -> Telemetry:
     from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
 
     meter = _meter_provider()
@@ -188,7 +227,46 @@ def _dsm(client: str) -> Telemetry:
     return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "data_streams": streams}, providers=[meter])
 
 
-def _dsm_record(client: str) -> Telemetry:
+def _dsm_noheader(client: str, role: str) -> Telemetry:
+    from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
+
+    meter = _meter_provider()
+    streams = DataStreams("bench", "bench", exporters=[OtelMetricsExporter(meter)], header_mode="off")
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "data_streams": streams}, providers=[meter])
+
+
+class _NoopHook:
+    """A user hook that does nothing on every write and read: the connection taps alone."""
+
+    def on_broker_write(self, *args: Any) -> None:
+        pass
+
+    def on_broker_read(self, *args: Any) -> None:
+        pass
+
+
+def _noop(client: str, role: str) -> Telemetry:
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "hooks": [_NoopHook()]})
+
+
+def _spans(client: str, role: str) -> Telemetry:
+    from kafkahooks.tracing import BrokerSpans
+
+    tracer = _tracer_provider()
+    spans = BrokerSpans(role, tracer_provider=tracer)
+    return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "hooks": [spans]}, providers=[tracer])
+
+
+def _metrics(client: str, role: str) -> Telemetry:
+    from kafkahooks.metrics import MetricsHooks
+
+    meter = _meter_provider()
+    return Telemetry(
+        wrapped=True, client_kwargs={"tracing": "off", "hooks": [MetricsHooks(meter_provider=meter)]}, providers=[meter]
+    )
+
+
+def _dsm_record(client: str, role: str) -> Telemetry:
     from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
 
     meter = _meter_provider()
@@ -196,7 +274,7 @@ def _dsm_record(client: str) -> Telemetry:
     return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "data_streams": streams}, providers=[meter])
 
 
-def _hooks_record(client: str) -> Telemetry:
+def _hooks_record(client: str, role: str) -> Telemetry:
     from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
 
     tracer, meter = _tracer_provider(), _meter_provider()
@@ -208,18 +286,18 @@ def _hooks_record(client: str) -> Telemetry:
     )
 
 
-def _header(client: str) -> Telemetry:
+def _header(client: str, role: str) -> Telemetry:
     # What a pathway header on every record costs the client itself: the same bytes, no kafkahooks.
     return Telemetry(wrapped=False, record_headers=[("dd-pathway-ctx-base64", b"A" * 28)])
 
 
-def _records(client: str) -> Telemetry:
+def _records(client: str, role: str) -> Telemetry:
     tracer = _tracer_provider()
     return Telemetry(wrapped=True, client_kwargs={"tracing": "records", "tracer_provider": tracer}, providers=[tracer])
 
 
-def _otel(ratio: float) -> Callable[[str], Telemetry]:
-    def setup(client: str) -> Telemetry:
+def _otel(ratio: float) -> Callable[[str, str], Telemetry]:
+    def setup(client: str, role: str) -> Telemetry:
         tracer = _tracer_provider(ratio)
         if client == "kafka-python":
             from opentelemetry.instrumentation.kafka import KafkaInstrumentor
@@ -251,7 +329,7 @@ _DDTRACE_ENV = {
 }
 
 
-def _ddtrace(client: str) -> Telemetry:
+def _ddtrace(client: str, role: str) -> Telemetry:
     import logging
     import os
 
@@ -278,6 +356,15 @@ MODES: dict[str, Mode] = {
         Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
         Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
         Mode("dsm", "data streams only (per-batch checkpoints)", _dsm),
+        Mode(
+            "noop",
+            "one user hook whose on_broker_write/on_broker_read do nothing (the taps alone)",
+            _noop,
+            default=False,
+        ),
+        Mode("spans", "the span plugin alone (BrokerSpans in hooks=, tracing off)", _spans, default=False),
+        Mode("metrics", "the metrics plugin alone (MetricsHooks in hooks=, tracing off)", _metrics, default=False),
+        Mode("dsm-noheader", 'data streams only, header_mode="off" (no header written)', _dsm_noheader, default=False),
         Mode(
             "dsm-record",
             'data streams only, header_mode="record" (a header on every record)',
@@ -308,3 +395,6 @@ MODES: dict[str, Mode] = {
 
 DEFAULT_MODES = tuple(name for name, mode in MODES.items() if mode.default)
 """What a run without ``--mode`` measures."""
+
+DECOMPOSITION = ("off", "noop", "spans", "metrics", "dsm-noheader", "dsm", "hooks")
+"""``--decompose``: what ``tracing="hooks"`` costs, piece by piece (each plugin alone)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -97,6 +98,70 @@ def plot(results: Results, path: Path) -> Path:
         f"kafkahooks {env['kafkahooks']}: throughput (solid) and CPU per message (hatched) relative to the bare "
         f"client\n(Python {env['python']}, {env['cpus']} CPUs, {results.config['rounds']} rounds; "
         "dashed: throughput 0.98, dotted: CPU 1.03)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any], path: Path) -> Path:
+    """Two panels against records per Produce request (log scale): the extra CPU each request
+    costs over the bare client, and the CPU-per-message ratio to bare."""
+    fig, (cost, ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
+    lines = sorted({(r["client"], r["mode"]) for r in summary})
+    styles = {"aiokafka": "-", "kafka-python": "--"}
+    for client, mode in lines:
+        rows = sorted(
+            (r for r in summary if r["client"] == client and r["mode"] == mode), key=lambda r: r["batch_records"]
+        )
+        xs = [r["records_per_request"] for r in rows]
+        color = COLORS.get(mode, "#757575")
+        label = f"{client} {mode}"
+        cost.plot(
+            xs,
+            [r["extra_cpu_us_per_request"] for r in rows],
+            styles.get(client, "-"),
+            color=color,
+            marker="o",
+            label=label,
+        )
+        ratio.plot(
+            xs, [r["cpu_ratio_to_bare"] for r in rows], styles.get(client, "-"), color=color, marker="o", label=label
+        )
+        for r in rows:
+            cost.annotate(
+                f"{r['extra_cpu_us_per_request']:.0f}",
+                (r["records_per_request"], r["extra_cpu_us_per_request"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 4),
+            )
+            ratio.annotate(
+                f"{r['cpu_ratio_to_bare']:.2f}",
+                (r["records_per_request"], r["cpu_ratio_to_bare"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 4),
+            )
+    sizes = sorted({r["batch_records"] for r in summary})
+    for ax in (cost, ratio):
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("records per Produce request (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    cost.set_ylabel("extra CPU per request over bare (µs)")
+    cost.axhline(0, color="#424242", linewidth=0.8)
+    ratio.set_ylabel("CPU per message, ratio to bare")
+    ratio.axhline(1.0, color="#424242", linewidth=0.8)
+    ratio.axhline(1.05, color="#e53935", linewidth=0.8, linestyle=":")
+    ratio.axhline(1.02, color="#1e88e5", linewidth=0.8, linestyle="--")
+    ratio.legend(fontsize=7)
+    fig.suptitle(
+        f"kafkahooks {environment.get('kafkahooks', '')}: what a Produce request costs, by its size "
+        f"(Python {environment.get('python', '')}, {environment.get('cpus', '')} CPUs; dashed 1.02, dotted 1.05)",
         fontsize=10,
     )
     fig.tight_layout()

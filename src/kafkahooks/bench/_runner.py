@@ -1,5 +1,7 @@
-"""The throughput benchmark: each mode against the bare client, interleaved in a fresh process
-per round (see :mod:`kafkahooks.bench._worker`), modes rotating within rounds, ratios per pair."""
+"""The throughput benchmark: each mode against the bare client, one fresh process per side (or,
+as a diagnostic, both interleaved in one process; see :mod:`kafkahooks.bench._worker`), the two
+sides of a pair run back to back in alternating order, modes rotating within rounds, ratios per
+pair."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import contextlib
 import json
 import os
 import platform
+import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,15 +31,44 @@ from kafkahooks.bench._modes import DEFAULT_MODES, MODES
 CLIENTS = ("aiokafka", "kafka-python")
 WORKLOADS = ("produce", "consume-batch", "consume-record")
 DEFAULT_MESSAGES = {
-    ("aiokafka", "produce"): 100_000,
+    ("aiokafka", "produce"): 200_000,
     ("aiokafka", "consume-batch"): 400_000,
-    ("aiokafka", "consume-record"): 100_000,
-    ("kafka-python", "produce"): 30_000,
+    ("aiokafka", "consume-record"): 200_000,
+    ("kafka-python", "produce"): 60_000,
     ("kafka-python", "consume-batch"): 60_000,
     ("kafka-python", "consume-record"): 60_000,
 }
-"""Messages per side and round: about 1.5 s of work on a 2-CPU machine, so that the occasional
-slow chunk (a large fetch decoded, a collection) averages out."""
+"""Messages per side and round: 1.5 to 3 s of work on a 2-CPU machine, so that the occasional
+slow stretch (a large fetch decoded, a collection) averages out."""
+PER_REQUEST_MESSAGES = {
+    "aiokafka": {1: 4_000, 10: 20_000, 100: 100_000, 1000: 200_000},
+    "kafka-python": {1: 2_000, 10: 6_000, 100: 30_000, 1000: 60_000},
+}
+"""Messages per side for ``--batch-records``: at least 200 requests at each size."""
+BATCH_OVERHEAD = 61
+"""A v2 record batch's header, in bytes."""
+
+
+def _varint_size(value: int) -> int:
+    zigzag = value << 1 if value >= 0 else (-value << 1) - 1
+    return max(1, (zigzag.bit_length() + 6) // 7)
+
+
+def _record_size(offset_delta: int, value_size: int) -> int:
+    """A v2 record of ``value_size`` bytes, no key, no headers, timestamp delta under 64 ms."""
+    body = 1 + 1 + _varint_size(offset_delta) + 1 + _varint_size(value_size) + value_size + 1
+    return _varint_size(body) + body
+
+
+def batch_bytes(records: int, value_size: int) -> int:
+    """A producer batch size that fits ``records`` records of ``value_size`` bytes and not one more."""
+    return (
+        BATCH_OVERHEAD
+        + sum(_record_size(i, value_size) for i in range(records))
+        + _record_size(records, value_size) // 2
+    )
+
+
 QUICK_MESSAGES = {key: n // 5 for key, n in DEFAULT_MESSAGES.items()}
 DEFAULT_CHUNK = {"aiokafka": 5_000, "kafka-python": 2_000}
 """Messages per chunk: about 0.1 s of work, short against the machine's speed swings."""
@@ -61,12 +94,22 @@ class BenchConfig:
     bootstrap: str | None = None
     timeout_s: float = 600.0
     quick: bool = False
+    method: str = "separate"
+    """``separate``: one fresh process per side (the benchmark of record); ``interleaved``: both
+    sides in one process, alternating chunks (a diagnostic: it understates a mode's cost)."""
+    batch_records: int = 0
+    """Records per Produce request (0: what ``linger_ms`` gathers): the producer's batch size is
+    fitted to this many records of ``value_size`` and batches leave full (``linger_ms`` 1000)."""
     pin: bool = True
     """On Linux with 2+ CPUs, run the embedded broker on the last CPU and the client on the others,
     so the broker's work does not land on the measured process's core at random."""
 
     def messages_for(self, client: str, workload: str) -> int:
-        return self.messages or (QUICK_MESSAGES if self.quick else DEFAULT_MESSAGES)[(client, workload)]
+        if self.messages:
+            return self.messages
+        if self.batch_records in PER_REQUEST_MESSAGES[client]:
+            return PER_REQUEST_MESSAGES[client][self.batch_records]
+        return (QUICK_MESSAGES if self.quick else DEFAULT_MESSAGES)[(client, workload)]
 
     def chunk_for(self, client: str) -> int:
         return self.chunk or (QUICK_CHUNK if self.quick else DEFAULT_CHUNK)[client]
@@ -80,7 +123,7 @@ class Results:
 
     def summary(self) -> list[dict[str, Any]]:
         """Per (client, workload, mode): medians over rounds; each ratio is the mode's figure over
-        bare's from the same interleaved pair (the same process and the same seconds)."""
+        bare's from the same pair (run back to back, or interleaved in one process)."""
         out = []
         keys = sorted({(r["client"], r["workload"]) for r in self.runs}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
         for client, workload in keys:
@@ -159,8 +202,8 @@ def _bootstrap(config: BenchConfig) -> Iterator[str]:
         yield broker.bootstrap_servers
 
 
-def _run_pair(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """One interleaved round in a fresh process: ``{"bare": {...}, "mode": {...}, ...}`` or an error."""
+def _run_process(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One fresh worker process: its JSON, or ``{"ok": False, "error": ...}``."""
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg)],
@@ -175,8 +218,125 @@ def _run_pair(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     if proc.returncode != 0 or not lines:
         return {"ok": False, "error": (proc.stderr or proc.stdout)[-2000:]}
     result: dict[str, Any] = json.loads(lines[-1])
-    result["ok"] = all(result[side]["messages"] > 0 for side in ("bare", "mode"))
+    result["ok"] = True
     return result
+
+
+class _SideProcess:
+    """One side's worker process in the separate method, driven line by line (see the worker)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close(), after the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            text=True,
+        )
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def hear(self, deadline: float) -> str:
+        """The worker's next line, or TimeoutError / RuntimeError (it exited, with its stderr)."""
+        out = self.proc.stdout
+        assert out is not None
+        ready, _, _ = select.select([out], [], [], max(deadline - time.monotonic(), 0.0))
+        if not ready:
+            raise TimeoutError
+        line = out.readline()
+        if not line:
+            self.proc.wait(10)
+            self.errors.seek(0)
+            raise RuntimeError(self.errors.read().decode(errors="replace")[-2000:] or "worker exited")
+        return line.strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.errors.close()
+
+
+def _run_pair(cfg: dict[str, Any], timeout_s: float, mode_first: bool = False) -> dict[str, Any]:
+    """One pair, bare and mode: ``{"bare": {...}, "mode": {...}, "peak_rss_mb": {...}, ...}`` or an
+    error. Separate: a fresh process per side, side by side, running their chunks in turns (ABBA;
+    ``mode_first`` alternates who starts); interleaved: one process."""
+    if cfg["method"] != "separate":
+        result = _run_process(cfg, timeout_s)
+        if result["ok"]:
+            result["ok"] = all(result[side]["messages"] > 0 for side in ("bare", "mode"))
+            rss = result["peak_rss_mb"]
+            result["peak_rss_mb"] = {"bare": rss, "mode": rss}
+        return result
+    deadline = time.monotonic() + timeout_s
+    chunk = max(1, min(cfg["chunk"], cfg["messages"]))
+    chunks = max(1, cfg["messages"] // chunk)
+    first, second = ("mode", "bare") if mode_first else ("bare", "mode")
+    procs: dict[str, _SideProcess] = {}
+    try:
+        for side in (first, second):
+            procs[side] = _SideProcess({**cfg, "side": side, "topic": cfg["topics"][side]})
+        for side in (first, second):
+            if procs[side].hear(deadline) != "ready":
+                raise RuntimeError(f"{side} worker did not get ready")
+        for i in range(chunks):
+            for side in (first, second) if i % 2 == 0 else (second, first):
+                procs[side].tell(f"run {chunk}")
+                if procs[side].hear(deadline) != "done":
+                    raise RuntimeError(f"{side} worker did not finish its chunk")
+        results = {}
+        for side in (first, second):
+            procs[side].tell("end")
+            results[side] = json.loads(procs[side].hear(deadline))
+    except TimeoutError:
+        return {"ok": False, "error": f"timed out after {timeout_s:.0f} s"}
+    except (RuntimeError, ValueError, OSError) as exc:
+        return {"ok": False, "error": str(exc)[-2000:]}
+    finally:
+        for proc in procs.values():
+            proc.close()
+    pair: dict[str, Any] = {side: results[side][side] for side in ("bare", "mode")}
+    pair["peak_rss_mb"] = {side: results[side]["peak_rss_mb"] for side in ("bare", "mode")}
+    pair["gc_collections"] = {side: results[side]["gc_collections"] for side in ("bare", "mode")}
+    pair["telemetry_dropped"] = results["mode"]["telemetry_dropped"]
+    pair["ok"] = all(pair[side]["messages"] > 0 for side in ("bare", "mode"))
+    return pair
+
+
+class _BatchCount:
+    """Counts the record batches a consumer reads, once each (a batch fetched twice counts once)."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, int] = {}
+
+    def on_fetch_batch_read(self, meta: Any, topic: str, partition: int, metrics: Any) -> None:
+        self.records[metrics.base_offset] = metrics.num_records
+
+
+def records_per_batch(bootstrap: str, topic: str) -> float:
+    """The mean number of records per batch in single-partition ``topic`` (one batch per Produce
+    request on one partition: the records each request carried), read back from the broker."""
+    import kafka
+
+    from kafkahooks.kafka import KafkaConsumer
+
+    count = _BatchCount()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=2000, hooks=[count])
+    try:
+        tp = kafka.TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        while consumer.position(tp) < end:
+            if not consumer.poll(timeout_ms=2000, max_records=10_000):
+                break
+    finally:
+        consumer.close()
+    return sum(count.records.values()) / len(count.records) if count.records else 0.0
 
 
 def _fill(admin: Any, bootstrap: str, config: BenchConfig, client: str, workload: str) -> str:
@@ -198,8 +358,9 @@ def _fill(admin: Any, bootstrap: str, config: BenchConfig, client: str, workload
 def run_benchmark(config: BenchConfig, console: Console | None = None) -> Results:
     """Run every (client, workload) for ``config.rounds`` rounds of every mode; return all runs.
 
-    Each mode runs against the bare client in one fresh process per round, the two interleaved
-    chunk by chunk (:mod:`kafkahooks.bench._worker`); within a round the modes run one after the
+    Each mode runs against the bare client in pairs: with ``method="separate"`` one fresh process
+    per side, back to back, who goes first alternating by round; with ``"interleaved"`` one process
+    alternating chunks (:mod:`kafkahooks.bench._worker`). Within a round the modes run one after the
     other, the starting mode rotating from round to round. One unmeasured warm-up pair precedes
     each (client, workload).
     """
@@ -217,7 +378,11 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
         f"broker on CPU {available[-1]}, clients on {available[:-1]}" if pinned else "none"
     )
     results.environment["method"] = (
-        "each mode interleaved with the bare client in one fresh process per round, alternating "
+        "one fresh process per side (bare, mode), back to back, the first alternating by round; a global "
+        "OpenTelemetry SDK in both; CPU = process CPU time of every thread over the measured messages and "
+        "the mode's telemetry flush"
+        if config.method == "separate"
+        else "each mode interleaved with the bare client in one fresh process per round, alternating "
         "chunks (ABBA); CPU = process CPU time, every thread, the mode's telemetry flushed in its chunks"
     )
     per_combo = {(c, w): [m for m in modes if MODES[m].serves(c)] for c, w in combos}
@@ -237,22 +402,29 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
                     (r, mine[(r + i) % len(mine)]) for r in range(config.rounds) for i in range(len(mine))
                 ]
                 for round_no, mode in schedule:
-                    topic = source
-                    if topic is None:
+                    # Consumers read the one filled topic; producers write a topic per side.
+                    topics: dict[str, str] = {"bare": source or "", "mode": source or ""}
+                    if source is None:
                         from kafka.admin import NewTopic
 
-                        topic = f"bench-produce-{uuid.uuid4().hex[:8]}"
-                        admin.create_topics([NewTopic(topic, config.partitions, 1)])
+                        base = f"bench-produce-{uuid.uuid4().hex[:8]}"
+                        topics = {side: f"{base}-{side}" for side in topics}
+                        admin.create_topics([NewTopic(t, config.partitions, 1) for t in topics.values()])
                     cfg = {
+                        "method": config.method,
                         "client": client,
                         "workload": workload,
                         "mode": mode,
                         "bootstrap": bootstrap,
-                        "topic": topic,
+                        "topic": topics["bare"],
+                        "topics": topics,
                         "messages": max(1, int(config.messages_for(client, workload) * MODES[mode].share)),
                         "chunk": max(1, int(config.chunk_for(client) * MODES[mode].share)),
                         "value_size": config.value_size,
-                        "linger_ms": config.linger_ms,
+                        "linger_ms": 1000 if config.batch_records else config.linger_ms,
+                        "batch_bytes": batch_bytes(config.batch_records, config.value_size)
+                        if config.batch_records
+                        else 0,
                         "acks": config.acks,
                         "compression": config.compression,
                         "partitions": config.partitions,
@@ -260,10 +432,13 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
                     }
                     label = "warm-up" if round_no < 0 else f"round {round_no + 1}"
                     progress.update(task, description=f"{client} {workload} {mode} ({label})")
-                    result = _run_pair(cfg, config.timeout_s)
+                    result = _run_pair(cfg, config.timeout_s, mode_first=round_no % 2 == 1)
                     if source is None:
+                        if config.batch_records and result.get("ok"):
+                            for side in ("bare", "mode"):
+                                result[side]["records_per_request"] = records_per_batch(bootstrap, topics[side])
                         with contextlib.suppress(Exception):
-                            admin.delete_topics([topic])
+                            admin.delete_topics(list(set(topics.values())))
                     if round_no >= 0:
                         pair += 1
                         _record(results, progress.console, client, workload, mode, round_no, pair, result)
@@ -289,16 +464,22 @@ def _record(
     base = {"client": client, "workload": workload, "round": round_no, "pair": pair}
     if not result.get("ok"):
         results.runs.append({**base, "mode": mode, "ok": False, "error": result.get("error", "")})
-        console.log(f"[red]{client} {workload} {mode} failed[/red]: {str(result.get('error', ''))[-300:]}")
+        console.print(f"[red]{client} {workload} {mode} failed[/red]: {str(result.get('error', ''))[-300:]}")
         return
-    shared = {"peak_rss_mb": result["peak_rss_mb"], "telemetry_dropped": result.get("telemetry_dropped", 0)}
     bare, mine = result["bare"], result["mode"]
-    results.runs.append({**base, "mode": "bare", "ok": True, **bare, **shared})
-    results.runs.append({**base, "mode": mode, "ok": True, **mine, **shared})
-    console.log(
-        f"{client:12s} {workload:14s} {mode:11s} {mine['msgs_per_s']:>9,.0f} msg/s "
+    rss = result["peak_rss_mb"]
+    dropped = result.get("telemetry_dropped", 0)
+    results.runs.append({**base, "mode": "bare", "ok": True, **bare, "peak_rss_mb": rss["bare"]})
+    results.runs.append(
+        {**base, "mode": mode, "ok": True, **mine, "peak_rss_mb": rss["mode"], "telemetry_dropped": dropped}
+    )
+    console.print(
+        f"{client:12s} {workload:14s} {mode:12s} {mine['msgs_per_s']:>9,.0f} msg/s "
         f"x{mine['msgs_per_s'] / bare['msgs_per_s']:.3f}  {mine['cpu_us_per_msg']:5.1f} µs CPU/msg "
-        f"x{mine['cpu_us_per_msg'] / bare['cpu_us_per_msg']:.3f}  (bare {bare['msgs_per_s']:,.0f} msg/s)"
+        f"x{mine['cpu_us_per_msg'] / bare['cpu_us_per_msg']:.3f}  (bare {bare['msgs_per_s']:,.0f} msg/s)",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
 
 

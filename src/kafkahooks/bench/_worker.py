@@ -1,36 +1,41 @@
-"""One benchmark round in a fresh process: ``python -m kafkahooks.bench._worker '<json>'``.
+"""One benchmark process: ``python -m kafkahooks.bench._worker '<json>'``. Prints one JSON object.
 
-The bare client and the mode's client run side by side in this one process, in alternating
-chunks (bare, mode, mode, bare, bare, mode...). A shared 2-CPU machine's speed swings by a factor
-of two within a second (noisy neighbours), so two runs a few seconds apart cannot resolve a few
-percent; two clients interleaved every ~100 ms see the same machine.
+Two methods (``cfg["method"]``):
 
-CPU is accounted per thread (POSIX per-thread CPU clocks): each chunk's main-thread CPU goes to
-the side that ran it; every other thread's CPU to the side that owns it: a client library's own
-threads to their client, and every thread the bare client did not start (kafkahooks' export
-worker, the SDK's span processor) to the mode. Background work that ran during the other side's
-chunk also moves its wall time to its owner, so throughput is charged where the work came from.
-The mode's telemetry is flushed once, at the end, as its own (timed) work. Peers that patch
-client classes (OpenTelemetry's instrumentations) are switched on for their chunks only.
+**separate** (the benchmark of record): this process is one side only, the bare client or the
+mode's, as in a service: a global OpenTelemetry SDK is set up first (a ``BatchSpanProcessor`` and a
+periodic metric reader, exporters that discard) whatever the side, then the client is built and
+warmed (connections, metadata, a first chunk) and the garbage collector run once. The runner keeps
+the two sides' processes side by side and has them run their chunks in turns (bare, mode, mode,
+bare...; each waits, idle, while the other runs), so a noisy machine's slow seconds hit both
+alike. CPU is the whole process's (every thread: the client's, the SDK's, kafkahooks' export
+worker) from the first chunk until the mode's telemetry has been flushed, gaps included;
+throughput is messages over the wall time of the chunks. Nothing one side does (its heap, its
+garbage, what CPython specialized in the client's code) reaches the other: in one process, both
+would share the client library's code objects, collector and allocator, and part of the mode's
+cost would land on the bare side.
 
-Prints one JSON object: per side (``bare``, ``mode``) the messages, seconds, CPU seconds, rate
-and CPU per message; and the process's peak RSS.
+**interleaved** (a diagnostic): the bare client and the mode's client side by side in one
+process, in alternating chunks, CPU accounted per thread (see :class:`Ledger`). For the reason
+above it understates what a mode costs a service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from kafkahooks.bench._modes import MODES, Telemetry
+from kafkahooks.bench._modes import MODES, Telemetry, install_service_sdk
 
 
 def _thread_cpu() -> dict[int, float]:
@@ -48,8 +53,21 @@ def _thread_cpu() -> dict[int, float]:
     return out
 
 
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Ledger:
-    """Messages, wall seconds and CPU seconds per side, from chunk and thread measurements."""
+    """Interleaved method: messages, wall seconds and CPU seconds per side, from chunk and thread
+    measurements. Each chunk's main-thread CPU goes to the side that ran it; every other thread's
+    CPU to the side that owns it (a client library's own threads to their client, every thread the
+    bare client did not start to the mode); background work that ran during the other side's chunk
+    also moves its wall time to its owner."""
 
     def __init__(self) -> None:
         self.messages = {"bare": 0, "mode": 0}
@@ -66,13 +84,6 @@ class Ledger:
         """Run one chunk for ``side`` and charge everything it and the background threads cost."""
         main0, wall0 = time.thread_time(), time.perf_counter()
         count = run()
-        wall, main = time.perf_counter() - wall0, time.thread_time() - main0
-        self.settle(side, count, wall, main)
-        return count
-
-    async def achunk(self, side: str, run: Callable[[], Awaitable[int]]) -> int:
-        main0, wall0 = time.thread_time(), time.perf_counter()
-        count = await run()
         wall, main = time.perf_counter() - wall0, time.thread_time() - main0
         self.settle(side, count, wall, main)
         return count
@@ -97,17 +108,17 @@ class Ledger:
         self.seconds[other] += stolen
 
     def result(self) -> dict[str, Any]:
-        return {
-            side: {
-                "messages": self.messages[side],
-                "seconds": self.seconds[side],
-                "cpu_seconds": self.cpu[side],
-                "chunks": self.chunks[side],
-                "msgs_per_s": self.messages[side] / self.seconds[side] if self.seconds[side] else 0.0,
-                "cpu_us_per_msg": self.cpu[side] / max(self.messages[side], 1) * 1e6,
-            }
-            for side in ("bare", "mode")
-        }
+        return {side: _figures(self.messages[side], self.seconds[side], self.cpu[side]) for side in ("bare", "mode")}
+
+
+def _figures(messages: int, seconds: float, cpu: float) -> dict[str, Any]:
+    return {
+        "messages": messages,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "msgs_per_s": messages / seconds if seconds else 0.0,
+        "cpu_us_per_msg": cpu / max(messages, 1) * 1e6,
+    }
 
 
 def _schedule(chunks: int) -> list[str]:
@@ -118,7 +129,7 @@ def _schedule(chunks: int) -> list[str]:
     return order
 
 
-def _producer_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+def _producer_kwargs(cfg: dict[str, Any], client: str) -> dict[str, Any]:
     acks = cfg["acks"]
     kwargs: dict[str, Any] = {
         "bootstrap_servers": cfg["bootstrap"],
@@ -127,7 +138,167 @@ def _producer_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     if cfg.get("compression"):
         kwargs["compression_type"] = cfg["compression"]
+    if cfg.get("batch_bytes"):
+        kwargs["max_batch_size" if client == "aiokafka" else "batch_size"] = cfg["batch_bytes"]
     return kwargs
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Side:
+    """One client ready to run: ``run(n)`` moves ``n`` messages and returns how many it moved;
+    ``finish`` waits until what was sent is acknowledged (a producer's ``flush``); ``close`` stops
+    the client (coroutine functions for aiokafka); ``threads`` are the threads the client library
+    started for it (kafka-python's network thread)."""
+
+    run: Callable[[int], Any]
+    close: Callable[[], Any]
+    finish: Callable[[], Any] = _nothing
+    threads: set[int] = field(default_factory=set)
+
+
+def _thread_idents() -> set[int]:
+    return {t.ident for t in threading.enumerate() if t.ident is not None}
+
+
+# -- kafka-python -----------------------------------------------------------------------------------
+
+
+def _kafka_python_side(cfg: dict[str, Any], telemetry: Telemetry, side: str) -> Side:
+    import kafka
+
+    from kafkahooks.kafka import KafkaConsumer, KafkaProducer
+
+    wrapped = side == "mode" and telemetry.wrapped
+    extra = telemetry.client_kwargs if side == "mode" else {}
+    topic = cfg["topic"]
+    before = _thread_idents()
+    if cfg["workload"] == "produce":
+        value = b"x" * cfg["value_size"]
+        producer = (KafkaProducer if wrapped else kafka.KafkaProducer)(**_producer_kwargs(cfg, "kafka-python"), **extra)
+        producer.send(topic, value).get(timeout=30)  # metadata and connections
+        headers = telemetry.record_headers if side == "mode" else None
+
+        def produce(n: int) -> int:
+            send = producer.send
+            if headers:
+                for _ in range(n):
+                    send(topic, value, headers=headers)
+            else:
+                for _ in range(n):
+                    send(topic, value)
+            return n
+
+        return Side(produce, producer.close, producer.flush, _thread_idents() - before)
+    consumer = (KafkaConsumer if wrapped else kafka.KafkaConsumer)(
+        bootstrap_servers=cfg["bootstrap"], auto_offset_reset="earliest", consumer_timeout_ms=10_000, **extra
+    )
+    consumer.assign([kafka.TopicPartition(topic, p) for p in range(cfg["partitions"])])
+
+    def poll(n: int) -> int:
+        got = 0
+        while got < n:
+            batch = consumer.poll(timeout_ms=1000, max_records=n - got)
+            if not batch:
+                break
+            got += sum(len(records) for records in batch.values())
+        return got
+
+    def iterate(n: int) -> int:
+        got = 0
+        for _ in consumer:
+            got += 1
+            if got >= n:
+                break
+        return got
+
+    return Side(
+        iterate if cfg["workload"] == "consume-record" else poll,
+        consumer.close,
+        lambda: None,
+        _thread_idents() - before,
+    )
+
+
+# -- aiokafka ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _peer_on(telemetry: Telemetry, side: str, interleaved: bool) -> Iterator[None]:
+    """Interleaved: a class-patching peer switched on while the mode's client starts, as in a
+    service that patches at import (ddtrace resolves the cluster id in ``start()``, with a Metadata
+    request), and off again for the bare client's start."""
+    if side == "mode" and interleaved:
+        telemetry.activate()
+    try:
+        yield
+    finally:
+        if side == "mode" and interleaved:
+            telemetry.deactivate()
+
+
+async def _aiokafka_side(cfg: dict[str, Any], telemetry: Telemetry, side: str, interleaved: bool) -> Side:
+    import aiokafka
+    from aiokafka.structs import TopicPartition
+
+    from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    wrapped = side == "mode" and telemetry.wrapped
+    extra = telemetry.client_kwargs if side == "mode" else {}
+    topic = cfg["topic"]
+    if cfg["workload"] == "produce":
+        value = b"x" * cfg["value_size"]
+        with _peer_on(telemetry, side, interleaved):
+            producer = (AIOKafkaProducer if wrapped else aiokafka.AIOKafkaProducer)(
+                **_producer_kwargs(cfg, "aiokafka"), **extra
+            )
+            await producer.start()
+            await producer.send_and_wait(topic, value)  # metadata and connections
+        headers = telemetry.record_headers if side == "mode" else None
+
+        async def produce(n: int) -> int:
+            send = producer.send
+            if headers:
+                for _ in range(n):
+                    await send(topic, value, headers=headers)
+            else:
+                for _ in range(n):
+                    await send(topic, value)
+            return n
+
+        return Side(produce, producer.stop, producer.flush)
+    consumer = (AIOKafkaConsumer if wrapped else aiokafka.AIOKafkaConsumer)(
+        bootstrap_servers=cfg["bootstrap"], auto_offset_reset="earliest", **extra
+    )
+    with _peer_on(telemetry, side, interleaved):
+        await consumer.start()
+    consumer.assign([TopicPartition(topic, p) for p in range(cfg["partitions"])])
+
+    async def getmany(n: int) -> int:
+        got = 0
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=n - got)
+            if not batch:
+                break
+            got += sum(len(records) for records in batch.values())
+        return got
+
+    async def iterate(n: int) -> int:
+        got = 0
+        async for _ in consumer:
+            got += 1
+            if got >= n:
+                break
+        return got
+
+    return Side(iterate if cfg["workload"] == "consume-record" else getmany, consumer.stop)
+
+
+def _role(cfg: dict[str, Any]) -> str:
+    return "producer" if cfg["workload"] == "produce" else "consumer"
 
 
 def _sizes(cfg: dict[str, Any]) -> tuple[int, int]:
@@ -135,209 +306,125 @@ def _sizes(cfg: dict[str, Any]) -> tuple[int, int]:
     return chunk, max(1, cfg["messages"] // chunk)
 
 
-# -- kafka-python -----------------------------------------------------------------------------------
+class _Clients:
+    """Builds the sides of one process and drives them, whichever the client library: aiokafka's
+    coroutines run to completion on this process's event loop, kafka-python's calls as they are."""
 
+    def __init__(self, cfg: dict[str, Any], telemetry: Telemetry, interleaved: bool) -> None:
+        self.cfg = cfg
+        self.telemetry = telemetry
+        self.interleaved = interleaved
+        self.loop = asyncio.new_event_loop() if cfg["client"] == "aiokafka" else None
+        self.sides: list[Side] = []
 
-def _kafka_python(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]:
-    import kafka
-
-    from kafkahooks.kafka import KafkaConsumer, KafkaProducer
-
-    chunk, chunks = _sizes(cfg)
-    value = b"x" * cfg["value_size"]
-    topic = cfg["topic"]
-    wrapped_kwargs = telemetry.client_kwargs
-    run: dict[str, Callable[[], int]] = {}
-    closers: list[Callable[[], None]] = []
-    bare_threads: set[int] = set()
-    if cfg["workload"] == "produce":
-        for side in ("bare", "mode"):
-            cls = KafkaProducer if side == "mode" and telemetry.wrapped else kafka.KafkaProducer
-            before = {t.ident for t in threading.enumerate() if t.ident is not None}
-            producer = cls(**_producer_kwargs(cfg), **(wrapped_kwargs if side == "mode" else {}))
-            producer.send(topic, value).get(timeout=30)  # warm: metadata and connections
-            if side == "bare":
-                bare_threads |= {t.ident for t in threading.enumerate() if t.ident is not None} - before
-            closers.append(producer.close)
-
-            headers = telemetry.record_headers if side == "mode" else None
-
-            def produce(producer: Any = producer, headers: Any = headers) -> int:
-                send = producer.send
-                if headers:
-                    for _ in range(chunk):
-                        send(topic, value, headers=headers)
-                else:
-                    for _ in range(chunk):
-                        send(topic, value)
-                producer.flush()
-                return chunk
-
-            run[side] = produce
-    else:
-        record_api = cfg["workload"] == "consume-record"
-        for side in ("bare", "mode"):
-            cls = KafkaConsumer if side == "mode" and telemetry.wrapped else kafka.KafkaConsumer
-            before = {t.ident for t in threading.enumerate() if t.ident is not None}
-            consumer = cls(
-                bootstrap_servers=cfg["bootstrap"],
-                auto_offset_reset="earliest",
-                consumer_timeout_ms=10_000,
-                **(wrapped_kwargs if side == "mode" else {}),
-            )
-            consumer.assign([kafka.TopicPartition(topic, p) for p in range(cfg["partitions"])])
-            closers.append(consumer.close)
-
-            def poll(consumer: Any = consumer, n: int = chunk) -> int:
-                got = 0
-                while got < n:
-                    batch = consumer.poll(timeout_ms=1000, max_records=n - got)
-                    if not batch:
-                        break
-                    got += sum(len(records) for records in batch.values())
-                return got
-
-            def iterate(consumer: Any = consumer, n: int = chunk) -> int:
-                got = 0
-                for _ in consumer:
-                    got += 1
-                    if got >= n:
-                        break
-                return got
-
-            run[side] = iterate if record_api else poll
-            if record_api:
-                iterate(consumer, chunk)  # warm: connections, the first fetches
-            else:
-                poll(consumer, chunk)
-            if side == "bare":
-                bare_threads |= {t.ident for t in threading.enumerate() if t.ident is not None} - before
-    try:
-        ledger = Ledger()
-        ledger.bare_threads = bare_threads
-        for side in _schedule(chunks):
-            if side == "mode":
-                telemetry.activate()
-            ledger.chunk(side, run[side])
-            if side == "mode":
-                telemetry.deactivate()
-        ledger.chunk("mode", telemetry.flushed)  # what the mode still had queued
-        return ledger.result()
-    finally:
-        for close in closers:
-            close()
-
-
-# -- aiokafka ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _peer_on(telemetry: Telemetry, side: str) -> Iterator[None]:
-    """A class-patching peer switched on while the mode's client starts, as in a service that
-    patches at import (ddtrace resolves the cluster id in ``start()``, with a Metadata request)."""
-    if side == "mode":
-        telemetry.activate()
-    try:
-        yield
-    finally:
-        if side == "mode":
-            telemetry.deactivate()
-
-
-async def _aiokafka(cfg: dict[str, Any], telemetry: Telemetry) -> dict[str, Any]:
-    import aiokafka
-    from aiokafka.structs import TopicPartition
-
-    from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    chunk, chunks = _sizes(cfg)
-    value = b"x" * cfg["value_size"]
-    topic = cfg["topic"]
-    wrapped_kwargs = telemetry.client_kwargs
-    run: dict[str, Callable[[], Awaitable[int]]] = {}
-    clients: list[Any] = []
-    if cfg["workload"] == "produce":
-        for side in ("bare", "mode"):
-            cls = AIOKafkaProducer if side == "mode" and telemetry.wrapped else aiokafka.AIOKafkaProducer
-            with _peer_on(telemetry, side):
-                producer = cls(**_producer_kwargs(cfg), **(wrapped_kwargs if side == "mode" else {}))
-                await producer.start()
-                clients.append(producer)
-                await producer.send_and_wait(topic, value)
-
-            headers = telemetry.record_headers if side == "mode" else None
-
-            async def produce(producer: Any = producer, headers: Any = headers) -> int:
-                send = producer.send
-                if headers:
-                    for _ in range(chunk):
-                        await send(topic, value, headers=headers)
-                else:
-                    for _ in range(chunk):
-                        await send(topic, value)
-                await producer.flush()
-                return chunk
-
-            run[side] = produce
-    else:
-        record_api = cfg["workload"] == "consume-record"
-        for side in ("bare", "mode"):
-            cls = AIOKafkaConsumer if side == "mode" and telemetry.wrapped else aiokafka.AIOKafkaConsumer
-            consumer = cls(
-                bootstrap_servers=cfg["bootstrap"],
-                auto_offset_reset="earliest",
-                **(wrapped_kwargs if side == "mode" else {}),
-            )
-            with _peer_on(telemetry, side):
-                await consumer.start()
-            clients.append(consumer)
-            consumer.assign([TopicPartition(topic, p) for p in range(cfg["partitions"])])
-
-            async def getmany(consumer: Any = consumer, n: int = chunk) -> int:
-                got = 0
-                while got < n:
-                    batch = await consumer.getmany(timeout_ms=1000, max_records=n - got)
-                    if not batch:
-                        break
-                    got += sum(len(records) for records in batch.values())
-                return got
-
-            async def iterate(consumer: Any = consumer, n: int = chunk) -> int:
-                got = 0
-                async for _ in consumer:
-                    got += 1
-                    if got >= n:
-                        break
-                return got
-
-            run[side] = iterate if record_api else getmany
-            await (iterate(consumer, chunk) if record_api else getmany(consumer, chunk))  # warm: the first fetches
-    try:
-        ledger = Ledger()  # aiokafka runs in this thread: the bare side starts no thread of its own
-        for side in _schedule(chunks):
-            if side == "mode":
-                telemetry.activate()
-            await ledger.achunk(side, run[side])
-            if side == "mode":
-                telemetry.deactivate()
-        ledger.chunk("mode", telemetry.flushed)  # what the mode still had queued
-        return ledger.result()
-    finally:
-        for client in clients:
-            await client.stop()
-
-
-def run(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run one interleaved round of (client, workload, mode) against bare; returns both sides."""
-    telemetry = MODES[cfg["mode"]].setup(cfg["client"])
-    try:
-        if cfg["client"] == "kafka-python":
-            result = _kafka_python(cfg, telemetry)
+    def side(self, side: str) -> Side:
+        if self.loop is None:
+            built = _kafka_python_side(self.cfg, self.telemetry, side)
         else:
-            result = asyncio.run(_aiokafka(cfg, telemetry))
+            loop = self.loop
+            made = loop.run_until_complete(_aiokafka_side(self.cfg, self.telemetry, side, self.interleaved))
+            built = Side(
+                lambda n: loop.run_until_complete(made.run(n)),
+                lambda: loop.run_until_complete(made.close()),
+                lambda: loop.run_until_complete(made.finish()),
+                made.threads,
+            )
+        self.sides.append(built)
+        return built
+
+    def close(self) -> None:
+        for built in self.sides:
+            with contextlib.suppress(Exception):
+                built.close()
+        if self.loop is not None:
+            self.loop.close()
+
+
+def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str], None]) -> dict[str, Any]:
+    """One side in this process, its chunks run when the runner says so (``run N``) until it says
+    ``end``; answers ``ready`` once warm and ``done`` after each chunk. The runner drives the two
+    sides' processes in turns, so both see the same seconds of a noisy machine."""
+    side = cfg["side"]
+    install_service_sdk()
+    telemetry = MODES[cfg["mode"]].setup(cfg["client"], _role(cfg)) if side == "mode" else Telemetry(wrapped=False)
+    if side == "mode":
+        telemetry.activate()  # a class-patching peer stays on: this process is the mode's alone
+    chunk, _ = _sizes(cfg)
+    clients = _Clients(cfg, telemetry, interleaved=False)
+    try:
+        client = clients.side(side)
+        client.run(chunk)  # warm: the first batches and fetches, and what they allocate once
+        client.finish()
+        gc.collect()
+        before = gc.get_stats()
+        say("ready")
+        moved, wall, main, cpu0 = 0, 0.0, 0.0, _process_cpu()
+        for command in commands:
+            verb, _, arg = command.partition(" ")
+            if verb != "run":
+                break
+            wall0, main0 = time.perf_counter(), time.thread_time()
+            moved += client.run(int(arg))
+            wall += time.perf_counter() - wall0
+            main += time.thread_time() - main0
+            say("done")
+        # Chunks leave a producer's last batch to its linger: the run ends when all is acknowledged
+        # (its CPU counted; its wall time, mostly that linger, not).
+        main0 = time.thread_time()
+        client.finish()
+        main += time.thread_time() - main0
+        telemetry.flush()  # the mode's deferred work is the mode's cost
+        # Every thread's CPU from the first chunk on, gaps included: background work a side did
+        # while the other side ran is still its own.
+        cpu = _process_cpu() - cpu0
+        collections = [b["collections"] - a["collections"] for a, b in zip(before, gc.get_stats(), strict=True)]
     finally:
+        clients.close()
         telemetry.close()
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = _figures(moved, wall, cpu)
+    # The application's own thread alone, during the chunks (aiokafka's event loop runs there).
+    figures["main_cpu_us_per_msg"] = main / max(moved, 1) * 1e6
+    return {
+        "method": "separate",
+        "side": side,
+        side: figures,
+        "gc_collections": collections,
+        "peak_rss_mb": _peak_rss_mb(),
+        "telemetry_dropped": telemetry.dropped(),
+    }
+
+
+def _chunk(side: Side, n: int) -> int:
+    """One interleaved chunk: its work ends when it is acknowledged (CPU is charged per chunk)."""
+    moved = int(side.run(n))
+    side.finish()
+    return moved
+
+
+def _interleaved(cfg: dict[str, Any]) -> dict[str, Any]:
+    telemetry = MODES[cfg["mode"]].setup(cfg["client"], _role(cfg))
+    chunk, chunks = _sizes(cfg)
+    clients = _Clients(cfg, telemetry, interleaved=True)
+    try:
+        sides = {side: clients.side(side) for side in ("bare", "mode")}
+        for client in sides.values():
+            client.run(chunk)  # warm
+            client.finish()
+        ledger = Ledger()
+        ledger.bare_threads = sides["bare"].threads
+        for side in _schedule(chunks):
+            if side == "mode":
+                telemetry.activate()
+            ledger.chunk(side, lambda side=side: _chunk(sides[side], chunk))  # type: ignore[misc]
+            if side == "mode":
+                telemetry.deactivate()
+        ledger.chunk("mode", telemetry.flushed)  # what the mode still had queued
+        result = ledger.result()
+    finally:
+        clients.close()
+        telemetry.close()
+    result["method"] = "interleaved"
+    result["peak_rss_mb"] = _peak_rss_mb()
     result["telemetry_dropped"] = telemetry.dropped()
     return result
 
@@ -347,7 +434,21 @@ def main() -> None:
     cpus = cfg.get("cpus")
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(cpus))
-    print(json.dumps(run(cfg)), flush=True)
+    # Standard output is the runner's channel alone: whatever else writes there (a logger that
+    # prints, a library's warning) goes to standard error instead.
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def say(line: str) -> None:
+        channel.write(line + "\n")
+        channel.flush()
+
+    if cfg.get("method", "separate") == "separate":
+        result = _separate(cfg, (line.strip() for line in sys.stdin), say)
+    else:
+        result = _interleaved(cfg)
+    say(json.dumps(result))
 
 
 if __name__ == "__main__":

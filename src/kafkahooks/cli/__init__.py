@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kafkahooks._version import __version__
-from kafkahooks.bench._modes import DEFAULT_MODES, MODES
+from kafkahooks.bench._modes import DECOMPOSITION, DEFAULT_MODES, MODES
 
 
 def _require_broker(bootstrap: str | None) -> None:
@@ -102,6 +102,27 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     + "; ".join(f"{name}: {mode.description}" for name, mode in MODES.items())
     + ".",
 )
+@click.option(
+    "--decompose",
+    is_flag=True,
+    help=f'What tracing="hooks" costs piece by piece: the modes {", ".join(DECOMPOSITION)} (with any --mode).',
+)
+@click.option(
+    "--method",
+    type=click.Choice(["separate", "interleaved"]),
+    default="separate",
+    show_default=True,
+    help="separate: a fresh process per side, the two taking turns chunk by chunk (the benchmark of record); "
+    "interleaved: both sides in one process (a diagnostic: it charges part of a mode's cost to the bare side).",
+)
+@click.option(
+    "--batch-records",
+    "batch_records",
+    type=int,
+    multiple=True,
+    help="Records per Produce request (repeat for several, e.g. 1, 10, 100, 1000): the produce workload with "
+    "batches fitted to that many records; writes per-request.json and per-request.png (CPU per request over bare).",
+)
 @click.option("--rounds", type=int, default=None, help="Rounds per mode (default 5; --quick 2).")
 @click.option(
     "--messages", type=int, default=0, help="Messages per side and round (default per client: 100 000 / 30 000)."
@@ -127,6 +148,9 @@ def bench(
     clients: tuple[str, ...],
     workloads: tuple[str, ...],
     modes: tuple[str, ...],
+    decompose: bool,
+    method: str,
+    batch_records: tuple[int, ...],
     rounds: int | None,
     messages: int,
     chunk: int,
@@ -142,11 +166,21 @@ def bench(
 
     from rich.console import Console
 
-    from kafkahooks.bench import BenchConfig, run_benchmark, save, summary_table
+    from kafkahooks.bench import (
+        BenchConfig,
+        per_request_table,
+        run_benchmark,
+        run_per_request,
+        save,
+        save_per_request,
+        summary_table,
+    )
     from kafkahooks.bench._modes import missing
 
     _require_broker(bootstrap)
-    chosen = list(modes or DEFAULT_MODES)
+    if any(k <= 0 for k in batch_records):
+        raise click.BadParameter("must be positive", param_hint="--batch-records")
+    chosen = list(dict.fromkeys([*modes, *DECOMPOSITION] if decompose else modes or DEFAULT_MODES))
     for name in list(chosen):
         served = tuple(c for c in clients or ("aiokafka", "kafka-python") if MODES[name].serves(c))
         lacking = missing(MODES[name], served)
@@ -174,11 +208,17 @@ def bench(
         partitions=partitions,
         bootstrap=bootstrap,
         quick=quick,
+        method=method,
     )
-    console = Console()
-    results = run_benchmark(config, console)
-    console.print(summary_table(results))
-    json_path, png = save(results, Path(output))
+    console = Console(width=None if Console().is_terminal else 160)
+    if batch_records:
+        per_request = run_per_request(config, batch_records, console)
+        console.print(per_request_table(per_request))
+        json_path, png = save_per_request(per_request, Path(output))
+    else:
+        results = run_benchmark(config, console)
+        console.print(summary_table(results))
+        json_path, png = save(results, Path(output))
     console.print(f"every run: [bold]{json_path}[/bold]" + (f"   plot: [bold]{png}[/bold]" if png else ""))
 
 
