@@ -123,3 +123,24 @@ def test_a_key_inside_another_headers_value_is_not_a_header(codec: int, reader: 
     builder.append(0, 1_700_000_000_000, None, b"v", [("x-carrier", forged), ("traceparent", b"real")])
     (info,) = _batches.walk(bytes(builder.build()), header_keys=frozenset({"traceparent"}), first_headers=reader)
     assert (("traceparent", b"real"),) == info.headers
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=3000), st.binary(max_size=40))
+def test_a_deferred_first_record_reads_as_one_read_on_the_spot(value_size: int, header: bytes) -> None:
+    """The producer side copies a short first record for the export worker (one, two or more
+    bytes of length prefix); reading its headers later finds what reading on the spot finds."""
+    builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 20)
+    builder.append(0, 1_700_000_000_000, None, b"v" * value_size, [("traceparent", header), ("x", b"y")])
+    builder.append(1, 1_700_000_000_001, None, b"v", [])
+    data = bytes(builder.build())
+    keys = frozenset({"traceparent"})
+    (now,) = _batches.walk(data, header_keys=keys)
+    (later,) = _batches.walk(data, header_keys=keys, defer=True)
+    if later.first_record is None:  # longer than MAX_DEFERRED: read on the spot instead
+        assert value_size > _batches.MAX_DEFERRED - 60
+        assert now.headers == later.headers
+    else:
+        assert () == later.headers
+        assert now.headers == _batches.read_headers(later.first_record, keys)
+        assert ((("traceparent", header),) if header else ()) == now.headers  # an empty value is no context

@@ -26,6 +26,7 @@ from kafkahooks.datastreams import (
     node_hash,
     pathway_hash,
 )
+from kafkahooks.datastreams._pathway import _read_varint, _varint
 
 T0 = 1_700_000_000_000
 OUT_ORDERS = ("direction:out", "topic:orders", "type:kafka")
@@ -206,3 +207,18 @@ def test_failing_exporter_is_counted_and_others_still_run() -> None:
     ds.flush()
     assert 1 == len(good.points)
     assert snapshot()["datastreams_export_errors"] == before + 1
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_varint_round_trips(value: int) -> None:
+    """Every LEB128 encoding decodes to its value, the six-byte millisecond fast path included."""
+    encoded = _varint(value)
+    assert (value, len(encoded)) == _read_varint(encoded, 0)
+    assert encoded[-1] < 0x80 and all(b >= 0x80 for b in encoded[:-1])
+
+
+def test_varint_of_a_millisecond_timestamp_is_six_bytes() -> None:
+    """A zigzagged Unix time in milliseconds (what a producer encodes per batch) takes six bytes."""
+    now_ms = 1_796_400_000_000  # 2026-12
+    assert 6 == len(_varint(now_ms << 1))
+    assert (now_ms << 1, 6) == _read_varint(_varint(now_ms << 1), 0)

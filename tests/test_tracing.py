@@ -315,3 +315,38 @@ def test_single_record_operations_carry_no_batch_count(
     for span in [send, *polls]:
         assert "messaging.batch.message_count" not in span.attributes
         assert "0" == span.attributes["messaging.destination.partition.id"]
+
+
+def test_the_fast_current_span_read_agrees_with_the_api() -> None:
+    """kafkahooks reads the current span context per producer batch straight from the API's context
+    variable: no span, a recording span, a non-recording one and after detaching, it answers what
+    trace.get_current_span() answers, in threads and asyncio tasks alike."""
+    from opentelemetry import context, trace
+
+    from kafkahooks._otel import current_span_context
+
+    def both() -> tuple[Any, Any]:
+        return current_span_context(), trace.get_current_span().get_span_context()
+
+    tracer = TracerProvider().get_tracer("test")
+    seen = [both()]
+    with tracer.start_as_current_span("outer"):
+        seen.append(both())
+        remote = trace.SpanContext(1, 2, True, trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+        seen.append(both())
+        context.detach(token)
+        seen.append(both())
+
+        async def in_task() -> tuple[Any, Any]:
+            return both()
+
+        seen.append(asyncio.run(in_task()))
+        box: list[tuple[Any, Any]] = []
+        thread = threading.Thread(target=lambda: box.append(both()))
+        thread.start()
+        thread.join()
+        seen += box
+    seen.append(both())
+    assert all(fast == public for fast, public in seen), seen
+    assert [False, True, True, True, True, False, False] == [fast.is_valid for fast, _ in seen]

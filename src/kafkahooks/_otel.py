@@ -74,6 +74,50 @@ def check_internals() -> list[str]:
     return missing
 
 
+# -- the current span ------------------------------------------------------------------------------
+
+
+def _span_context_reader() -> Callable[[], Any]:
+    """``current_span_context()``: the application's current span context, read straight from the
+    API's context variable when the runtime context is the default one (a dict lookup instead of
+    five Python calls through ``trace.get_current_span()``); the public API otherwise."""
+
+    def public() -> Any:
+        return trace.get_current_span().get_span_context()
+
+    try:
+        import contextvars
+
+        from opentelemetry import context as context_api
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        runtime = context_api._RUNTIME_CONTEXT
+        var = getattr(runtime, "_current_context", None)
+        if type(runtime) is not ContextVarsRuntimeContext or not isinstance(var, contextvars.ContextVar):
+            return public
+    except Exception:  # an API release that moved these: the public path
+        return public
+    get = var.get
+    invalid = trace.INVALID_SPAN_CONTEXT
+
+    def fast() -> Any:
+        if context_api._RUNTIME_CONTEXT is not runtime:  # replaced since: follow the API
+            return public()
+        span = get().get(_SPAN_KEY)
+        if span is None:
+            return invalid
+        if not isinstance(span, trace.Span):
+            return public()
+        return span.get_span_context()
+
+    return fast
+
+
+current_span_context: Callable[[], Any] = _span_context_reader()
+"""The application's current span context (``INVALID_SPAN_CONTEXT`` when there is none)."""
+
+
 # -- spans ----------------------------------------------------------------------------------------
 
 

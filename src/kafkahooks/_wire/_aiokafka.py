@@ -193,26 +193,6 @@ class _HookedConnection:
         conn._handle_frame = self.handle_frame
         conn.close = self.close
 
-    def write(self, transport: Any, data: Any) -> None:
-        """The transport's ``write`` of one frame: timed when it carries a request."""
-        req = self._pending
-        if req is None:
-            transport.write(data)
-            return
-        self._pending = None
-        start = _clock.monotonic_ns()
-        err: BaseException | None = None
-        try:
-            transport.write(data)
-        except BaseException as exc:
-            err = exc
-            raise
-        finally:
-            try:
-                self.tap.written(req, len(data) if err is None else 0, start, _clock.monotonic_ns(), err)
-            except Exception as exc:
-                internal_error("aiokafka.write", exc)
-
     def send(self, request: Any, expect_response: bool = True) -> Any:
         """``AIOKafkaConnection.send``: tells the write which request its frame carries."""
         conn: Any = self._conn()  # alive: it is the one calling
@@ -257,9 +237,9 @@ class _HookedConnection:
             throttle_ms = 0
             if response is not None and not isinstance(response, (bytes, bytearray)):
                 if req.key == _PRODUCE and req.batches:
-                    tap.produce_acked(req, ((t[0], p[0], p[1], p[2]) for t in response.topics for p in t[1]))
+                    tap.produce_acked(req, [(t[0], p[0], p[1], p[2]) for t in response.topics for p in t[1]])
                 elif req.key == _OFFSET_COMMIT and req.commits is not None:
-                    tap.commit_acked(req, ((t[0], p[0], p[1]) for t in response.topics for p in t[1]))
+                    tap.commit_acked(req, [(t[0], p[0], p[1]) for t in response.topics for p in t[1]])
                 elif req.key == _FETCH and tap.want_fetch_batches:
                     for topic, partitions in response.topics:
                         for p in partitions:  # (partition, error code, high watermark, ..., records)
@@ -284,10 +264,11 @@ class _HookedConnection:
 
 class _TimedTransport:
     """Stands in for a hooked connection's transport in its ``StreamWriter`` (whose ``write`` is
-    ``self._transport.write(data)``): frames go through :meth:`_HookedConnection.write`, anything
-    else to the transport itself. A ``write`` on the writer instance would put that name into
-    ``StreamWriter``'s shared keys and unspecialize ``writer.write(...)`` in every asyncio stream
-    of the process; swapping the value of ``_transport`` changes no shape."""
+    ``self._transport.write(data)``): the write of a frame that carries a request (the one
+    :meth:`_HookedConnection.send` is encoding) is timed, anything else goes to the transport
+    itself. A ``write`` on the writer instance would put that name into ``StreamWriter``'s shared
+    keys and unspecialize ``writer.write(...)`` in every asyncio stream of the process; swapping the
+    value of ``_transport`` changes no shape."""
 
     __slots__ = ("_hooks", "_transport")
 
@@ -296,7 +277,25 @@ class _TimedTransport:
         self._hooks = hooks
 
     def write(self, data: Any) -> None:
-        self._hooks.write(self._transport, data)
+        hooks = self._hooks
+        req = hooks._pending
+        if req is None:
+            self._transport.write(data)
+            return
+        hooks._pending = None
+        start = _clock.monotonic_ns()
+        try:
+            self._transport.write(data)
+        except BaseException as exc:
+            try:
+                hooks.tap.written(req, 0, start, _clock.monotonic_ns(), exc)
+            except Exception as err:
+                internal_error("aiokafka.write", err)
+            raise
+        try:
+            hooks.tap.written(req, len(data), start, _clock.monotonic_ns(), None)
+        except Exception as exc:
+            internal_error("aiokafka.write", exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -477,9 +476,10 @@ class _FirstAppend:
         return self._real
 
     def append(self, offset: Any, timestamp: Any, key: Any, value: Any, headers: Any) -> Any:
-        owner, batch = self._owner, self._batch
-        self._batch = None
-        real = self._restore()
+        owner, batch, real = self._owner, self._batch, self._real
+        self._owner = self._batch = None
+        if owner is not None:
+            owner._builder = real
         tp, injection = self._tp, self._injection
         dispatch = injection.dispatch
         extra = None

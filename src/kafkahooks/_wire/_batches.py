@@ -128,6 +128,9 @@ def _copy_first(records: Any, start: int, end: int) -> bytes | None:
         b = records[start]
         if b < 0x80:
             length, body = (b >> 1) ^ -(b & 1), start + 1
+        elif records[start + 1] < 0x80:  # a record of 64 to 8191 bytes: two bytes, read inline
+            v = (b & 0x7F) | (records[start + 1] << 7)
+            length, body = (v >> 1) ^ -(v & 1), start + 2
         else:
             length, body = _varint(records, start)
         stop = body + length

@@ -223,11 +223,11 @@ def _maybe_throttle(self: Any, response: Any) -> None:
             if req.key == _PRODUCE and req.batches:
                 tap.produce_acked(
                     req,
-                    (
+                    [
                         (t.name, p.index, p.error_code, p.base_offset)
                         for t in response.responses
                         for p in t.partition_responses
-                    ),
+                    ],
                 )
             elif req.key == _OFFSET_COMMIT and req.commits is not None:
                 tap.commit_acked(

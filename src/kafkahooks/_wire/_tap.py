@@ -115,7 +115,7 @@ class ConnectionTap:
         while self._unsent:
             req = self._unsent.popleft()
             partial = max(0, min(req.size, self._sent - (req.end_offset - req.size)))
-            self._written(req, partial, req.write_start_ns or now, now, error)
+            self.written(req, partial, req.write_start_ns or now, now, error)
         head = True
         while self._in_flight:
             req = self._in_flight.popleft()
@@ -169,17 +169,15 @@ class ConnectionTap:
                 req.write_start_ns = start_ns
         while unsent and unsent[0].end_offset <= self._sent:
             req = unsent.popleft()
-            self._written(req, req.size, req.write_start_ns or start_ns, end_ns, None)
+            self.written(req, req.size, req.write_start_ns or start_ns, end_ns, None)
         if err is not None and unsent:
             req = unsent.popleft()
             partial = max(0, self._sent - (req.end_offset - req.size))
-            self._written(req, partial, req.write_start_ns or start_ns, end_ns, err)
+            self.written(req, partial, req.write_start_ns or start_ns, end_ns, err)
 
     def written(self, req: Request, nbytes: int, start_ns: int, end_ns: int, err: BaseException | None) -> None:
-        """The whole frame was handed to the transport in one call (aiokafka)."""
-        self._written(req, nbytes, start_ns, end_ns, err)
-
-    def _written(self, req: Request, nbytes: int, start_ns: int, end_ns: int, err: BaseException | None) -> None:
+        """``nbytes`` of ``req``'s frame left between ``start_ns`` and ``end_ns`` (aiokafka hands the
+        whole frame to the transport in one call; kafka-python's frames end inside :meth:`sent`)."""
         req.write_start_ns = start_ns
         req.write_end_ns = end_ns
         req.bytes_written = nbytes
@@ -254,12 +252,12 @@ class ConnectionTap:
         """The oldest read response not yet decoded (kafka-python decodes after reading)."""
         return self._decoding.popleft() if self._decoding else None
 
-    def produce_acked(self, req: Request, partitions: Iterable[tuple[str, int, int, int]]) -> None:
+    def produce_acked(self, req: Request, partitions: list[tuple[str, int, int, int]]) -> None:
         """A Produce response was decoded: ``(topic, partition, error_code, base_offset)`` per partition."""
         batches = req.batches
         if not batches:
             return
-        acks = req.acks = list(partitions)
+        acks = req.acks = partitions
         if self.user_produce_batches:
             for topic, partition, error_code, base_offset in acks:
                 if error_code == 0:
@@ -316,7 +314,10 @@ class ConnectionTap:
         """The response to ``req`` was decoded: report throttling and the request's end to end."""
         if throttle_ms > 0:
             self.dispatch.broker_throttle(self.meta, throttle_ms * 1_000_000, throttled_after_response)
-        self._e2e(req, None, None)
+        if self.io_hooks:
+            self._e2e(req, None, None)
+        elif req.key in self.log_keys:  # no hook wants the event: straight to the request log
+            self.log.offer(req)  # type: ignore[union-attr]
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -340,6 +340,21 @@ class _Clients:
             self.loop.close()
 
 
+class _CollectorClock:
+    """A ``gc.callbacks`` entry: seconds spent in the garbage collector, whichever thread ran it
+    (it holds the GIL meanwhile, so its wall time is CPU time)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
 def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str], None]) -> dict[str, Any]:
     """One side in this process, its chunks run when the runner says so (``run N``) until it says
     ``end``; answers ``ready`` once warm and ``done`` after each chunk. The runner drives the two
@@ -357,6 +372,8 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         client.finish()
         gc.collect()
         before = gc.get_stats()
+        collector = _CollectorClock()
+        gc.callbacks.append(collector)
         say("ready")
         moved, wall, main, cpu0 = 0, 0.0, 0.0, _process_cpu()
         for command in commands:
@@ -378,10 +395,12 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         # while the other side ran is still its own.
         cpu = _process_cpu() - cpu0
         collections = [b["collections"] - a["collections"] for a, b in zip(before, gc.get_stats(), strict=True)]
+        gc.callbacks.remove(collector)
     finally:
         clients.close()
         telemetry.close()
     figures = _figures(moved, wall, cpu)
+    figures["gc_us_per_msg"] = collector.seconds / max(moved, 1) * 1e6
     # The application's own thread alone, during the chunks (aiokafka's event loop runs there).
     figures["main_cpu_us_per_msg"] = main / max(moved, 1) * 1e6
     return {

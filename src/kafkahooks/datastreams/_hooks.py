@@ -23,14 +23,14 @@ compaction) starts a new pathway at the batch's first timestamp.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+from binascii import b2a_base64
 from collections import deque
 from typing import Any
 
 from kafkahooks import _clock, _fork
 from kafkahooks._identity import ClientIdentity
-from kafkahooks.datastreams._current import current_pathway, merge_contexts, set_pathway
+from kafkahooks.datastreams._current import _current, current_pathway, merge_contexts, set_pathway
 from kafkahooks.datastreams._pathway import (
     _U64,
     HEADER,
@@ -124,7 +124,7 @@ class DataStreamHooks:
     def _produce_checkpoint(self, topic: str) -> tuple[bytes, _Pending]:
         """The batch's outgoing header value and its pending checkpoint: hash and encoded prefix
         cached per (topic, current pathway), the whole value per millisecond."""
-        parent = current_pathway()
+        parent = _current.get()
         now_ns = _clock.time_ns()
         now_ms = now_ns // 1_000_000
         if self.identity.cluster_id is not self._cluster_id:  # the client learnt its cluster id
@@ -142,12 +142,12 @@ class DataStreamHooks:
         elif cached[4] == now_ms:  # a batch opened in the same millisecond: the same checkpoint
             return cached[5], cached[6]
         tags, h, parent_hash, prefix = cached[0], cached[1], cached[2], cached[3]
-        edge = _varint(_zigzag(now_ms))
+        edge = _varint(now_ms << 1)  # zigzag of a positive number
         if parent is None:  # an origin: the pathway starts now
-            value = base64.b64encode(_U64.pack(h) + edge + edge)
+            value = b2a_base64(_U64.pack(h) + edge + edge, newline=False)
             pending: _Pending = (tags, PathwayContext(h, now_ms, now_ms), 0, 0, 0, now_ns)
         else:
-            value = base64.b64encode(prefix + edge)
+            value = b2a_base64(prefix + edge, newline=False)
             edge_ms = now_ms - parent.edge_start_ms
             pathway_ms = now_ms - parent.pathway_start_ms
             pending = (

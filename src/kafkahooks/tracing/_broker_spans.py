@@ -33,7 +33,7 @@ from opentelemetry.trace import Link, SpanContext
 
 from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
-from kafkahooks._otel import span_writer
+from kafkahooks._otel import current_span_context, span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
 from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request
 from kafkahooks.tracing import _context
@@ -99,7 +99,7 @@ class BrokerSpans:
         """Carry the application's current (sampled) span context on each new batch's first record."""
         if headers and _context.find_header(headers, TRACEPARENT) is not None:
             return None
-        ctx = trace.get_current_span().get_span_context()
+        ctx = current_span_context()
         if not ctx.is_valid or not ctx.trace_flags.sampled:
             return None
         out = [(TRACEPARENT, _context.format_traceparent(ctx))]
