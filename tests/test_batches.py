@@ -144,3 +144,22 @@ def test_a_deferred_first_record_reads_as_one_read_on_the_spot(value_size: int, 
         assert () == later.headers
         assert now.headers == _batches.read_headers(later.first_record, keys)
         assert ((("traceparent", header),) if header else ()) == now.headers  # an empty value is no context
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=40), st.integers(min_value=0, max_value=300), st.booleans())
+def test_the_produce_fast_path_reports_what_the_walk_reports(count: int, value_size: int, wanted: bool) -> None:
+    """One uncompressed batch (what a producer sends per partition) gets the same report from the
+    one-step reader as from the walk; anything else is left to the walk."""
+    keys = frozenset({"h"}) if wanted else frozenset()
+    data = build(count, value=b"v" * value_size)
+    assert _batches.walk(data, header_keys=keys, defer=True) == [_batches.produced(data, keys, True)]
+    assert _batches.walk(data) == [_batches.produced(data, frozenset(), False)]
+    assert None is _batches.produced(build(count, codec=1), keys, True)  # compressed
+    assert None is _batches.produced(data + build(1), keys, True)  # two batches
+    assert None is _batches.produced(data[:-1], keys, True)  # cut short
+    control = bytearray(data)
+    struct.pack_into(">h", control, 21, struct.unpack_from(">h", control, 21)[0] | 0x20)
+    assert None is _batches.produced(bytes(control), keys, True)
+    if wanted:
+        assert None is _batches.produced(data, keys, False)  # headers to read on the spot: the walk's job

@@ -1,17 +1,38 @@
-"""kafkahooks' own logging: structlog, snake_case events that state a fact, rate-limited."""
+"""kafkahooks' own logging: structlog, snake_case events that state a fact, rate-limited.
+
+structlog is imported when kafkahooks first logs, not when a wrapped client is imported: it loads
+its development renderer, and with it rich and pygments when they are installed (66 modules and
+some 8 000 objects the collector would walk for the life of a process that may never log).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
 from kafkahooks import _clock, _fork
+
+
+class _Logger:
+    """A structlog logger named after the module, made on its first use."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, method: str) -> Any:
+        logger = self._logger
+        if logger is None:
+            import structlog
+
+            logger = self._logger = structlog.get_logger(self._name)
+        return getattr(logger, method)
 
 
 def get_logger(name: str) -> Any:
     """A structlog logger named after the module, so stdlib-logging integrations can route it."""
-    return structlog.get_logger(name)
+    return _Logger(name)
 
 
 class RateLimitedLog:

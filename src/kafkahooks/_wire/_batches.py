@@ -122,6 +122,27 @@ def walk(
     return out
 
 
+def produced(records: bytes | memoryview, header_keys: frozenset[str], defer: bool) -> BatchInfo | None:
+    """What :func:`walk` reports for the common Produce payload, in one step: ``records`` is
+    exactly one uncompressed v2 data batch and either no header is wanted or its first record is
+    copied for later (``defer``). None for anything else: then walk it."""
+    n = len(records)
+    if n < HEADER_SIZE:
+        return None
+    (base, batch_len, _, magic, _, attrs, last_delta, first_ts, _, _, _, _, count) = HEADER.unpack_from(records, 0)
+    if batch_len + 12 != n or magic != 2 or attrs & (_CONTROL | 0x07):
+        return None
+    first = None
+    if header_keys:
+        if not defer:
+            return None
+        first = _copy_first(records, HEADER_SIZE, n)
+        if first is None:
+            return None
+    size = n - HEADER_SIZE
+    return BatchInfo(count, size, size, Compression.NONE, base, base + last_delta, first_ts, (), first)
+
+
 def _copy_first(records: Any, start: int, end: int) -> bytes | None:
     """The record at ``records[start:]`` as bytes, if it is short and whole; else None."""
     try:

@@ -349,6 +349,10 @@ class ConnectionTap:
         out: dict[tuple[str, int], BatchInfo] = {}
         for topic, partitions in produce:
             for partition, records in partitions:
+                info = _batches.produced(records, self.header_keys, self.defer_headers) if records else None
+                if info is not None:  # one uncompressed batch, as producers send it
+                    out[(topic, partition)] = info
+                    continue
                 infos = _batches.walk(
                     records, self.decompress, self.header_keys, self.first_headers, self.defer_headers
                 )

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import base64
-import gzip
-import http.client
 import json
 import os
 import socket
 import time
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgpack
-from ddsketch.pb.proto import DDSketchProto
 from opentelemetry import metrics
 from opentelemetry.semconv.schemas import Schemas
 
@@ -209,6 +204,10 @@ class DatadogAgentExporter:
         if self.disabled:
             _agent_dropped.add(len(buckets))
             return
+        import gzip
+
+        import msgpack  # the agent's format: loaded by the exporter that needs it (with protobuf for the sketches)
+
         body = gzip.compress(msgpack.packb(agent_payload(service, env, buckets, self.hostname)))
         headers = {
             "Content-Type": "application/msgpack",
@@ -230,6 +229,9 @@ class DatadogAgentExporter:
 def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
     """POST ``body`` to ``url`` within ``timeout_s`` in all (connect, send, read the whole answer);
     returns the HTTP status. Raises ``TimeoutError`` past the deadline, ``OSError`` on failure."""
+    import http.client
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     deadline = time.monotonic() + timeout_s
 
@@ -308,6 +310,8 @@ class JsonLinesExporter:
 
 def _sketch_bytes(sketch: Any) -> bytes:
     """The DDSketch protobuf Datadog's backend parses (ddsketch ships no types for this call)."""
+    from ddsketch.pb.proto import DDSketchProto  # protobuf: loaded only by the exporters that send sketches
+
     return bytes(DDSketchProto.to_proto(sketch).SerializeToString())  # type: ignore[no-untyped-call]
 
 

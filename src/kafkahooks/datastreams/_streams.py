@@ -13,11 +13,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
-
-from ddsketch import DDSketch
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from kafkahooks import _clock, _fork
+
+if TYPE_CHECKING:
+    from ddsketch import DDSketch
 from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.datastreams._pathway import PathwayContext, pathway_hash
@@ -52,6 +53,14 @@ class Point(NamedTuple):
     weight: int
 
 
+def _sketch() -> DDSketch:
+    """A sketch at Datadog's accuracy; ddsketch is loaded by the first bucket aggregated (none are
+    when every exporter reads points only)."""
+    from ddsketch import DDSketch
+
+    return DDSketch(RELATIVE_ACCURACY)
+
+
 @dataclass
 class StatsGroup:
     """Aggregated checkpoints of one (edge tags, hash, parent hash) in one bucket."""
@@ -59,9 +68,9 @@ class StatsGroup:
     edge_tags: tuple[str, ...]
     hash: int
     parent_hash: int
-    edge_latency: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
-    pathway_latency: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
-    payload_size: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
+    edge_latency: DDSketch = field(default_factory=_sketch)
+    pathway_latency: DDSketch = field(default_factory=_sketch)
+    payload_size: DDSketch = field(default_factory=_sketch)
     messages: int = 0
 
 
