@@ -99,6 +99,8 @@ class DataStreamHooks:
         # (topic, current pathway) -> [edge tags, hash, parent hash, encoded hash + pathway start,
         #                              last ms, its header value, its pending checkpoint]
         self._produce: dict[tuple[str, PathwayContext | None], list[Any]] = {}
+        # (topic, parent pathway hash) -> (edge tags, hash) of a consume checkpoint
+        self._consume: dict[tuple[str, int], tuple[tuple[str, ...], int]] = {}
         self._cluster_id: str | None = self.identity.cluster_id
         self._lag_tags: dict[tuple[str, int], tuple[str, ...]] = {}
 
@@ -106,6 +108,7 @@ class DataStreamHooks:
         # Cached tags and hashes were made without it (Metadata normally arrives before any batch).
         self._cluster_id = self.identity.cluster_id
         self._produce.clear()
+        self._consume.clear()
         self._backlog_tags.clear()
         self._lag_tags.clear()
 
@@ -190,7 +193,11 @@ class DataStreamHooks:
     # -- consumer: the application's thread or task, once per batch ------------------------------
 
     def _decode(self, headers: Any) -> PathwayContext | None:
-        value = next((v for k, v in headers if k in (HEADER, LEGACY_HEADER)), None)
+        value = None
+        for k, v in headers:
+            if k in (HEADER, LEGACY_HEADER):
+                value = v
+                break
         if value is None:
             return None
         if not isinstance(value, (bytes, str)) or len(value) > MAX_HEADER_VALUE:
@@ -207,16 +214,39 @@ class DataStreamHooks:
         return ctx
 
     def batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> _Entered:
-        """The consume checkpoint of a batch whose records start going to the application."""
+        """The consume checkpoint of a batch whose records start going to the application: what
+        :meth:`DataStreams.compute` gives, with the edge tags and hash cached per (topic, parent
+        pathway hash), as the producer side caches its own."""
         parent = self._decode(info.headers) if info.headers else None
-        streams = self.streams
-        tags = streams.consume_tags(topic, self.identity.group_id, self.identity.cluster_id)
-        ctx, edge_ms, pathway_ms = streams.compute(
-            tags, parent, _clock.time_ns() // 1_000_000, None if parent else info.first_timestamp_ms
-        )
+        if self.identity.cluster_id is not self._cluster_id:  # the client learnt its cluster id
+            self._new_cluster_id()
+        parent_hash = parent.hash if parent is not None else 0
+        cached = self._consume.get((topic, parent_hash))
+        if cached is None:
+            streams = self.streams
+            tags = streams.consume_tags(topic, self.identity.group_id, self._cluster_id)
+            if len(self._consume) >= _MAX_CACHED:
+                self._consume.clear()
+            h = pathway_hash(streams.service, streams.env, tags, parent_hash)
+            cached = self._consume[(topic, parent_hash)] = (tags, h)
+        tags, h = cached
+        now_ms = _clock.time_ns() // 1_000_000
+        if parent is None:  # a new pathway, from the batch's first timestamp (or now)
+            origin = info.first_timestamp_ms
+            start = origin if origin >= 0 else now_ms
+            ctx = PathwayContext(h, start, now_ms)
+            edge_ms = pathway_ms = now_ms - start if now_ms > start else 0
+        else:
+            ctx = PathwayContext(h, parent.pathway_start_ms, now_ms)
+            edge_ms = now_ms - parent.edge_start_ms
+            pathway_ms = now_ms - parent.pathway_start_ms
+            edge_ms = edge_ms if edge_ms > 0 else 0
+            pathway_ms = pathway_ms if pathway_ms > 0 else 0
         if not scoped:
-            set_pathway(ctx)
-        return (tags, ctx, parent.hash if parent else 0, edge_ms, pathway_ms, _payload_per_record(info))
+            _current.set(ctx)
+        count = info.num_records
+        size = info.uncompressed_bytes if info.uncompressed_bytes >= 0 else info.compressed_bytes
+        return (tags, ctx, parent_hash, edge_ms, pathway_ms, size / count if count and size >= 0 else 0.0)
 
     def scope_ended(self, entered: list[_Entered]) -> None:
         """A ``getmany``/``poll`` call handed out these batches: fan-in keeps the oldest pathway."""

@@ -61,6 +61,9 @@ class HandOut(NamedTuple):
     """What each of those plugins' ``batch_entered`` returned, in the same order."""
 
 
+_new_tuple = tuple.__new__
+
+
 class HandOutTracker:
     """One consumer's fetched batches and hand-out cursors (see the module docs)."""
 
@@ -92,13 +95,17 @@ class HandOutTracker:
             for info in infos:
                 table[info.base_offset] = info
             while len(table) > MAX_BATCHES_PER_PARTITION:
-                del table[next(iter(table))]
+                try:
+                    del table[next(iter(table))]
+                except (KeyError, RuntimeError, StopIteration):  # handed out meanwhile (_take)
+                    continue
                 _evicted.add()
 
     def _take(self, topic: str, partition: int, base: int) -> BatchInfo | None:
-        with self._lock:
-            table = self._fetched.get((topic, partition))
-            return table.pop(base, None) if table else None
+        # No lock: two single dict operations, each atomic; only fetched() (which holds the lock
+        # against another fetched()) changes the tables otherwise, and it tolerates this pop.
+        table = self._fetched.get((topic, partition))
+        return table.pop(base, None) if table else None
 
     # -- the application's side -------------------------------------------------------------------
 
@@ -121,7 +128,10 @@ class HandOutTracker:
     def _entered(self, topic: str, partition: int, info: BatchInfo) -> tuple[Any, ...]:
         collecting = self._scope.get()
         scoped = collecting is not None
-        tokens = tuple(enter(topic, partition, info, scoped) for enter in self._enter)
+        made = []
+        for enter in self._enter:
+            made.append(enter(topic, partition, info, scoped))
+        tokens = tuple(made)
         if collecting is not None:
             collecting.append(tokens)
         return tokens
@@ -189,6 +199,10 @@ class BatchCursor:
     def _emit(self, info: BatchInfo, count: int) -> None:
         if count > 0:
             tracker = self.tracker
+            # tuple.__new__: the named tuple without its generated Python __new__ (once per batch).
             tracker.log.offer(
-                HandOut(self.topic, self.partition, info, count, self._entered_ns, tracker.entering, self._tokens)
+                _new_tuple(
+                    HandOut,
+                    (self.topic, self.partition, info, count, self._entered_ns, tracker.entering, self._tokens),
+                )
             )
