@@ -25,7 +25,6 @@ and each writer falls back to the public API on its own when what it finds is no
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -325,8 +324,7 @@ class _SdkRecorder:
                 self._public(value, attributes)
                 return
         measurement = self._value
-        measurement.value = value
-        measurement.time_unix_nano = time.time_ns()
+        measurement.value = value  # no timestamp: the aggregations read it only to sample exemplars
         for _, _, aggregation in aggregations:
             aggregation.aggregate(measurement, False)
 
