@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -87,8 +90,9 @@ def test_map_renders_nodes_edges_and_latencies(tmp_path: Path) -> None:
 
 def test_map_merges_one_dump_per_service_with_throughput_and_lag(tmp_path: Path) -> None:
     """Three dumps, one per service, make the same map as one dump: every edge, its throughput
-    over the window (1 000 messages of 100 bytes in one 10-second bucket), and the enricher's lag
-    summed over its partitions (7 + 3 records, the larger time lag)."""
+    over the time its traffic spans (1 000 messages of 100 bytes in 20 checkpoints 100 ms apart:
+    1.9 s, not the 10-second bucket), and the enricher's lag summed over its partitions (7 + 3
+    records, the larger time lag)."""
     dumps = write_dump(tmp_path, per_service=True)
     assert 3 == len(dumps)
     result = CliRunner().invoke(main, ["map", *map(str, dumps), "--output", str(tmp_path / "out")])
@@ -98,13 +102,15 @@ def test_map_merges_one_dump_per_service_with_throughput_and_lag(tmp_path: Path)
     assert {"checkout", "enricher", "ledger"} == merged.services
     assert 10.0 == merged.window_s
     edge = merged.edges[("topic:orders", "service:enricher", "enricher")]
-    assert (100.0, 10_000.0) == (merged.rate(edge.messages), merged.rate(edge.payload_bytes))
+    assert 1.9 == edge.active_s
+    assert (1000 / 1.9, 100_000 / 1.9) == (merged.rate(edge.messages, edge), merged.rate(edge.payload_bytes, edge))
     assert (10, 1.5) == (edge.lag_records, edge.lag_seconds)
     assert None is merged.edges[("topic:enriched", "service:ledger", "ledger")].lag_records
     assert "lag 10 records · 1.5 s" in merged.edge_lines(edge)
     page = (tmp_path / "out" / "map.html").read_text()
-    assert "100 msg/s" in page
+    assert "526 msg/s" in page
     assert "Fan-in" in page
+    assert "(1.9 s)" in merged.window_text()
 
 
 def text_box(element: ET.Element) -> tuple[float, float, float, float]:
@@ -153,9 +159,13 @@ def test_demo_runs_the_pipeline_and_draws_its_map(tmp_path: Path, bootstrap: str
     """kafkahooks demo moves records through three services and maps exactly that pipeline."""
     out = tmp_path / "demo"
     result = CliRunner().invoke(
-        main, ["demo", "--bootstrap", bootstrap, "--seconds", "2", "--rate", "500", "--output", str(out)]
+        main, ["demo", "--bootstrap", bootstrap, "--seconds", "2", "--rate", "2000", "--output", str(out)]
     )
     assert 0 == result.exit_code, result.output
+    found = re.search(r"checkout sent ([\d,]+) records", result.output)
+    assert found is not None, result.output
+    sent = int(found.group(1).replace(",", ""))
+    assert 3_600 <= sent <= 4_400, sent  # the rate asked for, 2 000/s for 2 s (not 12% short of it)
     stream_map = StreamMap.from_file(out / "datastreams.jsonl")
     edges = {
         (s.split("-")[0] if s.startswith("topic:") else s, t.split("-")[0] if t.startswith("topic:") else t, g)
@@ -245,3 +255,168 @@ def test_bench_skips_a_mode_whose_peer_is_not_installed() -> None:
     assert [] == missing(MODES["otel"], ("aiokafka", "kafka-python"))
     fake = Mode("fake", "", MODES["bare"].setup, needs={"aiokafka": "no_such_module_kafkahooks"})
     assert ["no_such_module_kafkahooks"] == missing(fake, ("aiokafka",))
+
+
+def test_the_map_rates_an_edge_over_its_own_traffic(tmp_path: Path) -> None:
+    """A producer sending 8 820 records over 5 s, whose checkpoints land in two 10-second buckets,
+    is shown at 1 764 msg/s (8 820 over the 5 s between its first and last checkpoint), not at
+    441 msg/s over the 20 s of the buckets; the window shown is that traffic's."""
+    dump = tmp_path / "dump.jsonl"
+    streams = DataStreams("checkout", "test", exporters=[JsonLinesExporter(dump)])
+    t0 = 1_700_000_008_000  # two seconds before a 10-second boundary
+    tags = ["direction:out", "topic:orders", "type:kafka"]
+    for i in range(21):  # every 250 ms for 5 s
+        streams.checkpoint(tags, None, weight=420, payload_bytes=100.0, now_ms=t0 + i * 250)
+    streams.flush(final=True)
+    stream_map = StreamMap.from_file(dump)
+    assert 20.0 == stream_map.window_s  # the buckets
+    (edge,) = stream_map.edges.values()
+    assert (8_820, 5.0) == (edge.messages, edge.active_s)
+    assert 1_764.0 == stream_map.rate(edge.messages, edge)
+    assert "1.8k msg/s" in stream_map.edge_lines(edge)[0]
+    assert "(5.0 s)" in stream_map.window_text()
+    result = CliRunner().invoke(main, ["map", str(dump), "--output", str(tmp_path / "out")])
+    assert 0 == result.exit_code, result.output
+    assert "1.8k" in result.output
+    assert "441" not in result.output
+
+
+def test_an_old_dump_without_checkpoint_times_is_rated_over_its_buckets(tmp_path: Path) -> None:
+    """Dumps written before checkpoint times were exported still read: rates over the buckets."""
+    dump = tmp_path / "old.jsonl"
+    write_dump(dump)
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    for line in lines:
+        line.pop("first_ns", None)
+        line.pop("last_ns", None)
+    dump.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    stream_map = StreamMap.from_file(dump)
+    edge = stream_map.edges[("topic:orders", "service:enricher", "enricher")]
+    assert None is edge.active_s
+    assert 100.0 == stream_map.rate(edge.messages, edge)
+
+
+def run_cli_without(modules: tuple[str, ...], *args: str, env: dict[str, str] | None = None) -> Any:
+    """The kafkahooks command in a fresh process where ``modules`` cannot be imported, as in an
+    environment without the extra that installs them."""
+    code = (
+        "import sys\n"
+        f"for name in {modules!r}:\n"
+        "    sys.modules[name] = None\n"
+        "from kafkahooks.cli import main\n"
+        f"sys.argv = ['kafkahooks', *{list(args)!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_bench_skips_a_peer_whose_parent_package_is_missing() -> None:
+    """In the environment the demo's install builds, OpenTelemetry's instrumentation package is
+    missing altogether: the peer is skipped with one line naming the extra, not a traceback."""
+    result = run_cli_without(("opentelemetry.instrumentation",), "bench", "--client", "aiokafka", "--mode", "otel")
+    assert 1 == result.returncode
+    assert "Traceback" not in result.stderr
+    assert (
+        "skipping mode otel: needs opentelemetry.instrumentation.aiokafka (pip install 'kafkahooks[bench]')"
+        in result.stderr
+    )
+    assert "no benchmark mode left to run" in result.stderr
+
+
+@pytest.mark.parametrize(("hidden", "extra"), [("kafka", "kafka-python"), ("aiokafka", "aiokafka")])
+def test_demo_without_a_client_says_which_extra_in_one_line(hidden: str, extra: str) -> None:
+    """kafkahooks demo without one of the clients: one line naming the extra that installs it."""
+    result = run_cli_without((hidden,), "demo", "--bootstrap", "127.0.0.1:1")
+    assert 1 == result.returncode
+    assert "Traceback" not in result.stderr
+    assert f"pip install 'kafkahooks[{extra}]'" in result.stderr
+    assert 1 == len(result.stderr.strip().splitlines()), result.stderr
+
+
+def test_map_without_matplotlib_writes_the_html_and_says_what_draws_the_png(tmp_path: Path) -> None:
+    """Without matplotlib the map's HTML is written, and one line says the PNG needs [plot]."""
+    dump = tmp_path / "dump.jsonl"
+    write_dump(dump)
+    result = run_cli_without(("matplotlib",), "map", str(dump), "--output", str(tmp_path / "out"))
+    assert 0 == result.returncode, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "out" / "map.html").exists()
+    assert not (tmp_path / "out" / "map.png").exists()
+    assert "map.png needs matplotlib: pip install 'kafkahooks[plot]'" in result.stderr
+
+
+def test_map_into_a_directory_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+    """An output directory that cannot be made is said in one line, without a traceback."""
+    dump = tmp_path / "dump.jsonl"
+    write_dump(dump)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(main, ["map", str(dump), "--output", str(blocker / "out")])
+    assert 1 == result.exit_code
+    assert f"cannot write the map to {blocker / 'out'}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_map_tables_in_a_pipe_keep_every_number_and_name(tmp_path: Path) -> None:
+    """Written to a pipe (no terminal), the map's table is 160 columns wide and keeps every figure
+    whole, long labels wrapping instead of being cut; with $COLUMNS set, as wide as it says (the
+    long names then fit on their lines)."""
+    names = ("checkout-service-of-the-payments-team-eu-west-1", "enricher-of-orders-for-the-ledger", "ledger")
+    dumps = write_dump(tmp_path, per_service=True, names=names)
+    command = [str(Path(sys.executable).parent / "kafkahooks"), "map", *map(str, dumps), "--output", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert 0 == piped.returncode, piped.stderr
+    table = [line for line in piped.stdout.splitlines() if "│" in line]
+    assert table
+    assert 160 == max(len(line) for line in table)
+    assert "…" not in piped.stdout
+    assert 4 == sum(" 1,000 " in line for line in table)  # every edge's message count, whole
+    wide = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, env={**env, "COLUMNS": "300"}
+    )
+    assert 0 == wide.returncode, wide.stderr
+    for name in names:
+        assert name in wide.stdout
+
+
+def test_bench_plot_labels_do_not_overlap() -> None:
+    """Every figure the benchmark's plot writes beside its bars is readable: no two labels of a
+    panel overlap (bare, 1 by definition, is named in the panel title instead of drawn)."""
+    from kafkahooks.bench import Results
+    from kafkahooks.bench._plot import figure
+
+    runs = []
+    for pair, (mode, rate, cpu) in enumerate(
+        [("off", 0.99, 1.01), ("dsm", 0.97, 1.04), ("hooks", 1.0, 1.0), ("records", 0.2, 6.0)]
+    ):
+        for side, r, c in (("bare", 1.0, 1.0), (mode, rate, cpu)):
+            runs.append(
+                {
+                    "client": "aiokafka",
+                    "workload": "produce",
+                    "mode": side,
+                    "pair": pair,
+                    "round": 0,
+                    "ok": True,
+                    "msgs_per_s": 150_000 * r,
+                    "cpu_us_per_msg": 7.0 * c,
+                    "peak_rss_mb": 40.0,
+                }
+            )
+    results = Results(
+        config={"modes": ["bare", "off", "dsm", "hooks", "records"], "rounds": 1},
+        environment={"kafkahooks": "test", "python": "3", "cpus": 2},
+        runs=runs,
+    )
+    fig = figure(results)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes:
+        boxes = [text.get_window_extent(renderer) for text in ax.texts]
+        assert len(boxes) == 8  # a throughput and a CPU label per mode
+        overlapping = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+        assert [] == overlapping, [ax.texts[i].get_text() for pair in overlapping for i in pair]
+        assert "bare 150k msg/s" in ax.get_title()

@@ -212,3 +212,12 @@ def test_the_event_table_is_the_one_source() -> None:
     for event in _protocols.EVENTS:
         fns = getattr(dispatcher, event.slot)
         assert all(f == (_drop_after_close,) for f in fns) if event.keyed else fns == (_drop_after_close,)
+
+
+def test_a_bad_hook_budget_is_named_as_the_client_takes_it() -> None:
+    """A wrapped client given hook_budget_ms=-5 says hook_budget_ms (the argument the user wrote),
+    not the dispatcher's own name for it."""
+    from kafkahooks.kafka import KafkaProducer
+
+    with pytest.raises(ValueError, match=r"^hook_budget_ms must be positive \(milliseconds\) or None, not -5$"):
+        KafkaProducer(bootstrap_servers="127.0.0.1:1", hook_budget_ms=-5, hooks=[RecordingHook()])

@@ -214,7 +214,8 @@ def test_varint_round_trips(value: int) -> None:
     """Every LEB128 encoding decodes to its value, the six-byte millisecond fast path included."""
     encoded = _varint(value)
     assert (value, len(encoded)) == _read_varint(encoded, 0)
-    assert encoded[-1] < 0x80 and all(b >= 0x80 for b in encoded[:-1])
+    assert encoded[-1] < 0x80
+    assert all(b >= 0x80 for b in encoded[:-1])
 
 
 def test_varint_of_a_millisecond_timestamp_is_six_bytes() -> None:

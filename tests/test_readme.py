@@ -36,3 +36,12 @@ def test_readme_code_block_runs(index: int, bootstrap: str, tmp_path: Path) -> N
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False
     )
     assert 0 == done.returncode, done.stderr[-3000:]
+
+
+def test_the_hook_table_names_every_hook() -> None:
+    """Every hook method a hook object can implement has a row in the README's hook table."""
+    from kafkahooks.hooks._protocols import HOOK_METHODS
+
+    table = README.read_text(encoding="utf-8").split("## Hooks", 1)[1].split("\n\n**", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [] == [method for method in HOOK_METHODS if not any(f"`{method}(" in row for row in rows)]

@@ -104,6 +104,8 @@ class Instrumentation:
         meter_provider: Any = None,
         data_streams: Any = None,
     ) -> None:
+        if hook_budget_ms is not None and not hook_budget_ms > 0:  # named as the client takes it
+            raise ValueError(f"hook_budget_ms must be positive (milliseconds) or None, not {hook_budget_ms!r}")
         self.mode: TracingMode = tracing_mode(tracing)
         self.role = role
         self.identity = ClientIdentity(

@@ -162,7 +162,13 @@ def missing(mode: Mode, clients: tuple[str, ...]) -> list[str]:
     out = []
     for client in clients:
         module = mode.needs.get(client)
-        if module and importlib.util.find_spec(module) is None:
+        if not module:
+            continue
+        try:
+            found = importlib.util.find_spec(module)
+        except ImportError:  # a dotted name whose parent package is missing raises, not None
+            found = None
+        if found is None:
             out.append(module)
     return out
 

@@ -87,9 +87,9 @@ def per_request_table(found: PerRequest) -> Table:
         caption=f"median of {found.config['rounds']} pairs; records per request read back from the broker",
     )
     for name in ("client", "mode"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for name in ("records/request", "bare CPU µs/msg", "CPU ratio", "extra CPU µs/request"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for row in found.summary():
         table.add_row(
             row["client"],

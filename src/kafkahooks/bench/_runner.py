@@ -493,9 +493,9 @@ def summary_table(results: Results) -> Table:
         caption=f"median of {results.config['rounds']} rounds; ratio = mode / bare within the same round",
     )
     for name in ("client", "workload", "mode"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for name in ("msg/s", "ratio to bare", "CPU µs/msg", "CPU ratio", "peak RSS MB"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for row in results.summary():
         ratio, cpu = row["ratio_to_bare"], row.get("cpu_ratio_to_bare")
         table.add_row(

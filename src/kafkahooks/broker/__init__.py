@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import ipaddress
 import os
+import signal
 import socket
 import struct
 import subprocess
+import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from kafkahooks._log import get_logger
 
@@ -88,6 +93,36 @@ def reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
     return False
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup(cpus: set[int] | None) -> Any:
+    """What the broker's process does between fork and exec: run on ``cpus`` (set before exec, so
+    the runtime's worker threads, started later, inherit it) and, on Linux, get SIGTERM when the
+    process that started it dies, however it dies (a SIGTERM or SIGKILL to the owner skips its
+    atexit handlers; without this the broker would outlive it, holding its port). The kernel sends
+    that signal when the *thread* that forked exits, so it is asked for only from the main thread;
+    a broker started from another thread is stopped by :meth:`EmbeddedBroker.stop` or at exit."""
+    pin = cpus if cpus and hasattr(os, "sched_setaffinity") else None
+    prctl = None
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not after
+    if pin is None and prctl is None:
+        return None
+    owner = os.getpid()
+
+    def setup() -> None:
+        if pin is not None:
+            os.sched_setaffinity(0, pin)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != owner:  # the owner died before the request took effect
+                os._exit(1)
+
+    return setup
+
+
 class EmbeddedBroker:
     """A Tansu broker process with memory storage on a loopback port.
 
@@ -148,15 +183,12 @@ class EmbeddedBroker:
         ]
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            cpus = self.cpus
-            # Set before exec, so the runtime's worker threads, started later, inherit it.
-            pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus and hasattr(os, "sched_setaffinity") else None
             self._proc = subprocess.Popen(
                 cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=pin,  # noqa: PLW1509 - it only sets this child's CPU affinity
+                preexec_fn=_child_setup(self.cpus),  # noqa: PLW1509 - affinity and parent-death signal only
             )
         finally:
             if out is not subprocess.DEVNULL:

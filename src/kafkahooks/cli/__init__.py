@@ -6,6 +6,7 @@ import click
 
 from kafkahooks._version import __version__
 from kafkahooks.bench._modes import DECOMPOSITION, DEFAULT_MODES, MODES
+from kafkahooks.cli._output import console, needs, write_png
 
 
 def _require_broker(bootstrap: str | None) -> None:
@@ -38,10 +39,12 @@ def main() -> None:
 )
 def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
     """A three-service pipeline with tracing="hooks": its spans, and its data-stream map."""
-    from kafkahooks.cli._demo import run_demo
+    with needs("kafkahooks demo"):
+        from kafkahooks.cli._demo import run_demo
 
     _require_broker(bootstrap)
-    run_demo(bootstrap, seconds, rate, output)
+    with needs("kafkahooks demo"):
+        run_demo(bootstrap, seconds, rate, output)
 
 
 @main.command(name="map")
@@ -58,27 +61,34 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     demo's): one or several (one per service, say), merged into one map."""
     from pathlib import Path
 
-    from rich.console import Console
-
     from kafkahooks.datastreams._map import StreamMap
 
     stream_map = StreamMap.from_files(dumps)
-    console = Console(width=None if Console().is_terminal else 160)
+    out = console()
     if not stream_map.edges:
         raise click.ClickException(f"{', '.join(dumps)}: no data-stream checkpoints")
-    console.print(stream_map.render_terminal())
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "map.html").write_text(stream_map.render_html(), encoding="utf-8")
-    stream_map.render_png(out / "map.png")
-    console.print(f"wrote {out / 'map.html'} and {out / 'map.png'}")
+    out.print(stream_map.render_terminal())
+    directory = Path(output)
+    html_path, png_path = directory / "map.html", directory / "map.png"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(stream_map.render_html(), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the map to {directory}: {exc.strerror or exc}") from exc
+    written = write_png(stream_map, png_path)
+    out.print(f"wrote {html_path}" + (f" and {png_path}" if written else ""))
 
 
 @main.command()
 @click.option(
     "--bootstrap", envvar="KAFKAHOOKS_BOOTSTRAP", default=None, help="Use this Kafka instead of the embedded broker."
 )
-@click.option("--quick", is_flag=True, help="About three minutes: fewer rounds, messages and workloads.")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="2 rounds, a fifth of the messages, produce and consume-batch only: about a tenth of a full run "
+    "(whose time grows with clients x workloads x modes x rounds).",
+)
 @click.option(
     "--client",
     "clients",
@@ -164,8 +174,6 @@ def bench(
     """Throughput of the bare clients against every kafkahooks mode and OpenTelemetry's instrumentations."""
     from pathlib import Path
 
-    from rich.console import Console
-
     from kafkahooks.bench import (
         BenchConfig,
         per_request_table,
@@ -210,16 +218,19 @@ def bench(
         quick=quick,
         method=method,
     )
-    console = Console(width=None if Console().is_terminal else 160)
-    if batch_records:
-        per_request = run_per_request(config, batch_records, console)
-        console.print(per_request_table(per_request))
-        json_path, png = save_per_request(per_request, Path(output))
-    else:
-        results = run_benchmark(config, console)
-        console.print(summary_table(results))
-        json_path, png = save(results, Path(output))
-    console.print(f"every run: [bold]{json_path}[/bold]" + (f"   plot: [bold]{png}[/bold]" if png else ""))
+    out = console()
+    with needs("kafkahooks bench"):
+        if batch_records:
+            per_request = run_per_request(config, batch_records, out)
+            out.print(per_request_table(per_request))
+            json_path, png = save_per_request(per_request, Path(output))
+        else:
+            results = run_benchmark(config, out)
+            out.print(summary_table(results))
+            json_path, png = save(results, Path(output))
+    out.print(f"every run: [bold]{json_path}[/bold]" + (f"   plot: [bold]{png}[/bold]" if png else ""))
+    if png is None:
+        click.echo("the plot needs matplotlib: pip install 'kafkahooks[plot]'", err=True)
 
 
 __all__ = ["main"]

@@ -20,17 +20,18 @@ from typing import Any
 import click
 import kafka
 from aiokafka.structs import TopicPartition
-from rich.console import Console
 from rich.table import Table
 
 # The services' clients are imported here, on the main thread, not in the service threads: two
 # threads importing aiokafka at once can meet its circular imports half-done and fail with
 # importlib's _DeadlockError.
 from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafkahooks.cli._output import console as make_console
+from kafkahooks.cli._output import write_png
 from kafkahooks.kafka import KafkaConsumer
 from kafkahooks.tracing import process_span
 
-console = Console(width=None if Console().is_terminal else 130)
+console = make_console()
 
 
 def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: Any, tracer_provider: Any) -> int:
@@ -41,13 +42,17 @@ def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: 
             bootstrap_servers=bootstrap, linger_ms=5, tracing="hooks", tracer_provider=tracer_provider, data_streams=ds
         )
         await producer.start()
-        sent, burst = 0, max(rate // 100, 1)
+        sent, started = 0, time.monotonic()
         try:
             while not stop.is_set():
-                with tracer.start_as_current_span("place orders"):
-                    for _ in range(burst):
-                        await producer.send(topic, b'{"order": %d, "amount": 42}' % sent, key=b"%d" % (sent % 97))
-                        sent += 1
+                # Paced by the clock: every 10 ms, what the rate says should have been sent by now
+                # (a fixed burst per sleep falls behind by the time the sends themselves take).
+                due = int(rate * (time.monotonic() - started)) - sent
+                if due > 0:
+                    with tracer.start_as_current_span("place orders"):
+                        for _ in range(due):
+                            await producer.send(topic, b'{"order": %d, "amount": 42}' % sent, key=b"%d" % (sent % 97))
+                            sent += 1
                 await asyncio.sleep(0.01)
         finally:
             await producer.stop()
@@ -115,10 +120,10 @@ def _span_table(spans: list[Any]) -> Table:
     for span in spans:
         groups[(span.name, span.kind.name)].append(span)
     table = Table(title="spans kafkahooks synthesized (one per request or processed batch, none per record)")
-    table.add_column("span")
+    table.add_column("span", overflow="fold")
     table.add_column("kind")
     for column in ("spans", "records", "p50 ms", "p99 ms", "with links"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for (name, kind), items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         durations = sorted((s.end_time - s.start_time) / 1e6 for s in items)
         records = sum(int(s.attributes.get("messaging.batch.message_count", 1)) for s in items)
@@ -209,8 +214,9 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
             console.print(stream_map.render_terminal())
             html_path, png_path = out / "map.html", out / "map.png"
             html_path.write_text(stream_map.render_html(), encoding="utf-8")
-            stream_map.render_png(png_path)
-            console.print(f"data-stream map: [bold]{html_path}[/bold] and [bold]{png_path}[/bold]; checkpoints: {dump}")
+            drawn = write_png(stream_map, png_path)
+            maps = f"[bold]{html_path}[/bold]" + (f" and [bold]{png_path}[/bold]" if drawn else "")
+            console.print(f"data-stream map: {maps}; checkpoints: {dump}")
             console.print(f"render it again with: kafkahooks map {dump}")
         if failed:
             raise click.ClickException(

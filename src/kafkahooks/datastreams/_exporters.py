@@ -294,6 +294,8 @@ class JsonLinesExporter:
                             "hash": hash_hex(group.hash),
                             "parent_hash": hash_hex(group.parent_hash),
                             "messages": group.messages,
+                            "first_ns": group.first_ns,
+                            "last_ns": group.last_ns,
                             "edge_latency_s": _quantiles(group.edge_latency),
                             "pathway_latency_s": _quantiles(group.pathway_latency),
                             "payload_bytes": _quantiles(group.payload_size),

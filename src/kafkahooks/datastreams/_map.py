@@ -8,8 +8,10 @@ consumer partition's lag), from one service or several (the dumps merge). A prod
 pathway and bucket through them: message counts add up and the latency sketches merge exactly,
 so p50/p99 are the quantiles over all their messages. A node's latency from origin is the merged
 pathway latency of the checkpoints that arrive at it. Throughput is each edge's messages and
-payload bytes over the dumps' time window; a consume edge shows its group's lag (records behind
-the high watermark summed over partitions, and the largest time lag), from the latest reading.
+payload bytes over the time its own traffic spans (its first checkpoint to its last, at least a
+second; dumps older than those times fall back to their 10-second buckets); a consume edge shows
+its group's lag (records behind the high watermark summed over partitions, and the largest time
+lag), from the latest reading.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ FAN_IN_NOTE = (
     "first, so latency from origin downstream is the worst case of what it merged."
 )
 
+MIN_ACTIVE_S = 1.0
+"""An edge whose checkpoints all fall within a second is rated over one second."""
+
 _CHAR_W = 0.62
 """Width of an average character in a sans-serif font, in font sizes (for the SVG layout)."""
 
@@ -73,10 +78,22 @@ class Edge:
     """Consume edges: records the group is behind, summed over its partitions (latest readings)."""
     lag_seconds: float | None = None
     """Consume edges: the largest time lag over its partitions (latest readings)."""
+    first_ns: int = 0
+    """The edge's first checkpoint (epoch ns), 0 when the dumps do not say."""
+    last_ns: int = 0
+    """Its last checkpoint."""
 
     def p(self, q: float) -> float:
         """Edge latency quantile, seconds."""
         return _q(self.edge_latency, q)
+
+    @property
+    def active_s(self) -> float | None:
+        """The time the edge's traffic spans, seconds (at least :data:`MIN_ACTIVE_S`), or None when
+        the dumps carry no checkpoint times."""
+        if not self.first_ns or self.last_ns < self.first_ns:
+            return None
+        return max((self.last_ns - self.first_ns) / 1e9, MIN_ACTIVE_S)
 
 
 @dataclass
@@ -96,7 +113,10 @@ class StreamMap:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: dict[tuple[str, str, str | None], Edge] = field(default_factory=dict)
     window_ns: tuple[int, int] | None = None
-    """The time the dumps cover: (first bucket's start, last bucket's end), epoch nanoseconds."""
+    """The time the dumps' checkpoints cover: (first bucket's start, last bucket's end), epoch
+    nanoseconds."""
+    traffic_ns: tuple[int, int] | None = None
+    """The time the traffic spans: (first checkpoint, last checkpoint), when the dumps say."""
     services: set[str] = field(default_factory=set)
     """Services whose dumps were read."""
     _lags: dict[tuple[str, str, str], tuple[int, int, float]] = field(default_factory=dict)
@@ -127,8 +147,12 @@ class StreamMap:
         """The length of the time window, seconds (0 without data)."""
         return (self.window_ns[1] - self.window_ns[0]) / 1e9 if self.window_ns else 0.0
 
-    def rate(self, amount: float) -> float:
-        """``amount`` per second over the window."""
+    def rate(self, amount: float, edge: Edge | None = None) -> float:
+        """``amount`` per second over the time ``edge``'s traffic spans (over the window without
+        checkpoint times, or without an edge)."""
+        active = edge.active_s if edge is not None else None
+        if active is not None:
+            return amount / active
         return amount / self.window_s if self.window_s > 0 else 0.0
 
     def _read(self, lines: Iterable[str]) -> None:
@@ -142,12 +166,12 @@ class StreamMap:
                 if kind == "pathway":
                     tags = dict(tag.split(":", 1) for tag in row["edge_tags"])
                     self._add(row, tags)
+                    self._widen(row)  # the traffic's buckets (lag readings are not traffic)
                 elif kind == "lag":
                     tags = dict(tag.split(":", 1) for tag in row["tags"])
                     self._lag(row, tags)
                 else:
                     continue
-                self._widen(row)
                 self.services.add(str(row["service"]))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
@@ -179,6 +203,12 @@ class StreamMap:
         if edge is None:
             edge = self.edges[key] = Edge(key[0], key[1], group)
         edge.messages += int(row.get("messages", 0))
+        first, last = int(row.get("first_ns") or 0), int(row.get("last_ns") or 0)
+        if first and last >= first:
+            edge.first_ns = min(edge.first_ns, first) if edge.first_ns else first
+            edge.last_ns = max(edge.last_ns, last)
+            span = self.traffic_ns
+            self.traffic_ns = (first, last) if span is None else (min(span[0], first), max(span[1], last))
         edge.payload_bytes += float(row.get("payload_bytes_total", 0.0))
         edge.edge_latency = _merge(edge.edge_latency, _sketch(row.get("edge_latency_sketch")))
         arriving.pathway_latency = _merge(arriving.pathway_latency, _sketch(row.get("pathway_latency_sketch")))
@@ -232,7 +262,7 @@ class StreamMap:
 
     def edge_lines(self, edge: Edge) -> list[str]:
         """An edge's label, line by line: volume, throughput, latency, and lag for consume edges."""
-        per_s, bytes_per_s = _si(self.rate(edge.messages)), _si(self.rate(edge.payload_bytes))
+        per_s, bytes_per_s = _si(self.rate(edge.messages, edge)), _si(self.rate(edge.payload_bytes, edge))
         lines = [
             f"{edge.messages:,} msgs · {per_s} msg/s · {bytes_per_s} B/s",
             f"edge p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
@@ -246,11 +276,15 @@ class StreamMap:
         return [self.label(key), f"from origin p50 {node.p(0.5) * 1e3:.1f} / p99 {node.p(0.99) * 1e3:.1f} ms"]
 
     def window_text(self) -> str:
-        if self.window_ns is None:
+        """The time the map's figures are over: the traffic's own span when the dumps say (what
+        the rates are divided by), else the buckets' window."""
+        span = self.traffic_ns or self.window_ns
+        if span is None:
             return "no data"
-        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.window_ns[0] / 1e9))
-        end = time.strftime("%H:%M:%S", time.gmtime(self.window_ns[1] / 1e9))
-        return f"{start} to {end} UTC ({self.window_s:.0f} s), {len(self.services)} service dump(s)"
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(span[0] / 1e9))
+        end = time.strftime("%H:%M:%S", time.gmtime(span[1] / 1e9))
+        what = "traffic" if self.traffic_ns else "buckets"
+        return f"{what} {start} to {end} UTC ({(span[1] - span[0]) / 1e9:.1f} s), {len(self.services)} service dump(s)"
 
     # -- renderings -------------------------------------------------------------------------------
 
@@ -264,7 +298,7 @@ class StreamMap:
             caption="latencies in ms; from origin = at the edge's target; lag = latest reading",
         )
         for column in ("from", "to", "group"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # a long name wraps; it is never cut
         for column in (
             "messages",
             "msg/s",
@@ -276,7 +310,7 @@ class StreamMap:
             "lag records",
             "lag s",
         ):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", no_wrap=True)  # figures are never cut or wrapped
         for edge in self._ordered():
             table.add_row(*(escape(value) for value in self.row(edge)))
         return table
@@ -290,8 +324,8 @@ class StreamMap:
             self.label(edge.target),
             edge.group or "",
             f"{edge.messages:,}",
-            _si(self.rate(edge.messages)),
-            _si(self.rate(edge.payload_bytes)),
+            _si(self.rate(edge.messages, edge)),
+            _si(self.rate(edge.payload_bytes, edge)),
             f"{edge.p(0.5) * 1e3:.1f}",
             f"{edge.p(0.99) * 1e3:.1f}",
             f"{target.p(0.5) * 1e3:.1f}",

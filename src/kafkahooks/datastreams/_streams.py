@@ -72,6 +72,10 @@ class StatsGroup:
     pathway_latency: DDSketch = field(default_factory=_sketch)
     payload_size: DDSketch = field(default_factory=_sketch)
     messages: int = 0
+    first_ns: int = 0
+    """When the first checkpoint aggregated here was taken (epoch ns; 0 when none was)."""
+    last_ns: int = 0
+    """When the last one was: a rate over ``last_ns - first_ns`` is the traffic's own, not the bucket's."""
 
 
 @dataclass
@@ -271,7 +275,14 @@ class DataStreams:
         now = _clock.time_ns() // 1_000_000 if now_ms is None else now_ms
         ctx, edge_ms, pathway_ms = self.compute(tags, parent, now, origin_ms)
         self.record(
-            tags, ctx, parent.hash if parent else 0, edge_ms, pathway_ms, weight=weight, payload_bytes=payload_bytes
+            tags,
+            ctx,
+            parent.hash if parent else 0,
+            edge_ms,
+            pathway_ms,
+            weight=weight,
+            payload_bytes=payload_bytes,
+            at_ns=None if now_ms is None else now_ms * 1_000_000,  # taken when the caller says
         )
         return ctx
 
@@ -332,11 +343,15 @@ class DataStreams:
             same = (at_ns - at_ns % bucket_ns, tags, h, parent_hash, edge_ns, pathway_ns, payload)
             found = merged.get(same)
             if found is None:
-                merged[same] = [weight]
+                merged[same] = [weight, at_ns, at_ns]
             else:
                 found[0] += weight
+                if at_ns < found[1]:
+                    found[1] = at_ns
+                elif at_ns > found[2]:
+                    found[2] = at_ns
         open_buckets = self._buckets
-        for (start, tags, h, parent_hash, edge_ns, pathway_ns, payload), (weight,) in merged.items():
+        for (start, tags, h, parent_hash, edge_ns, pathway_ns, payload), (weight, first, last) in merged.items():
             bucket = open_buckets.get(start)
             if bucket is None:
                 bucket = open_buckets[start] = StatsBucket(start, bucket_ns)
@@ -353,6 +368,9 @@ class DataStreams:
             group.pathway_latency.add(pathway_ns / 1e9, weight)
             group.payload_size.add(payload if payload > 0.0 else 0.0, weight)
             group.messages += weight
+            if not group.first_ns or first < group.first_ns:
+                group.first_ns = first
+            group.last_ns = max(group.last_ns, last)
 
     def flush(self, final: bool = True) -> None:
         """Process everything queued now, on the caller's thread; with ``final``, open buckets too."""
