@@ -1,6 +1,7 @@
-"""The clocks kafkahooks reads, in one place so tests can swap them.
+"""The clocks kafkahooks reads, in one place: every duration and timestamp comes from here.
 
-Hot paths call ``_clock.monotonic_ns()`` (not a local alias) so a test can replace the attribute.
+Hot paths call ``_clock.monotonic_ns()`` (not a local alias), so replacing the attribute (with
+``unittest.mock.patch.object``, say) changes every reading.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ timings of reference/kgo-hooks.md::
     created --write_wait--> write start --time_to_write--> write end --read_wait--> read start
         --time_to_read--> response read (read hook) --> response decoded (batch, throttle, e2e hooks)
 
-The client adapters (``kafkahooks._wire.aiokafka`` and ``kafkahooks._wire.kafka``) are the only
-code that touches client internals; they feed the tap plain facts (a request of key K and N bytes
+The client adapters (``kafkahooks._wire._aiokafka`` and ``kafkahooks._wire._kafka_python``) are the
+only code that touches client internals; they feed the tap plain facts (a request of key K and N bytes
 was created, N bytes left the socket between t0 and t1, a frame of N bytes arrived at t). A tap is
 used by one thread or event loop at a time: the connection's own I/O context.
 

@@ -11,6 +11,8 @@ Every aiokafka argument is accepted unchanged, plus:
 - ``data_streams``: a :class:`kafkahooks.datastreams.DataStreams` (or ``False``).
 - ``strict_hooks``: a hook's exception is raised again in the application's next call on the
   client (``send``, ``getmany``, ``getone``...) or in ``stop()`` (for tests).
+- ``hook_budget_ms``: a hook call longer than this (default 50) moves that hook off the event loop,
+  onto its own thread; ``None`` keeps every call inline. ``offload_hooks``: start them there.
 
 With no hooks and tracing off nothing is installed: the client is the bare aiokafka client.
 """

@@ -131,9 +131,11 @@ class BrokerThrottleHook(Protocol):
     def on_broker_throttle(self, meta: BrokerMeta, interval_ns: int, throttled_after_response: bool) -> None:
         """Called when a decoded response carries a throttle time greater than zero.
 
-        ``interval_ns`` is the throttle the broker asked for. ``throttled_after_response`` is true
-        when the client must hold back its next request to that broker (brokers >= 2.0, KIP-219),
-        false when the broker already delayed the response.
+        ``interval_ns`` is the throttle the broker asked for. ``throttled_after_response`` says
+        the client must hold back its next request to that broker (KIP-219) rather than the broker
+        having delayed the response already; kafkahooks passes true always, since the request
+        versions both clients negotiate with brokers from 2.0 on throttle after the response (the
+        argument keeps franz-go's signature).
         """
 
 

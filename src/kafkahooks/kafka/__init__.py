@@ -11,6 +11,8 @@ Every kafka-python argument is accepted unchanged, plus:
 - ``data_streams``: a :class:`kafkahooks.datastreams.DataStreams` (or ``False``).
 - ``strict_hooks``: a hook's exception is raised again in the application's next call on the
   client (``send``, ``poll``, iteration...) or in ``close()`` (for tests).
+- ``hook_budget_ms``: a hook call longer than this (default 50) moves that hook off the client's
+  network thread, onto its own; ``None`` keeps every call inline. ``offload_hooks``: start them there.
 
 With no hooks and tracing off nothing is installed: the client is the bare kafka-python client.
 """
