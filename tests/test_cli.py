@@ -420,3 +420,38 @@ def test_bench_plot_labels_do_not_overlap() -> None:
         overlapping = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
         assert [] == overlapping, [ax.texts[i].get_text() for pair in overlapping for i in pair]
         assert "bare 150k msg/s" in ax.get_title()
+
+
+def test_bench_per_request_reads_back_the_records_each_request_carried(tmp_path: Path, bootstrap: str) -> None:
+    """--batch-records 10: batches fitted to 10 records, read back from the broker (bare and mode
+    alike), and the extra CPU per request written with its plot."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--mode", "dsm", "--batch-records", "10",
+            "--rounds", "1", "--messages", "300", "--output", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert 0 == result.exit_code, result.output
+    data = json.loads((tmp_path / "per-request.json").read_text())
+    (row,) = data["summary"]
+    assert ("aiokafka", "dsm", 10) == (row["client"], row["mode"], row["batch_records"])
+    assert abs(row["records_per_request"] - 10) < 0.5  # one lone warm-up record aside
+    assert all(abs(run["records_per_request"] - 10) < 0.5 for run in data["runs"]["10"])
+    assert (tmp_path / "per-request.png").stat().st_size > 10_000
+
+
+def test_bench_interleaved_method_still_runs(tmp_path: Path, bootstrap: str) -> None:
+    """--method interleaved (both sides in one process, the diagnostic) measures both sides and
+    says so in the results."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce", "--mode", "hooks",
+            "--method", "interleaved", "--rounds", "1", "--messages", "300", "--output", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert 0 == result.exit_code, result.output
+    data = json.loads((tmp_path / "throughput.json").read_text())
+    assert "interleaved" in data["environment"]["method"]
+    assert {"bare", "hooks"} == {run["mode"] for run in data["runs"] if run["ok"]}

@@ -11,7 +11,6 @@ one's, from the same pair) times records per request.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kafkahooks.bench._runner import BenchConfig, Results, run_benchmark
+from kafkahooks.bench._runner import BenchConfig, Results, run_benchmark, write_results
 
 
 @dataclasses.dataclass
@@ -104,24 +103,15 @@ def per_request_table(found: PerRequest) -> Table:
 
 def save_per_request(found: PerRequest, directory: Path) -> tuple[Path, Path | None]:
     """Write ``per-request.json`` (every run of every size, the summary) and ``per-request.png``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / "per-request.json"
-    json_path.write_text(
-        json.dumps(
-            {
-                "config": found.config,
-                "environment": found.environment,
-                "summary": found.summary(),
-                "runs": {str(size): results.runs for size, results in found.by_size.items()},
-            },
-            indent=2,
-        )
+    summary = found.summary()
+    return write_results(
+        directory,
+        "per-request",
+        {
+            "config": found.config,
+            "environment": found.environment,
+            "summary": summary,
+            "runs": {str(size): results.runs for size, results in found.by_size.items()},
+        },
+        lambda plot, path: plot.plot_per_request(summary, found.environment, path),
     )
-    png: Path | None = directory / "per-request.png"
-    try:
-        from kafkahooks.bench._plot import plot_per_request
-
-        plot_per_request(found.summary(), found.environment, png)  # type: ignore[arg-type]
-    except ImportError:
-        png = None
-    return json_path, png

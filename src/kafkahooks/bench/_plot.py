@@ -151,20 +151,17 @@ def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any],
             xs, [r["cpu_ratio_to_bare"] for r in rows], styles.get(client, "-"), color=color, marker="o", label=label
         )
         for r in rows:
-            cost.annotate(
-                f"{r['extra_cpu_us_per_request']:.0f}",
-                (r["records_per_request"], r["extra_cpu_us_per_request"]),
-                fontsize=7,
-                textcoords="offset points",
-                xytext=(3, 4),
-            )
-            ratio.annotate(
-                f"{r['cpu_ratio_to_bare']:.2f}",
-                (r["records_per_request"], r["cpu_ratio_to_bare"]),
-                fontsize=7,
-                textcoords="offset points",
-                xytext=(3, 4),
-            )
+            for ax, field, text in (
+                (cost, "extra_cpu_us_per_request", "{:.0f}"),
+                (ratio, "cpu_ratio_to_bare", "{:.2f}"),
+            ):
+                ax.annotate(
+                    text.format(r[field]),
+                    (r["records_per_request"], r[field]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, 4),
+                )
     sizes = sorted({r["batch_records"] for r in summary})
     for ax in (cost, ratio):
         ax.set_xscale("log")

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,24 +520,30 @@ def _styled(value: float | None, good: bool, fair: bool) -> str:
 
 def save(results: Results, directory: Path) -> tuple[Path, Path | None]:
     """Write ``throughput.json`` (every run, the summary, the environment) and ``throughput.png``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / "throughput.json"
-    json_path.write_text(
-        json.dumps(
-            {
-                "config": results.config,
-                "environment": results.environment,
-                "summary": results.summary(),
-                "runs": results.runs,
-            },
-            indent=2,
-        )
+    return write_results(
+        directory,
+        "throughput",
+        {
+            "config": results.config,
+            "environment": results.environment,
+            "summary": results.summary(),
+            "runs": results.runs,
+        },
+        lambda plot, path: plot.plot(results, path),
     )
-    png: Path | None = directory / "throughput.png"
-    try:
-        from kafkahooks.bench._plot import plot
 
-        plot(results, png)  # type: ignore[arg-type]
+
+def write_results(
+    directory: Path, stem: str, payload: dict[str, Any], draw: Callable[[Any, Path], Any]
+) -> tuple[Path, Path | None]:
+    """``{stem}.json`` and, when matplotlib is installed, ``{stem}.png`` (``draw(plot_module, path)``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / f"{stem}.json"
+    json_path.write_text(json.dumps(payload, indent=2))
+    png = directory / f"{stem}.png"
+    try:
+        from kafkahooks.bench import _plot
     except ImportError:
-        png = None
+        return json_path, None
+    draw(_plot, png)
     return json_path, png
