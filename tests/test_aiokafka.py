@@ -216,3 +216,22 @@ async def test_broker_stopped_mid_stream_reports_errors_without_hanging(own_brok
     assert errors, "no hook saw the broker going away"
     for event in recorder.of("broker_e2e"):
         assert event.e2e.duration_e2e_ns >= 0
+
+
+async def test_a_hand_built_batch_keeps_the_clients_own_builder() -> None:
+    """A batch the application built (create_batch/send_batch), even an empty one, reaches the
+    accumulator with aiokafka's own record builder: aiokafka asserts that it is, when it stamps an
+    idempotent producer's state on a batch. Only batches the accumulator opens for send() get
+    kafkahooks' one-record stand-in, and lose it at their first record."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", tracing="hooks")  # never started
+    accumulator = producer._message_accumulator
+    tp = TopicPartition("t", 0)
+    empty = producer.create_batch()
+    await accumulator.add_batch(empty, tp, 1)
+    assert DefaultRecordBatchBuilder is type(empty._builder)
+    await accumulator.add_message(TopicPartition("u", 0), None, b"v", 1)
+    (opened,) = accumulator._batches[TopicPartition("u", 0)]
+    assert DefaultRecordBatchBuilder is type(opened._builder._builder)
+    assert 1 == opened.record_count

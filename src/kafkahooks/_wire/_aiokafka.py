@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from aiokafka import codec as _codec
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import NodeNotReadyError
-from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
+from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator, MessageBatch
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from kafkahooks import _clock
@@ -59,6 +60,9 @@ from kafkahooks.hooks._types import ApiKey, BrokerMeta
 if TYPE_CHECKING:
     from kafkahooks._instrument import Instrumentation
 
+_ADD_MESSAGE = MessageAccumulator.add_message.__code__
+"""The code of the accumulator's ``add_message``: the one caller of ``_append_batch`` whose new batch
+is about to get its first record from ``send()``."""
 _RECORD_CODEC = (DefaultRecordBatch, DefaultRecordBatchBuilder)
 """The client's own v2 batch reader and builder (to resend a refused batch without our headers)."""
 
@@ -103,7 +107,6 @@ def check_internals() -> list[str]:
     import inspect
 
     from aiokafka.consumer import fetcher
-    from aiokafka.producer.message_accumulator import MessageAccumulator
 
     methods: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("_get_conn", "send"),
@@ -437,8 +440,11 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     def _append_batch(builder: Any, tp: Any) -> Any:
         batch = original(builder, tp)
         try:
-            # aiokafka 0.13+ always writes v2 batches (brokers 0.11+), so headers can always be sent.
-            if gate.open and builder.record_count() == 0:
+            # Only a batch the accumulator opens for send() (add_message appends its record next);
+            # a hand-built one (send_batch, even empty) keeps aiokafka's own builder, which aiokafka
+            # asserts when it stamps an idempotent producer's state. aiokafka 0.13+ always writes v2
+            # batches (brokers 0.11+), so headers can always be sent.
+            if gate.open and sys._getframe(1).f_code is _ADD_MESSAGE and builder.record_count() == 0:
                 builder._builder = _FirstAppend(builder, batch, tp, injection)
         except Exception as exc:
             internal_error("aiokafka.append_batch", exc)
