@@ -58,13 +58,27 @@ class PerRequest:
                         "cpu_ratio_to_bare": statistics.median(
                             m["cpu_us_per_msg"] / b["cpu_us_per_msg"] for b, m in found if b["cpu_us_per_msg"]
                         ),
-                        "extra_cpu_us_per_request": statistics.median(
-                            (m["cpu_us_per_msg"] - b["cpu_us_per_msg"]) * (m.get("records_per_request") or size)
-                            for b, m in found
+                        **_spread(
+                            "extra_cpu_us_per_request",
+                            [
+                                (m["cpu_us_per_msg"] - b["cpu_us_per_msg"]) * (m.get("records_per_request") or size)
+                                for b, m in found
+                            ],
                         ),
                     }
                 )
         return out
+
+
+def _spread(name: str, values: list[float]) -> dict[str, float]:
+    """The median of ``values`` and its interquartile range (``name``, ``name_p25``, ``name_p75``):
+    a per-request figure multiplies the per-message difference, noise included, by the records
+    a request carries, so at a thousand records it is wide and the plot says so."""
+    ordered = sorted(values)
+    if len(ordered) < 2:
+        return {name: ordered[0], f"{name}_p25": ordered[0], f"{name}_p75": ordered[0]}
+    low, _, high = statistics.quantiles(ordered, n=4, method="inclusive")
+    return {name: statistics.median(ordered), f"{name}_p25": low, f"{name}_p75": high}
 
 
 def run_per_request(config: BenchConfig, sizes: tuple[int, ...], console: Console | None = None) -> PerRequest:

@@ -139,12 +139,23 @@ def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any],
         xs = [r["records_per_request"] for r in rows]
         color = COLORS.get(mode, "#757575")
         label = f"{client} {mode}"
-        cost.plot(
+        cost.errorbar(
             xs,
             [r["extra_cpu_us_per_request"] for r in rows],
-            styles.get(client, "-"),
+            yerr=[
+                [
+                    r["extra_cpu_us_per_request"] - r.get("extra_cpu_us_per_request_p25", r["extra_cpu_us_per_request"])
+                    for r in rows
+                ],
+                [
+                    r.get("extra_cpu_us_per_request_p75", r["extra_cpu_us_per_request"]) - r["extra_cpu_us_per_request"]
+                    for r in rows
+                ],
+            ],
+            fmt=styles.get(client, "-"),
             color=color,
             marker="o",
+            capsize=3,
             label=label,
         )
         ratio.plot(
@@ -169,7 +180,7 @@ def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any],
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("records per Produce request (log scale)")
         ax.grid(True, which="both", alpha=0.3)
-    cost.set_ylabel("extra CPU per request over bare (µs)")
+    cost.set_ylabel("extra CPU per request over bare (µs; bars: quartiles of the pairs)")
     cost.axhline(0, color="#424242", linewidth=0.8)
     ratio.set_ylabel("CPU per message, ratio to bare")
     ratio.axhline(1.0, color="#424242", linewidth=0.8)
