@@ -6,7 +6,7 @@ import click
 
 from kafkahooks._version import __version__
 from kafkahooks.bench._modes import DECOMPOSITION, DEFAULT_MODES, MODES
-from kafkahooks.cli._output import console, needs, write_png
+from kafkahooks.cli import _output
 
 
 def _require_broker(bootstrap: str | None) -> None:
@@ -39,11 +39,11 @@ def main() -> None:
 )
 def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
     """A three-service pipeline with tracing="hooks": its spans, and its data-stream map."""
-    with needs("kafkahooks demo"):
+    with _output.needs("kafkahooks demo"):
         from kafkahooks.cli._demo import run_demo
 
     _require_broker(bootstrap)
-    with needs("kafkahooks demo"):
+    with _output.needs("kafkahooks demo"):
         run_demo(bootstrap, seconds, rate, output)
 
 
@@ -64,7 +64,7 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     from kafkahooks.datastreams._map import StreamMap
 
     stream_map = StreamMap.from_files(dumps)
-    out = console()
+    out = _output.console()
     if not stream_map.edges:
         raise click.ClickException(f"{', '.join(dumps)}: no data-stream checkpoints")
     out.print(stream_map.render_terminal())
@@ -75,7 +75,7 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
         html_path.write_text(stream_map.render_html(), encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"cannot write the map to {directory}: {exc.strerror or exc}") from exc
-    written = write_png(stream_map, png_path)
+    written = _output.write_png(stream_map, png_path)
     out.print(f"wrote {html_path}" + (f" and {png_path}" if written else ""))
 
 
@@ -218,8 +218,8 @@ def bench(
         quick=quick,
         method=method,
     )
-    out = console()
-    with needs("kafkahooks bench"):
+    out = _output.console()
+    with _output.needs("kafkahooks bench"):
         if batch_records:
             per_request = run_per_request(config, batch_records, out)
             out.print(per_request_table(per_request))
