@@ -78,6 +78,9 @@ def test_other_codecs_use_the_given_decompressor() -> None:
 
     assert [(2, 1234)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data), decompress)]
     assert [4] == calls
+    # Wanted headers too: the same one decompression gives the size and the first record.
+    _batches.walk(bytes(data), decompress, header_keys=frozenset({"h"}))
+    assert [4, 4] == calls
     assert [(2, -1)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data))]
 
 
@@ -163,3 +166,33 @@ def test_the_produce_fast_path_reports_what_the_walk_reports(count: int, value_s
     assert None is _batches.produced(bytes(control), keys, True)
     if wanted:
         assert None is _batches.produced(data, keys, False)  # headers to read on the spot: the walk's job
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("codec", [0, 1, 4])
+def test_a_value_over_the_limit_is_refused_and_counted(codec: int, reader: _batches.FirstHeaders | None) -> None:
+    """A wanted value longer than MAX_HEADER_VALUE is not read (its key counts as absent, a later
+    header of the same key is not taken instead) and is counted; one at the limit is read."""
+    from kafkahooks._selfstats import snapshot
+
+    limit = _batches.MAX_HEADER_VALUE
+    builder = DefaultRecordBatchBuilder(2, codec % 4, False, -1, -1, -1, 1 << 22)
+    builder.append(
+        0,
+        1_700_000_000_000,
+        None,
+        b"v",
+        [("traceparent", b"x" * (limit + 1)), ("traceparent", b"spoofed"), ("tracestate", b"y" * limit)],
+    )
+    data = bytearray(builder.build())
+    if codec == 4:  # zstd, claimed over uncompressed records: read through the given decompressor
+        struct.pack_into(">h", data, 21, 4)
+    before = snapshot().get("header_values_too_long", 0)
+    (info,) = _batches.walk(
+        bytes(data),
+        decompress=lambda _, payload: payload,
+        header_keys=frozenset({"traceparent", "tracestate"}),
+        first_headers=reader,
+    )
+    assert (("tracestate", b"y" * limit),) == info.headers
+    assert 1 == snapshot()["header_values_too_long"] - before

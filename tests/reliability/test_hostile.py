@@ -105,6 +105,49 @@ def test_hostile_headers_do_not_grow_memory(bootstrap: str, topic: str) -> None:
     assert cached < 5_000_000, cached
 
 
+HUGE = 100_000
+"""A header value far over every limit: kafkahooks must neither copy nor keep it."""
+
+
+@pytest.mark.parametrize(("client", "api"), [("aiokafka", "getmany"), ("kafka-python", "poll")])
+def test_huge_headers_add_nothing_to_the_consumers_peak_heap(client: str, api: str, bootstrap: str, topic: str) -> None:
+    """1 200 records, each its own batch, each with a 100 KB value under a key kafkahooks reads
+    (traceparent, tracestate, the pathway, baggage-sized keys): read with tracing="hooks" and data
+    streams, the consumer's peak traced heap stays within 10 MB of the same read with nothing
+    installed, and every refused value is counted (values that long are never copied, so none
+    waits in a buffer for the export worker)."""
+    import tracemalloc
+
+    keys = ("traceparent", "tracestate", "dd-pathway-ctx-base64", "dd-pathway-ctx")
+    import kafka
+
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, max_request_size=1_000_000)
+    for i in range(1_200):  # each record over batch_size (16 KB): a batch of its own
+        producer.send(topic, b"v", headers=[(keys[i % 4], b"0" * HUGE)])
+    producer.flush(timeout=60)
+    producer.close()
+
+    def peak(**kwargs: Any) -> int:
+        if client == "kafka-python":
+            kwargs["check_crcs"] = False  # its pure-Python CRC-32C reads 1 MB/s under tracemalloc
+        tracemalloc.start()
+        try:
+            got = consume_with(client, api, bootstrap, topic, 1_200, **kwargs)
+            export.flush()
+            assert 1_200 == len(got)
+            del got
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    bare = peak(tracing="off")
+    refused = snapshot().get("header_values_too_long", 0)
+    streams = DataStreams("huge", "test", exporters=[])
+    wrapped = peak(tracing="hooks", data_streams=streams)
+    assert wrapped - bare < 10_000_000, (wrapped >> 20, bare >> 20)
+    assert snapshot()["header_values_too_long"] - refused >= 1_200
+
+
 def test_invented_pathways_fold_into_bounded_metric_series(bootstrap: str, topic: str) -> None:
     """600 batches, each with a distinct valid pathway: the data-stream metrics keep at most
     max_series pathways, the rest fold into an overflow series, and every record is counted."""

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from kafkahooks._selfstats import counter
 from kafkahooks.hooks._requests import BatchInfo
 from kafkahooks.hooks._types import Compression
 
@@ -106,8 +107,12 @@ def walk(
                 if view is None:
                     view = memoryview(records)
                 section = view[pos + HEADER_SIZE : pos + total]
-                uncompressed = uncompressed_size(codec, section, decompress)
-                headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
+                if header_keys and codec != Compression.GZIP and decompress is not None:
+                    # Both the size and the first record need the whole section: decompress it once.
+                    uncompressed, headers = _decompressed(codec, section, header_keys, decompress)
+                else:
+                    uncompressed = uncompressed_size(codec, section, decompress)
+                    headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
             out.append(
                 _new_info(
                     BatchInfo,
@@ -126,6 +131,18 @@ def walk(
             )
         pos += total
     return out
+
+
+def _decompressed(
+    codec: int, section: memoryview, keys: frozenset[str], decompress: Decompress
+) -> tuple[int, tuple[tuple[str, bytes], ...]]:
+    """The uncompressed size and the wanted first-record headers of a section whose codec keeps no
+    size (snappy, lz4, zstd), from one decompression; (-1, ()) if it fails."""
+    try:
+        whole = decompress(codec, bytes(section))
+    except Exception:
+        return -1, ()
+    return len(whole), _first_headers(whole, 0, len(whole), keys)
 
 
 def produced(records: bytes | memoryview, header_keys: frozenset[str], defer: bool) -> BatchInfo | None:
@@ -205,6 +222,13 @@ def _first_record(codec: int, section: memoryview, decompress: Decompress | None
 MAX_HEADERS_SCANNED = 256
 """Headers of a first record looked at for propagation keys; a key placed after them is not found."""
 
+MAX_HEADER_VALUE = 8192
+"""The longest wanted header value read (the W3C baggage limit; traceparent, tracestate and the
+pathway are far shorter). A longer one is never copied: its key counts as absent, the first of
+that key still wins (a later one is not taken instead), and ``header_values_too_long`` counts it."""
+
+_too_long = counter("header_values_too_long", "Wanted header values over MAX_HEADER_VALUE, left unread")
+
 _encoded_keys: dict[frozenset[str], tuple[dict[bytes, str], frozenset[int]]] = {}
 
 
@@ -240,10 +264,28 @@ def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[
             if i >= MAX_HEADERS_SCANNED:
                 break
             if key in keys and value is not None and all(key != k for k, _ in found):
-                found.append((key, bytes(value)))
-        return tuple(found)
+                if len(value) > MAX_HEADER_VALUE:  # the reader decoded it; kafkahooks keeps no copy
+                    found.append((key, _REFUSED))
+                else:
+                    found.append((key, bytes(value)))
+        return _kept(found)
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
+
+
+_REFUSED = b"\x00refused"
+"""Stands for a wanted value over :data:`MAX_HEADER_VALUE` while a record's headers are read (so
+its key is taken), never returned."""
+
+
+def _kept(found: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
+    """``found`` without the refused values (counted)."""
+    for _, value in found:
+        if value is _REFUSED:
+            kept = tuple(pair for pair in found if pair[1] is not _REFUSED)
+            _too_long.add(len(found) - len(kept))
+            return kept
+    return tuple(found)
 
 
 def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
@@ -310,8 +352,11 @@ def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tupl
                 if pos + value_len > end:
                     break
                 if name is not None and all(name != k for k, _ in found):
-                    found.append((name, bytes(buf[pos : pos + value_len])))
+                    if value_len > MAX_HEADER_VALUE:
+                        found.append((name, _REFUSED))
+                    else:
+                        found.append((name, bytes(buf[pos : pos + value_len])))
                 pos += value_len
-        return tuple(found)
+        return _kept(found)
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()

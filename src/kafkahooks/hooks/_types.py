@@ -174,7 +174,9 @@ class ProduceBatchMetrics:
     """The batch's first record timestamp (Unix epoch milliseconds)."""
     headers: Headers = ()
     """Headers of the batch's first record, restricted to the keys some hook asked for through a
-    ``batch_header_keys`` attribute (propagation headers); empty otherwise."""
+    ``batch_header_keys`` attribute (propagation headers), the first of each key, among the first
+    256 headers; a value over 8 KiB is left unread (counted as ``header_values_too_long``); empty
+    otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +200,9 @@ class FetchBatchMetrics:
     """The batch's first record timestamp (Unix epoch milliseconds)."""
     headers: Headers = ()
     """Headers of the batch's first record, restricted to the keys some hook asked for through a
-    ``batch_header_keys`` attribute (propagation headers); empty otherwise."""
+    ``batch_header_keys`` attribute (propagation headers), the first of each key, among the first
+    256 headers; a value over 8 KiB is left unread (counted as ``header_values_too_long``); empty
+    otherwise."""
 
 
 class ProduceRecord:
