@@ -3,6 +3,9 @@
 Put it in front of a broker that advertises the proxy's port, and every byte a client exchanges
 with the broker is seen here: an independent account of frame sizes and request keys to check
 the hooks against, a way to cut connections on demand, and a broker that refuses record headers.
+With ``tls`` it terminates TLS for the broker (whose own TLS listener does not work in Tansu 0.6):
+clients speak TLS to the proxy, the proxy plaintext to the broker, and the frames it records are
+the Kafka frames inside the TLS records.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -42,8 +47,16 @@ class _FrameSplitter:
 class FrameProxy:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target_port``, recording frames per connection."""
 
-    def __init__(self, target_port: int, port: int = 0) -> None:
+    def __init__(
+        self, target_port: int, port: int = 0, *, tls: ssl.SSLContext | None = None, handshake_delay_s: float = 0.0
+    ) -> None:
         self.target_port = target_port
+        self.tls = tls
+        """A server-side context: clients must speak TLS to the proxy."""
+        self.handshake_delay_s = handshake_delay_s
+        """Time the proxy waits before answering a TLS handshake (a slow path to the broker)."""
+        self.handshakes = 0
+        """TLS handshakes completed."""
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", port))
@@ -71,6 +84,8 @@ class FrameProxy:
             except OSError:
                 client.close()
                 continue
+            if self.tls is not None:  # the handshake runs in the pump's thread, not here
+                client = self.tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
             record = ProxiedConnection()
             with self._lock:
                 self.connections.append(record)
@@ -90,6 +105,13 @@ class FrameProxy:
             client.sendall(frame)
 
         try:
+            if isinstance(client, ssl.SSLSocket):
+                time.sleep(self.handshake_delay_s)
+                client.settimeout(10)
+                client.do_handshake()
+                client.settimeout(None)
+                with self._lock:
+                    self.handshakes += 1
             while True:
                 readable, _, _ = select.select([client, upstream], [], [], 0.5)
                 if self._stopped:
@@ -98,6 +120,9 @@ class FrameProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    # Decrypted bytes the TLS layer holds back are invisible to select: take them now.
+                    while isinstance(sock, ssl.SSLSocket) and sock.pending():
+                        data += sock.recv(sock.pending())
                     if sock is client:
                         for frame in up.feed(data):
                             key = struct.unpack(">h", frame[4:6])[0]
@@ -120,7 +145,7 @@ class FrameProxy:
                                 key, made_up = pending.pop(0)
                                 self.refusals += 1
                                 answer(key, made_up or b"")
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a TLS socket closed under the pump
             return
         finally:
             for sock in (client, upstream):

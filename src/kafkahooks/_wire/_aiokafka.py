@@ -33,7 +33,6 @@ import asyncio
 import collections
 import contextvars
 import sys
-import time
 import weakref
 from collections.abc import Callable
 from types import MethodType
@@ -321,28 +320,38 @@ def broker_meta(client: AIOKafkaClient, node_id: Any) -> BrokerMeta:
     return BrokerMeta(node_id, host, port, getattr(node, "rack", None))
 
 
-def _attach(client: Any, node_id: Any, conn: Any) -> None:
-    """Hook one new connection of ``client``: its writes, its reads, its close."""
+def _attach(client: Any, node_id: Any, conn: Any, started_ns: int | None) -> None:
+    """Hook one new connection of ``client``: its writes, its reads, its close. ``started_ns`` is
+    when the client found it had no connection, just before ``create_conn`` (dial, TLS handshake,
+    ApiVersions, SASL); None if not seen (the connection's set-up then reads as 0)."""
     now = _clock.monotonic_ns()
     tap = ConnectionTap(client._kh_dispatch, broker_meta(client, node_id), _decompress, _first_headers)
-    # aiokafka stamps _last_action when it builds the connection, before connect(): the set-up
-    # (dial, ApiVersions, SASL) ran from then until now.
-    built_s = getattr(conn, "_last_action", None)
-    tap.connect_start_ns = now - max(int((time.monotonic() - built_s) * 1e9), 0) if built_s else now
+    tap.connect_start_ns = started_ns if started_ns is not None and started_ns <= now else now
     _HookedConnection(conn, tap).install(conn)
     tap.connect_done(None, now)
 
 
 class _HookingConns(dict):  # type: ignore[type-arg]
     """The client's connection table: a new connection is hooked the moment it is stored, so the
-    per-request lookups (``ready()`` -> ``_get_conn`` on every send) stay dict lookups."""
+    per-request lookups (``ready()`` -> ``_get_conn`` on every send) stay dict lookups but one.
+
+    ``_get_conn`` asks ``conn_id in conns`` (under its lock) right before ``create_conn``: the
+    last miss per connection id is when the set-up began. (aiokafka's own ``_last_action`` is no
+    clock for it: every response, ApiVersions' included, moves it.)"""
 
     _kh_client: Any
+    _kh_missed: dict[Any, int]
+
+    def __contains__(self, conn_id: object) -> bool:
+        if dict.__contains__(self, conn_id):
+            return True
+        self._kh_missed[conn_id] = _clock.monotonic_ns()
+        return False
 
     def __setitem__(self, conn_id: Any, conn: Any) -> None:
         if type(conn) is AIOKafkaConnection and not _hooked(conn):
             try:
-                _attach(self._kh_client, conn_id[0], conn)
+                _attach(self._kh_client, conn_id[0], conn, self._kh_missed.pop(conn_id, None))
             except Exception as exc:
                 internal_error("aiokafka.attach", exc)
         super().__setitem__(conn_id, conn)
@@ -374,6 +383,7 @@ def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
     client._kh_dispatch = dispatch
     conns = _HookingConns(client._conns)
     conns._kh_client = client
+    conns._kh_missed = {}
     client._conns = conns
     client.send = MethodType(_client_send, client)
 
