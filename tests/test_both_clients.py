@@ -129,3 +129,43 @@ def test_raising_hooks_never_reach_the_client(client: str, bootstrap: str, topic
     assert failures[0] > 0
     assert {} == internal_errors
     assert [b"%d" % i for i in range(20)] == [r.value for r in consume(client, bootstrap, topic, 20)]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_moved_internals_leave_the_client_bare_with_one_warning(
+    client: str, bootstrap: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the installed library lacks an internal the adapter relies on, the first wrapped
+    client finds out (once per process), logs one WARNING naming it and the library version, and
+    it and every later client of that library install nothing: records flow as with the bare
+    client, no hook is called, nothing fails inside kafkahooks."""
+    import structlog
+
+    from kafkahooks import _instrument
+    from kafkahooks._wire import _aiokafka, _kafka_python
+
+    adapter = _aiokafka.ADAPTER if client == "aiokafka" else _kafka_python.ADAPTER
+    monkeypatch.setattr(_instrument, "_moved", {})
+    checks = []
+
+    def moved() -> list[str]:
+        checks.append(1)
+        return ["aiokafka.conn.AIOKafkaConnection._gone"]
+
+    monkeypatch.setattr(adapter, "check_internals", moved)
+    errors = dict(internal_errors)
+    recorders = [RecordingHook(), RecordingHook()]
+    with structlog.testing.capture_logs() as logs:
+        for recorder in recorders:
+            sent = produce(client, bootstrap, topic, [(b"v", None)] * 20, hooks=[recorder], tracing="hooks")
+            assert 20 == len(sent)
+        got = consume(client, bootstrap, topic, 40, hooks=[RecordingHook()], tracing="hooks")
+    assert 40 == len(got)
+    assert [1] == checks, "checked once per process"
+    assert all(recorder.of("broker_write") == [] == recorder.of("broker_connect") for recorder in recorders)
+    warnings = [e for e in logs if e["event"] == "client_internals_moved"]
+    assert 1 == len(warnings), logs
+    assert warnings[0]["library"] == adapter.library
+    assert warnings[0]["missing"] == ["aiokafka.conn.AIOKafkaConnection._gone"]
+    assert warnings[0]["version"][0].isdigit()
+    assert errors == internal_errors

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from kafkahooks import _fork
 from kafkahooks._config import TracingMode, tracing_mode
 from kafkahooks._identity import ClientIdentity
+from kafkahooks._log import get_logger
 from kafkahooks._wire._guard import internal_error
 from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
 from kafkahooks.hooks._types import ProduceRecord
@@ -19,6 +20,46 @@ if TYPE_CHECKING:
     from kafkahooks._wire._adapter import WireAdapter
 
 Role = Literal["producer", "consumer"]
+
+_logger = get_logger(__name__)
+_moved: dict[str, tuple[str, ...]] = {}
+_moved_lock = _fork.Lock()
+
+
+def moved_internals(adapter: WireAdapter) -> tuple[str, ...]:
+    """The internals ``adapter`` relies on that its installed library no longer has, checked once
+    per process, when the library's first wrapped client is built (about a millisecond). Anything
+    missing: that client and every later one of the library install nothing and run as the bare
+    client, and one WARNING (``client_internals_moved``) names what moved and the library version."""
+    found = _moved.get(adapter.library)
+    if found is not None:
+        return found
+    with _moved_lock:
+        found = _moved.get(adapter.library)
+        if found is None:
+            try:
+                found = tuple(adapter.check_internals())
+            except Exception as exc:  # a check that cannot even run: the internals moved too far
+                found = (f"check_internals raised {type(exc).__name__}",)
+            _moved[adapter.library] = found
+            if found:
+                _logger.warning(
+                    "client_internals_moved",
+                    library=adapter.library,
+                    version=_version_of(adapter.library),
+                    missing=list(found),
+                    effect="its wrapped clients install no hooks and run as the bare client",
+                )
+    return found
+
+
+def _version_of(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _bootstrap_text(value: Any) -> str | None:
@@ -265,27 +306,35 @@ class WrappedClient:
     _kh_adapter: ClassVar[WireAdapter]
     """The client library's adapter: every private attribute of the library is read behind it."""
 
+    def _kh_prepare(self, configs: dict[str, Any]) -> None:
+        """Before the library builds the client: the adapter adjusts its configuration, unless
+        the library moved what the adapter relies on (:func:`moved_internals`)."""
+        if not moved_internals(self._kh_adapter):
+            self._kh_adapter.prepare(self._kh, configs)
+
     def _kh_install(self) -> None:
         """The install sequence every wrapped client runs once its library has built it: the
-        adapter hooks what the instrumentation needs, then the client counts as opened."""
+        adapter hooks what the instrumentation needs (nothing if the library moved what it relies
+        on), then the client counts as opened."""
         client_id = None
-        try:
-            client_id = self._kh_adapter.install(self, self._kh)
-        except Exception as exc:
-            internal_error(f"{self._kh_adapter.library}.install", exc)
+        if not moved_internals(self._kh_adapter):
+            try:
+                client_id = self._kh_adapter.install(self, self._kh)
+            except Exception as exc:
+                internal_error(f"{self._kh_adapter.library}.install", exc)
         self._kh.opened(self, client_id)
 
     def _kh_consumer_started(self) -> None:
         """A consumer can fetch: its hand-outs go to the fused plugins (when any wants them)."""
         tracker = self._kh.dispatch.handouts
-        if tracker is not None:
+        if tracker is not None and not moved_internals(self._kh_adapter):
             try:
                 self._kh_adapter.consumer_started(self, tracker)
             except Exception as exc:
                 internal_error(f"{self._kh_adapter.library}.consumer_started", exc)
 
     def _kh_consumer_closed(self) -> None:
-        if self._kh.dispatch.handouts is not None:
+        if self._kh.dispatch.handouts is not None and not moved_internals(self._kh_adapter):
             try:
                 self._kh_adapter.consumer_closed(self)
             except Exception as exc:

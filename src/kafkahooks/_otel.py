@@ -53,9 +53,10 @@ def check_internals() -> list[str]:
         return [f"opentelemetry.sdk: {exc}"]
     import inspect
 
+    from kafkahooks._symbols import lacks
+
     def needs(obj: Any, *names: str) -> None:
-        source = inspect.getsource(obj)
-        missing.extend(f"{obj.__module__}.{obj.__qualname__}.{n}" for n in names if f"self.{n}" not in source)
+        missing.extend(lacks(obj, *names))
 
     needs(sdk_instrument._Synchronous, "_measurement_consumer", "_meter_config")
     for name in ("_Histogram", "_Counter"):

@@ -107,6 +107,8 @@ def check_internals() -> list[str]:
 
     from aiokafka.consumer import fetcher
 
+    from kafkahooks._symbols import lacks
+
     methods: dict[type, tuple[str, ...]] = {
         AIOKafkaClient: ("_get_conn", "send"),
         MessageAccumulator: ("_append_batch", "add_message", "reenqueue"),
@@ -130,8 +132,7 @@ def check_internals() -> list[str]:
     missing = [
         f"{c.__module__}.{c.__qualname__}.{n}" for c, names in methods.items() for n in names if not hasattr(c, n)
     ]
-    unpack = inspect.getsource(fetcher.PartitionRecords._unpack_records)
-    if "records.has_next()" not in unpack or "records.next_batch()" not in unpack:
+    if lacks(fetcher.PartitionRecords._unpack_records, "has_next", "next_batch"):
         missing.append("aiokafka.consumer.fetcher.PartitionRecords._unpack_records (has_next/next_batch)")
     from aiokafka.protocol import fetch
 
@@ -140,16 +141,14 @@ def check_internals() -> list[str]:
             partition_fields = _partition_fields(getattr(fetch, name))
             if partition_fields[:3] != ("partition", "error_code", "highwater_offset"):
                 missing.append(f"aiokafka.protocol.fetch.{name} partitions (partition, error_code, highwater_offset)")
-    if "self._transport.write(data)" not in inspect.getsource(asyncio.StreamWriter.write):
+    if lacks(asyncio.StreamWriter.write, "_transport", "write"):
         missing.append("asyncio.StreamWriter.write (self._transport.write)")
-    if "self._builder.append(" not in inspect.getsource(BatchBuilder.append):
+    if lacks(BatchBuilder.append, "_builder", "append"):
         missing.append("aiokafka.producer.message_accumulator.BatchBuilder.append (self._builder.append)")
-    cluster_source = inspect.getsource(aiokafka.cluster.ClusterMetadata)
-    if "def update_metadata(self, metadata" not in cluster_source:
+    if list(inspect.signature(aiokafka.cluster.ClusterMetadata.update_metadata).parameters)[:2] != ["self", "metadata"]:
         missing.append("aiokafka.cluster.ClusterMetadata.update_metadata(metadata)")
     for cls, names in attributes.items():
-        source = inspect.getsource(cls)
-        missing += [f"{cls.__module__}.{cls.__qualname__}.{n}" for n in names if f"self.{n}" not in source]
+        missing += lacks(cls, *names)
     return missing
 
 

@@ -103,6 +103,8 @@ def check_internals() -> list[str]:
     from kafka.producer.sender import Sender
     from kafka.record.memory_records import MemoryRecordsBuilder
 
+    from kafkahooks._symbols import lacks
+
     # Resending a batch the broker refused for our headers (see _rejected).
     for cls, names in (
         (RecordAccumulator, ("_tp_lock",)),
@@ -111,22 +113,19 @@ def check_internals() -> list[str]:
         (FutureRecordMetadata, ("_produce_future",)),
     ):
         missing += [f"{cls.__module__}.{cls.__qualname__}.{n}" for n in names if not hasattr(cls, n)]
-    if "self._batches" not in inspect.getsource(RecordAccumulator) or "self._sender" not in inspect.getsource(
-        kafka.KafkaProducer
-    ):
+    if lacks(RecordAccumulator, "_batches") or lacks(kafka.KafkaProducer, "_sender"):
         missing.append("kafka.producer RecordAccumulator._batches / KafkaProducer._sender")
     from kafka.consumer.fetcher import Fetcher
 
     # Hand-outs per record batch: records built through self.PartitionRecords(..., on_drain=...),
     # walked with records.next_batch() and drained once.
-    parse = inspect.getsource(Fetcher._parse_fetched_data)
-    unpack = inspect.getsource(Fetcher.PartitionRecords._unpack_records)
-    if "self.PartitionRecords(" not in parse or "on_drain=" not in parse or "records.next_batch()" not in unpack:
+    if lacks(Fetcher._parse_fetched_data, "PartitionRecords", "on_drain") or lacks(
+        Fetcher.PartitionRecords._unpack_records, "next_batch"
+    ):
         missing.append("kafka.consumer.fetcher.Fetcher.PartitionRecords (construction, on_drain, next_batch)")
     if "abort_on_new_batch" not in inspect.signature(RecordAccumulator.append).parameters:
         missing.append("kafka.producer.record_accumulator.RecordAccumulator.append(abort_on_new_batch=)")
-    if "self._accumulator" not in inspect.getsource(kafka.KafkaProducer):
-        missing.append("kafka.producer.kafka.KafkaProducer._accumulator")
+    missing += lacks(kafka.KafkaProducer, "_accumulator")
     return missing
 
 

@@ -18,7 +18,7 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
 
     def __init__(self, **kwargs: Any) -> None:
         self._kh = Instrumentation.from_kwargs("producer", kwargs, self._kh_adapter)
-        self._kh_adapter.prepare(self._kh, kwargs)
+        self._kh_prepare(kwargs)
         super().__init__(**kwargs)
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
@@ -96,7 +96,7 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
 
     def __init__(self, *topics: str, **kwargs: Any) -> None:
         strip_options(kwargs)
-        self._kh_adapter.prepare(self._kh, kwargs)
+        self._kh_prepare(kwargs)
         super().__init__(*topics, **kwargs)
         self._kh_install()
 

@@ -17,7 +17,7 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
 
     def __init__(self, **configs: Any) -> None:
         self._kh = Instrumentation.from_kwargs("producer", configs, self._kh_adapter)
-        self._kh_adapter.prepare(self._kh, configs)
+        self._kh_prepare(configs)
         super().__init__(**configs)
         if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
             # Installed per instance, so a producer without record hooks pays nothing in send().
@@ -97,7 +97,7 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
 
     def __init__(self, *topics: str, **configs: Any) -> None:
         strip_options(configs)
-        self._kh_adapter.prepare(self._kh, configs)
+        self._kh_prepare(configs)
         super().__init__(*topics, **configs)
         self._kh_consumer_started()  # kafka-python's consumer fetches from construction on
         self._kh_install()
