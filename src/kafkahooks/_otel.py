@@ -69,6 +69,18 @@ def check_internals() -> list[str]:
         missing.append("opentelemetry.sdk.metrics._internal._view_instrument_match._hash_attributes")
     needs(TracerProvider, "_active_span_processor", "sampler", "id_generator", "resource")
     needs(SynchronousMultiSpanProcessor, "_span_processors")
+    from opentelemetry import context as context_api
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+    from opentelemetry.sdk.metrics._internal.view import View
+    from opentelemetry.sdk.trace import Tracer
+
+    if not hasattr(context_api, "_RUNTIME_CONTEXT"):
+        missing.append("opentelemetry.context._RUNTIME_CONTEXT")
+    needs(ContextVarsRuntimeContext, "_current_context")
+    needs(View, "_attribute_keys")
+    for cls in (Tracer, sdk_instrument._Synchronous):
+        if not hasattr(cls, "_is_enabled"):
+            missing.append(f"{cls.__module__}.{cls.__qualname__}._is_enabled")
     if "instrumentation_scope" not in inspect.signature(ReadableSpan.__init__).parameters:
         missing.append("opentelemetry.sdk.trace.ReadableSpan(instrumentation_scope=)")
     return missing

@@ -106,6 +106,8 @@ def check_internals() -> list[str]:
     import inspect
 
     from aiokafka.consumer import fetcher
+    from aiokafka.protocol import commit as commit_protocol
+    from aiokafka.protocol import produce as produce_protocol
 
     from kafkahooks._symbols import lacks
 
@@ -117,7 +119,10 @@ def check_internals() -> list[str]:
         AIOKafkaConnection: ("send", "_handle_frame", "close"),
     }
     attributes: dict[type, tuple[str, ...]] = {
-        AIOKafkaClient: ("cluster", "_conns"),
+        AIOKafkaClient: ("cluster", "_conns", "_client_id"),
+        # The batches a Produce request carries and the offsets a commit carries, read as sent.
+        produce_protocol.ProduceRequest: ("_topics",),
+        commit_protocol.OffsetCommitRequest: ("_consumer_group", "_topics"),
         AIOKafkaConnection: ("_requests", "_writer", "_reader"),
         BatchBuilder: ("_buffer", "_builder"),
         asyncio.StreamWriter: ("_transport",),

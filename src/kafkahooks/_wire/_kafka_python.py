@@ -125,7 +125,12 @@ def check_internals() -> list[str]:
         missing.append("kafka.consumer.fetcher.Fetcher.PartitionRecords (construction, on_drain, next_batch)")
     if "abort_on_new_batch" not in inspect.signature(RecordAccumulator.append).parameters:
         missing.append("kafka.producer.record_accumulator.RecordAccumulator.append(abort_on_new_batch=)")
-    missing += lacks(kafka.KafkaProducer, "_accumulator")
+    missing += lacks(kafka.KafkaProducer, "_accumulator", "_metadata")
+    # The connection table a manager keeps, a connection's re-authentication state (no frame is
+    # reported while it re-authenticates), the consumer's fetcher and client.
+    missing += lacks(KafkaConnectionManager, "_conns")
+    missing += lacks(KafkaConnection, "_reauth")
+    missing += lacks(kafka.KafkaConsumer, "_fetcher", "_client")
     return missing
 
 
