@@ -203,3 +203,57 @@ def test_an_exporter_that_flushes_from_inside_a_pass_does_not_deadlock() -> None
     assert worker.flush(timeout_s=10)
     assert [False] == answers
     worker.shutdown(timeout_s=5)
+
+
+def test_a_stuck_exporter_holds_a_few_megabytes_then_drops(bootstrap: str, topic: str) -> None:
+    """Behind a span exporter that never returns, an aiokafka producer with tracing="hooks" and
+    default capacities at full speed: what kafkahooks keeps waiting (traced allocations made in
+    kafkahooks' own code) stops growing at the request log's capacity, under 10 MB, and every
+    request past it is counted as dropped."""
+    import asyncio
+    import tracemalloc
+    from pathlib import Path as _Path
+
+    import kafkahooks
+
+    ours = str(_Path(kafkahooks.__file__).parent)
+    exporter = HangingExporter()
+    provider = provider_with(exporter)
+
+    async def run() -> tuple[int, int, int]:
+        from kafkahooks.aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, tracing="hooks", tracer_provider=provider, linger_ms=0)
+        await producer.start()
+        log = producer.hook_dispatcher.request_log
+        assert log is not None
+        buffer = log.buffer
+        await producer.send_and_wait(topic, b"v")
+        export.worker().wake()
+        await asyncio.sleep(0.3)  # the worker is now stuck in the exporter
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            deadline = time.monotonic() + 60
+            while buffer.dropped < 1_000 and time.monotonic() < deadline:
+                await asyncio.gather(*[await producer.send(topic, b"x" * 100) for _ in range(20)])
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        kept = sum(
+            stat.size_diff
+            for stat in after.compare_to(before, "filename")
+            if stat.traceback[0].filename.startswith(ours)
+        )
+        waiting, capacity = len(buffer), buffer.capacity
+        exporter.release.set()
+        await producer.stop()
+        return kept, waiting, capacity
+
+    try:
+        kept, waiting, capacity = asyncio.run(run())
+    finally:
+        exporter.release.set()
+    export.flush()
+    assert waiting <= capacity == 2_048
+    assert kept < 10_000_000, kept

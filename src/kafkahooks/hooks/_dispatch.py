@@ -336,7 +336,7 @@ class HookDispatcher:
             except Exception as exc:
                 self._failed(fn, "on_broker_connect", exc)
         if self._log_events is not None:
-            self._log_events.offer(ConnectionEvent("connect", meta, init_ns, err))
+            self._log_events.offer_other(ConnectionEvent("connect", meta, init_ns, err))
 
     def broker_disconnect(self, meta: BrokerMeta) -> None:
         for fn in self._disconnect:
@@ -345,7 +345,7 @@ class HookDispatcher:
             except Exception as exc:
                 self._failed(fn, "on_broker_disconnect", exc)
         if self._log_events is not None:
-            self._log_events.offer(ConnectionEvent("disconnect", meta, 0, None))
+            self._log_events.offer_other(ConnectionEvent("disconnect", meta, 0, None))
 
     def broker_write(
         self,
@@ -395,7 +395,7 @@ class HookDispatcher:
             except Exception as exc:
                 self._failed(fn, "on_broker_throttle", exc)
         if self._log_events is not None:
-            self._log_events.offer(ConnectionEvent("throttle", meta, interval_ns, None))
+            self._log_events.offer_other(ConnectionEvent("throttle", meta, interval_ns, None))
 
     def produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics) -> None:
         for fn in self._produce_batch:

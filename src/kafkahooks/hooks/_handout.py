@@ -200,7 +200,7 @@ class BatchCursor:
         if count > 0:
             tracker = self.tracker
             # tuple.__new__: the named tuple without its generated Python __new__ (once per batch).
-            tracker.log.offer(
+            tracker.log.offer_other(
                 _new_tuple(
                     HandOut,
                     (self.topic, self.partition, info, count, self._entered_ns, tracker.entering, self._tokens),

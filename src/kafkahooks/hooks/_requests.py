@@ -172,16 +172,25 @@ class FusedNeeds(NamedTuple):
     """Fetch responses' high watermarks per partition (consumer lag)."""
 
 
+OTHERS_CAPACITY = 16_384
+"""Consumer hand-outs and connection events a client's log holds for the export worker (~100
+bytes each: ~2 MB) before it drops and counts."""
+
+
 class RequestLog:
     """One client's bounded buffer of finished requests, hand-outs and connection events, drained
     by the export worker into the fused plugins.
 
-    ``offer`` never blocks: past ``capacity`` waiting items it drops and counts (in the buffer,
-    visible as ``kafkahooks.self.dropped``). After :meth:`seal` every offer is dropped and counted
-    as an event after close.
+    Two bounded buffers, so a stuck exporter holds a few megabytes, not tens: ``buffer`` for
+    finished requests (``capacity``, 2 048 by default: ~1.7 KB each for a one-partition request,
+    more with many partitions), ``others`` for consumer hand-outs and connection events
+    (:data:`OTHERS_CAPACITY`, ~100 bytes each, and one per record batch: a consumer reading
+    one-record batches offers tens of thousands a second). ``offer`` and ``offer_other`` never
+    block: past capacity they drop and count (visible as ``kafkahooks.self.dropped``). After
+    :meth:`seal` every offer is dropped and counted as an event after close.
     """
 
-    def __init__(self, name: str, plugins: Sequence[Any], capacity: int = 16_384) -> None:
+    def __init__(self, name: str, plugins: Sequence[Any], capacity: int = 2_048) -> None:
         self.name = name
         self.plugins = tuple(plugins)
         needs = [p.wants() for p in self.plugins]
@@ -196,10 +205,16 @@ class RequestLog:
         self.watermarks = any(n.watermarks for n in needs)
         asked = [c for p in self.plugins if (c := getattr(p, "capacity", None))]
         self.buffer: BoundedBuffer[Any] = BoundedBuffer(name, min(asked, default=capacity), worker().wake)
+        self.others: BoundedBuffer[Any] = BoundedBuffer(
+            name.replace("requests:", "handouts:", 1), OTHERS_CAPACITY, worker().wake
+        )
         self.sealed = False
-        self.offer: Callable[[Request | HandOut | ConnectionEvent], bool] = self.buffer.offer
-        """Queue one item for the worker, the I/O path's only cost for the fused plugins: the
-        buffer's own ``offer`` (no call in between) until :meth:`seal`, then a drop that counts."""
+        self.offer: Callable[[Request], bool] = self.buffer.offer
+        """Queue one finished request for the worker, the I/O path's only cost for the fused
+        plugins: the buffer's own ``offer`` (no call in between) until :meth:`seal`, then a drop
+        that counts."""
+        self.offer_other: Callable[[HandOut | ConnectionEvent], bool] = self.others.offer
+        """Queue one hand-out or connection event, likewise."""
         self._on_requests = tuple(p.on_requests for p in self.plugins if hasattr(p, "on_requests"))
         self._on_handouts = tuple(p.on_handouts for p in self.plugins if hasattr(p, "on_handouts"))
         self._on_events = tuple(p.on_connection_events for p in self.plugins if hasattr(p, "on_connection_events"))
@@ -211,33 +226,35 @@ class RequestLog:
 
     def __repr__(self) -> str:
         names = ", ".join(type(p).__qualname__ for p in self.plugins)
-        return f"<RequestLog {self.name} [{names}] waiting={len(self.buffer)}>"
+        return f"<RequestLog {self.name} [{names}] waiting={len(self.buffer)}+{len(self.others)}>"
+
+    @property
+    def dropped(self) -> int:
+        """Items both buffers refused."""
+        return self.buffer.dropped + self.others.dropped
 
     def wants(self, key: int) -> bool:
         """Whether some plugin wants the record of a request with ``key``."""
         return key in self.keys
 
-    def _offer_after_close(self, item: Request | HandOut | ConnectionEvent) -> bool:
+    def _offer_after_close(self, item: Any) -> bool:
         _after_close.add()
         return False
 
     def seal(self) -> None:
         """The client closed: later items are dropped and counted, queued ones still exported."""
         self.sealed = True
-        self.offer = self._offer_after_close
+        self.offer = self.offer_other = self._offer_after_close
 
     # -- the export worker ------------------------------------------------------------------------
 
     def process(self) -> None:
         """Hand everything queued to the plugins (export worker only)."""
-        items = self.buffer.drain()
-        if not items:
-            return
-        requests = [i for i in items if type(i) is Request]
+        requests = self.buffer.drain()
+        rest = self.others.drain()
         for r in requests:
             if r.deferred is not None:
                 r.resolve()
-        rest = [i for i in items if type(i) is not Request] if len(requests) < len(items) else ()
         if requests:
             for on_requests in self._on_requests:
                 on_requests(requests)
@@ -254,6 +271,7 @@ class RequestLog:
     def forget(self) -> None:
         """Drop what is queued without exporting it (a forked child)."""
         self.buffer.clear()
+        self.others.clear()
 
     def close(self) -> None:
         """The worker is shutting down: one last pass."""

@@ -176,7 +176,7 @@ class MetricsHooks:
         *,
         meter_provider: Any = None,
         labels: MetricLabels | None = None,
-        capacity: int = 16_384,
+        capacity: int = 2_048,
     ) -> None:
         self._own_identity = identity is None
         self.identity = identity or ClientIdentity()
@@ -209,7 +209,7 @@ class MetricsHooks:
     @property
     def dropped(self) -> int:
         """Items (requests, hand-outs, connection events) dropped because a client's log was full."""
-        return sum(log.buffer.dropped for log in self._logs)
+        return sum(log.dropped for log in self._logs)
 
     def bind_identity(self, identity: ClientIdentity) -> None:
         """Name the client this plugin serves, when it was built without an identity (``hooks=[MetricsHooks()]``)."""

@@ -63,7 +63,7 @@ class BrokerSpans:
         *,
         tracer_provider: Any = None,
         identity: ClientIdentity | None = None,
-        capacity: int = 16_384,
+        capacity: int = 2_048,
     ) -> None:
         self.role = role
         self.identity = identity or ClientIdentity()
@@ -91,7 +91,7 @@ class BrokerSpans:
     @property
     def dropped(self) -> int:
         """Requests (hence spans) dropped because a client's log was full."""
-        return sum(log.buffer.dropped for log in self._logs)
+        return sum(log.dropped for log in self._logs)
 
     # -- the application's thread or task ---------------------------------------------------------
 
