@@ -220,7 +220,7 @@ def test_a_stuck_exporter_holds_a_few_megabytes_then_drops(bootstrap: str, topic
     exporter = HangingExporter()
     provider = provider_with(exporter)
 
-    async def run() -> tuple[int, int, int]:
+    async def run() -> tuple[int, int, int, int]:
         from kafkahooks.aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, tracing="hooks", tracer_provider=provider, linger_ms=0)
@@ -245,15 +245,16 @@ def test_a_stuck_exporter_holds_a_few_megabytes_then_drops(bootstrap: str, topic
             for stat in after.compare_to(before, "filename")
             if stat.traceback[0].filename.startswith(ours)
         )
-        waiting, capacity = len(buffer), buffer.capacity
+        waiting, capacity, dropped = len(buffer), buffer.capacity, buffer.dropped
         exporter.release.set()
         await producer.stop()
-        return kept, waiting, capacity
+        return kept, waiting, capacity, dropped
 
     try:
-        kept, waiting, capacity = asyncio.run(run())
+        kept, waiting, capacity, dropped = asyncio.run(run())
     finally:
         exporter.release.set()
     export.flush()
     assert waiting <= capacity == 2_048
+    assert dropped >= 1_000, "the buffer never filled: nothing shows the bound"
     assert kept < 10_000_000, kept

@@ -36,7 +36,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from types import MethodType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiokafka
 from aiokafka import codec as _codec
@@ -119,7 +119,7 @@ def check_internals() -> list[str]:
         AIOKafkaConnection: ("send", "_handle_frame", "close"),
     }
     attributes: dict[type, tuple[str, ...]] = {
-        AIOKafkaClient: ("cluster", "_conns", "_client_id"),
+        AIOKafkaClient: ("cluster", "_conns", "_client_id", "_get_conn_lock_value"),
         # The batches a Produce request carries and the offsets a commit carries, read as sent.
         produce_protocol.ProduceRequest: ("_topics",),
         commit_protocol.OffsetCommitRequest: ("_consumer_group", "_topics"),
@@ -326,8 +326,8 @@ def broker_meta(client: AIOKafkaClient, node_id: Any) -> BrokerMeta:
 
 def _attach(client: Any, node_id: Any, conn: Any, started_ns: int | None) -> None:
     """Hook one new connection of ``client``: its writes, its reads, its close. ``started_ns`` is
-    when the client found it had no connection, just before ``create_conn`` (dial, TLS handshake,
-    ApiVersions, SASL); None if not seen (the connection's set-up then reads as 0)."""
+    when the client took its connection lock, just before ``create_conn`` (dial, TLS handshake,
+    ApiVersions, SASL); None if not known (the connection's set-up then reads as 0)."""
     now = _clock.monotonic_ns()
     tap = ConnectionTap(client._kh_dispatch, broker_meta(client, node_id), _decompress, _first_headers)
     tap.connect_start_ns = started_ns if started_ns is not None and started_ns <= now else now
@@ -335,27 +335,32 @@ def _attach(client: Any, node_id: Any, conn: Any, started_ns: int | None) -> Non
     tap.connect_done(None, now)
 
 
+class _StampedLock(asyncio.Lock):
+    """The client's ``_get_conn_lock``, which ``_get_conn`` takes only to create a connection:
+    it notes when it was acquired, the start of that connection's set-up. (aiokafka's own
+    ``_last_action`` is no clock for it: every response, ApiVersions' included, moves it.)"""
+
+    acquired_ns = 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.acquired_ns = _clock.monotonic_ns()
+        return True
+
+
 class _HookingConns(dict):  # type: ignore[type-arg]
     """The client's connection table: a new connection is hooked the moment it is stored, so the
-    per-request lookups (``ready()`` -> ``_get_conn`` on every send) stay dict lookups but one.
-
-    ``_get_conn`` asks ``conn_id in conns`` (under its lock) right before ``create_conn``: the
-    last miss per connection id is when the set-up began. (aiokafka's own ``_last_action`` is no
-    clock for it: every response, ApiVersions' included, moves it.)"""
+    per-request lookups (``ready()`` -> ``_get_conn`` on every send) stay dict lookups."""
 
     _kh_client: Any
-    _kh_missed: dict[Any, int]
-
-    def __contains__(self, conn_id: object) -> bool:
-        if dict.__contains__(self, conn_id):
-            return True
-        self._kh_missed[conn_id] = _clock.monotonic_ns()
-        return False
+    _kh_lock: _StampedLock | None = None
 
     def __setitem__(self, conn_id: Any, conn: Any) -> None:
         if type(conn) is AIOKafkaConnection and not _hooked(conn):
+            lock = self._kh_lock
+            started = lock.acquired_ns if lock is not None and lock.locked() else None
             try:
-                _attach(self._kh_client, conn_id[0], conn, self._kh_missed.pop(conn_id, None))
+                _attach(self._kh_client, conn_id[0], conn, started)
             except Exception as exc:
                 internal_error("aiokafka.attach", exc)
         super().__setitem__(conn_id, conn)
@@ -387,7 +392,8 @@ def hook_client(client: AIOKafkaClient, dispatch: HookDispatcher) -> None:
     client._kh_dispatch = dispatch
     conns = _HookingConns(client._conns)
     conns._kh_client = client
-    conns._kh_missed = {}
+    if getattr(client, "_get_conn_lock_value", None) is None:  # made on first use: make ours
+        conns._kh_lock = client._get_conn_lock_value = _StampedLock()
     client._conns = conns
     client.send = MethodType(_client_send, client)
 

@@ -260,15 +260,17 @@ def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[
         if not headers:
             return ()
         found: list[tuple[str, bytes]] = []
+        refused = 0
         for i, (key, value) in enumerate(headers):
             if i >= MAX_HEADERS_SCANNED:
                 break
             if key in keys and value is not None and all(key != k for k, _ in found):
                 if len(value) > MAX_HEADER_VALUE:  # the reader decoded it; kafkahooks keeps no copy
                     found.append((key, _REFUSED))
+                    refused += 1
                 else:
                     found.append((key, bytes(value)))
-        return _kept(found)
+        return _kept(found, refused) if refused else tuple(found)
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
 
@@ -278,14 +280,10 @@ _REFUSED = b"\x00refused"
 its key is taken), never returned."""
 
 
-def _kept(found: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
-    """``found`` without the refused values (counted)."""
-    for _, value in found:
-        if value is _REFUSED:
-            kept = tuple(pair for pair in found if pair[1] is not _REFUSED)
-            _too_long.add(len(found) - len(kept))
-            return kept
-    return tuple(found)
+def _kept(found: list[tuple[str, bytes]], refused: int) -> tuple[tuple[str, bytes], ...]:
+    """``found`` without its ``refused`` values, which are counted (rare: off the common path)."""
+    _too_long.add(refused)
+    return tuple(pair for pair in found if pair[1] is not _REFUSED)
 
 
 def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
@@ -333,6 +331,7 @@ def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tupl
             return ()
         wanted, lengths = _wanted(keys)
         found: list[tuple[str, bytes]] = []
+        refused = 0
         for _ in range(min(count, MAX_HEADERS_SCANNED)):
             b = buf[pos]
             if b < 0x80:
@@ -354,9 +353,10 @@ def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tupl
                 if name is not None and all(name != k for k, _ in found):
                     if value_len > MAX_HEADER_VALUE:
                         found.append((name, _REFUSED))
+                        refused += 1
                     else:
                         found.append((name, bytes(buf[pos : pos + value_len])))
                 pos += value_len
-        return _kept(found)
+        return _kept(found, refused) if refused else tuple(found)
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
