@@ -115,3 +115,20 @@ def test_self_metrics_report_drops(bootstrap: str, topic: str) -> None:
     assert max(p.value for p in dropped) >= tiny.dropped
     assert "kafkahooks.self.events" in points
     provider.shutdown()
+
+
+def test_lag_past_the_topic_cap_keeps_one_attribute_set_per_partition() -> None:
+    """A consumer reading more topics than ``max_topics``: lag past the cap goes to the topic-less
+    series of its partition, and the cached attribute sets stay one per labelled topic and
+    partition (they were one per topic read, however many)."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    plugin = MetricsHooks(meter_provider=provider, labels=MetricLabels(max_topics=2))
+    for round_ in range(3):
+        plugin._record_lags({(f"t{i}", p): (round_ + 1, 0.5) for i in range(50) for p in range(2)})
+    points = read(reader)["kafkahooks.consumer.lag"]
+    labelled = {p.attributes.get("messaging.destination.name") for p in points} - {None}
+    assert 2 == len(labelled)
+    assert {"0", "1"} == {p.attributes["messaging.destination.partition.id"] for p in points}
+    assert len(plugin._partition_attrs) <= (2 + 1) * 2
+    provider.shutdown()

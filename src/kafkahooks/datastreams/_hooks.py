@@ -39,9 +39,9 @@ from kafkahooks.datastreams._pathway import (
     PathwayContext,
     _varint,
     _zigzag,
+    compute_pathway_hash,
     decode_errors,
     from_headers,
-    pathway_hash,
 )
 from kafkahooks.datastreams._streams import DataStreams
 from kafkahooks.hooks import ApiKey, KeyFilter
@@ -96,9 +96,10 @@ class DataStreamHooks:
         self._decoded: dict[bytes | str, PathwayContext | None] = {}
         self._backlog_tags: dict[tuple[str, int], tuple[str, ...]] = {}
         # (topic, current pathway) -> (edge tags, hash, parent hash, encoded hash + pathway start or b"")
-        # (topic, current pathway) -> [edge tags, hash, parent hash, encoded hash + pathway start,
-        #                              last ms, its header value, its pending checkpoint]
-        self._produce: dict[tuple[str, PathwayContext | None], list[Any]] = {}
+        self._produce: dict[tuple[str, PathwayContext | None], tuple[tuple[str, ...], int, int, bytes]] = {}
+        # the same key -> (ms, header value, pending checkpoint), for the current millisecond only
+        self._recent: dict[tuple[str, PathwayContext | None], tuple[int, bytes, _Pending]] = {}
+        self._recent_ms = -1
         # (topic, parent pathway hash) -> (edge tags, hash) of a consume checkpoint
         self._consume: dict[tuple[str, int], tuple[tuple[str, ...], int]] = {}
         self._cluster_id: str | None = self.identity.cluster_id
@@ -108,6 +109,7 @@ class DataStreamHooks:
         # Cached tags and hashes were made without it (Metadata normally arrives before any batch).
         self._cluster_id = self.identity.cluster_id
         self._produce.clear()
+        self._recent = {}
         self._consume.clear()
         self._backlog_tags.clear()
         self._lag_tags.clear()
@@ -126,25 +128,32 @@ class DataStreamHooks:
 
     def _produce_checkpoint(self, topic: str) -> tuple[bytes, _Pending]:
         """The batch's outgoing header value and its pending checkpoint: hash and encoded prefix
-        cached per (topic, current pathway), the whole value per millisecond."""
+        cached per (topic, current pathway), the whole value within one millisecond (batches of
+        a topic's partitions open together)."""
         parent = _current.get()
         now_ns = _clock.time_ns()
         now_ms = now_ns // 1_000_000
+        key = (topic, parent)
+        if now_ms == self._recent_ms:
+            hit = self._recent.get(key)
+            if hit is not None and hit[0] == now_ms:  # (another thread may have moved on)
+                return hit[1], hit[2]
+        else:  # a new millisecond: what the last one kept goes, so nothing stays per topic
+            self._recent_ms = now_ms
+            self._recent = {}
         if self.identity.cluster_id is not self._cluster_id:  # the client learnt its cluster id
             self._new_cluster_id()
-        cached = self._produce.get((topic, parent))
+        cached = self._produce.get(key)
         if cached is None:
             streams = self.streams
             tags = streams.produce_tags(topic, self._cluster_id)
             parent_hash = parent.hash if parent else 0
-            h = pathway_hash(streams.service, streams.env, tags, parent_hash)
+            h = compute_pathway_hash(streams.service, streams.env, tags, parent_hash)
             prefix = _U64.pack(h) + _varint(_zigzag(parent.pathway_start_ms)) if parent else b""
             if len(self._produce) >= _MAX_CACHED:
                 self._produce.clear()
-            cached = self._produce[(topic, parent)] = [tags, h, parent_hash, prefix, -1, b"", None]
-        elif cached[4] == now_ms:  # a batch opened in the same millisecond: the same checkpoint
-            return cached[5], cached[6]
-        tags, h, parent_hash, prefix = cached[0], cached[1], cached[2], cached[3]
+            cached = self._produce[key] = (tags, h, parent_hash, prefix)
+        tags, h, parent_hash, prefix = cached
         edge = _varint(now_ms << 1)  # zigzag of a positive number
         if parent is None:  # an origin: the pathway starts now
             value = b2a_base64(_U64.pack(h) + edge + edge, newline=False)
@@ -161,7 +170,7 @@ class DataStreamHooks:
                 pathway_ms if pathway_ms > 0 else 0,
                 now_ns,
             )
-        cached[4], cached[5], cached[6] = now_ms, value, pending
+        self._recent[key] = (now_ms, value, pending)
         return value, pending
 
     def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> list[tuple[str, bytes]] | None:
@@ -227,7 +236,7 @@ class DataStreamHooks:
             tags = streams.consume_tags(topic, self.identity.group_id, self._cluster_id)
             if len(self._consume) >= _MAX_CACHED:
                 self._consume.clear()
-            h = pathway_hash(streams.service, streams.env, tags, parent_hash)
+            h = compute_pathway_hash(streams.service, streams.env, tags, parent_hash)
             cached = self._consume[(topic, parent_hash)] = (tags, h)
         tags, h = cached
         now_ms = _clock.time_ns() // 1_000_000
@@ -283,7 +292,7 @@ class DataStreamHooks:
                             f"topic:{topic}",
                             "type:kafka_commit",
                         )
-                        self.streams.backlog(_with_cluster(tags, cluster), offset)
+                        self.streams.backlog(_with_cluster(self.streams, tags, cluster), offset)
 
     def _lagged(self, r: Request, now_ms: int) -> None:
         """Consumer lag per partition from a Fetch response's high watermarks (no extra request)."""
@@ -295,10 +304,10 @@ class DataStreamHooks:
             if tags is None:
                 if len(self._lag_tags) >= _MAX_CACHED:
                     self._lag_tags.clear()
-                base: tuple[str, ...] = (f"partition:{partition}", f"topic:{topic}", "type:kafka_lag")
+                base: tuple[str, ...] = (_partition_tag(partition), f"topic:{topic}", "type:kafka_lag")
                 if group:
                     base = (f"consumer_group:{group}", *base)
-                tags = self._lag_tags[(topic, partition)] = _with_cluster(base, cluster)
+                tags = self._lag_tags[(topic, partition)] = _with_cluster(streams, base, cluster)
             streams.lag(tags, records, seconds)
 
     def _produce_acked(self, r: Request) -> None:
@@ -345,16 +354,34 @@ class DataStreamHooks:
                 if backlog is None:
                     if len(self._backlog_tags) >= _MAX_CACHED:
                         self._backlog_tags.clear()
+                    topic_tag = f"topic:{topic}"
+                    if pending is not None:  # share the checkpoint's own string, not a copy per cache
+                        topic_tag = next((t for t in pending[0] if t == topic_tag), topic_tag)
                     backlog = self._backlog_tags[(topic, partition)] = _with_cluster(
-                        (f"partition:{partition}", f"topic:{topic}", "type:kafka_produce"),
+                        streams,
+                        (_partition_tag(partition), topic_tag, "type:kafka_produce"),
                         streams.cluster(self._cluster_id),
                     )
                 streams.backlog(backlog, base_offset + info.num_records - 1)
 
 
-def _with_cluster(tags: tuple[str, ...], cluster_id: str | None) -> tuple[str, ...]:
+def _with_cluster(streams: DataStreams, tags: tuple[str, ...], cluster_id: str | None) -> tuple[str, ...]:
     """Backlog tags with ``kafka_cluster_id`` when known, sorted (as ddtrace tags its backlogs)."""
-    return tuple(sorted((*tags, f"kafka_cluster_id:{cluster_id}"))) if cluster_id else tags
+    return tuple(sorted((*tags, streams._cluster_tag(cluster_id)))) if cluster_id else tags
+
+
+_partition_tags: dict[int, str] = {}
+
+
+def _partition_tag(partition: int) -> str:
+    """``partition:{n}``, one string per partition number: a producer writing to thousands of
+    single-partition topics holds one ``partition:0``, not one per topic."""
+    tag = _partition_tags.get(partition)
+    if tag is None:
+        if len(_partition_tags) >= 1024:
+            _partition_tags.clear()
+        tag = _partition_tags[partition] = f"partition:{partition}"
+    return tag
 
 
 class RecordHeaderDataStreamHooks(DataStreamHooks):

@@ -8,7 +8,8 @@ Wire form: ``hash`` as uint64 little-endian, then ``varint(zigzag(pathway_start_
 Hashes are FNV-1 64 (multiply, then xor):
 ``node = fnv1(service + env + "".join(sorted(edge_tags)))`` and
 ``pathway = fnv1(le64(node) + le64(parent))``. Both are cached, so a checkpoint on a hot path
-costs a dictionary lookup, not two pure-Python FNV passes.
+costs a dictionary lookup, not two pure-Python FNV passes; the wrapped clients' hooks cache whole
+checkpoints themselves and call the uncached ``compute_*`` forms.
 """
 
 from __future__ import annotations
@@ -45,10 +46,19 @@ def fnv1_64(data: bytes) -> int:
     return h
 
 
-@lru_cache(maxsize=4096)
-def node_hash(service: str, env: str, edge_tags: tuple[str, ...]) -> int:
-    """The hash of a checkpoint's node: service, env and its (sorted) edge tags."""
+def compute_node_hash(service: str, env: str, edge_tags: tuple[str, ...]) -> int:
+    """The hash of a checkpoint's node: service, env and its (sorted) edge tags (not cached)."""
     return fnv1_64((service + env + "".join(sorted(edge_tags))).encode("utf-8"))
+
+
+def compute_pathway_hash(service: str, env: str, edge_tags: tuple[str, ...], parent_hash: int) -> int:
+    """:func:`pathway_hash`, not cached: for callers that keep their own cache (the wrapped
+    clients' hooks), so a hash is not held twice for every topic a producer writes to."""
+    return fnv1_64(_U64.pack(compute_node_hash(service, env, edge_tags)) + _U64.pack(parent_hash & _MASK))
+
+
+node_hash = lru_cache(maxsize=4096)(compute_node_hash)
+"""The hash of a checkpoint's node: service, env and its (sorted) edge tags (cached)."""
 
 
 @lru_cache(maxsize=16384)

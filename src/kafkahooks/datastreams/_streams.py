@@ -27,7 +27,6 @@ from kafkahooks.export import BoundedBuffer, worker
 RELATIVE_ACCURACY = 1 / 129
 """gamma = 1.015625, as Datadog's backend expects."""
 BUCKET_NS = 10_000_000_000
-_MAX_TAG_SETS = 4096
 MAX_GROUPS = 2000
 """Pathway groups per 10-second bucket: checkpoints of further (edge tags, hash, parent) fold into
 one group per edge with hash and parent 0, counted in ``datastreams_groups_folded``: a producer
@@ -167,7 +166,7 @@ class DataStreams:
         self._backlog_lock = _fork.Lock()
         self._buckets: dict[int, StatsBucket] = {}
         self._process_lock = _fork.Lock()
-        self._tags: dict[tuple[str, str | None, str, str | None], tuple[str, ...]] = {}
+        self._cluster_tags: dict[str, str] = {}
         worker().register(self)
 
     def __repr__(self) -> str:
@@ -186,34 +185,31 @@ class DataStreams:
         return self.cluster_id if self.cluster_id is not None else detected
 
     def produce_tags(self, topic: str, cluster_id: str | None = None) -> tuple[str, ...]:
-        """Sorted edge tags of a produce to ``topic`` (on the cluster a client detected)."""
+        """Sorted edge tags of a produce to ``topic`` (on the cluster a client detected). Built on
+        each call: the wrapped clients cache whole checkpoints, so nothing is kept here per topic."""
         cluster_id = self.cluster(cluster_id)
-        key = ("out", None, topic, cluster_id)
-        tags = self._tags.get(key)
-        if tags is None:
-            raw = ["direction:out", f"topic:{topic}", "type:kafka"]
-            if cluster_id:
-                raw.append(f"kafka_cluster_id:{cluster_id}")
-            if len(self._tags) >= _MAX_TAG_SETS:
-                self._tags.clear()
-            tags = self._tags[key] = tuple(sorted(raw))
-        return tags
+        if cluster_id:
+            return ("direction:out", self._cluster_tag(cluster_id), f"topic:{topic}", "type:kafka")
+        return ("direction:out", f"topic:{topic}", "type:kafka")
 
     def consume_tags(self, topic: str, group: str | None, cluster_id: str | None = None) -> tuple[str, ...]:
         """Sorted edge tags of a consume from ``topic`` by ``group`` (on the cluster a client detected)."""
         cluster_id = self.cluster(cluster_id)
-        key = ("in", group, topic, cluster_id)
-        tags = self._tags.get(key)
-        if tags is None:
-            raw = ["direction:in", f"topic:{topic}", "type:kafka"]
-            if group:
-                raw.append(f"group:{group}")
-            if cluster_id:
-                raw.append(f"kafka_cluster_id:{cluster_id}")
-            if len(self._tags) >= _MAX_TAG_SETS:
-                self._tags.clear()
-            tags = self._tags[key] = tuple(sorted(raw))
-        return tags
+        raw = ["direction:in", f"topic:{topic}", "type:kafka"]
+        if group:
+            raw.append(f"group:{group}")
+        if cluster_id:
+            raw.append(self._cluster_tag(cluster_id))
+        return tuple(sorted(raw))
+
+    def _cluster_tag(self, cluster_id: str) -> str:
+        """``kafka_cluster_id:{cluster_id}``, one string per cluster (a process talks to a few)."""
+        tag = self._cluster_tags.get(cluster_id)
+        if tag is None:
+            if len(self._cluster_tags) >= 64:
+                self._cluster_tags.clear()
+            tag = self._cluster_tags[cluster_id] = f"kafka_cluster_id:{cluster_id}"
+        return tag
 
     # -- the hot path -----------------------------------------------------------------------------
 

@@ -192,7 +192,7 @@ class MetricsHooks:
         self._broker_attrs: dict[BrokerMeta, dict[str, Any]] = {}
         self._key_attrs: dict[tuple[int, int, str | None], tuple[BrokerMeta, dict[str, Any]]] = {}
         self._topic_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
-        self._partition_attrs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._partition_attrs: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._labelled: set[str] = set()
         self._identity_changed = False
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -392,14 +392,17 @@ class MetricsHooks:
             self._m.time_lag(max(s for _, s in lags.values()), attrs)
             return
         for (topic, partition), (records, seconds) in lags.items():
-            labelled = self._partition_attrs.get((topic, partition))
-            if labelled is None:
+            # Keyed by the topic's attribute set, not its name: past the topic cap every topic
+            # shares the unlabelled set, so this cache stays one entry per partition number.
+            base = self._messaging("poll", topic)
+            found = self._partition_attrs.get((id(base), partition))
+            if found is not None and found[0] is base:
+                labelled = found[1]
+            else:
                 if len(self._partition_attrs) >= _MAX_SERIES:
                     self._partition_attrs.clear()
-                labelled = self._partition_attrs[(topic, partition)] = {
-                    **self._messaging("poll", topic),
-                    msg.MESSAGING_DESTINATION_PARTITION_ID: str(partition),
-                }
+                labelled = {**base, msg.MESSAGING_DESTINATION_PARTITION_ID: str(partition)}
+                self._partition_attrs[(id(base), partition)] = (base, labelled)
             self._m.lag(records, labelled)
             self._m.time_lag(seconds, labelled)
 

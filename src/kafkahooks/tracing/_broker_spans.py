@@ -71,7 +71,7 @@ class BrokerSpans:
         """Requests waiting for the export worker before new ones are dropped (the client's log
         takes the smallest capacity its plugins ask for)."""
         self._writer = span_writer(tracer_provider or trace.get_tracer_provider())
-        self._base: dict[tuple[int, int, str | None], tuple[BrokerMeta, str, dict[str, Any]]] = {}
+        self._base: dict[tuple[int, int], tuple[BrokerMeta, str, dict[str, Any]]] = {}
         self._cluster_id: str | None = None
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -137,13 +137,14 @@ class BrokerSpans:
                 end = r.read_end_ns + offset
                 emit(r, items or (), end - r.time_to_read_ns, end)
 
-    def _base_of(self, meta: BrokerMeta, key: int, topic: str | None) -> tuple[BrokerMeta, str, dict[str, Any]]:
-        """(meta, span name, attributes) per broker, key and topic; by the meta object's identity
-        (each connection keeps one): hashing the dataclass would cost more than the lookup."""
+    def _base_of(self, meta: BrokerMeta, key: int) -> tuple[BrokerMeta, str, dict[str, Any]]:
+        """(meta, operation, attributes) per broker and key, by the meta object's identity (each
+        connection keeps one): hashing the dataclass would cost more than the lookup. Not per
+        topic: a producer writing to thousands of topics keeps nothing per topic here."""
         if self.identity.cluster_id is not self._cluster_id:  # learnt after the first spans
             self._cluster_id = self.identity.cluster_id
             self._base.clear()
-        found = self._base.get((id(meta), key, topic))
+        found = self._base.get((id(meta), key))
         if found is not None and found[0] is meta:
             return found
         produce = key == _PRODUCE
@@ -159,13 +160,11 @@ class BrokerSpans:
             attrs[msg.MESSAGING_CLIENT_ID] = self.identity.client_id
         if self._cluster_id:
             attrs[msg.MESSAGING_KAFKA_CLUSTER_ID] = self._cluster_id
-        if topic is not None:
-            attrs[msg.MESSAGING_DESTINATION_NAME] = topic
         if not produce and self.identity.group_id:
             attrs[msg.MESSAGING_CONSUMER_GROUP_NAME] = self.identity.group_id
-        if len(self._base) > 4096:
+        if len(self._base) > 256:  # connections come and go; their metas are not reused
             self._base.clear()
-        found = self._base[(id(meta), key, topic)] = (meta, f"{operation} {topic}" if topic else operation, attrs)
+        found = self._base[(id(meta), key)] = (meta, operation, attrs)
         return found
 
     def _emit(self, r: Request, items: Any, start: int, end: int) -> None:
@@ -208,7 +207,12 @@ class BrokerSpans:
         if error is not None:
             extra[error_attributes.ERROR_TYPE] = type(error).__qualname__
             status = str(error)[:200]
-        _, name, attrs = self._base_of(r.meta, key, topic)
+        _, operation, attrs = self._base_of(r.meta, key)
+        if topic is not None:  # the sampler sees the destination, so it goes in at creation
+            attrs = {**attrs, msg.MESSAGING_DESTINATION_NAME: topic}
+            name = f"{operation} {topic}"
+        else:
+            name = operation
         self._writer.emit(
             name,
             attrs,
