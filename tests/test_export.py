@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -203,6 +204,125 @@ def test_an_exporter_that_flushes_from_inside_a_pass_does_not_deadlock() -> None
     assert worker.flush(timeout_s=10)
     assert [False] == answers
     worker.shutdown(timeout_s=5)
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "kafka-python"])
+def test_a_stuck_exporter_holds_at_most_the_byte_budget_of_heavy_fetches(
+    client: str, bootstrap: str, topic: str
+) -> None:
+    """Behind a span exporter that never returns, a consumer with tracing="hooks" reads 5 000
+    one-record batches whose first record carries a 4 KB tracestate (under the 8 KB a value may
+    have: kept, not refused). A Fetch response of hundreds of such batches is one entry of the
+    request log, so a bound in entries alone let it keep all ~20 MB (and a few thousand such
+    responses, gigabytes); the byte budget stops it at MAX_BYTES, traced in kafkahooks' code,
+    with every later item dropped and counted."""
+    import asyncio
+    import tracemalloc
+    from pathlib import Path as _Path
+
+    import aiokafka
+
+    import kafkahooks
+    from kafkahooks.hooks._requests import MAX_BYTES
+
+    headers = [
+        ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("tracestate", b"k=" + b"v" * 4_000),
+    ]
+    count = 5_000
+
+    async def fill() -> None:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        await producer.start()
+        sent = []
+        for _ in range(count):
+            batch = producer.create_batch()
+            batch.append(key=None, value=b"v", timestamp=None, headers=headers)
+            sent.append(await producer.send_batch(batch, topic, partition=0))
+        await asyncio.gather(*sent)
+        await producer.stop()
+
+    asyncio.run(fill())
+    ours = str(_Path(kafkahooks.__file__).parent)
+    exporter = HangingExporter()
+    provider = provider_with(exporter)
+    got = 0
+
+    def measure(consume_some: Any, log: Any) -> tuple[int, int, int]:
+        nonlocal got
+        while got == 0:  # the first batch's span gets the worker stuck in the exporter
+            got += consume_some(1)
+        export.worker().wake()
+        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while got < count and time.monotonic() < deadline:
+            got += consume_some(500)
+        after = tracemalloc.take_snapshot()
+        kept = sum(
+            stat.size_diff
+            for stat in after.compare_to(before, "filename")
+            if stat.traceback[0].filename.startswith(ours)
+        )
+        return kept, log.budget.used, log.dropped
+
+    tracemalloc.start()  # before the consumer: its first fetches take most of the budget
+    before = tracemalloc.take_snapshot()
+    try:
+        if client == "aiokafka":
+            from kafkahooks.aiokafka import AIOKafkaConsumer
+
+            async def run() -> tuple[int, int, int]:
+                consumer = AIOKafkaConsumer(
+                    topic,
+                    bootstrap_servers=bootstrap,
+                    auto_offset_reset="earliest",
+                    tracing="hooks",
+                    tracer_provider=provider,
+                )
+                await consumer.start()
+                loop = asyncio.get_running_loop()
+
+                def consume_some(n: int) -> int:  # called from a thread: the loop keeps running
+                    batches = asyncio.run_coroutine_threadsafe(
+                        consumer.getmany(timeout_ms=1_000, max_records=n), loop
+                    ).result()
+                    return sum(len(records) for records in batches.values())
+
+                try:
+                    return await asyncio.to_thread(measure, consume_some, consumer.hook_dispatcher.request_log)
+                finally:
+                    exporter.release.set()
+                    await consumer.stop()
+
+            kept, used, dropped = asyncio.run(run())
+        else:
+            from kafkahooks.kafka import KafkaConsumer
+
+            consumer = KafkaConsumer(
+                topic,
+                bootstrap_servers=bootstrap,
+                auto_offset_reset="earliest",
+                tracing="hooks",
+                tracer_provider=provider,
+                check_crcs=False,  # its pure-Python CRC-32C reads ~1 MB/s under tracemalloc
+            )
+
+            def poll(n: int) -> int:
+                return sum(len(records) for records in consumer.poll(timeout_ms=1_000, max_records=n).values())
+
+            try:
+                kept, used, dropped = measure(poll, consumer.hook_dispatcher.request_log)
+            finally:
+                exporter.release.set()
+                consumer.close()
+    finally:
+        exporter.release.set()
+        tracemalloc.stop()
+    export.flush()
+    assert count == got
+    assert dropped > 0, "the budget never filled: nothing shows the bound"
+    assert used <= MAX_BYTES + 64 * 1024  # one item past the limit at most
+    assert kept < MAX_BYTES, kept
 
 
 def test_a_stuck_exporter_holds_a_few_megabytes_then_drops(bootstrap: str, topic: str) -> None:

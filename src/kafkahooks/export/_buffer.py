@@ -79,3 +79,84 @@ class BoundedBuffer(Generic[T]):
     def clear(self) -> None:
         """Forget queued items without counting them (used in a forked child)."""
         self._items.clear()
+
+
+class ByteBudget:
+    """Estimated bytes a client's buffers may hold, shared by them: items are counted from when
+    they are offered until the export worker has finished with them (so what a stuck pass holds
+    counts too). Updated without a lock: concurrent offers may drift the count by an item."""
+
+    __slots__ = ("half", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        self.limit = limit
+        self.half = limit // 2
+        self.used = 0
+
+    def release(self, weight: int) -> None:
+        """The worker is done with items that weighed ``weight``."""
+        used = self.used - weight
+        self.used = used if used > 0 else 0
+
+
+class WeighedBuffer(BoundedBuffer[T]):
+    """A :class:`BoundedBuffer` also bounded in estimated bytes: ``weigh(item)`` is charged to a
+    :class:`ByteBudget` when an item is offered, and an item that finds the budget spent is
+    dropped and counted like one past ``capacity``. :meth:`drain_weighed` hands the weight of what
+    it took to the caller, who releases it once done."""
+
+    __slots__ = ("_held", "_weigh", "_woke", "budget")
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        budget: ByteBudget,
+        weigh: Callable[[T], int],
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name, capacity, wake)
+        self.budget = budget
+        self._weigh = weigh
+        self._held = 0
+        self._woke = False
+
+    def offer(self, item: T) -> bool:
+        """Queue ``item``; returns False (and counts a drop) when the buffer or its budget is full."""
+        items = self._items
+        size = len(items)
+        budget = self.budget
+        if size >= self.capacity or budget.used >= budget.limit:
+            with self._drop_lock:
+                self.dropped += 1
+                dropped = self.dropped
+            _drop_log.warning(self.name, "telemetry_dropped", buffer=self.name, dropped=dropped, capacity=self.capacity)
+            return False
+        weight = self._weigh(item)
+        self._held += weight
+        budget.used += weight
+        items.append(item)
+        if self._wake is not None and (size == self._wake_at or (budget.used >= budget.half and not self._woke)):
+            self._woke = True
+            self._wake()
+        return True
+
+    def drain_weighed(self) -> tuple[list[T], int]:
+        """Take everything queued so far and its weight, still charged to the budget: the caller
+        releases it (:meth:`ByteBudget.release`) when done with the items."""
+        held, self._held = self._held, 0
+        self._woke = False
+        return super().drain(), held
+
+    def drain(self) -> list[T]:
+        """Take everything queued so far and release its weight at once."""
+        items, held = self.drain_weighed()
+        self.budget.release(held)
+        return items
+
+    def clear(self) -> None:
+        super().clear()
+        held, self._held = self._held, 0
+        self.budget.release(held)

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kafkahooks._selfstats import counter
-from kafkahooks.export import BoundedBuffer, worker
+from kafkahooks.export import worker
+from kafkahooks.export._buffer import ByteBudget, WeighedBuffer
 from kafkahooks.hooks._filter import KeyFilter
 from kafkahooks.hooks._types import BrokerMeta, Compression
 
@@ -173,8 +174,55 @@ class FusedNeeds(NamedTuple):
 
 
 OTHERS_CAPACITY = 16_384
-"""Consumer hand-outs and connection events a client's log holds for the export worker (~100
-bytes each: ~2 MB) before it drops and counts."""
+"""Consumer hand-outs and connection events a client's log holds for the export worker (one per
+record batch handed out) before it drops and counts, whatever the byte budget still allows."""
+
+MAX_BYTES = 8 * 1024 * 1024
+"""What a client's log may hold for the export worker, in estimated bytes, both buffers together,
+counted until the worker is done with it (so a pass stuck in an exporter counts too): past it,
+items are dropped and counted. ``max_bytes=`` on :class:`~kafkahooks.tracing.BrokerSpans` and
+:class:`~kafkahooks.metrics.MetricsHooks` changes it (the log takes the smallest asked)."""
+
+# Estimated bytes per item, measured with tracemalloc on both clients (RELIABILITY.md, row 11b):
+# a request's own objects, each batch it carried (info, list entry, acks), a hand-out (its record
+# and the plugins' tokens), a connection event. Header values and copied first records are
+# counted by their length on top.
+_REQUEST_BYTES = 1_200
+_BATCH_BYTES = 500
+_HANDOUT_BYTES = 450
+_EVENT_BYTES = 200
+
+
+def weigh_request(r: Request) -> int:
+    """Estimated bytes a finished request holds while it waits: its batches' first records and
+    header values by their length (a hostile producer's 8 KB headers weigh 8 KB each)."""
+    weight = _REQUEST_BYTES
+    batches = r.batches
+    if batches:
+        for info in batches.values():
+            weight += _BATCH_BYTES
+            if info.first_record is not None:
+                weight += len(info.first_record)
+            for header in info.headers:
+                weight += len(header[1])
+    fetched = r.fetched
+    if fetched:
+        for item in fetched:
+            weight += _BATCH_BYTES
+            for header in item[2].headers:
+                weight += len(header[1])
+    return weight
+
+
+def weigh_other(item: Any) -> int:
+    """Estimated bytes of a hand-out (with its batch's header values, which it alone may keep
+    alive once the Fetch request that carried them was dropped) or of a connection event."""
+    if type(item) is ConnectionEvent:
+        return _EVENT_BYTES
+    weight = _HANDOUT_BYTES
+    for header in item.info.headers:
+        weight += len(header[1])
+    return weight
 
 
 class RequestLog:
@@ -190,7 +238,7 @@ class RequestLog:
     :meth:`seal` every offer is dropped and counted as an event after close.
     """
 
-    def __init__(self, name: str, plugins: Sequence[Any], capacity: int = 2_048) -> None:
+    def __init__(self, name: str, plugins: Sequence[Any], capacity: int = 2_048, max_bytes: int = MAX_BYTES) -> None:
         self.name = name
         self.plugins = tuple(plugins)
         needs = [p.wants() for p in self.plugins]
@@ -204,9 +252,14 @@ class RequestLog:
         self.connection_events = any(n.connection_events for n in needs)
         self.watermarks = any(n.watermarks for n in needs)
         asked = [c for p in self.plugins if (c := getattr(p, "capacity", None))]
-        self.buffer: BoundedBuffer[Any] = BoundedBuffer(name, min(asked, default=capacity), worker().wake)
-        self.others: BoundedBuffer[Any] = BoundedBuffer(
-            name.replace("requests:", "handouts:", 1), OTHERS_CAPACITY, worker().wake
+        limits = [b for p in self.plugins if (b := getattr(p, "max_bytes", None))]
+        self.budget = ByteBudget(min(limits, default=max_bytes))
+        """Estimated bytes both buffers hold, and their limit (see :data:`MAX_BYTES`)."""
+        self.buffer: WeighedBuffer[Any] = WeighedBuffer(
+            name, min(asked, default=capacity), self.budget, weigh_request, worker().wake
+        )
+        self.others: WeighedBuffer[Any] = WeighedBuffer(
+            name.replace("requests:", "handouts:", 1), OTHERS_CAPACITY, self.budget, weigh_other, worker().wake
         )
         self.sealed = False
         self.offer: Callable[[Request], bool] = self.buffer.offer
@@ -250,23 +303,26 @@ class RequestLog:
 
     def process(self) -> None:
         """Hand everything queued to the plugins (export worker only)."""
-        requests = self.buffer.drain()
-        rest = self.others.drain()
-        for r in requests:
-            if r.deferred is not None:
-                r.resolve()
-        if requests:
-            for on_requests in self._on_requests:
-                on_requests(requests)
-        if rest:
-            events = [i for i in rest if type(i) is ConnectionEvent]
-            handouts = [i for i in rest if type(i) is not ConnectionEvent]
-            if handouts:
-                for on_handouts in self._on_handouts:
-                    on_handouts(handouts)
-            if events:
-                for on_events in self._on_events:
-                    on_events(events)
+        requests, held = self.buffer.drain_weighed()
+        rest, held_others = self.others.drain_weighed()
+        try:
+            for r in requests:
+                if r.deferred is not None:
+                    r.resolve()
+            if requests:
+                for on_requests in self._on_requests:
+                    on_requests(requests)
+            if rest:
+                events = [i for i in rest if type(i) is ConnectionEvent]
+                handouts = [i for i in rest if type(i) is not ConnectionEvent]
+                if handouts:
+                    for on_handouts in self._on_handouts:
+                        on_handouts(handouts)
+                if events:
+                    for on_events in self._on_events:
+                        on_events(events)
+        finally:  # until the plugins are done, what this pass holds still counts
+            self.budget.release(held + held_others)
 
     def forget(self) -> None:
         """Drop what is queued without exporting it (a forked child)."""

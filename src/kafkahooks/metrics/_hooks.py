@@ -177,6 +177,7 @@ class MetricsHooks:
         meter_provider: Any = None,
         labels: MetricLabels | None = None,
         capacity: int = 2_048,
+        max_bytes: int | None = None,
     ) -> None:
         self._own_identity = identity is None
         self.identity = identity or ClientIdentity()
@@ -184,6 +185,9 @@ class MetricsHooks:
         self.capacity = capacity
         """Items waiting for the export worker before new ones are dropped (the client's log takes
         the smallest capacity its plugins ask for)."""
+        self.max_bytes = max_bytes
+        """Estimated bytes the client's log may hold (None: :data:`~kafkahooks.hooks._requests.MAX_BYTES`,
+        8 MiB; the log takes the smallest its plugins ask for)."""
         self._m = _instruments(meter_provider or metrics.get_meter_provider())
         from kafkahooks.metrics._self import install_self_metrics
 

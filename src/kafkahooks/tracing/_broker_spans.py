@@ -64,12 +64,16 @@ class BrokerSpans:
         tracer_provider: Any = None,
         identity: ClientIdentity | None = None,
         capacity: int = 2_048,
+        max_bytes: int | None = None,
     ) -> None:
         self.role = role
         self.identity = identity or ClientIdentity()
         self.capacity = capacity
         """Requests waiting for the export worker before new ones are dropped (the client's log
         takes the smallest capacity its plugins ask for)."""
+        self.max_bytes = max_bytes
+        """Estimated bytes the client's log may hold (None: :data:`~kafkahooks.hooks._requests.MAX_BYTES`,
+        8 MiB; the log takes the smallest its plugins ask for)."""
         self._writer = span_writer(tracer_provider or trace.get_tracer_provider())
         self._base: dict[tuple[int, int], tuple[BrokerMeta, str, dict[str, Any]]] = {}
         self._cluster_id: str | None = None
