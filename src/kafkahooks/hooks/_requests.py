@@ -229,12 +229,14 @@ class RequestLog:
     """One client's bounded buffer of finished requests, hand-outs and connection events, drained
     by the export worker into the fused plugins.
 
-    Two bounded buffers, so a stuck exporter holds a few megabytes, not tens: ``buffer`` for
-    finished requests (``capacity``, 2 048 by default: ~1.7 KB each for a one-partition request,
-    more with many partitions), ``others`` for consumer hand-outs and connection events
-    (:data:`OTHERS_CAPACITY`, ~100 bytes each, and one per record batch: a consumer reading
-    one-record batches offers tens of thousands a second). ``offer`` and ``offer_other`` never
-    block: past capacity they drop and count (visible as ``kafkahooks.self.dropped``). After
+    Two buffers: ``buffer`` for finished requests (``capacity``, 2 048 by default), ``others`` for
+    consumer hand-outs and connection events (:data:`OTHERS_CAPACITY`; one per record batch: a
+    consumer reading one-record batches offers tens of thousands a second). Both charge one
+    :class:`~kafkahooks.export._buffer.ByteBudget` (``budget``, :data:`MAX_BYTES` by default) with
+    each item's estimated size, header values and copied first records by their length, until the
+    worker is done with it: a stuck exporter holds at most that much, however heavy the requests
+    (a Fetch response of hundreds of batches is one entry). ``offer`` and ``offer_other`` never
+    block: past either bound they drop and count (visible as ``kafkahooks.self.dropped``). After
     :meth:`seal` every offer is dropped and counted as an event after close.
     """
 
