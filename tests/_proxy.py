@@ -71,6 +71,9 @@ class FrameProxy:
         format does (see :func:`refusal_for_headers`) instead of forwarding them."""
         self.refusals = 0
         """Produce requests refused so far."""
+        self.response_delays: dict[int, float] = {}
+        """Seconds to hold the broker's response to a request key before passing it on (a slow
+        broker: later responses on the connection wait behind it, as they would)."""
         threading.Thread(target=self._accept, name="frame-proxy", daemon=True).start()
 
     def _accept(self) -> None:
@@ -140,6 +143,9 @@ class FrameProxy:
                     else:
                         for frame in down.feed(data):
                             key = pending.pop(0)[0] if pending else -1
+                            delay = self.response_delays.get(key)
+                            if delay:
+                                time.sleep(delay)
                             answer(key, frame)
                             while pending and pending[0][1] is not None:
                                 key, made_up = pending.pop(0)

@@ -37,6 +37,7 @@ def test_the_public_modules_are_the_ones_we_mean() -> None:
         "kafkahooks.export",
         "kafkahooks.hooks",
         "kafkahooks.kafka",
+        "kafkahooks.latency",
         "kafkahooks.logs",
         "kafkahooks.metrics",
         "kafkahooks.testing",

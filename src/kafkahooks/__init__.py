@@ -32,6 +32,7 @@ __all__ = [
     "BrokerMeta",
     "Compression",
     "FetchBatchMetrics",
+    "FlightRecorder",
     "HookDispatcher",
     "KeyFilter",
     "ProduceBatchMetrics",
@@ -41,3 +42,11 @@ __all__ = [
     "key_name",
     "tracing_mode",
 ]
+
+
+def __getattr__(name: str) -> object:  # kafkahooks.FlightRecorder without loading it on import
+    if name == "FlightRecorder":
+        from kafkahooks.latency import FlightRecorder
+
+        return FlightRecorder
+    raise AttributeError(f"module 'kafkahooks' has no attribute {name!r}")

@@ -47,6 +47,33 @@ def demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> None:
         run_demo(bootstrap, seconds, rate, output)
 
 
+@main.command()
+@click.argument("dumps", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--slowest", type=click.IntRange(0), default=10, show_default=True, help="Slowest requests to list.")
+@click.option("--json", "as_json", is_flag=True, help="Write the breakdown as JSON (for tools) instead of tables.")
+def latency(dumps: tuple[str, ...], slowest: int, as_json: bool) -> None:
+    """Where requests spend their time, from flight-recorder dumps (FlightRecorder.dump): per
+    client, broker and request key, p50/p99/max of write wait, time to write, read wait, time to
+    read and the whole request, with a verdict on which part is slow and the slowest requests."""
+    import json
+
+    from kafkahooks.latency._analysis import breakdown, load
+
+    try:
+        rows, skipped = load(dumps)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read the dumps: {exc}") from exc
+    if not rows:
+        raise click.ClickException(f"{', '.join(dumps)}: no flight-recorder requests")
+    result = breakdown(rows, slowest=slowest, skipped=skipped)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=1))
+        return
+    from kafkahooks.cli._latency import render
+
+    render(result, _output.console())
+
+
 @main.command(name="map")
 @click.argument("dumps", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
