@@ -176,8 +176,12 @@ def test_demo_runs_the_pipeline_and_draws_its_map(tmp_path: Path, bootstrap: str
     assert min(counts) > 0
     assert (out / "map.html").exists()
     assert (out / "map.png").stat().st_size > 10_000
-    for expected in ("send orders-", "poll enriched-", "process orders-", "data-stream map"):
+    for expected in ("send orders-", "poll enriched-", "process orders-", "data-stream map", "Verdicts"):
         assert expected in result.output
+    assert "Produce to broker" in result.output
+    dumps = {p.name for p in out.glob("requests-*.jsonl")}
+    expected_dumps = {"checkout-producer", "enricher-consumer", "enricher-producer", "ledger-consumer"}
+    assert {f"requests-{name}.jsonl" for name in expected_dumps} == dumps
 
 
 def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:

@@ -190,6 +190,22 @@ def _hooks(client: str, role: str) -> Telemetry:
     )
 
 
+def _hooks_recorder(client: str, role: str) -> Telemetry:
+    from kafkahooks.latency import FlightRecorder
+
+    tracer, meter = _tracer_provider(), _meter_provider()
+    return Telemetry(
+        wrapped=True,
+        client_kwargs={
+            "tracing": "hooks",
+            "tracer_provider": tracer,
+            "meter_provider": meter,
+            "hooks": [FlightRecorder()],
+        },
+        providers=[tracer, meter],
+    )
+
+
 class _StuckSpanExporter(_NullSpanExporter):
     """A collector that never answers: every export blocks until the run ends."""
 
@@ -361,6 +377,12 @@ MODES: dict[str, Mode] = {
         Mode("off", "kafkahooks wrapper, tracing off, no hooks", _off),
         Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
         Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
+        Mode(
+            "hooks-recorder",
+            'tracing="hooks" and a FlightRecorder (10 000 requests) in hooks=',
+            _hooks_recorder,
+            default=False,
+        ),
         Mode("dsm", "data streams only (per-batch checkpoints)", _dsm),
         Mode(
             "noop",

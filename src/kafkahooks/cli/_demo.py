@@ -26,20 +26,31 @@ from rich.table import Table
 # threads importing aiokafka at once can meet its circular imports half-done and fail with
 # importlib's _DeadlockError.
 from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafkahooks.cli._latency import render as render_latency
 from kafkahooks.cli._output import console as make_console
 from kafkahooks.cli._output import write_png
 from kafkahooks.kafka import KafkaConsumer
+from kafkahooks.latency import FlightRecorder
+from kafkahooks.latency._analysis import breakdown
 from kafkahooks.tracing import process_span
 
 console = make_console()
 
 
-def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: Any, tracer_provider: Any) -> int:
+def _checkout(
+    bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: Any, tracer_provider: Any, recorder: Any
+) -> int:
     tracer = tracer_provider.get_tracer("checkout")
 
     async def run() -> int:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=5, tracing="hooks", tracer_provider=tracer_provider, data_streams=ds
+            bootstrap_servers=bootstrap,
+            client_id="checkout",
+            linger_ms=5,
+            tracing="hooks",
+            tracer_provider=tracer_provider,
+            data_streams=ds,
+            hooks=[recorder()],
         )
         await producer.start()
         sent, started = 0, time.monotonic()
@@ -61,7 +72,9 @@ def _checkout(bootstrap: str, topic: str, stop: threading.Event, rate: int, ds: 
     return asyncio.run(run())
 
 
-def _enricher(bootstrap: str, source: str, target: str, stop: threading.Event, ds: Any, tracer_provider: Any) -> int:
+def _enricher(
+    bootstrap: str, source: str, target: str, stop: threading.Event, ds: Any, tracer_provider: Any, recorder: Any
+) -> int:
     async def run() -> int:
         common = {
             "bootstrap_servers": bootstrap,
@@ -69,8 +82,10 @@ def _enricher(bootstrap: str, source: str, target: str, stop: threading.Event, d
             "tracer_provider": tracer_provider,
             "data_streams": ds,
         }
-        consumer = AIOKafkaConsumer(group_id="enricher", auto_offset_reset="earliest", **common)
-        producer = AIOKafkaProducer(linger_ms=5, **common)
+        consumer = AIOKafkaConsumer(
+            group_id="enricher", client_id="enricher", auto_offset_reset="earliest", hooks=[recorder()], **common
+        )
+        producer = AIOKafkaProducer(client_id="enricher", linger_ms=5, hooks=[recorder()], **common)
         await asyncio.gather(consumer.start(), producer.start())
         consumer.assign([TopicPartition(source, p) for p in range(3)])
         moved = 0
@@ -92,9 +107,11 @@ def _enricher(bootstrap: str, source: str, target: str, stop: threading.Event, d
     return asyncio.run(run())
 
 
-def _ledger(bootstrap: str, topic: str, stop: threading.Event, ds: Any, tracer_provider: Any) -> int:
+def _ledger(bootstrap: str, topic: str, stop: threading.Event, ds: Any, tracer_provider: Any, recorder: Any) -> int:
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
+        client_id="ledger",
+        hooks=[recorder()],
         group_id="ledger",
         auto_offset_reset="earliest",
         tracing="hooks",
@@ -171,6 +188,13 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
             name: DataStreams(name, "demo", exporters=[JsonLinesExporter(dump)])
             for name in ("checkout", "enricher", "ledger")
         }
+        recorders: list[FlightRecorder] = []
+
+        def recorder() -> FlightRecorder:  # one per client: its last requests, for `kafkahooks latency`
+            made = FlightRecorder()
+            recorders.append(made)
+            return made
+
         stop_producing, stop_consuming = threading.Event(), threading.Event()
         results: dict[str, int] = {}
         failed: dict[str, BaseException] = {}
@@ -187,9 +211,15 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
             return thread
 
         threads = [
-            service("ledger", _ledger, bootstrap, enriched, stop_consuming, streams["ledger"], provider),
-            service("enricher", _enricher, bootstrap, orders, enriched, stop_consuming, streams["enricher"], provider),
-            service("checkout", _checkout, bootstrap, orders, stop_producing, rate, streams["checkout"], provider),
+            service("ledger", _ledger, bootstrap, enriched, stop_consuming, streams["ledger"], provider, recorder),
+            service(
+                "enricher",
+                _enricher,
+                *(bootstrap, orders, enriched, stop_consuming, streams["enricher"], provider, recorder),
+            ),
+            service(
+                "checkout", _checkout, bootstrap, orders, stop_producing, rate, streams["checkout"], provider, recorder
+            ),
         ]
         with console.status(f"checkout -> {orders} -> enricher -> {enriched} -> ledger, for {seconds:.0f} s"):
             time.sleep(seconds)
@@ -218,6 +248,12 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
             maps = f"[bold]{html_path}[/bold]" + (f" and [bold]{png_path}[/bold]" if drawn else "")
             console.print(f"data-stream map: {maps}; checkpoints: {dump}")
             console.print(f"render it again with: kafkahooks map {dump}")
+        if recorders:
+            dumps = [r.dump(out / f"requests-{r.identity.client_id}-{r.identity.role}.jsonl") for r in recorders]
+            rows = [row for r in recorders for row in r.records(flush=False)]
+            render_latency(breakdown(rows, slowest=5), console)
+            console.print(f"request dumps: {', '.join(str(d) for d in dumps)}")
+            console.print(f"read them again with: kafkahooks latency {out / 'requests-*.jsonl'}")
         if failed:
             raise click.ClickException(
                 "; ".join(f"{name} failed: {type(exc).__name__}: {exc}" for name, exc in sorted(failed.items()))
