@@ -53,15 +53,19 @@ class BoundedBuffer(Generic[T]):
         items = self._items
         size = len(items)
         if size >= self.capacity:
-            with self._drop_lock:
-                self.dropped += 1
-                dropped = self.dropped
-            _drop_log.warning(self.name, "telemetry_dropped", buffer=self.name, dropped=dropped, capacity=self.capacity)
-            return False
+            return self._refuse()
         items.append(item)
         if size == self._wake_at and self._wake is not None:
             self._wake()
         return True
+
+    def _refuse(self) -> bool:
+        """Count (and log, rate-limited) one item dropped; always False, for ``offer`` to return."""
+        with self._drop_lock:
+            self.dropped += 1
+            dropped = self.dropped
+        _drop_log.warning(self.name, "telemetry_dropped", buffer=self.name, dropped=dropped, capacity=self.capacity)
+        return False
 
     def drain(self) -> list[T]:
         """Take everything queued so far (safe against concurrent ``offer``)."""
@@ -129,11 +133,7 @@ class WeighedBuffer(BoundedBuffer[T]):
         size = len(items)
         budget = self.budget
         if size >= self.capacity or budget.used >= budget.limit:
-            with self._drop_lock:
-                self.dropped += 1
-                dropped = self.dropped
-            _drop_log.warning(self.name, "telemetry_dropped", buffer=self.name, dropped=dropped, capacity=self.capacity)
-            return False
+            return self._refuse()
         weight = self._weigh(item)
         self._held += weight
         budget.used += weight

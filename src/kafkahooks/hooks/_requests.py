@@ -183,7 +183,7 @@ counted until the worker is done with it (so a pass stuck in an exporter counts 
 items are dropped and counted. ``max_bytes=`` on :class:`~kafkahooks.tracing.BrokerSpans` and
 :class:`~kafkahooks.metrics.MetricsHooks` changes it (the log takes the smallest asked)."""
 
-# Estimated bytes per item, measured with tracemalloc on both clients (RELIABILITY.md, row 11b):
+# Estimated bytes per item, measured with tracemalloc on both clients (RELIABILITY.md, row 11c):
 # a request's own objects, each batch it carried (info, list entry, acks), a hand-out (its record
 # and the plugins' tokens), a connection event. Header values and copied first records are
 # counted by their length on top.

@@ -168,6 +168,11 @@ CLOSED = "ClientClosed"
 """The error of a request cut short because its own client closed: neither a failure nor timed."""
 
 
+def _total(row: dict[str, Any]) -> int:
+    total: int = row["write_wait_ns"] + row["time_to_write_ns"] + row["read_wait_ns"] + row["time_to_read_ns"]
+    return total
+
+
 def _timed(row: dict[str, Any]) -> bool:
     error = row["error"]
     return error != CLOSED and not (row["key"] == "Fetch" and error is None and row["records"] == 0)
@@ -205,8 +210,8 @@ def breakdown(rows: Iterable[dict[str, Any]], slowest: int = 10, skipped: int = 
     for group in groups.values():
         _judge(group, [g for g in groups.values() if g is not group and _peer(g, group)])
     ordered = sorted(groups.values(), key=lambda g: (-g.requests, g.key, g.broker))
-    top = sorted(timed_all, key=lambda r: -sum(r[p] for p in PARTS))[:slowest]
-    return Breakdown(ordered, [{**r, "total_ns": sum(r[p] for p in PARTS)} for r in top], count, skipped)
+    top = sorted(timed_all, key=_total, reverse=True)[:slowest]
+    return Breakdown(ordered, [{**r, "total_ns": _total(r)} for r in top], count, skipped)
 
 
 def _peer(other: Group, group: Group) -> bool:
@@ -219,13 +224,13 @@ def _summarise(group: Group, rows: list[dict[str, Any]]) -> None:
     group.per_second = group.requests / group.seconds if group.seconds > 0 else 0.0
     if not rows:
         return
-    totals = [sum(r[p] for p in PARTS) for r in rows]
+    totals = [_total(r) for r in rows]
     for part in PARTS:
         group.timings[part] = _spread([r[part] for r in rows])
     group.timings["total_ns"] = _spread(list(totals))
     cut = group.timings["total_ns"].p99
     tail = [r for r, t in zip(rows, totals, strict=True) if t >= cut]
-    whole = sum(sum(r[p] for p in PARTS) for r in tail)
+    whole = sum(t for t in totals if t >= cut)
     group.tail = {p: (sum(r[p] for r in tail) / whole if whole else 0.0) for p in PARTS}
     group.read_waited = sum(1 for r in rows if r["read_wait_ns"] > READ_WAIT_NS) / len(rows)
 
