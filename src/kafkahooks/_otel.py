@@ -89,6 +89,24 @@ def check_internals() -> list[str]:
 # -- the current span ------------------------------------------------------------------------------
 
 
+def _context_variable() -> tuple[Any, Callable[[], Any]] | None:
+    """(the runtime context, its context variable's ``get``) when the API runs its default
+    contextvars runtime context, else None (an API release that moved these, or a replaced one)."""
+    try:
+        import contextvars
+
+        from opentelemetry import context as context_api
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+        runtime = context_api._RUNTIME_CONTEXT
+        var = getattr(runtime, "_current_context", None)
+        if type(runtime) is not ContextVarsRuntimeContext or not isinstance(var, contextvars.ContextVar):
+            return None
+    except Exception:
+        return None
+    return runtime, var.get
+
+
 def _span_context_reader() -> Callable[[], Any]:
     """``current_span_context()``: the application's current span context, read straight from the
     API's context variable when the runtime context is the default one (a dict lookup instead of
@@ -97,20 +115,15 @@ def _span_context_reader() -> Callable[[], Any]:
     def public() -> Any:
         return trace.get_current_span().get_span_context()
 
+    found = _context_variable()
     try:
-        import contextvars
-
         from opentelemetry import context as context_api
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
         from opentelemetry.trace.propagation import _SPAN_KEY
-
-        runtime = context_api._RUNTIME_CONTEXT
-        var = getattr(runtime, "_current_context", None)
-        if type(runtime) is not ContextVarsRuntimeContext or not isinstance(var, contextvars.ContextVar):
-            return public
     except Exception:  # an API release that moved these: the public path
         return public
-    get = var.get
+    if found is None:
+        return public
+    runtime, get = found
     invalid = trace.INVALID_SPAN_CONTEXT
 
     def fast() -> Any:
@@ -126,8 +139,28 @@ def _span_context_reader() -> Callable[[], Any]:
     return fast
 
 
+def _context_reader() -> Callable[[], Any]:
+    """``current_context()``: the application's current OpenTelemetry context object, from the
+    context variable (one call) when the runtime context is the default one."""
+    from opentelemetry import context as context_api
+
+    found = _context_variable()
+    if found is None:
+        return context_api.get_current
+    runtime, get = found
+
+    def fast() -> Any:
+        if context_api._RUNTIME_CONTEXT is not runtime:
+            return context_api.get_current()
+        return get()
+
+    return fast
+
+
 current_span_context: Callable[[], Any] = _span_context_reader()
 """The application's current span context (``INVALID_SPAN_CONTEXT`` when there is none)."""
+current_context: Callable[[], Any] = _context_reader()
+"""The application's current context (span, baggage), the same object while it is unchanged."""
 
 
 # -- spans ----------------------------------------------------------------------------------------

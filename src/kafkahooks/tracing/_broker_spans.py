@@ -33,11 +33,11 @@ from opentelemetry.trace import Link, SpanContext
 
 from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
-from kafkahooks._otel import current_span_context, span_writer
+from kafkahooks._otel import span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
 from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request
 from kafkahooks.tracing import _context
-from kafkahooks.tracing._context import TRACEPARENT, TRACESTATE
+from kafkahooks.tracing._carriers import Carriers, carriers
 
 MAX_LINKS = 128
 """The SDK keeps 128 links per span by default; more are dropped here, and counted."""
@@ -65,8 +65,13 @@ class BrokerSpans:
         identity: ClientIdentity | None = None,
         capacity: int = 2_048,
         max_bytes: int | None = None,
+        propagator: Any = None,
     ) -> None:
         self.role = role
+        self.carriers: Carriers = carriers(propagator)
+        """The trace-context formats written on produced batches and read from consumed ones:
+        ``propagator``'s, or OpenTelemetry's global propagator's when this plugin is made (set
+        ``OTEL_PROPAGATORS`` or call ``set_global_textmap`` before creating clients)."""
         self.identity = identity or ClientIdentity()
         self.capacity = capacity
         """Requests waiting for the export worker before new ones are dropped (the client's log
@@ -84,7 +89,7 @@ class BrokerSpans:
             TRACING_KEYS,
             produce_batches=True,
             fetch_batches=True,
-            header_keys=frozenset({TRACEPARENT, TRACESTATE}),
+            header_keys=self.carriers.keys,
             handouts=True,
         )
 
@@ -99,22 +104,17 @@ class BrokerSpans:
 
     # -- the application's thread or task ---------------------------------------------------------
 
-    def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> list[tuple[str, bytes]] | None:
-        """Carry the application's current (sampled) span context on each new batch's first record."""
-        if headers and _context.find_header(headers, TRACEPARENT) is not None:
+    def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> tuple[tuple[str, bytes], ...] | None:
+        """Carry the application's current (sampled) context on each new batch's first record, in
+        every format of the propagator, unless the application wrote its own."""
+        if headers and self.carriers.set_by_application(headers):
             return None
-        ctx = current_span_context()
-        if not ctx.is_valid or not ctx.trace_flags.sampled:
-            return None
-        out = [(TRACEPARENT, _context.format_traceparent(ctx))]
-        if ctx.trace_state:
-            out.append((TRACESTATE, ctx.trace_state.to_header().encode("ascii")))
-        return out
+        return self.carriers.inject()
 
     def batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
         """Remember the batch's creation context for ``record_context`` as its records go out."""
         if info.headers:
-            ctx = _context.context_from_headers(info.headers)
+            ctx = self.carriers.extract(info.headers)
             if ctx is not None:
                 _context.batch_contexts.add(topic, partition, info.base_offset, info.last_offset, ctx)
 
@@ -203,7 +203,7 @@ class BrokerSpans:
             extra["kafkahooks.bytes_read"] = r.bytes_read
         extra["kafkahooks.read_wait_ns"] = r.read_wait_ns
         extra["kafkahooks.time_to_read_ns"] = r.time_to_read_ns
-        links, dropped_links = _links(items)
+        links, dropped_links = _links(items, self.carriers)
         if dropped_links:
             extra["kafkahooks.links_dropped"] = dropped_links
         status = None
@@ -228,9 +228,9 @@ class BrokerSpans:
         )
 
 
-def _links(items: Any) -> tuple[list[Link], int]:
+def _links(items: Any, carriers: Carriers) -> tuple[list[Link], int]:
     """Links to the distinct creation contexts the batches' first records carry (the walk kept
-    only the wanted header keys, exactly, so a plain key comparison finds them)."""
+    only the wanted header keys, exactly)."""
     links: list[Link] = []
     dropped = 0
     seen: set[tuple[int, int]] | None = None
@@ -238,15 +238,7 @@ def _links(items: Any) -> tuple[list[Link], int]:
         headers = item[2].headers
         if not headers:
             continue
-        value = state = None
-        for k, v in headers:
-            if k == TRACEPARENT:
-                value = v
-            elif k == TRACESTATE:
-                state = v
-        if value is None:
-            continue
-        ctx: SpanContext | None = _context.parse_cached(value, state)
+        ctx: SpanContext | None = carriers.extract(headers)
         if ctx is None:
             continue
         ids = (ctx.trace_id, ctx.span_id)

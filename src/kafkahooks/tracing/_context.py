@@ -38,7 +38,8 @@ _KEY = r"(?:[a-z0-9][_0-9a-z\-\*\/]{0,255}|[a-z0-9][_0-9a-z\-\*\/]{0,240}@[a-z][
 _VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 _MEMBER = re.compile(f"({_KEY})=({_VALUE})")
 decode_errors = counter(
-    "trace_context_decode_errors", "Malformed traceparent headers seen on records (each meant: no context)"
+    "trace_context_decode_errors",
+    "Malformed trace-context headers seen on records, in any carrier (each meant: no context)",
 )
 
 
@@ -144,12 +145,6 @@ def find_header(headers: Iterable[tuple[Any, Any]] | None, key: str) -> Any:
     return None
 
 
-_KEYS = {
-    TRACEPARENT: TRACEPARENT,
-    TRACEPARENT.encode(): TRACEPARENT,
-    TRACESTATE: TRACESTATE,
-    TRACESTATE.encode(): TRACESTATE,
-}
 _parsed: dict[tuple[Any, Any], SpanContext | None] = {}
 
 
@@ -177,27 +172,6 @@ def parse_cached(value: Any, state: Any = None) -> SpanContext | None:
         _parsed.clear()
     _parsed[key] = ctx
     return ctx
-
-
-def context_from_headers(headers: Iterable[tuple[Any, Any]] | None) -> SpanContext | None:
-    """The creation context carried by consumed record headers (``traceparent`` and
-    ``tracestate``, keys matched exactly; the first of each wins), or None. Never raises."""
-    if not headers:
-        return None
-    value = state = None
-    try:
-        for item in headers:
-            if len(item) != 2:
-                continue
-            name = _KEYS.get(item[0]) if isinstance(item[0], (str, bytes)) else None
-            if name is TRACEPARENT:
-                if value is None:
-                    value = item[1]
-            elif name is TRACESTATE and state is None:
-                state = item[1]
-    except Exception:
-        return None
-    return None if value is None else parse_cached(value, state)
 
 
 class BatchContexts:
@@ -240,18 +214,3 @@ class BatchContexts:
 
 batch_contexts = BatchContexts()
 """The process-wide table the consumer-side tracing plugin fills."""
-
-
-def record_context(record: Any) -> SpanContext | None:
-    """The creation context of a consumed record (any client's ``ConsumerRecord``), or None.
-
-    A context on the record itself (its own ``traceparent`` header) wins; otherwise the context of
-    the producer batch it came from, as read by a consumer with ``tracing="hooks"`` in this process.
-    """
-    own = context_from_headers(getattr(record, "headers", None))
-    if own is not None:
-        return own
-    try:
-        return batch_contexts.lookup(record.topic, record.partition, record.offset)
-    except Exception:
-        return None

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes import messaging_attributes as msg
@@ -16,7 +17,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
 from kafkahooks._version import __version__
 from kafkahooks.tracing._broker_spans import MAX_LINKS
-from kafkahooks.tracing._context import record_context
+from kafkahooks.tracing._carriers import record_baggage, record_context
 
 
 def _flatten(records: Any) -> list[Any]:
@@ -43,7 +44,9 @@ class process_span:
 
     ``records`` is a record, a list of records, or the dict ``poll()``/``getmany()`` return. The
     span is a child of the current context, or, with ``as_child=True`` and a single creation
-    context, a child of that context (the parent/child style some backends prefer). Links are
+    context, a child of that context (the parent/child style some backends prefer), with the
+    baggage the first record carrying any brings (W3C ``baggage`` or Jaeger ``uberctx-*``, as the
+    global propagator reads) made current for the block too. Links are
     capped at 128 (``kafkahooks.links_dropped`` counts the rest). An exception escaping the block
     sets ``error.type`` and propagates.
     """
@@ -65,6 +68,7 @@ class process_span:
         )
         self._name = name
         self._token: object | None = None
+        self._parent: Any = None
         self.span: Span | None = None
 
     def _start(self) -> Span:
@@ -90,6 +94,10 @@ class process_span:
         parent = None
         if self._as_child and len(contexts) == 1:
             parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[0]))
+            carried = next((found for r in self._records if (found := record_baggage(r))), None)
+            for key, value in (carried or {}).items():
+                parent = otel_baggage.set_baggage(key, value, context=parent)
+        self._parent = parent
         name = self._name or (f"process {topic}" if topic else "process")
         return self._tracer.start_span(
             name,
@@ -101,7 +109,7 @@ class process_span:
 
     def __enter__(self) -> Span:
         self.span = self._start()
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
         return self.span
 
     def __exit__(

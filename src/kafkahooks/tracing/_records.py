@@ -20,8 +20,7 @@ from opentelemetry.trace import Link, SpanKind
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._version import __version__
 from kafkahooks.hooks import ProduceRecord
-from kafkahooks.tracing import _context
-from kafkahooks.tracing._context import TRACEPARENT
+from kafkahooks.tracing._carriers import Carriers, carriers
 
 
 class RecordSpans:
@@ -32,8 +31,12 @@ class RecordSpans:
     kafkahooks_inline = True
     """Reads and sets the caller's context, so it must run inline: called directly, never offloaded."""
 
-    def __init__(self, role: str, *, tracer_provider: Any = None, identity: ClientIdentity | None = None) -> None:
+    def __init__(
+        self, role: str, *, tracer_provider: Any = None, identity: ClientIdentity | None = None, propagator: Any = None
+    ) -> None:
         self.role = role
+        self.carriers: Carriers = carriers(propagator)
+        """The trace-context formats written on each record and read from consumed ones."""
         self.identity = identity or ClientIdentity()
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
             "kafkahooks", __version__, schema_url=Schemas.V1_44_0.value
@@ -51,9 +54,10 @@ class RecordSpans:
             },
         )
         record.context = span
-        ctx = span.get_span_context()
-        if ctx.trace_flags.sampled and _context.find_header(record.headers, TRACEPARENT) is None:
-            record.headers.append((TRACEPARENT, _context.format_traceparent(ctx)))
+        if not self.carriers.set_by_application(record.headers):
+            out = self.carriers.inject(trace.set_span_in_context(span))
+            if out:
+                record.headers.extend(out)
 
     def on_produce_record_unbuffered(self, record: ProduceRecord, err: BaseException | None) -> None:
         span = record.context
@@ -69,7 +73,7 @@ class RecordSpans:
         span.end()
 
     def on_fetch_record_unbuffered(self, record: Any, polled: bool) -> None:
-        ctx = _context.context_from_headers(getattr(record, "headers", None))
+        ctx = self.carriers.extract(getattr(record, "headers", None))
         attributes: dict[str, Any] = {
             msg.MESSAGING_SYSTEM: "kafka",
             msg.MESSAGING_OPERATION_NAME: "poll",
