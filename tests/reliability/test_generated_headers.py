@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from kafkahooks.datastreams import PathwayContext
 from kafkahooks.datastreams import decode_errors as pathway_errors
 from kafkahooks.tracing import decode_errors as trace_errors
+from kafkahooks.tracing import process_span, record_baggage
 
 VALID_TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 VALID_PATHWAY = PathwayContext(0xAF611DF36FC67C4D, 1_700_000_000_000, 1_700_000_000_250).encode()
@@ -58,8 +59,26 @@ pathways = st.one_of(
         st.integers(-(2**62), 2**62),
     ),
 )
+VALID_B3 = b"0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1-a2fb4a1d1a96d312"
+VALID_UBER = b"af7651916cd43dd8448eb211c80319c:b7ad6b7169203331:0:3"
+carriers = st.one_of(
+    st.tuples(st.sampled_from(["b3", "B3"]), st.one_of(mutated(VALID_B3), st.binary(max_size=70))),
+    st.tuples(
+        st.sampled_from(["x-b3-traceid", "X-B3-TraceId", "x-b3-spanid", "X-B3-SpanId", "x-b3-sampled", "x-b3-flags"]),
+        st.one_of(mutated(VALID_B3[:32]), mutated(VALID_B3[33:49]), st.binary(max_size=34)),
+    ),
+    st.tuples(
+        st.sampled_from(["uber-trace-id", "Uber-Trace-Id"]), st.one_of(mutated(VALID_UBER), st.binary(max_size=80))
+    ),
+    st.tuples(
+        st.sampled_from(["baggage", "uberctx-tenant", "uberctx-"]),
+        st.one_of(mutated(b"tenant=acme%20corp;p=1,k=v"), st.binary(max_size=60)),
+    ),
+)
+"""B3, Jaeger and baggage carriers (the test's process reads them all: ``every_carrier``)."""
 headers = st.one_of(
     st.tuples(st.sampled_from(["traceparent", "TRACEPARENT", "tracestate"]), traceparents),
+    carriers,
     st.tuples(st.sampled_from(["dd-pathway-ctx-base64", "dd-pathway-ctx", "DD-PATHWAY-CTX-BASE64"]), pathways),
 )
 records = st.lists(st.lists(headers, max_size=3), min_size=1, max_size=5)
@@ -157,7 +176,11 @@ def test_generated_bad_headers_never_lose_or_alter_a_record(
     client: str,
     api: str,
     mode: str,
+    every_carrier: None,
 ) -> None:
+    """Generated near-miss and random values in every trace-context carrier and the pathway
+    headers, with ``process_span`` and ``record_baggage`` run over what arrives: no record lost,
+    altered or reordered, nothing raised, refusals counted."""
     reader = Reader(client, api, bootstrap, topic, mode)
     before = trace_errors() + pathway_errors()
     sent = 0
@@ -174,6 +197,10 @@ def test_generated_bad_headers_never_lose_or_alter_a_record(
             expected.append((value, record_headers))
         got = reader.read(len(example))
         assert expected == [(r.value, list(r.headers)) for r in got]
+        for record in got:
+            record_baggage(record)
+            with process_span(record, as_child=True):
+                pass
 
     try:
         check()

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from kafkahooks import export
 from kafkahooks._selfstats import snapshot
 from kafkahooks.datastreams import DataStreams, JsonLinesExporter, OtelMetricsExporter, PathwayContext
+from kafkahooks.tracing import process_span, record_baggage, record_context
 from tests.test_fused import CONSUME_APIS, consume_with
 
 CLIENT_LOGGERS = ("kafka", "aiokafka")
@@ -34,7 +35,20 @@ MARK = "EVIL7f3a"
 
 def hostile_values() -> list[tuple[str, bytes]]:
     forged = f"\n2026-12-01 [error    ] forged_line {MARK}\n\x1b[31m{MARK}\x1b[0m".encode()
+    huge = (MARK * 140_000).encode()[:1_000_000]
     return [
+        ("b3", forged),
+        ("b3", huge),
+        ("b3", f"0af7651916cd43dd-b7ad6b7169203331-{MARK}".encode()),
+        ("x-b3-traceid", forged),
+        ("X-B3-SpanId", huge),
+        ("uber-trace-id", forged),
+        ("uber-trace-id", f"1:2:0:{MARK}".encode()),
+        ("uber-trace-id", huge),
+        ("baggage", f"k={MARK}\n,\x1b[2J{MARK}=x".encode()),
+        ("baggage", huge),
+        (f"uberctx-{MARK}\n", forged),
+        ("uberctx-k", f"%FF{MARK}".encode()),
         ("traceparent", forged),
         ("traceparent", (MARK * 140_000).encode()[:1_000_000]),
         ("traceparent", b"00-" + MARK.encode() + b"\n" * 40),
@@ -58,15 +72,26 @@ def send_each_as_a_batch(bootstrap: str, topic: str, headers_per_record: list[li
 
 @pytest.mark.parametrize(("client", "api"), CONSUME_APIS)
 def test_no_byte_of_a_hostile_header_reaches_any_log(
-    client: str, api: str, bootstrap: str, make_topic: Callable[..., str], caplog: pytest.LogCaptureFixture
+    client: str,
+    api: str,
+    bootstrap: str,
+    make_topic: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    every_carrier: None,
 ) -> None:
-    """Forged log lines, terminal escapes and 1 MB values in traceparent, tracestate and pathway
-    headers, on every consume API with tracing="hooks": every record arrives, and neither
-    structlog nor stdlib logging output outside the clients' own loggers holds a byte of any value
-    (only names, lengths, reasons)."""
+    """Forged log lines, terminal escapes and 1 MB values in every trace-context carrier (W3C,
+    baggage, B3 single and multi, Jaeger and its baggage) and pathway headers, on every consume API
+    with tracing="hooks", then through ``record_context``, ``record_baggage`` and ``process_span``:
+    every record arrives, and neither structlog nor stdlib logging output outside the clients' own
+    loggers holds a byte of any value (only names, lengths, reasons)."""
     topic = make_topic(1)
     cases = [[pair] for pair in hostile_values()]
-    cases.append([("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), hostile_values()[4]])
+    cases.append(
+        [
+            ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("tracestate", b"k=" + MARK.encode() + b"\n"),
+        ]
+    )
     send_each_as_a_batch(bootstrap, topic, cases)
     caplog.set_level(logging.DEBUG)
     # The clients' own debug logs print raw responses, as they do bare: not ours to judge.
@@ -76,6 +101,11 @@ def test_no_byte_of_a_hostile_header_reaches_any_log(
     with structlog.testing.capture_logs() as events:
         records = consume_with(client, api, bootstrap, topic, len(cases), tracing="hooks")
         export.flush()
+        for record in records:
+            record_context(record)
+            record_baggage(record)
+            with process_span(record, as_child=True):
+                pass
     assert len(cases) == len(records)
     ours = [r.getMessage() for r in caplog.records if r.name.split(".")[0] not in CLIENT_LOGGERS]
     assert all(MARK not in line for line in ours), [line[:200] for line in ours if MARK in line][:1]
@@ -85,18 +115,21 @@ def test_no_byte_of_a_hostile_header_reaches_any_log(
         assert after.get(refused, 0) > before.get(refused, 0), refused
 
 
-def test_hostile_headers_do_not_grow_memory(bootstrap: str, topic: str) -> None:
-    """400 batches whose first record carries a 100 KB traceparent, tracestate or pathway header,
-    read with tracing="hooks": what kafkahooks keeps stays under 5 MB (values that long are refused
-    unread, never cached)."""
+def test_hostile_headers_do_not_grow_memory(bootstrap: str, topic: str, every_carrier: None) -> None:
+    """400 batches whose first record carries a 100 KB value in a trace-context carrier (W3C, B3,
+    Jaeger) or the pathway header, read with tracing="hooks": what kafkahooks keeps stays under 5 MB
+    (values that long are refused unread, never cached)."""
     from kafkahooks.tracing import _context
 
     big = [
         ("traceparent", b"0" * 100_000),
         ("tracestate", b"k=" + b"v" * 100_000),
         ("dd-pathway-ctx-base64", b"A" * 100_000),
+        ("b3", b"0" * 100_000),
+        ("x-b3-traceid", b"0" * 100_000),
+        ("uber-trace-id", b"0" * 100_000),
     ]
-    send_each_as_a_batch(bootstrap, topic, [[big[i % 3]] for i in range(400)])
+    send_each_as_a_batch(bootstrap, topic, [[big[i % len(big)]] for i in range(400)])
     streams = DataStreams("hostile", "test", exporters=[])
     records = consume_with("aiokafka", "getmany", bootstrap, topic, 400, tracing="hooks", data_streams=streams)
     export.flush()
@@ -110,20 +143,22 @@ HUGE = 100_000
 
 
 @pytest.mark.parametrize(("client", "api"), [("aiokafka", "getmany"), ("kafka-python", "poll")])
-def test_huge_headers_add_nothing_to_the_consumers_peak_heap(client: str, api: str, bootstrap: str, topic: str) -> None:
+def test_huge_headers_add_nothing_to_the_consumers_peak_heap(
+    client: str, api: str, bootstrap: str, topic: str, every_carrier: None
+) -> None:
     """1 200 records, each its own batch, each with a 100 KB value under a key kafkahooks reads
-    (traceparent, tracestate, the pathway, baggage-sized keys): read with tracing="hooks" and data
+    (traceparent, tracestate, b3, uber-trace-id, the pathway): read with tracing="hooks" and data
     streams, the consumer's peak traced heap stays within 10 MB of the same read with nothing
     installed, and every refused value is counted (values that long are never copied, so none
     waits in a buffer for the export worker)."""
     import tracemalloc
 
-    keys = ("traceparent", "tracestate", "dd-pathway-ctx-base64", "dd-pathway-ctx")
+    keys = ("traceparent", "tracestate", "b3", "uber-trace-id", "dd-pathway-ctx-base64", "dd-pathway-ctx")
     import kafka
 
     producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, max_request_size=1_000_000)
     for i in range(1_200):  # each record over batch_size (16 KB): a batch of its own
-        producer.send(topic, b"v", headers=[(keys[i % 4], b"0" * HUGE)])
+        producer.send(topic, b"v", headers=[(keys[i % len(keys)], b"0" * HUGE)])
     producer.flush(timeout=60)
     producer.close()
 
