@@ -228,6 +228,8 @@ def main() -> None:
     rows.append(("consume", "export worker per fetched batch (poll span, metrics, checkpoint)", (best, best)))
     c.close()
 
+    carriers_rows(rows)
+
     table = Table(title=f"kafkahooks micro-benchmarks (Python {platform.python_version()}, {sys.platform})")
     table.add_column("")
     table.add_column("operation")
@@ -241,6 +243,48 @@ def main() -> None:
         f'tracing="hooks" per Produce request of {RECORDS} records, all threads: {produce_total:.1f} µs '
         f"({produce_total / RECORDS:.2f} µs per record)"
     )
+
+
+def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:
+    """Per batch, for each trace-context carrier: writing the application's context (the same
+    context as the last batch: one comparison; a new context every batch: the propagator runs),
+    and reading it back from a consumed batch's first record on the export worker."""
+    from opentelemetry import baggage, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from kafkahooks.bench._modes import _propagator
+    from kafkahooks.tracing import Carriers
+
+    def context(i: int) -> Any:
+        span = NonRecordingSpan(
+            SpanContext(0x0AF7651916CD43DD8448EB211C80319C + i, 0xB7AD6B7169203331, False, TraceFlags(1))
+        )
+        return baggage.set_baggage("tenant", "acme", context=trace.set_span_in_context(span))
+
+    two = [context(0), context(1)]
+    for name in ("tracecontext", "tracecontext,baggage", "b3multi", "jaeger"):
+        try:
+            carriers = Carriers(_propagator(name))
+        except ImportError:  # the B3 and Jaeger propagators come with kafkahooks[test]
+            continue
+        turn = [0]
+
+        def alternate(carriers: Carriers = carriers, turn: list[int] = turn) -> None:
+            turn[0] ^= 1
+            carriers.inject(two[turn[0]])
+
+        written = carriers.inject(two[0]) or ()
+        rows.append(
+            (
+                f"carrier {name}",
+                "write, same context as the last batch",
+                timed(lambda c=carriers: c.inject(two[0]), 50_000),
+            )
+        )
+        rows.append((f"carrier {name}", "write, a new context every batch", timed(alternate, 10_000)))
+        rows.append(
+            (f"carrier {name}", "read, per consumed batch", timed(lambda c=carriers, w=written: c.extract(w), 10_000))
+        )
 
 
 if __name__ == "__main__":

@@ -308,6 +308,56 @@ def _hooks_record(client: str, role: str) -> Telemetry:
     )
 
 
+def _propagator(carriers: str) -> Any:
+    """What ``OTEL_PROPAGATORS=carriers`` builds (the bench process has read its environment already)."""
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    parts: list[Any] = []
+    for name in carriers.split(","):
+        if name == "tracecontext":
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+            parts.append(TraceContextTextMapPropagator())
+        elif name == "baggage":
+            from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+            parts.append(W3CBaggagePropagator())
+        elif name == "b3multi":
+            from opentelemetry.propagators.b3 import B3MultiFormat
+
+            parts.append(B3MultiFormat())
+        elif name == "jaeger":
+            from opentelemetry.propagators.jaeger import JaegerPropagator
+
+            parts.append(JaegerPropagator())
+    return CompositePropagator(parts)
+
+
+def _in_span(carriers: str) -> Callable[[str, str], Telemetry]:
+    """``tracing="hooks"`` producing inside a sampled application span with one baggage entry, the
+    process's propagator set as ``OTEL_PROPAGATORS=carriers`` would: every batch's first record
+    carries the context in each of those formats."""
+
+    def setup(client: str, role: str) -> Telemetry:
+        from opentelemetry import baggage, context, propagate, trace
+
+        propagate.set_global_textmap(_propagator(carriers))
+        tracer, meter = _tracer_provider(), _meter_provider()
+        span = tracer.get_tracer("bench").start_span("app")
+        current = baggage.set_baggage("tenant", "acme", context=trace.set_span_in_context(span))
+        tokens: list[Any] = []
+        return Telemetry(
+            wrapped=True,
+            client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter},
+            providers=[tracer, meter],
+            on=lambda: tokens.append(context.attach(current)),
+            off=lambda: context.detach(tokens.pop()),
+            teardown=span.end,
+        )
+
+    return setup
+
+
 def _header(client: str, role: str) -> Telemetry:
     # What a pathway header on every record costs the client itself: the same bytes, no kafkahooks.
     return Telemetry(wrapped=False, record_headers=[("dd-pathway-ctx-base64", b"A" * 28)])
@@ -404,6 +454,26 @@ MODES: dict[str, Mode] = {
             "hooks-record",
             'tracing="hooks" with header_mode="record" (for per-record consumers downstream)',
             _hooks_record,
+            default=False,
+        ),
+        Mode(
+            "hooks-span",
+            'tracing="hooks" sending inside an application span with baggage (W3C traceparent and baggage)',
+            _in_span("tracecontext,baggage"),
+            default=False,
+        ),
+        Mode(
+            "hooks-span-b3",
+            "hooks-span with OTEL_PROPAGATORS=tracecontext,baggage,b3multi (W3C and B3 headers)",
+            _in_span("tracecontext,baggage,b3multi"),
+            needs=dict.fromkeys(_PEERS, "opentelemetry.propagators.b3"),
+            default=False,
+        ),
+        Mode(
+            "hooks-span-jaeger",
+            "hooks-span with OTEL_PROPAGATORS=jaeger (uber-trace-id and uberctx-tenant)",
+            _in_span("jaeger"),
+            needs=dict.fromkeys(_PEERS, "opentelemetry.propagators.jaeger"),
             default=False,
         ),
         Mode("records", 'tracing="records": kafkahooks per-record spans', _records, 0.2),

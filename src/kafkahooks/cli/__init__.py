@@ -135,7 +135,9 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     "modes",
     multiple=True,
     type=click.Choice(list(MODES)),
-    help="Mode(s) to compare with bare (default: all but dsm-record, header and hooks-record): "
+    help="Mode(s) to compare with bare (default: "
+    + ", ".join(name for name, mode in MODES.items() if mode.default and name != "bare")
+    + "): "
     + "; ".join(f"{name}: {mode.description}" for name, mode in MODES.items())
     + ".",
 )
