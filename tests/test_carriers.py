@@ -384,3 +384,30 @@ def test_kafkahooks_producers_context_continues_in_a_peer_consumer(
 def test_carriers_repr_names_the_formats() -> None:
     assert "Carriers(b3multi, jaeger)" == repr(Carriers(CompositePropagator([B3MultiFormat(), JaegerPropagator()])))
     assert "Carriers(none)" == repr(Carriers(CompositePropagator([])))
+
+
+@pytest.mark.parametrize("name", ["b3", "jaeger"])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_per_record_tracing_speaks_the_configured_carriers_too(
+    client: str,
+    name: str,
+    bootstrap: str,
+    topic: str,
+    tracing: Tracing,
+    use_propagator: Callable[[str], TextMapPropagator],
+) -> None:
+    """``tracing="records"``: every record carries its own send span's context in the configured
+    format, and a kafkahooks consumer with ``tracing="records"`` links each poll span to it."""
+    propagator = use_propagator(name)
+    with tracing.tracer.start_as_current_span("app"):
+        produce(client, bootstrap, topic, [(b"v", None)] * 5, tracing="records", tracer_provider=tracing.provider)
+    sends = {ids(s.context) for s in tracing.spans("send")}
+    records = plain_consume(bootstrap, topic, count=5)
+    read = [
+        ids(trace.get_current_span(propagator.extract(r.headers, Context(), _kafka_getter)).get_span_context())
+        for r in records
+    ]
+    assert 5 == len(sends) == len(set(read))
+    assert sends == set(read)
+    consume(client, bootstrap, topic, 5, tracing="records", tracer_provider=tracing.provider)
+    assert sends == {ids(link.context) for s in tracing.spans("poll") for link in s.links}
