@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -409,20 +409,14 @@ class Carriers:
         if not headers or not lookup:
             return picked
         try:
-            for i, item in enumerate(headers):
-                if i >= MAX_HEADERS_SCANNED:
-                    break
-                if len(item) != 2:
-                    continue
-                key = item[0]
+            for key, value in _scanned(headers):
                 name = lookup.get(key) if isinstance(key, (str, bytes)) else None
                 if name is None or name in picked:
                     continue
-                value = item[1]
-                if isinstance(value, (bytes, bytearray, memoryview, str)) and len(value) > MAX_VALUE:
+                too_long = isinstance(value, (bytes, bytearray, memoryview, str)) and len(value) > MAX_VALUE
+                if too_long:
                     _context._bad(name, value, "too long")
-                    value = None
-                picked[name] = value
+                picked[name] = None if too_long else value
         except Exception:
             return {}
         return picked
@@ -455,6 +449,16 @@ class Carriers:
         return out
 
 
+def _scanned(headers: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    """(key, value) of the first :data:`MAX_HEADERS_SCANNED` headers that are pairs (the caller
+    catches what odd header shapes raise)."""
+    for i, item in enumerate(headers):
+        if i >= MAX_HEADERS_SCANNED:
+            return
+        if len(item) == 2:
+            yield item[0], item[1]
+
+
 _BAGGAGE_LOOKUP = {W3C_BAGGAGE: W3C_BAGGAGE, W3C_BAGGAGE.encode(): W3C_BAGGAGE}
 _UBERCTX_BYTES = UBERCTX.encode()
 
@@ -464,16 +468,10 @@ def _uberctx_pairs(headers: Any) -> list[tuple[str, Any]]:
     :data:`MAX_HEADERS_SCANNED`; keys that are not ASCII are skipped."""
     pairs: list[tuple[str, Any]] = []
     try:
-        for i, item in enumerate(headers):
-            if i >= MAX_HEADERS_SCANNED:
-                break
-            if len(item) != 2:
-                continue
-            key = item[0]
-            if isinstance(key, bytes) and key.startswith(_UBERCTX_BYTES):
-                key = key.decode("ascii", "replace")
+        for raw, value in _scanned(headers):
+            key = raw.decode("ascii", "replace") if isinstance(raw, bytes) and raw.startswith(_UBERCTX_BYTES) else raw
             if isinstance(key, str) and key.startswith(UBERCTX) and len(key) <= 256:
-                pairs.append((key[len(UBERCTX) :], item[1]))
+                pairs.append((key[len(UBERCTX) :], value))
     except Exception:
         return []
     return pairs
