@@ -17,7 +17,6 @@ lag), from the latest reading.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import time
 from collections import defaultdict
@@ -61,9 +60,6 @@ FAN_IN_NOTE = (
 
 MIN_ACTIVE_S = 1.0
 """An edge whose checkpoints all fall within a second is rated over one second."""
-
-_CHAR_W = 0.62
-"""Width of an average character in a sans-serif font, in font sizes (for the SVG layout)."""
 
 
 @dataclass
@@ -260,9 +256,18 @@ class StreamMap:
 
     # -- what each edge and node says -------------------------------------------------------------
 
-    def edge_lines(self, edge: Edge) -> list[str]:
-        """An edge's label, line by line: volume, throughput, latency, and lag for consume edges."""
+    def edge_lines(self, edge: Edge, compact: bool = False) -> list[str]:
+        """An edge's figures, line by line: volume, throughput, latency, and lag for consume edges
+        (``compact``: the drawing's label, short lines without bytes per second)."""
         per_s, bytes_per_s = _si(self.rate(edge.messages, edge)), _si(self.rate(edge.payload_bytes, edge))
+        if compact:
+            short = [
+                f"{edge.messages:,} msgs · {per_s} msg/s",
+                f"p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
+            ]
+            if edge.lag_records is not None:
+                short.append(f"lag {edge.lag_records:,} · {edge.lag_seconds or 0.0:.1f} s")
+            return short
         lines = [
             f"{edge.messages:,} msgs · {per_s} msg/s · {bytes_per_s} B/s",
             f"edge p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
@@ -337,151 +342,23 @@ class StreamMap:
     def _ordered(self) -> list[Edge]:
         return sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source, e.target))
 
-    def svg_layout(self) -> tuple[float, float, dict[str, tuple[float, float, float, float]]]:
-        """(width, height, node boxes as (x, y, w, h) by key): columns as wide as their widest node
-        plus room for the widest edge label leaving them, so no text leaves its box or the page."""
-        layers = self.layers()
-        pad, row_h, node_h = 24.0, 110.0, 52.0
-        edge_w = [0.0] * len(layers)
-        for edge in self.edges.values():
-            width = max(len(line) for line in self.edge_lines(edge)) * 11 * _CHAR_W + 16
-            column = self.nodes[edge.source].layer
-            edge_w[column] = max(edge_w[column], width)
-        boxes: dict[str, tuple[float, float, float, float]] = {}
-        x = pad
-        for i, keys in enumerate(layers):
-            widths = [self._node_width(key) for key in keys]
-            column_w = max(widths, default=160.0)
-            for j, (key, w) in enumerate(zip(keys, widths, strict=True)):
-                boxes[key] = (x + (column_w - w) / 2, pad + j * row_h + 30, w, node_h)
-            x += column_w + max(edge_w[i], 60.0)
-        rows = max((len(keys) for keys in layers), default=1)
-        return x - max(edge_w[-1] if edge_w else 0.0, 60.0) + pad, pad * 2 + rows * row_h + 30, boxes
-
-    def _node_width(self, key: str) -> float:
-        title, detail = self.node_lines(key)
-        return max(160.0, len(title) * 13 * _CHAR_W + 24, len(detail) * 10 * _CHAR_W + 24)
-
     def render_svg(self) -> str:
-        """The map as a standalone SVG drawing (sized to its content)."""
-        width, height, boxes = self.svg_layout()
-        parts = [
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}"'
-            f' viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif">',
-            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7"'
-            ' orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>',
-            f'<text x="{width / 2:.0f}" y="18" font-size="11" text-anchor="middle" fill="#555">'
-            f"{html.escape(self.window_text())}</text>",
-        ]
-        for n, edge in enumerate(self._ordered()):
-            sx, sy, sw, sh = boxes[edge.source]
-            tx, ty, _, th = boxes[edge.target]
-            x1, y1, x2, y2 = sx + sw, sy + sh / 2, tx, ty + th / 2
-            parts.append(
-                f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#555"'
-                ' stroke-width="1.5" marker-end="url(#arrow)"/>'
-            )
-            lines = self.edge_lines(edge)
-            top = (y1 + y2) / 2 - 6 - 13 * len(lines) + (n % 2) * 4
-            for i, line in enumerate(lines):
-                parts.append(
-                    f'<text class="edge" x="{(x1 + x2) / 2:.0f}" y="{top + 13 * (i + 1):.0f}" font-size="11"'
-                    f' text-anchor="middle" fill="#333">{html.escape(line)}</text>'
-                )
-        for key, (x, y, w, h) in boxes.items():
-            node = self.nodes[key]
-            service = node.kind == "service"
-            parts.append(
-                f'<rect data-node="{html.escape(key)}" x="{x:.0f}" y="{y:.0f}" width="{w:.0f}" height="{h:.0f}"'
-                f' rx="{14 if service else 2}" fill="{"#e3f2fd" if service else "#e8f5e9"}"'
-                f' stroke="{"#1e88e5" if service else "#43a047"}" stroke-width="1.5"/>'
-            )
-            title, detail = self.node_lines(key)
-            parts.append(
-                f'<text data-node="{html.escape(key)}" x="{x + w / 2:.0f}" y="{y + 22:.0f}" font-size="13"'
-                f' text-anchor="middle" font-weight="bold">{html.escape(title)}</text>'
-            )
-            parts.append(
-                f'<text data-node="{html.escape(key)}" x="{x + w / 2:.0f}" y="{y + 40:.0f}" font-size="10"'
-                f' text-anchor="middle" fill="#555">{html.escape(detail)}</text>'
-            )
-        parts.append("</svg>")
-        return "\n".join(parts)
+        """The map as a standalone SVG drawing (:mod:`~kafkahooks.datastreams._render`)."""
+        from kafkahooks.datastreams._render import render_svg
+
+        return render_svg(self)
 
     def render_html(self, title: str = "kafkahooks data-stream map") -> str:
-        """A self-contained page: the drawing and a table of every edge."""
-        rows = "\n".join(
-            "<tr>" + "".join(f"<td>{html.escape(value)}</td>" for value in self.row(e)) + "</tr>"
-            for e in self._ordered()
-        )
-        return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;margin-top:16px}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} td:nth-child(-n+3){{text-align:left}}
-.map{{overflow-x:auto;max-width:100%}}</style>
-</head><body><h1>{html.escape(title)}</h1>
-<p>{html.escape(self.window_text())}. Services (rounded) and topics (square); each arrow is a
-checkpoint with its messages, throughput over the window and edge latency, and for consumers the
-group's lag (latest reading); each node shows the latency from the pathway's origin of what
-arrives at it. {html.escape(FAN_IN_NOTE)}</p>
-<div class="map">{self.render_svg()}</div>
-<table><tr><th>from</th><th>to</th><th>group</th><th>messages</th><th>msg/s</th><th>bytes/s</th>
-<th>edge p50 ms</th><th>edge p99 ms</th><th>from origin p50 ms</th><th>from origin p99 ms</th>
-<th>lag records</th><th>lag s</th></tr>
-{rows}
-</table></body></html>
-"""
+        """A self-contained, interactive page: the drawing and a table of every edge."""
+        from kafkahooks.datastreams._render import render_html
+
+        return render_html(self, title)
 
     def render_png(self, path: str | Path) -> Path:
-        """The map drawn with matplotlib (the same layout as the SVG)."""
-        import matplotlib
+        """The map drawn with matplotlib from the same geometry as the SVG, at its natural size."""
+        from kafkahooks.datastreams._render import render_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import FancyBboxPatch
-
-        width, height, boxes = self.svg_layout()
-        dpi = 100.0
-        fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-        ax.set_xlim(0, width)
-        ax.set_ylim(height, 0)  # SVG coordinates: y grows downwards
-        ax.axis("off")
-        ax.text(width / 2, 18, self.window_text(), ha="center", va="center", fontsize=8, color="#555")
-        for n, edge in enumerate(self._ordered()):
-            sx, sy, sw, sh = boxes[edge.source]
-            tx, ty, _, th = boxes[edge.target]
-            x1, y1, x2, y2 = sx + sw, sy + sh / 2, tx, ty + th / 2
-            ax.annotate("", xy=(x2, y2), xytext=(x1, y1), arrowprops={"arrowstyle": "-|>", "color": "#555", "lw": 1.2})
-            lines = self.edge_lines(edge)
-            ax.text(
-                (x1 + x2) / 2,
-                (y1 + y2) / 2 - 6 + (n % 2) * 4,
-                "\n".join(lines),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                color="#333",
-            )
-        for key, (x, y, w, h) in boxes.items():
-            service = self.nodes[key].kind == "service"
-            ax.add_patch(
-                FancyBboxPatch(
-                    (x, y),
-                    w,
-                    h,
-                    boxstyle="round,pad=0,rounding_size=12" if service else "square,pad=0",
-                    facecolor="#e3f2fd" if service else "#e8f5e9",
-                    edgecolor="#1e88e5" if service else "#43a047",
-                )
-            )
-            title, detail = self.node_lines(key)
-            ax.text(x + w / 2, y + 18, title, ha="center", va="center", fontsize=9, fontweight="bold")
-            ax.text(x + w / 2, y + 38, detail, ha="center", va="center", fontsize=7, color="#555")
-        out = Path(path)
-        fig.savefig(out, dpi=dpi)
-        plt.close(fig)
-        return out
+        return render_png(self, path)
 
 
 def _si(value: float) -> str:
