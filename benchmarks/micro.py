@@ -169,7 +169,7 @@ def main() -> None:
             items = t.log.buffer.drain()
             start = time.perf_counter_ns()
             for plugin in plugins:
-                plugin.on_requests(items)
+                plugin.on_requests_finished(items)
             t.streams.process()
             best = min(best, (time.perf_counter_ns() - start) / n / 1000)
         return best

@@ -4,8 +4,9 @@ hand-outs per record batch, and clients whose objects keep their own classes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -13,10 +14,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from kafkahooks import _otel, export
-from kafkahooks.hooks import ALL_KEYS, ApiKey
+from kafkahooks.hooks import ALL_KEYS, TRACING_KEYS, ApiKey
 from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import FusedNeeds, Request
-from tests._drivers import CLIENTS
+from kafkahooks.hooks._requests import Request, RequestNeeds, needs_of
+from tests._drivers import CLIENTS, produce
 
 CONSUME_APIS = [
     ("kafka-python", "poll"),
@@ -31,17 +32,17 @@ class Fused:
     """A fused plugin that keeps what the request log hands it (as the built-in plugins receive it)."""
 
     kafkahooks_inline = True
-    kafkahooks_fused = True
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.handouts: list[HandOut] = []
         self.entered: list[tuple[str, int, int]] = []
 
-    def wants(self) -> FusedNeeds:
-        return FusedNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True)
+    @property
+    def request_needs(self) -> RequestNeeds:
+        return RequestNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True)
 
-    def on_requests(self, requests: list[Request]) -> None:
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
         self.requests.extend(requests)
 
     def on_handouts(self, handouts: list[HandOut]) -> None:
@@ -275,3 +276,54 @@ def test_sdk_recorder_writes_what_the_public_api_writes() -> None:
         assert public == fast
         assert public
     provider.shutdown()
+
+
+class ThirdParty:
+    """A plugin written against the public API only: ``on_requests_finished`` and ``request_needs``."""
+
+    request_needs = RequestNeeds(TRACING_KEYS, produce_batches=True)
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.threads: set[str] = set()
+
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.requests.extend(requests)
+
+
+class EveryKey:
+    """No ``request_needs``: request records alone, for every key."""
+
+    def __init__(self) -> None:
+        self.keys: set[int] = set()
+
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
+        self.keys.update(r.key for r in requests)
+
+
+class Broken:
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
+        raise RuntimeError("a third-party bug")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_third_party_plugin_takes_the_batched_path(client: str, bootstrap: str, topic: str) -> None:
+    """A plugin built on the public event alone gets what kafkahooks' own plugins get: on the
+    export worker, only the keys it asked for (Produce here, no Metadata), with the batches it
+    asked for (every record counted); a plugin without ``request_needs`` gets every key; one that
+    raises is counted as a hook failure and the others still get every pass."""
+    third, every, broken = ThirdParty(), EveryKey(), Broken()
+    sent: list[Any] = []
+    produce(client, bootstrap, topic, [(b"v", None)] * 50, hooks=[broken, third, every], before_close=sent.append)
+    export.flush()
+    assert {"kafkahooks-export"} == third.threads
+    assert {int(ApiKey.PRODUCE)} == {r.key for r in third.requests}
+    assert 50 == sum(info.num_records for r in third.requests for info in (r.batches or {}).values())
+    assert all(r.time_to_write_ns > 0 and r.bytes_written > 0 for r in third.requests)
+    assert needs_of(every).request_keys is ALL_KEYS
+    assert int(ApiKey.PRODUCE) in every.keys
+    if client == "kafka-python":  # aiokafka's bootstrap Metadata goes out before its taps are on
+        assert int(ApiKey.METADATA) in every.keys
+    dispatch = sent[0]._kh.dispatch
+    assert dispatch.failures[("Broken", "on_requests_finished")] >= 1

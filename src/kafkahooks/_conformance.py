@@ -30,8 +30,11 @@ if TYPE_CHECKING:
         ProduceRecordHeadersHook,
         ProduceRecordUnbufferedHook,
         RecordsPolledHook,
+        RequestsFinishedHook,
     )
+    from kafkahooks.latency import FlightRecorder
     from kafkahooks.logs import LogHooks
+    from kafkahooks.metrics import MetricsHooks
     from kafkahooks.testing import RecordingHook
     from kafkahooks.tracing import BrokerSpans, RecordSpans
 
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
         _record_headers: ProduceRecordHeadersHook = hook
         _polled: RecordsPolledHook = hook
         _committed: OffsetsCommittedHook = hook
+        _finished: RequestsFinishedHook = hook
 
     def _plugins(
         logs: LogHooks,
@@ -61,7 +65,14 @@ if TYPE_CHECKING:
         spans: BrokerSpans,
         streams: DataStreamHooks,
         record_streams: RecordHeaderDataStreamHooks,
+        metrics: MetricsHooks,
+        recorder: FlightRecorder,
     ) -> None:
+        # kafkahooks' own plugins take the batched path as any hook can: through the public event.
+        _spans_finished: RequestsFinishedHook = spans
+        _streams_finished: RequestsFinishedHook = streams
+        _metrics_finished: RequestsFinishedHook = metrics
+        _recorder_finished: RequestsFinishedHook = recorder
         _log_connect: BrokerConnectHook = logs
         _log_disconnect: BrokerDisconnectHook = logs
         _log_e2e: BrokerE2EHook = logs

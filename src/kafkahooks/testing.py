@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafkahooks import _fork
+from kafkahooks.hooks._requests import Request
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,
@@ -161,6 +162,12 @@ class RecordingHook:
 
     def on_offsets_committed(self, group: str, topic: str, partition: int, offset: int) -> None:
         self._add("offsets_committed", group=group, topic=topic, partition=partition, offset=offset)
+
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
+        """One ``request_finished`` event per request (on the export worker: after
+        ``kafkahooks.export.flush()``), with its ``key`` and the :class:`Request` as ``request``."""
+        for r in requests:
+            self._add("request_finished", key=r.key, request=r)
 
 
 __all__ = ["HookEvent", "RecordingHook"]

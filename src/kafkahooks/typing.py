@@ -8,6 +8,9 @@ receive, and the optional attributes a hook object can set to change how it is c
   called for those request keys only (default: every key).
 - ``kafkahooks_inline = True``: always call this object on the I/O path, untimed, never moved to
   its own thread (for hooks that only append to a queue; see ``hook_budget_ms``).
+- ``request_needs``: a :class:`RequestNeeds`, for ``on_requests_finished``: the request keys it
+  gets and what the taps collect for it (partition batches, first-record headers, commits, high
+  watermarks). Without it: request records alone, for ``request_keys``.
 - ``bind_identity(identity)``: called once, when the client is built, with the
   :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
   the client the hook was given to, so one class can name the client it serves.
@@ -44,7 +47,9 @@ from kafkahooks.hooks._protocols import (
     ProduceRecordHeadersHook,
     ProduceRecordUnbufferedHook,
     RecordsPolledHook,
+    RequestsFinishedHook,
 )
+from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds
 from kafkahooks.hooks._types import (
     ApiKey,
     BrokerE2E,
@@ -78,6 +83,7 @@ Hook: TypeAlias = Union[  # noqa: UP007 - a TypeAlias of protocols reads better 
     ProduceRecordHeadersHook,
     RecordsPolledHook,
     OffsetsCommittedHook,
+    RequestsFinishedHook,
 ]
 """Any object implementing at least one hook event (what ``hooks=[...]`` takes)."""
 
@@ -88,6 +94,7 @@ class ConfiguredHook(Protocol):
 
     request_keys: KeyFilter
     kafkahooks_inline: bool
+    request_needs: RequestNeeds
 
     def bind_identity(self, identity: ClientIdentity) -> None: ...
 
@@ -99,6 +106,7 @@ __all__ = [
     "HOOK_METHODS",
     "TRACING_KEYS",
     "ApiKey",
+    "BatchInfo",
     "BrokerConnectHook",
     "BrokerDisconnectHook",
     "BrokerE2E",
@@ -131,5 +139,8 @@ __all__ = [
     "ProduceRecordHeadersHook",
     "ProduceRecordUnbufferedHook",
     "RecordsPolledHook",
+    "Request",
+    "RequestNeeds",
+    "RequestsFinishedHook",
     "key_name",
 ]

@@ -13,7 +13,7 @@ used by one thread or event loop at a time: the connection's own I/O context.
 
 Two audiences: user hooks get franz-go's per-event calls through the dispatcher; kafkahooks' own
 plugins get the finished :class:`~kafkahooks.hooks._requests.Request` itself, appended once to the
-client's request log (the fused path), and the fetched batches through the hand-out tracker.
+client's request log (the batched path, ``on_requests_finished``), and the fetched batches through the hand-out tracker.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ thread or task), the checkpoint is computed against the current pathway (the one
 task consumed last, or none: an origin) and, in ``header_mode="batch"``, its context is written
 on that first record. Hash and header are cached per (topic, current pathway): a new batch
 re-encodes only its edge time. When the broker acknowledges the batch, the export worker finds
-the checkpoint again by the header the batch carried (kafkahooks' fused path: nothing runs on the
+the checkpoint again by the header the batch carried (the batched path, ``on_requests_finished``: nothing runs on the
 I/O path for it) and records it once, weighted by the batch's record count; the produced offset is
 noted for lag. Fan-out: producing never changes the current pathway, so every produce after a
 consume continues the consumed pathway, not the previous produce's.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 from binascii import b2a_base64
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from kafkahooks import _clock, _fork
@@ -46,7 +47,7 @@ from kafkahooks.datastreams._pathway import (
 from kafkahooks.datastreams._streams import DataStreams
 from kafkahooks.hooks import ApiKey, KeyFilter
 from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request, fetch_lags
+from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds, fetch_lags
 
 _MAX_PENDING = 4096
 _MAX_CACHED = 4096
@@ -85,7 +86,6 @@ class DataStreamHooks:
     """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only computes a cached checkpoint per batch and queues: never timed or offloaded."""
-    kafkahooks_fused = True
 
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:
         self.streams = streams
@@ -114,8 +114,9 @@ class DataStreamHooks:
         self._backlog_tags.clear()
         self._lag_tags.clear()
 
-    def wants(self) -> FusedNeeds:
-        return FusedNeeds(
+    @property
+    def request_needs(self) -> RequestNeeds:
+        return RequestNeeds(
             _KEYS,
             produce_batches=True,
             header_keys=frozenset({HEADER, LEGACY_HEADER}),
@@ -271,7 +272,7 @@ class DataStreamHooks:
                 tags, ctx, parent_hash, edge_ms, pathway_ms, weight=h.handed, payload_bytes=payload, at_ns=h.entered_ns
             )
 
-    def on_requests(self, requests: list[Request]) -> None:
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
         now_ms = -1
         for r in requests:
             if r.key == _FETCH:

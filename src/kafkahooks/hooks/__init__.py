@@ -27,7 +27,9 @@ from kafkahooks.hooks._protocols import (
     ProduceRecordHeadersHook,
     ProduceRecordUnbufferedHook,
     RecordsPolledHook,
+    RequestsFinishedHook,
 )
+from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds
 from kafkahooks.hooks._types import (
     ApiKey,
     BrokerE2E,
@@ -49,6 +51,7 @@ __all__ = [
     "HOOK_METHODS",
     "TRACING_KEYS",
     "ApiKey",
+    "BatchInfo",
     "BrokerConnectHook",
     "BrokerDisconnectHook",
     "BrokerE2E",
@@ -78,5 +81,8 @@ __all__ = [
     "ProduceRecordHeadersHook",
     "ProduceRecordUnbufferedHook",
     "RecordsPolledHook",
+    "Request",
+    "RequestNeeds",
+    "RequestsFinishedHook",
     "key_name",
 ]

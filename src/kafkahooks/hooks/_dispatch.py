@@ -42,6 +42,7 @@ DEFAULT_BUDGET_MS = 50.0
 """A user hook call longer than this moves the hook off the I/O path (see :mod:`kafkahooks.hooks._lanes`)."""
 
 _SYNC_METHODS = frozenset(event.method for event in EVENTS if event.answers)
+_BATCHED_METHODS = frozenset(event.method for event in EVENTS if event.batched)
 """Hook methods whose answer the client waits for: they can be skipped, never offloaded."""
 
 _CLOSE_TIMEOUT_S = 2.0
@@ -88,10 +89,11 @@ class HookDispatcher:
     called directly and never timed; ``budget_ms=None`` or ``strict=True`` calls every hook inline,
     untimed, as franz-go does.
 
-    kafkahooks' own plugins (``kafkahooks_fused = True``) take the fused path instead of per-event
-    broker calls: one :class:`~kafkahooks.hooks._requests.RequestLog` per dispatcher, fed a
-    finished request record by the connection taps, and a hand-out tracker on the consumer side
-    (:attr:`request_log`, :attr:`handouts`). ``name`` labels that log's buffer.
+    Hooks implementing ``on_requests_finished`` (kafkahooks' own spans, metrics, data streams and
+    flight recorder, and any other) take the batched path instead of per-event broker calls: one
+    :class:`~kafkahooks.hooks._requests.RequestLog` per dispatcher, fed a finished request record
+    by the connection taps and drained by the export worker, and a hand-out tracker on the
+    consumer side (:attr:`request_log`, :attr:`handouts`). ``name`` labels that log's buffer.
 
     Raises ``TypeError`` for an object that implements no hook.
     """
@@ -116,6 +118,7 @@ class HookDispatcher:
     _inject_record: tuple[Fn, ...]
     _polled: tuple[Fn, ...]
     _committed: tuple[Fn, ...]
+    _finished: tuple[Fn, ...]
 
     def __init__(
         self,
@@ -143,9 +146,9 @@ class HookDispatcher:
         self._failure_log = RateLimitedLog(_logger, log_interval_s)
 
         by_event: dict[str, list[tuple[Fn, KeyFilter]]] = {name: [] for name in HOOK_METHODS}
-        fused = [hook for hook in self.hooks if getattr(hook, "kafkahooks_fused", False)]
+        fused = [hook for hook in self.hooks if callable(getattr(hook, "on_requests_finished", None))]
         for hook in self.hooks:
-            found = hook in fused
+            found = False
             key_filter = getattr(hook, "request_keys", None) or ALL_KEYS
             if not isinstance(key_filter, KeyFilter):
                 raise TypeError(f"{type(hook).__qualname__}.request_keys must be a KeyFilter, not {key_filter!r}")
@@ -153,7 +156,7 @@ class HookDispatcher:
             for method in HOOK_METHODS:
                 fn = getattr(hook, method, None)
                 if fn is not None and callable(fn):
-                    if slot is not None:
+                    if slot is not None and method not in _BATCHED_METHODS:
                         fn = (GuardedSyncCall if method in _SYNC_METHODS else GuardedCall)(fn, method, slot)
                     by_event[method].append((fn, key_filter))
                     found = True
@@ -178,8 +181,10 @@ class HookDispatcher:
                 if isinstance(keys, str):
                     raise TypeError(f"{type(hook).__qualname__}.batch_header_keys must be a collection of str")
                 wanted.update(keys)
-        self.request_log: RequestLog | None = RequestLog(f"requests:{self.name}", fused) if fused else None
-        """The fused plugins' log, or None when no kafkahooks plugin is installed."""
+        self.request_log: RequestLog | None = (
+            RequestLog(f"requests:{self.name}", fused, on_failure=self._failed) if fused else None
+        )
+        """The log that feeds ``on_requests_finished`` hooks, or None when no hook implements it."""
         self.handouts: HandOutTracker | None = (
             HandOutTracker(self.request_log) if self.request_log is not None and self.request_log.handouts else None
         )

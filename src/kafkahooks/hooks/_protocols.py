@@ -35,7 +35,7 @@ Order, per connection (one thread or task delivers a connection's events, so the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from kafkahooks.hooks._types import (
     BrokerE2E,
@@ -44,6 +44,9 @@ from kafkahooks.hooks._types import (
     ProduceBatchMetrics,
     ProduceRecord,
 )
+
+if TYPE_CHECKING:
+    from kafkahooks.hooks._requests import Request
 
 
 @runtime_checkable
@@ -236,6 +239,22 @@ class OffsetsCommittedHook(Protocol):
         ``offset`` is the committed offset: the next record the group will read."""
 
 
+@runtime_checkable
+class RequestsFinishedHook(Protocol):
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
+        """Finished requests, in batches, on kafkahooks' export worker thread: never on the client's
+        I/O path, so a hook here may take its time (what it holds up is the next pass, and past
+        the log's bounds requests are dropped and counted, never the client blocked). Each
+        :class:`~kafkahooks.hooks.Request` carries what the taps measured (key, broker, the four
+        timings, bytes, errors) and what the hook's ``request_needs``
+        (:class:`~kafkahooks.hooks.RequestNeeds`) asked for: the partition batches a Produce
+        carried and a Fetch returned, chosen first-record headers, the broker's answers, commits,
+        high watermarks. Only requests whose key ``request_needs.request_keys`` allows arrive
+        (default: the hook's ``request_keys``, else every key). Read-only: several hooks share
+        each record. The cheap path kafkahooks' own spans, metrics, data streams and flight
+        recorder take: one record per request, nothing per event on the I/O path."""
+
+
 class Event(NamedTuple):
     """One hook event: everything the rest of kafkahooks derives from it."""
 
@@ -251,6 +270,9 @@ class Event(NamedTuple):
     """The client waits for the hook's answer (header injection): skipped when slow, never offloaded."""
     on_connections: bool = False
     """Served from the connections: a hook for it makes the client install its taps."""
+    batched: bool = False
+    """Delivered in batches by the export worker, from the client's request log (never called on
+    the I/O path, never timed or offloaded)."""
 
 
 EVENTS: tuple[Event, ...] = (
@@ -272,6 +294,7 @@ EVENTS: tuple[Event, ...] = (
     Event("inject_record_headers", ProduceRecordHeadersHook, "_inject_record", answers=True),
     Event("on_records_polled", RecordsPolledHook, "_polled"),
     Event("on_offsets_committed", OffsetsCommittedHook, "_committed", on_connections=True),
+    Event("on_requests_finished", RequestsFinishedHook, "_finished", on_connections=True, batched=True),
 )
 """Every hook event, in the order the dispatcher documents them: the single source of truth for
 the protocol list, the method names, the dispatcher's per-event tuples and what closing drops."""

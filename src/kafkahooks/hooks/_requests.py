@@ -1,17 +1,19 @@
-"""The fused telemetry path: one record per request for kafkahooks' own plugins.
+"""The batched telemetry path: one record per request, for every ``on_requests_finished`` hook.
 
 Spans, metrics and data-stream checkpoints all derive from the same facts about a request: its
 key and broker, the four timings, the bytes, the error, the partition batches it carried and
 how the broker answered them. A connection's tap already keeps those facts in a
 :class:`Request` while the request is on the wire; when the request's life is over the tap
 appends that same object, once, to its client's :class:`RequestLog` (one bounded buffer). The
-export worker drains the log and hands each pass to the plugins, which build spans, record
-metrics and aggregate checkpoints off the I/O path. Consumer hand-outs
-(:mod:`kafkahooks.hooks._handout`) and the rare connection events travel the same buffer.
+export worker drains the log and hands each pass to the hooks that implement
+``on_requests_finished`` (:class:`~kafkahooks.hooks.RequestsFinishedHook`), which build spans,
+record metrics and aggregate checkpoints off the I/O path. What the taps collect is the union of
+the hooks' :class:`RequestNeeds` (their ``request_needs`` attribute).
 
-User hooks are not part of this: they keep franz-go's per-event calls, unchanged. A plugin joins
-the fused path by setting ``kafkahooks_fused = True`` and implementing
-:class:`FusedPlugin` (only kafkahooks' own plugins do; the protocol is internal).
+kafkahooks' own plugins use two more methods of the same path, internal for now: consumer
+hand-outs (``batch_entered``/``scope_ended`` on the application's thread, ``on_handouts`` on the
+worker; :mod:`kafkahooks.hooks._handout`) and connection events (``on_connection_events``); and
+``attached(log)`` when a client's log starts feeding them.
 
 Costs per request on the I/O path: the tap's own bookkeeping, which every hook needs anyway,
 plus one ``deque.append``. Nothing here reads a clock: spans turn the tap's monotonic times into
@@ -21,12 +23,12 @@ wall-clock times on the worker.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kafkahooks._selfstats import counter
 from kafkahooks.export import worker
 from kafkahooks.export._buffer import ByteBudget, WeighedBuffer
-from kafkahooks.hooks._filter import KeyFilter
+from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
 from kafkahooks.hooks._types import BrokerMeta, Compression
 
 if TYPE_CHECKING:
@@ -136,27 +138,13 @@ class ConnectionEvent(NamedTuple):
     err: BaseException | None
 
 
-class FusedPlugin(Protocol):
-    """What a kafkahooks plugin implements to be fed by a :class:`RequestLog` (internal).
-
-    ``on_requests``, ``on_handouts`` and ``on_connection_events`` run on the export worker only,
-    one pass at a time; ``batch_entered`` and ``scope_ended`` run on the application's thread or
-    task as records are handed out (see :mod:`kafkahooks.hooks._handout`). Every method is
-    optional but ``wants``; a plugin may also implement ordinary hooks
-    (``inject_batch_headers``), which the dispatcher calls as for any hook.
-    """
-
-    kafkahooks_fused: bool
-
-    def wants(self) -> FusedNeeds:
-        """What this plugin needs the taps and the consumer to collect for it."""
-
-
-class FusedNeeds(NamedTuple):
-    """What a fused plugin needs collected; the log installs the union."""
+class RequestNeeds(NamedTuple):
+    """What an ``on_requests_finished`` hook needs collected (its ``request_needs`` attribute);
+    a client's log collects the union of its hooks' needs. Everything but the keys is off by
+    default: each costs the I/O path a little (a batch walk is a few microseconds per request)."""
 
     request_keys: KeyFilter
-    """Request keys whose records the plugin gets (``on_requests``)."""
+    """Request keys whose records the hook gets."""
     produce_batches: bool = False
     """Walk Produce requests' batches (counts, sizes, first-record headers)."""
     fetch_batches: bool = False
@@ -166,11 +154,22 @@ class FusedNeeds(NamedTuple):
     commits: bool = False
     """Keep OffsetCommit offsets and the broker's answers."""
     handouts: bool = False
-    """Observe consumer hand-outs per record batch."""
+    """Observe consumer hand-outs per record batch (kafkahooks' own plugins, for now)."""
     connection_events: bool = False
-    """Connects, disconnects and throttles."""
+    """Connects, disconnects and throttles (kafkahooks' own plugins, for now)."""
     watermarks: bool = False
     """Fetch responses' high watermarks per partition (consumer lag)."""
+
+
+def needs_of(hook: Any) -> RequestNeeds:
+    """A hook's :class:`RequestNeeds`: its ``request_needs`` attribute, else its request records
+    alone, for its ``request_keys`` (every key without one)."""
+    needs = getattr(hook, "request_needs", None)
+    if needs is None:
+        return RequestNeeds(getattr(hook, "request_keys", None) or ALL_KEYS)
+    if not isinstance(needs, RequestNeeds):
+        raise TypeError(f"{type(hook).__qualname__}.request_needs must be a RequestNeeds, not {needs!r}")
+    return needs
 
 
 OTHERS_CAPACITY = 16_384
@@ -240,12 +239,21 @@ class RequestLog:
     :meth:`seal` every offer is dropped and counted as an event after close.
     """
 
-    def __init__(self, name: str, plugins: Sequence[Any], capacity: int = 2_048, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self,
+        name: str,
+        plugins: Sequence[Any],
+        capacity: int = 2_048,
+        max_bytes: int = MAX_BYTES,
+        on_failure: Callable[[Any, str, BaseException], None] | None = None,
+    ) -> None:
         self.name = name
         self.plugins = tuple(plugins)
-        needs = [p.wants() for p in self.plugins]
-        self.keys = frozenset(k for n in needs for k in range(128) if n.request_keys.allows_e2e(k))
+        needs = [needs_of(p) for p in self.plugins]
+        wanted = [frozenset(k for k in range(128) if n.request_keys.allows_e2e(k)) for n in needs]
+        self.keys = frozenset().union(*wanted)
         """Request keys (below 128) some plugin wants a record of."""
+        self._on_failure = on_failure
         self.produce_batches = any(n.produce_batches for n in needs)
         self.fetch_batches = any(n.fetch_batches for n in needs)
         self.header_keys: frozenset[str] = frozenset().union(*(n.header_keys for n in needs))
@@ -270,7 +278,11 @@ class RequestLog:
         that counts."""
         self.offer_other: Callable[[HandOut | ConnectionEvent], bool] = self.others.offer
         """Queue one hand-out or connection event, likewise."""
-        self._on_requests = tuple(p.on_requests for p in self.plugins if hasattr(p, "on_requests"))
+        self._on_requests = tuple(
+            (p.on_requests_finished, None if keys == self.keys else keys)
+            for p, keys in zip(self.plugins, wanted, strict=True)
+        )
+        """Each hook's ``on_requests_finished`` and the keys it gets (None: all the log keeps)."""
         self._on_handouts = tuple(p.on_handouts for p in self.plugins if hasattr(p, "on_handouts"))
         self._on_events = tuple(p.on_connection_events for p in self.plugins if hasattr(p, "on_connection_events"))
         for plugin in self.plugins:
@@ -312,19 +324,32 @@ class RequestLog:
                 if r.deferred is not None:
                     r.resolve()
             if requests:
-                for on_requests in self._on_requests:
-                    on_requests(requests)
+                for on_requests, keys in self._on_requests:
+                    mine = requests if keys is None else [r for r in requests if r.key in keys]
+                    if mine:
+                        self._call(on_requests, "on_requests_finished", mine)
             if rest:
                 events = [i for i in rest if type(i) is ConnectionEvent]
                 handouts = [i for i in rest if type(i) is not ConnectionEvent]
                 if handouts:
                     for on_handouts in self._on_handouts:
-                        on_handouts(handouts)
+                        self._call(on_handouts, "on_handouts", handouts)
                 if events:
                     for on_events in self._on_events:
-                        on_events(events)
+                        self._call(on_events, "on_connection_events", events)
         finally:  # until the plugins are done, what this pass holds still counts
             self.budget.release(held + held_others)
+
+    def _call(self, fn: Callable[[list[Any]], None], event: str, items: list[Any]) -> None:
+        """One hook's share of a pass: a hook that raises is counted and logged as any hook is
+        (by the dispatcher), and the other hooks still get the pass."""
+        if self._on_failure is None:
+            fn(items)
+            return
+        try:
+            fn(items)
+        except Exception as exc:
+            self._on_failure(fn, event, exc)
 
     def forget(self) -> None:
         """Drop what is queued without exporting it (a forked child)."""

@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kafkahooks import _clock, _fork
 from kafkahooks._identity import ClientIdentity
 from kafkahooks.hooks import ALL_KEYS, key_name
-from kafkahooks.hooks._requests import FusedNeeds, Request
+from kafkahooks.hooks._requests import Request, RequestNeeds
 
 SCHEMA = "kafkahooks.flight_recorder"
 VERSION = 1
@@ -76,7 +77,6 @@ class FlightRecorder:
     """Passed in ``hooks=``, an instance replaces another of this kind."""
     kafkahooks_inline = True
     """Only appends to its ring, on the export worker: never timed or offloaded."""
-    kafkahooks_fused = True
 
     def __init__(self, capacity: int = 10_000) -> None:
         if capacity <= 0:
@@ -99,12 +99,13 @@ class FlightRecorder:
         """The client this recorder serves (called once, when the client is built)."""
         self.identity = identity
 
-    def wants(self) -> FusedNeeds:
-        return FusedNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True)
+    @property
+    def request_needs(self) -> RequestNeeds:
+        return RequestNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True)
 
     # -- the export worker ------------------------------------------------------------------------
 
-    def on_requests(self, requests: list[Request]) -> None:
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
         offset = _clock.time_ns() - _clock.monotonic_ns()  # the tap's monotonic stamps -> wall clock
         # Numbers and strings only: the collector untracks such tuples, so a full ring adds nothing
         # to the client's garbage-collection passes.

@@ -1,6 +1,6 @@
 """OpenTelemetry metrics from the broker and batch hooks (what kprom and kotel's meter give franz-go).
 
-The plugin takes kafkahooks' fused path (:mod:`kafkahooks.hooks._requests`): it adds nothing to the
+The plugin is a hook of ``on_requests_finished`` (:mod:`kafkahooks.hooks._requests`): it adds nothing to the
 I/O path, and on the export worker it reads each finished request, hand-out and connection event
 once. Counters are summed per attribute set over each export pass (one SDK call per series per
 pass, whatever the traffic); histograms are recorded per request, and by default only one:
@@ -18,6 +18,7 @@ and chosen by :class:`MetricLabels`.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.hooks import ALL_KEYS, ApiKey, BrokerMeta, ClientClosed, key_name
 from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import BatchInfo, ConnectionEvent, FusedNeeds, Request, fetch_lags
+from kafkahooks.hooks._requests import BatchInfo, ConnectionEvent, Request, RequestNeeds, fetch_lags
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """semconv's buckets for messaging.client.operation.duration."""
@@ -168,7 +169,6 @@ class MetricsHooks:
     """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
-    kafkahooks_fused = True
 
     def __init__(
         self,
@@ -201,8 +201,9 @@ class MetricsHooks:
         self._identity_changed = False
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def wants(self) -> FusedNeeds:
-        return FusedNeeds(
+    @property
+    def request_needs(self) -> RequestNeeds:
+        return RequestNeeds(
             ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True, connection_events=True, watermarks=True
         )
 
@@ -299,7 +300,7 @@ class MetricsHooks:
 
     # -- the export worker ------------------------------------------------------------------------
 
-    def on_requests(self, requests: list[Request]) -> None:
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
         """Record one pass of finished requests: sums per series first, then one SDK call each."""
         self._fresh()
         detailed = self.labels.detailed_timings

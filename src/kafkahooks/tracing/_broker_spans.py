@@ -1,6 +1,6 @@
 """``tracing="hooks"``: one back-dated span per Produce request written and per Fetch response read.
 
-The plugin takes kafkahooks' fused path (:mod:`kafkahooks.hooks._requests`): the I/O path does
+The plugin is a hook of ``on_requests_finished`` (:mod:`kafkahooks.hooks._requests`): the I/O path does
 nothing for it beyond what the connection's tap records anyway, and the export worker turns each
 finished request into an SDK span, with explicit start and end times, so the sampler, attribute
 copies and span processors never run on the client's thread or event loop.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -35,7 +36,7 @@ from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
-from kafkahooks.hooks._requests import BatchInfo, FusedNeeds, Request
+from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds
 from kafkahooks.tracing import _context
 from kafkahooks.tracing._carriers import Carriers, carriers
 
@@ -55,7 +56,6 @@ class BrokerSpans:
     """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
-    kafkahooks_fused = True
 
     def __init__(
         self,
@@ -84,8 +84,9 @@ class BrokerSpans:
         self._cluster_id: str | None = None
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def wants(self) -> FusedNeeds:
-        return FusedNeeds(
+    @property
+    def request_needs(self) -> RequestNeeds:
+        return RequestNeeds(
             TRACING_KEYS,
             produce_batches=True,
             fetch_batches=True,
@@ -120,7 +121,7 @@ class BrokerSpans:
 
     # -- the export worker ------------------------------------------------------------------------
 
-    def on_requests(self, requests: list[Request]) -> None:
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
         offset = _clock.time_ns() - _clock.monotonic_ns()  # the tap's monotonic stamps -> wall clock
         emit = self._emit
         for r in requests:
