@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 from kafkahooks import export
 from kafkahooks.datastreams import DataStreams, JsonLinesExporter
-from kafkahooks.hooks import ApiKey
 from kafkahooks.kafka import KafkaProducer
 from kafkahooks.testing import RecordingHook
 from kafkahooks.tracing import BrokerSpans
@@ -90,7 +89,9 @@ def test_hanging_exporter_bounds_memory_and_counts_every_drop(bootstrap: str, to
     finally:
         exporter.release.set()
     export.flush()
-    offered = len(recorder.of("broker_e2e", ApiKey.PRODUCE))
+    # Every request reaches the log once (RecordingHook's on_requests_finished asks for every key).
+    offered = len(recorder.of("broker_e2e"))
+    assert offered >= 200
     assert offered == buffer.accepted + buffer.dropped + len(buffer)
 
 
