@@ -136,6 +136,15 @@ class Results:
                 paired = [(r, bare.get(r["pair"], r)) for r in mine]
                 ratios = [r["msgs_per_s"] / b["msgs_per_s"] for r, b in paired if b["msgs_per_s"]]
                 cpu_ratios = [r["cpu_us_per_msg"] / b["cpu_us_per_msg"] for r, b in paired if b["cpu_us_per_msg"]]
+                # Where the CPU went: the application's thread (aiokafka's event loop, kafka-python's
+                # caller) against bare's, and every other thread (kafkahooks' export worker, the SDK's,
+                # the client's own) per message. One process per side only: interleaved runs share them.
+                main_ratios = [
+                    r["main_cpu_us_per_msg"] / b["main_cpu_us_per_msg"]
+                    for r, b in paired
+                    if r.get("main_cpu_us_per_msg") and b.get("main_cpu_us_per_msg")
+                ]
+                others = [r["cpu_us_per_msg"] - r["main_cpu_us_per_msg"] for r in mine if r.get("main_cpu_us_per_msg")]
                 out.append(
                     {
                         "client": client,
@@ -146,6 +155,8 @@ class Results:
                         "ratio_to_bare": statistics.median(ratios) if ratios else None,
                         "cpu_us_per_msg": statistics.median(r["cpu_us_per_msg"] for r in mine),
                         "cpu_ratio_to_bare": statistics.median(cpu_ratios) if cpu_ratios else None,
+                        "main_cpu_ratio_to_bare": statistics.median(main_ratios) if main_ratios else None,
+                        "other_threads_us_per_msg": statistics.median(others) if others else None,
                         "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
                     }
                 )
@@ -485,7 +496,8 @@ def _record(
 
 def summary_table(results: Results) -> Table:
     """The headline figures: median msg/s and its ratio to bare, CPU per message (all threads of the
-    process) and its ratio to bare, each ratio taken within a round; peak RSS."""
+    process) and its ratio to bare, each ratio taken within a round; where that CPU went (the
+    application thread's ratio to bare's, the other threads' µs per message); peak RSS."""
     env = results.environment
     table = Table(
         title=f"kafkahooks {env['kafkahooks']} throughput "
@@ -494,10 +506,12 @@ def summary_table(results: Results) -> Table:
     )
     for name in ("client", "workload", "mode"):
         table.add_column(name, overflow="fold")
-    for name in ("msg/s", "ratio to bare", "CPU µs/msg", "CPU ratio", "peak RSS MB"):
+    for name in ("msg/s", "ratio to bare", "CPU µs/msg", "CPU ratio", "app thread ratio", "other threads µs/msg"):
         table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("peak RSS MB", justify="right", no_wrap=True)
     for row in results.summary():
         ratio, cpu = row["ratio_to_bare"], row.get("cpu_ratio_to_bare")
+        main, others = row.get("main_cpu_ratio_to_bare"), row.get("other_threads_us_per_msg")
         table.add_row(
             row["client"],
             row["workload"],
@@ -506,6 +520,8 @@ def summary_table(results: Results) -> Table:
             _styled(ratio, ratio is not None and ratio >= 0.98, ratio is not None and ratio >= 0.5),
             f"{row['cpu_us_per_msg']:.1f}",
             _styled(cpu, cpu is not None and cpu <= 1.03, cpu is not None and cpu <= 2.0),
+            "-" if main is None else f"{main:.3f}",
+            "-" if others is None else f"{others:.2f}",
             f"{row['peak_rss_mb']:.0f}",
         )
     return table
