@@ -260,20 +260,13 @@ class StreamMap:
         """An edge's figures, line by line: volume, throughput, latency, and lag for consume edges
         (``compact``: the drawing's label, short lines without bytes per second)."""
         per_s, bytes_per_s = _si(self.rate(edge.messages, edge)), _si(self.rate(edge.payload_bytes, edge))
-        if compact:
-            short = [
-                f"{edge.messages:,} msgs · {per_s} msg/s",
-                f"p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
-            ]
-            if edge.lag_records is not None:
-                short.append(f"lag {edge.lag_records:,} · {edge.lag_seconds or 0.0:.1f} s")
-            return short
         lines = [
-            f"{edge.messages:,} msgs · {per_s} msg/s · {bytes_per_s} B/s",
-            f"edge p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
+            f"{edge.messages:,} msgs · {per_s} msg/s" + ("" if compact else f" · {bytes_per_s} B/s"),
+            f"{'' if compact else 'edge '}p50 {edge.p(0.5) * 1e3:.1f} / p99 {edge.p(0.99) * 1e3:.1f} ms",
         ]
         if edge.lag_records is not None:
-            lines.append(f"lag {edge.lag_records:,} records · {edge.lag_seconds or 0.0:.1f} s")
+            records = f"{edge.lag_records:,}" + ("" if compact else " records")
+            lines.append(f"lag {records} · {edge.lag_seconds or 0.0:.1f} s")
         return lines
 
     def node_lines(self, key: str) -> list[str]:
