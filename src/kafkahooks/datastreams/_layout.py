@@ -146,8 +146,15 @@ def layout(stream_map: StreamMap) -> Geometry:
                 cx = max(cx, right + GAP + w / 2)
             centre[(kind, ident)] = cx
             right = cx + w / 2
-    left = min((centre[(kind, ident)] - w / 2 for items in rows.values() for _, kind, ident, w in items), default=0.0)
-    shift = MARGIN - left
+    extents = [
+        (centre[(kind, ident)] - w / 2, centre[(kind, ident)] + w / 2)
+        for items in rows.values()
+        for _, kind, ident, w in items
+    ]
+    left = min((a for a, _ in extents), default=0.0)
+    content = max((b for _, b in extents), default=0.0) - left + 2 * MARGIN
+    width = max(content, text_width(stream_map.window_text(), TITLE_FONT) + 2 * MARGIN)
+    shift = MARGIN - left + (width - content) / 2  # centred under a title wider than the graph
 
     # Row bands, top to bottom.
     band: dict[int, tuple[float, float]] = {}
@@ -163,11 +170,6 @@ def layout(stream_map: StreamMap) -> Geometry:
         b_top, b_bottom = band[r]
         cx = centre[("v", v)] + shift
         boxes.append(Box(cx - w / 2, (b_top + b_bottom - h) / 2, w, h))
-    width = max((b.x + b.w for b in boxes), default=0.0) + MARGIN
-    for items in rows.values():
-        for _, kind, ident, w in items:
-            width = max(width, centre[(kind, ident)] + shift + w / 2 + MARGIN)
-    width = max(width, text_width(stream_map.window_text(), TITLE_FONT) + 2 * MARGIN)
     geometry = Geometry(width=width, height=top - ROW_GAP + MARGIN, node_lines=node_lines)
     geometry.nodes = {key: boxes[vertex[key]] for key in nodes}
 
