@@ -273,13 +273,13 @@ class DataStreamHooks:
             )
 
     def on_requests_finished(self, requests: Sequence[Request]) -> None:
-        now_ms = -1
+        wall_offset: int | None = None
         for r in requests:
             if r.key == _FETCH:
                 if r.watermarks:
-                    if now_ms < 0:
-                        now_ms = _clock.time_ns() // 1_000_000
-                    self._lagged(r, now_ms)
+                    if wall_offset is None:
+                        wall_offset = _clock.time_ns() - _clock.monotonic_ns()
+                    self._lagged(r, wall_offset)
             elif r.key == _PRODUCE:
                 self._produce_acked(r)
             elif r.key == _OFFSET_COMMIT and r.acks and r.commits is not None:
@@ -295,12 +295,12 @@ class DataStreamHooks:
                         )
                         self.streams.backlog(_with_cluster(self.streams, tags, cluster), offset)
 
-    def _lagged(self, r: Request, now_ms: int) -> None:
+    def _lagged(self, r: Request, wall_offset: int) -> None:
         """Consumer lag per partition from a Fetch response's high watermarks (no extra request)."""
         streams = self.streams
         group = self.identity.group_id
         cluster = streams.cluster(self.identity.cluster_id)
-        for topic, partition, records, seconds in fetch_lags(r, now_ms):
+        for topic, partition, records, seconds in fetch_lags(r, wall_offset):
             tags = self._lag_tags.get((topic, partition))
             if tags is None:
                 if len(self._lag_tags) >= _MAX_CACHED:

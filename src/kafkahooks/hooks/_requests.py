@@ -361,12 +361,16 @@ class RequestLog:
         self.process()
 
 
-def fetch_lags(r: Request, now_ms: int) -> list[tuple[str, int, int, float]]:
+def fetch_lags(r: Request, wall_offset_ns: int) -> list[tuple[str, int, int, float]]:
     """Consumer lag after a Fetch response, per partition it answered: ``(topic, partition,
     records behind the high watermark, seconds)``. Records: the high watermark minus the offset
     after the last record fetched (0 for a partition answered empty: the consumer is at the end).
-    Seconds: 0 when caught up, else how old the last fetched record is (``now_ms`` minus its
-    batch's first timestamp: an upper bound of the time lag, Datadog's ``kafka_lag_seconds``)."""
+    Seconds: 0 when caught up, else how old the last fetched record was when the response was read
+    (its read time, the tap's monotonic stamp plus ``wall_offset_ns``, the wall clock minus the
+    monotonic one, minus its batch's first timestamp: an upper bound of the time lag, Datadog's
+    ``kafka_lag_seconds``). Every plugin reading the same response gets the same figures, however
+    late its pass."""
+    now_ms = (r.read_end_ns + wall_offset_ns) // 1_000_000
     marks = r.watermarks
     if not marks:
         return []

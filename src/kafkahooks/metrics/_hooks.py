@@ -312,7 +312,7 @@ class MetricsHooks:
         # per topic series: [attrs, records, uncompressed bytes, compressed bytes, sent messages]
         topics: dict[int, list[Any]] = {}
         lags: dict[tuple[str, int], tuple[int, float]] = {}  # the pass's last reading per partition
-        now_ms = -1
+        wall_offset: int | None = None
 
         def batch(attrs: dict[str, Any], info: BatchInfo, sent: bool) -> None:
             acc = topics.get(id(attrs))
@@ -358,9 +358,9 @@ class MetricsHooks:
                 operation(r.duration_ns / 1e9, messaging("send", topic, error))
             elif key == _FETCH:
                 if r.watermarks:
-                    if now_ms < 0:
-                        now_ms = _clock.time_ns() // 1_000_000
-                    for t, p, records, seconds in fetch_lags(r, now_ms):
+                    if wall_offset is None:
+                        wall_offset = _clock.time_ns() - _clock.monotonic_ns()
+                    for t, p, records, seconds in fetch_lags(r, wall_offset):
                         lags[(t, p)] = (records, seconds)
                 fetched = r.fetched
                 topic = None
