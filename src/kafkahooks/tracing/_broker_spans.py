@@ -37,8 +37,8 @@ from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
 from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds
-from kafkahooks.tracing import _context
 from kafkahooks.tracing._carriers import Carriers, carriers
+from kafkahooks.tracing._context import batch_contexts
 
 MAX_LINKS = 128
 """The SDK keeps 128 links per span by default; more are dropped here, and counted."""
@@ -117,7 +117,7 @@ class BrokerSpans:
         if info.headers:
             ctx = self.carriers.extract(info.headers)
             if ctx is not None:
-                _context.batch_contexts.add(topic, partition, info.base_offset, info.last_offset, ctx)
+                batch_contexts.add(topic, partition, info.base_offset, info.last_offset, ctx)
 
     # -- the export worker ------------------------------------------------------------------------
 

@@ -36,8 +36,8 @@ from opentelemetry.trace import SpanContext, TraceFlags
 
 from kafkahooks._otel import current_context
 from kafkahooks._selfstats import counter
-from kafkahooks.tracing import _context
-from kafkahooks.tracing._context import TRACEPARENT, TRACESTATE
+from kafkahooks.tracing._context import TRACEPARENT, TRACESTATE, batch_contexts, find_header, parse_cached
+from kafkahooks.tracing._context import _bad as refuse
 
 MAX_VALUE = 8192
 """The longest consumed header value looked at, in any carrier (the W3C baggage limit)."""
@@ -103,14 +103,14 @@ _B3_SAMPLED_VALUES = {
 def _ascii(header: str, value: Any, limit: int) -> bytes | None:
     """``value`` as ASCII bytes, or None (counted and logged by name) when it is not, or too long."""
     if not isinstance(value, (bytes, bytearray, memoryview, str)):
-        _context._bad(header, value, "not bytes or str")
+        refuse(header, value, "not bytes or str")
         return None
     if len(value) > limit:
-        _context._bad(header, value, "too long")
+        refuse(header, value, "too long")
         return None
     raw = value.encode("ascii", "replace") if isinstance(value, str) else bytes(value)
     if not raw.isascii() or (isinstance(value, str) and not value.isascii()):
-        _context._bad(header, value, "not ASCII")
+        refuse(header, value, "not ASCII")
         return None
     return raw
 
@@ -135,17 +135,17 @@ def parse_b3(value: Any) -> SpanContext | None:
         return None
     parts = raw.split(b"-")
     if not 2 <= len(parts) <= 4 or not _is_hex(parts[0], (16, 32)) or not _is_hex(parts[1], (16,)):
-        _context._bad(B3_SINGLE, raw, "shape")
+        refuse(B3_SINGLE, raw, "shape")
         return None
     if len(parts) > 2 and parts[2] not in (b"0", b"1", b"d"):
-        _context._bad(B3_SINGLE, raw, "sampling")
+        refuse(B3_SINGLE, raw, "sampling")
         return None
     if len(parts) == 4 and not _is_hex(parts[3], (16,)):
-        _context._bad(B3_SINGLE, raw, "parent span id")
+        refuse(B3_SINGLE, raw, "parent span id")
         return None
     trace_id, span_id = int(parts[0], 16), int(parts[1], 16)
     if not trace_id or not span_id:
-        _context._bad(B3_SINGLE, raw, "zero id")
+        refuse(B3_SINGLE, raw, "zero id")
         return None
     return _remote(trace_id, span_id, len(parts) == 2 or parts[2] != b"0")
 
@@ -159,7 +159,7 @@ def parse_b3_multi(  # noqa: PLR0911 - a return per way to be malformed
     if trace_id is None and span_id is None:  # a sampling decision alone, or no B3 at all
         return None
     if trace_id is None or span_id is None:
-        _context._bad(B3_TRACE_ID[0] if trace_id is None else B3_SPAN_ID[0], None, "missing")
+        refuse(B3_TRACE_ID[0] if trace_id is None else B3_SPAN_ID[0], None, "missing")
         return None
     raw_trace = _ascii(B3_TRACE_ID[0], trace_id, 32)
     if raw_trace is None:
@@ -168,26 +168,26 @@ def parse_b3_multi(  # noqa: PLR0911 - a return per way to be malformed
     if raw_span is None:
         return None
     if not _is_hex(raw_trace, (16, 32)) or not _is_hex(raw_span, (16,)):
-        _context._bad(B3_TRACE_ID[0], raw_trace, "shape")
+        refuse(B3_TRACE_ID[0], raw_trace, "shape")
         return None
     is_sampled = False
     if sampled is not None:
         raw = _ascii(B3_SAMPLED[0], sampled, 5)
         if raw is None or raw not in _B3_SAMPLED_VALUES:
             if raw is not None:
-                _context._bad(B3_SAMPLED[0], raw, "sampling")
+                refuse(B3_SAMPLED[0], raw, "sampling")
             return None
         is_sampled = _B3_SAMPLED_VALUES[raw]
     if flags is not None:
         raw = _ascii(B3_FLAGS[0], flags, 1)
         if raw is None or raw not in (b"0", b"1"):
             if raw is not None:
-                _context._bad(B3_FLAGS[0], raw, "flags")
+                refuse(B3_FLAGS[0], raw, "flags")
             return None
         is_sampled = is_sampled or raw == b"1"
     t, s = int(raw_trace, 16), int(raw_span, 16)
     if not t or not s:
-        _context._bad(B3_TRACE_ID[0], raw_trace, "zero id")
+        refuse(B3_TRACE_ID[0], raw_trace, "zero id")
         return None
     return _remote(t, s, is_sampled)
 
@@ -209,11 +209,11 @@ def parse_uber_trace_id(value: Any) -> SpanContext | None:
         or not _is_hex(parts[2], range(1, 17))
         or not _is_hex(parts[3], range(1, 3))
     ):
-        _context._bad(UBER_TRACE_ID, raw, "shape")
+        refuse(UBER_TRACE_ID, raw, "shape")
         return None
     trace_id, span_id = int(parts[0], 16), int(parts[1], 16)
     if not trace_id or not span_id:
-        _context._bad(UBER_TRACE_ID, raw, "zero id")
+        refuse(UBER_TRACE_ID, raw, "zero id")
         return None
     return _remote(trace_id, span_id, bool(int(parts[3], 16) & 1))
 
@@ -224,7 +224,7 @@ def _unquote(header: str, raw: str, plus: bool = False) -> str | None:
     try:
         return (urllib.parse.unquote_plus if plus else urllib.parse.unquote)(raw, errors="strict")
     except UnicodeDecodeError:
-        _context._bad(header, None, "percent-encoding")
+        refuse(header, None, "percent-encoding")
         return None
 
 
@@ -237,14 +237,14 @@ def parse_baggage(value: Any) -> dict[str, str] | None:
     entries: dict[str, str] = {}
     members = raw.decode("ascii").split(",")
     if len(members) > MAX_BAGGAGE_MEMBERS:
-        _context._bad(W3C_BAGGAGE, raw, "too many members")
+        refuse(W3C_BAGGAGE, raw, "too many members")
         return None
     for member in members:
         pair = member.split(";", 1)[0]
         key, eq, val = pair.partition("=")
         key, val = key.strip(" \t"), val.strip(" \t")
         if not eq or len(member) > MAX_BAGGAGE_ENTRY or not _TOKEN.fullmatch(key) or not _BAGGAGE_VALUE.fullmatch(val):
-            _context._bad(W3C_BAGGAGE, raw, "member format")
+            refuse(W3C_BAGGAGE, raw, "member format")
             return None
         decoded = _unquote(W3C_BAGGAGE, val, plus=True)
         if decoded is None:
@@ -261,17 +261,17 @@ def parse_uberctx(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
     total = 0
     for key, value in pairs:
         if len(out) == MAX_BAGGAGE_MEMBERS:
-            _context._bad(UBERCTX, None, "too many entries")
+            refuse(UBERCTX, None, "too many entries")
             break
         raw = _ascii(UBERCTX, value, MAX_BAGGAGE_ENTRY)
         if raw is None:
             continue
         if not _TOKEN.fullmatch(key) or len(key) + len(raw) + 1 > MAX_BAGGAGE_ENTRY:
-            _context._bad(UBERCTX, raw, "entry format")
+            refuse(UBERCTX, raw, "entry format")
             continue
         total += len(key) + len(raw) + 1
         if total > MAX_VALUE:
-            _context._bad(UBERCTX, raw, "too long in all")
+            refuse(UBERCTX, raw, "too long in all")
             break
         decoded = _unquote(UBERCTX, raw.decode("ascii"))
         if decoded is not None:
@@ -371,7 +371,7 @@ class Carriers:
     def set_by_application(self, headers: Any) -> bool:
         """Whether ``headers`` (a record being sent) already hold a field the propagator writes,
         however spelled: the application's own context is then left alone."""
-        return any(_context.find_header(headers, field) is not None for field in self._written)
+        return any(find_header(headers, field) is not None for field in self._written)
 
     def inject(self, ctx: Any = None) -> tuple[tuple[str, bytes], ...] | None:
         """The headers carrying ``ctx`` (default: the application's current context) in every
@@ -415,7 +415,7 @@ class Carriers:
                     continue
                 too_long = isinstance(value, (bytes, bytearray, memoryview, str)) and len(value) > MAX_VALUE
                 if too_long:
-                    _context._bad(name, value, "too long")
+                    refuse(name, value, "too long")
                 picked[name] = None if too_long else value
         except Exception:
             return {}
@@ -479,7 +479,7 @@ def _uberctx_pairs(headers: Any) -> list[tuple[str, Any]]:
 
 def _read_w3c(picked: dict[str, Any]) -> SpanContext | None:
     value = picked.get(TRACEPARENT)
-    return None if value is None else _context.parse_cached(value, picked.get(TRACESTATE))
+    return None if value is None else parse_cached(value, picked.get(TRACESTATE))
 
 
 def _first(picked: dict[str, Any], keys: tuple[str, str]) -> Any:
@@ -568,7 +568,7 @@ def record_context(record: Any) -> SpanContext | None:
     if own is not None:
         return own
     try:
-        return _context.batch_contexts.lookup(record.topic, record.partition, record.offset)
+        return batch_contexts.lookup(record.topic, record.partition, record.offset)
     except Exception:
         return None
 
