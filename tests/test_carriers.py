@@ -411,3 +411,24 @@ def test_per_record_tracing_speaks_the_configured_carriers_too(
     assert sends == set(read)
     consume(client, bootstrap, topic, 5, tracing="records", tracer_provider=tracing.provider)
     assert sends == {ids(link.context) for s in tracing.spans("poll") for link in s.links}
+
+
+def test_contexts_read_are_remembered_in_a_bounded_table() -> None:
+    """Batches repeat contexts: the second read of the same carrier values is the same object,
+    a refused value is counted again (not parsed again), and the table never holds more than
+    1 024 entries nor values longer than 1.3 KB."""
+    from kafkahooks.tracing._carriers import MAX_CACHED
+
+    ours = carriers(FORMATS["b3multi"]())
+    headers = [("x-b3-traceid", b"0af7651916cd43dd8448eb211c80319c"), ("x-b3-spanid", b"b7ad6b7169203331")]
+    assert ours.extract(headers) is ours.extract(headers)
+    bad = [("b3", b"not-a-context")]
+    before = decode_errors()
+    assert ours.extract(bad) is None
+    assert ours.extract(bad) is None
+    assert decode_errors() == before + 2
+    for i in range(2 * MAX_CACHED):
+        ours.extract([("x-b3-traceid", b"%032x" % (i + 1)), ("x-b3-spanid", b"b7ad6b7169203331")])
+    assert len(ours._parsed) <= MAX_CACHED
+    ours.extract([("b3", b"0" * 1_400)])
+    assert all(sum(len(v) for _, v in key) <= 1_300 for key in ours._parsed)

@@ -12,7 +12,8 @@ Zipkin's ``b3`` (one header) and ``b3multi`` (``x-b3-*``), ``jaeger`` (``uber-tr
   written from the same context as the one before costs an identity comparison.
 - **Reading** (consumed records): each known format is parsed here, by strict, bounded parsers
   (exact keys, length limits, refusals counted and logged by header name, length and reason,
-  never a byte of the value; no cache beyond :mod:`~kafkahooks.tracing._context`'s bounded one).
+  never a byte of the value; contexts read are remembered in a bounded table, 1 024 entries of
+  at most 1.3 KB of values).
   OpenTelemetry's own propagators are never handed consumed bytes for these formats: the baggage
   propagator logs rejected values raw. A propagator kafkahooks does not know is called with the
   headers named by its ``fields``, each within :data:`MAX_VALUE`, and its failures are counted.
@@ -36,7 +37,14 @@ from opentelemetry.trace import SpanContext, TraceFlags
 
 from kafkahooks._otel import current_context
 from kafkahooks._selfstats import counter
-from kafkahooks.tracing._context import TRACEPARENT, TRACESTATE, batch_contexts, find_header, parse_cached
+from kafkahooks.tracing._context import (
+    TRACEPARENT,
+    TRACESTATE,
+    batch_contexts,
+    decode_errors,
+    find_header,
+    parse_cached,
+)
 from kafkahooks.tracing._context import _bad as refuse
 
 MAX_VALUE = 8192
@@ -49,6 +57,10 @@ MAX_B3 = 68
 """``{32 hex}-{16 hex}-{1}-{16 hex}``: the longest valid single ``b3`` header."""
 MAX_UBER_TRACE_ID = 128
 """``{32}:{16}:{16}:{2}`` hex is 69 bytes; ``%3A`` for each colon makes it 75."""
+MAX_CACHED = 1024
+"""Contexts each :class:`Carriers` remembers (then it starts over)."""
+MAX_CACHED_BYTES = 1300
+"""The longest carrier values (all of a record's together) whose context is remembered."""
 MAX_OTHER_FIELDS = 16
 """Header keys taken from an unknown propagator's ``fields`` (at most this many, each at most 128 characters)."""
 
@@ -362,6 +374,9 @@ class Carriers:
         self._lookup: dict[Any, str] = {**{k: k for k in keys}, **{k.encode(): k for k in keys}}
         self._written = frozenset(f.lower() for f in _fields(propagator))
         self._last: tuple[Any, tuple[tuple[str, bytes], ...] | None] = (None, None)
+        self._parsed: dict[tuple[tuple[str, Any], ...], SpanContext | None] = {}
+        """Contexts read, by the carrier values that gave them (batches repeat contexts): at most
+        :data:`MAX_CACHED` entries, each at most :data:`MAX_CACHED_BYTES` of values."""
 
     def __repr__(self) -> str:
         return f"Carriers({', '.join(self.formats) or 'none'})"
@@ -427,11 +442,25 @@ class Carriers:
         picked = self.pick(headers)
         if not picked:
             return None
+        key = _cache_key(picked)
+        if key is not None:
+            try:
+                cached = self._parsed[key]
+            except KeyError:
+                pass
+            else:
+                if cached is None:  # refused before: counted again, not logged again
+                    decode_errors.add()
+                return cached
         found = None
         for read in self._readers:
             ctx = read(picked)
             if ctx is not None:
                 found = ctx
+        if key is not None:
+            if len(self._parsed) >= MAX_CACHED:
+                self._parsed.clear()
+            self._parsed[key] = found
         return found
 
     def baggage(self, headers: Any) -> dict[str, str]:
@@ -457,6 +486,16 @@ def _scanned(headers: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
             return
         if len(item) == 2:
             yield item[0], item[1]
+
+
+def _cache_key(picked: dict[str, Any]) -> tuple[tuple[str, Any], ...] | None:
+    """The picked values as a cache key, when they are all bytes or str and short enough."""
+    total = 0
+    for value in picked.values():
+        if not isinstance(value, (bytes, str)):
+            return None
+        total += len(value)
+    return tuple(picked.items()) if total <= MAX_CACHED_BYTES else None
 
 
 _BAGGAGE_LOOKUP = {W3C_BAGGAGE: W3C_BAGGAGE, W3C_BAGGAGE.encode(): W3C_BAGGAGE}
