@@ -283,7 +283,11 @@ def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:
         )
         rows.append((f"carrier {name}", "write, a new context every batch", timed(alternate, 10_000)))
         rows.append(
-            (f"carrier {name}", "read, per consumed batch (a context seen before)", timed(lambda c=carriers, w=written: c.extract(w), 10_000))
+            (
+                f"carrier {name}",
+                "read, per consumed batch (a context seen before)",
+                timed(lambda c=carriers, w=written: c.extract(w), 10_000),
+            )
         )
 
 
