@@ -427,6 +427,9 @@ def test_contexts_read_are_remembered_in_a_bounded_table() -> None:
     assert ours.extract(bad) is None
     assert ours.extract(bad) is None
     assert decode_errors() == before + 2
+    for _ in range(2):  # a lone sampling decision carries no context and is no error, cached or not
+        assert ours.extract([("b3", b"1")]) is None
+    assert decode_errors() == before + 2
     for i in range(2 * MAX_CACHED):
         ours.extract([("x-b3-traceid", b"%032x" % (i + 1)), ("x-b3-spanid", b"b7ad6b7169203331")])
     assert len(ours._parsed) <= MAX_CACHED

@@ -12,8 +12,8 @@ Zipkin's ``b3`` (one header) and ``b3multi`` (``x-b3-*``), ``jaeger`` (``uber-tr
   written from the same context as the one before costs an identity comparison.
 - **Reading** (consumed records): each known format is parsed here, by strict, bounded parsers
   (exact keys, length limits, refusals counted and logged by header name, length and reason,
-  never a byte of the value; contexts read are remembered in a bounded table, 1 024 entries of
-  at most 1.3 KB of values).
+  never a byte of the value; contexts read are remembered in one bounded table per propagator,
+  1 024 entries of at most 1.3 KB of values).
   OpenTelemetry's own propagators are never handed consumed bytes for these formats: the baggage
   propagator logs rejected values raw. A propagator kafkahooks does not know is called with the
   headers named by its ``fields``, each within :data:`MAX_VALUE`, and its failures are counted.
@@ -42,8 +42,7 @@ from kafkahooks.tracing._context import (
     TRACESTATE,
     batch_contexts,
     decode_errors,
-    find_header,
-    parse_cached,
+    parse_traceparent,
 )
 from kafkahooks.tracing._context import _bad as refuse
 
@@ -345,7 +344,7 @@ def _fields(propagator: Any) -> frozenset[str]:
 class Carriers:
     """The trace-context carriers of one propagator: what a producer writes and a consumer reads
     (see the module docs). Built by :func:`carriers`; immutable but for the one-entry cache of
-    the last context written."""
+    the last context written and the bounded table of contexts read."""
 
     def __init__(self, propagator: Any) -> None:
         self.propagator = propagator
@@ -374,9 +373,10 @@ class Carriers:
         self._lookup: dict[Any, str] = {**{k: k for k in keys}, **{k.encode(): k for k in keys}}
         self._written = frozenset(f.lower() for f in _fields(propagator))
         self._last: tuple[Any, tuple[tuple[str, bytes], ...] | None] = (None, None)
-        self._parsed: dict[tuple[tuple[str, Any], ...], SpanContext | None] = {}
-        """Contexts read, by the carrier values that gave them (batches repeat contexts): at most
-        :data:`MAX_CACHED` entries, each at most :data:`MAX_CACHED_BYTES` of values."""
+        self._parsed: dict[tuple[tuple[str, Any], ...], tuple[SpanContext | None, bool]] = {}
+        """(context, whether it was refused) read, by the carrier values that gave them (batches
+        repeat contexts): at most :data:`MAX_CACHED` entries, each at most
+        :data:`MAX_CACHED_BYTES` of values. The only table of contexts read."""
 
     def __repr__(self) -> str:
         return f"Carriers({', '.join(self.formats) or 'none'})"
@@ -385,8 +385,19 @@ class Carriers:
 
     def set_by_application(self, headers: Any) -> bool:
         """Whether ``headers`` (a record being sent) already hold a field the propagator writes,
-        however spelled: the application's own context is then left alone."""
-        return any(find_header(headers, field) is not None for field in self._written)
+        however spelled (one pass over them): the application's own context is then left alone."""
+        written = self._written
+        if not written:
+            return False
+        try:
+            for item in headers:
+                if len(item) == 2 and isinstance(item[0], (str, bytes)):
+                    name = item[0].decode("utf-8", "replace") if isinstance(item[0], bytes) else item[0]
+                    if name.lower() in written:
+                        return True
+        except Exception:  # the client will refuse such headers itself
+            return False
+        return False
 
     def inject(self, ctx: Any = None) -> tuple[tuple[str, bytes], ...] | None:
         """The headers carrying ``ctx`` (default: the application's current context) in every
@@ -444,14 +455,12 @@ class Carriers:
             return None
         key = _cache_key(picked)
         if key is not None:
-            try:
-                cached = self._parsed[key]
-            except KeyError:
-                pass
-            else:
-                if cached is None:  # refused before: counted again, not logged again
+            cached = self._parsed.get(key)
+            if cached is not None:
+                if cached[1]:  # refused before: counted again, not logged again
                     decode_errors.add()
-                return cached
+                return cached[0]
+        refused_before = decode_errors.value
         found = None
         for read in self._readers:
             ctx = read(picked)
@@ -460,7 +469,8 @@ class Carriers:
         if key is not None:
             if len(self._parsed) >= MAX_CACHED:
                 self._parsed.clear()
-            self._parsed[key] = found
+            # A value that carries no context without being wrong (B3's lone "1") is not refused.
+            self._parsed[key] = (found, found is None and decode_errors.value > refused_before)
         return found
 
     def baggage(self, headers: Any) -> dict[str, str]:
@@ -518,7 +528,7 @@ def _uberctx_pairs(headers: Any) -> list[tuple[str, Any]]:
 
 def _read_w3c(picked: dict[str, Any]) -> SpanContext | None:
     value = picked.get(TRACEPARENT)
-    return None if value is None else parse_cached(value, picked.get(TRACESTATE))
+    return None if value is None else parse_traceparent(value, picked.get(TRACESTATE))
 
 
 def _first(picked: dict[str, Any], keys: tuple[str, str]) -> Any:

@@ -3,8 +3,9 @@ process-wide table that maps consumed records to the creation context of their p
 
 Consumed headers come from any producer and are treated as hostile: keys are matched exactly
 (Kafka header keys are case-sensitive; ``Traceparent`` is not a trace context), values longer than
-W3C allows are refused unread, nothing is cached beyond a bounded table, and a refusal is logged
-with the header's name, its length and the reason, never a byte of its value (rate-limited).
+W3C allows are refused unread, nothing is cached here (:mod:`~kafkahooks.tracing._carriers` keeps
+the one bounded table of contexts read), and a refusal is logged with the header's name, its
+length and the reason, never a byte of its value (rate-limited).
 ``tracestate`` is parsed here too, never by OpenTelemetry's ``TraceState.from_header``, which
 logs every malformed member raw.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState
@@ -29,7 +29,6 @@ MAX_TRACEPARENT = 256
 MAX_TRACESTATE = 1024
 """Longest ``tracestate`` looked at (W3C: 32 members; propagators keep at least 512 characters)."""
 _MAX_MEMBERS = 32
-_MAX_CACHED = 1024
 
 _logger = get_logger(__name__)
 _bad_header_log = RateLimitedLog(_logger, 60.0)
@@ -124,54 +123,6 @@ def parse_tracestate(value: Any) -> TraceState | None:
 def format_traceparent(ctx: SpanContext) -> bytes:
     """The ``traceparent`` header value of ``ctx``."""
     return b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
-
-
-def find_header(headers: Iterable[tuple[Any, Any]] | None, key: str) -> Any:
-    """The value of the first header named ``key`` (case-insensitive), or None; never raises.
-
-    For headers the application is sending (to leave a context it set itself alone, however it
-    spelled the key); consumed headers are matched exactly (:func:`context_from_headers`).
-    """
-    if not headers:
-        return None
-    try:
-        for item in headers:
-            if len(item) == 2 and isinstance(item[0], (str, bytes)):
-                name = item[0].decode("utf-8", "replace") if isinstance(item[0], bytes) else item[0]
-                if name.lower() == key:
-                    return item[1]
-    except Exception:
-        return None
-    return None
-
-
-_parsed: dict[tuple[Any, Any], SpanContext | None] = {}
-
-
-def parse_cached(value: Any, state: Any = None) -> SpanContext | None:
-    """:func:`parse_traceparent`, remembered for values that fit the W3C limits (batches repeat
-    contexts): at most 1 024 entries, each at most ~1.3 KB. A value seen malformed before is
-    counted again, not logged again."""
-    if (
-        not isinstance(value, (bytes, str))
-        or len(value) > MAX_TRACEPARENT
-        or (state is not None and (not isinstance(state, (bytes, str)) or len(state) > MAX_TRACESTATE))
-    ):
-        return parse_traceparent(value, state)  # refused (and counted) there, never cached
-    key = (value, state)
-    try:
-        cached = _parsed[key]
-    except KeyError:
-        pass
-    else:
-        if cached is None:
-            decode_errors.add()
-        return cached
-    ctx = parse_traceparent(value, state)
-    if len(_parsed) >= _MAX_CACHED:
-        _parsed.clear()
-    _parsed[key] = ctx
-    return ctx
 
 
 class BatchContexts:
