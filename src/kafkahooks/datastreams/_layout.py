@@ -21,7 +21,7 @@ a cycle is cut where it closes, and its closing edge is routed upwards the same 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kafkahooks.datastreams._map import Edge, StreamMap
@@ -60,14 +60,6 @@ class Box:
     @property
     def bottom(self) -> float:
         return self.y + self.h
-
-    def overlaps(self, other: Box) -> bool:
-        return (
-            self.x < other.x + other.w
-            and other.x < self.x + self.w
-            and self.y < other.y + other.h
-            and other.y < self.y + self.h
-        )
 
 
 @dataclass
@@ -130,13 +122,14 @@ def layout(stream_map: StreamMap) -> Geometry:
     routing = placed.edge_routing
 
     # Rows: every vertex and every dummy, by layer, in igraph's order.
-    rows: dict[int, list[tuple[float, str, int, float]]] = {}
+    rows: dict[int, list[tuple[float, str, Any, float]]] = {}
     for v, (x, y) in enumerate(coords):
         rows.setdefault(round(y), []).append((x, "v", v, sizes[v][0]))
     for e, points in enumerate(routing):
         for k, (x, y) in enumerate(points):
-            rows.setdefault(round(y), []).append((x, "d", e * 1000 + k, DUMMY_W))
-    centre: dict[tuple[str, int], float] = {}
+            rows.setdefault(round(y), []).append((x, "d", (e, k), DUMMY_W))
+    centre: dict[tuple[str, Any], float] = {}
+    left, right_most = float("inf"), float("-inf")
     for items in rows.values():
         items.sort()
         right = None
@@ -146,13 +139,10 @@ def layout(stream_map: StreamMap) -> Geometry:
                 cx = max(cx, right + GAP + w / 2)
             centre[(kind, ident)] = cx
             right = cx + w / 2
-    extents = [
-        (centre[(kind, ident)] - w / 2, centre[(kind, ident)] + w / 2)
-        for items in rows.values()
-        for _, kind, ident, w in items
-    ]
-    left = min((a for a, _ in extents), default=0.0)
-    content = max((b for _, b in extents), default=0.0) - left + 2 * MARGIN
+            left, right_most = min(left, cx - w / 2), max(right_most, right)
+    if not centre:  # nothing to draw
+        left = right_most = 0.0
+    content = right_most - left + 2 * MARGIN
     width = max(content, text_width(stream_map.window_text(), TITLE_FONT) + 2 * MARGIN)
     shift = MARGIN - left + (width - content) / 2  # centred under a title wider than the graph
 
@@ -181,7 +171,7 @@ def layout(stream_map: StreamMap) -> Geometry:
         start, end = boxes[a], boxes[b]
         points = [(start.cx, start.bottom if down else start.y), (start.cx, band[ra][1] if down else band[ra][0])]
         for k, (_, y) in enumerate(routing[e]):
-            x = centre[("d", e * 1000 + k)] + shift
+            x = centre[("d", (e, k))] + shift
             b_top, b_bottom = band[round(y)]
             points += [(x, b_top), (x, b_bottom)] if down else [(x, b_bottom), (x, b_top)]
         points += [(end.cx, band[rb][0] if down else band[rb][1]), (end.cx, end.y if down else end.bottom)]
