@@ -309,27 +309,19 @@ def _hooks_record(client: str, role: str) -> Telemetry:
 
 
 def _propagator(carriers: str) -> Any:
-    """What ``OTEL_PROPAGATORS=carriers`` builds (the bench process has read its environment already)."""
+    """What ``OTEL_PROPAGATORS=carriers`` builds: each name's ``opentelemetry_propagator`` entry
+    point, as OpenTelemetry loads them (the bench process has read its environment already)."""
+    from importlib.metadata import entry_points
+
     from opentelemetry.propagators.composite import CompositePropagator
 
-    parts: list[Any] = []
+    found = entry_points(group="opentelemetry_propagator")
+    parts = []
     for name in carriers.split(","):
-        if name == "tracecontext":
-            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-            parts.append(TraceContextTextMapPropagator())
-        elif name == "baggage":
-            from opentelemetry.baggage.propagation import W3CBaggagePropagator
-
-            parts.append(W3CBaggagePropagator())
-        elif name == "b3multi":
-            from opentelemetry.propagators.b3 import B3MultiFormat
-
-            parts.append(B3MultiFormat())
-        elif name == "jaeger":
-            from opentelemetry.propagators.jaeger import JaegerPropagator
-
-            parts.append(JaegerPropagator())
+        point = next(iter(found.select(name=name)), None)
+        if point is None:
+            raise ImportError(f"no OpenTelemetry propagator named {name!r} is installed")
+        parts.append(point.load()())
     return CompositePropagator(parts)
 
 
