@@ -27,7 +27,7 @@ from rich.table import Table
 
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import recorder
-from kafkahooks._wire import _aiokafka
+from kafkahooks._wire import aiokafka as _aiokafka
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.datastreams import DataStreams, OtelMetricsExporter, data_stream_hooks, set_pathway
 from kafkahooks.export import worker
@@ -150,7 +150,7 @@ def main() -> None:
     )
     header = inject("orders", 0, ()) or []
     records = batch_bytes(header)
-    tap = ConnectionTap(t.dispatch, META, None, _aiokafka._first_headers)  # as the aiokafka adapter builds it
+    tap = ConnectionTap(t.dispatch, META, None, _aiokafka.first_headers)  # as the aiokafka adapter builds it
     rows.append(
         (
             "produce",
@@ -185,7 +185,7 @@ def main() -> None:
 
     # -- consumer: per batch ---------------------------------------------------------------------------
     c = Telemetry("consumer")
-    ctap = ConnectionTap(c.dispatch, META, None, _aiokafka._first_headers)
+    ctap = ConnectionTap(c.dispatch, META, None, _aiokafka.first_headers)
     assert c.dispatch.handouts is not None
     tracker = c.dispatch.handouts
     state = {"base": 0}

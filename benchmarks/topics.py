@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from kafkahooks import _clock
 from kafkahooks._instrument import Instrumentation
 from kafkahooks.hooks import ApiKey, BrokerMeta, Compression
-from kafkahooks.hooks._requests import BatchInfo, Request
+from kafkahooks.hooks._records import BatchInfo, Request
 
 META = BrokerMeta(1, "127.0.0.1", 9092)
 STEP = 3_000

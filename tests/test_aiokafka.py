@@ -14,7 +14,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import AIOKafkaConnection
 from aiokafka.structs import TopicPartition
 
-from kafkahooks._wire import _aiokafka
+from kafkahooks._wire import aiokafka as _aiokafka
 from kafkahooks.aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafkahooks.broker import EmbeddedBroker
 from kafkahooks.hooks import ApiKey

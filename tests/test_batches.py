@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from kafkahooks._wire import _aiokafka, _batches
+from kafkahooks._wire import _batches
+from kafkahooks._wire import aiokafka as _aiokafka
 from kafkahooks.hooks import Compression
 
-READERS = [None, _aiokafka._first_headers]
+READERS = [None, _aiokafka.first_headers]
 """kafkahooks' own first-record reader, and aiokafka's compiled one where it exists."""
 
 

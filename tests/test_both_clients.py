@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kafkahooks._wire._guard import internal_errors
+from kafkahooks._guard import internal_errors
 from kafkahooks.hooks import ApiKey, Compression
 from kafkahooks.testing import RecordingHook
 from tests._checks import assert_batches_account_for_every_record, assert_reads_follow_writes_and_timings_are_sane
@@ -142,7 +142,8 @@ def test_moved_internals_leave_the_client_bare_with_one_warning(
     import structlog
 
     from kafkahooks import _instrument
-    from kafkahooks._wire import _aiokafka, _kafka_python
+    from kafkahooks._wire import aiokafka as _aiokafka
+    from kafkahooks._wire import kafka_python as _kafka_python
 
     adapter = _aiokafka.ADAPTER if client == "aiokafka" else _kafka_python.ADAPTER
     monkeypatch.setattr(_instrument, "_moved", {})
@@ -169,3 +170,4 @@ def test_moved_internals_leave_the_client_bare_with_one_warning(
     assert warnings[0]["missing"] == ["aiokafka.conn.AIOKafkaConnection._gone"]
     assert warnings[0]["version"][0].isdigit()
     assert errors == internal_errors
+

@@ -19,6 +19,7 @@ from kafkahooks.bench import MODES
 from kafkahooks.cli import main
 from kafkahooks.datastreams import DataStreams, JsonLinesExporter
 from kafkahooks.datastreams._map import StreamMap
+from kafkahooks.datastreams._render import render_svg
 
 SERVICES = ("checkout", "enricher", "ledger")
 ORDERS, ENRICHED = "orders", "enriched"
@@ -127,7 +128,7 @@ def test_the_map_drawing_keeps_every_label_inside(names: tuple[str, str, str], t
     """No text leaves the drawing, and every node's text stays inside its box, even with long
     service names (the layout sizes boxes and columns to their labels)."""
     stream_map = StreamMap.from_files(write_dump(tmp_path, per_service=True, names=names))
-    svg = ET.fromstring(stream_map.render_svg())
+    svg = ET.fromstring(render_svg(stream_map))
     width, height = float(svg.get("width", "0")), float(svg.get("height", "0"))
     ns = "{http://www.w3.org/2000/svg}"
     texts = list(svg.iter(f"{ns}text"))

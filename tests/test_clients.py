@@ -98,7 +98,7 @@ def test_a_plugin_that_fails_to_import_leaves_the_client_working(bootstrap: str,
 import sys
 sys.modules["kafkahooks.metrics"] = None
 from kafkahooks.kafka import KafkaProducer
-from kafkahooks._wire._guard import internal_errors
+from kafkahooks._guard import internal_errors
 producer = KafkaProducer(bootstrap_servers="{bootstrap}", tracing="hooks")
 producer.send("{topic}", b"v").get(timeout=10)
 producer.close()
@@ -164,7 +164,8 @@ def test_a_tracing_mode_the_adapter_cannot_serve_is_refused() -> None:
     """A client library adapter lists the tracing modes it serves; asking another one fails when
     the client is built, naming the ones it has (both shipped adapters serve every mode)."""
     from kafkahooks._instrument import Instrumentation
-    from kafkahooks._wire import _aiokafka, _kafka_python
+    from kafkahooks._wire import aiokafka as _aiokafka
+    from kafkahooks._wire import kafka_python as _kafka_python
 
     class SpansOnly:
         library = "some-client"

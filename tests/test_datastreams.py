@@ -350,7 +350,7 @@ def test_checkpoints_differing_only_in_weight_make_the_same_sketches() -> None:
     summed: the bucket's counts and quantiles are those of adding each one by itself."""
     from ddsketch import DDSketch
 
-    from kafkahooks.datastreams._streams import RELATIVE_ACCURACY
+    from kafkahooks.datastreams._stats import RELATIVE_ACCURACY
 
     streams, capture = make_streams("coalesce")
     tags = ("direction:out", "topic:t", "type:kafka")

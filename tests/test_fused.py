@@ -15,8 +15,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from kafkahooks import _otel, export
 from kafkahooks.hooks import ALL_KEYS, TRACING_KEYS, ApiKey
-from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import Request, RequestNeeds, needs_of
+from kafkahooks.hooks._records import HandOut, Request
+from kafkahooks.hooks._requests import RequestNeeds, needs_of
 from tests._drivers import CLIENTS, produce
 
 CONSUME_APIS = [

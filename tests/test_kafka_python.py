@@ -12,7 +12,7 @@ import kafka
 from kafka.net.connection import KafkaConnection
 from kafka.net.manager import KafkaConnectionManager
 
-from kafkahooks._wire import _kafka_python
+from kafkahooks._wire import kafka_python as _kafka_python
 from kafkahooks.broker import EmbeddedBroker
 from kafkahooks.hooks import ApiKey
 from kafkahooks.kafka import KafkaConsumer, KafkaProducer

@@ -230,7 +230,7 @@ def test_a_signal_dumps_the_recorder(tmp_path: Path) -> None:
     import time
 
     from kafkahooks.hooks import BrokerMeta
-    from kafkahooks.hooks._requests import Request
+    from kafkahooks.hooks._records import Request
 
     recorder = FlightRecorder()
     r = Request(BrokerMeta(3, "127.0.0.1", 9093), 3, 0, 64, True)
@@ -261,7 +261,7 @@ def test_a_full_ring_is_small_and_untracked_by_the_collector() -> None:
     import tracemalloc
 
     from kafkahooks.hooks import BrokerMeta, Compression
-    from kafkahooks.hooks._requests import BatchInfo, Request
+    from kafkahooks.hooks._records import BatchInfo, Request
 
     meta = BrokerMeta(1, "127.0.0.1", 9092)
     requests = []

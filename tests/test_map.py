@@ -15,6 +15,7 @@ import pytest
 
 from kafkahooks.datastreams._layout import Geometry, layout
 from kafkahooks.datastreams._map import StreamMap
+from kafkahooks.datastreams._render import render_html, render_png, render_svg
 from tests._fleet import EDGES, FLEET, write_fleet
 from tests._geometry import Rect, crossings, overlapping
 
@@ -75,10 +76,10 @@ def test_the_png_is_the_svgs_geometry_at_natural_size(fleet: StreamMap, tmp_path
     import matplotlib.image
 
     g = layout(fleet)
-    fleet.render_png(tmp_path / "map.png")
+    render_png(fleet, tmp_path / "map.png")
     height, width = matplotlib.image.imread(tmp_path / "map.png").shape[:2]
     assert (round(g.width), round(g.height)) == (width, height)
-    assert f'width="{g.width:.0f}" height="{g.height:.0f}"' in fleet.render_svg()
+    assert f'width="{g.width:.0f}" height="{g.height:.0f}"' in render_svg(fleet)
 
 
 # -- in a real browser ------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ MEASURE = """() => {
 @pytest.fixture(scope="module")
 def page(browser: Any, fleet: StreamMap, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     out = tmp_path_factory.mktemp("page") / "map.html"
-    out.write_text(fleet.render_html(), encoding="utf-8")
+    out.write_text(render_html(fleet), encoding="utf-8")
     opened = browser.new_page(viewport={"width": SCREEN_W, "height": 1080})
     opened.goto(out.as_uri())
     yield opened

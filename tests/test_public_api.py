@@ -42,7 +42,6 @@ def test_the_public_modules_are_the_ones_we_mean() -> None:
         "kafkahooks.metrics",
         "kafkahooks.testing",
         "kafkahooks.tracing",
-        "kafkahooks.typing",
     } == set(public_modules())
 
 
@@ -68,11 +67,12 @@ def test_all_is_honest(name: str) -> None:
     assert sorted(defined_here - set(exported)) == []
 
 
-def test_the_typing_module_covers_every_hook_event() -> None:
-    """kafkahooks.typing carries every protocol of the event table and the Hook union of them."""
+def test_the_hooks_module_covers_every_hook_event() -> None:
+    """kafkahooks.hooks, the one public surface of the hook types, carries every protocol of the
+    event table and the Hook union of them."""
     import typing
 
-    from kafkahooks import typing as kh_typing
+    from kafkahooks import hooks
 
-    assert {e.protocol for e in kh_typing.EVENTS} == set(typing.get_args(kh_typing.Hook))
-    assert {e.protocol.__name__ for e in kh_typing.EVENTS} <= set(kh_typing.__all__)
+    assert {e.protocol for e in hooks.EVENTS} == set(typing.get_args(hooks.Hook))
+    assert {e.protocol.__name__ for e in hooks.EVENTS} <= set(hooks.__all__)

@@ -171,3 +171,42 @@ def test_pipelined_responses_read_in_one_chunk_keep_their_own_times() -> None:
     assert [2_000, 2_000] == [s.end_time - s.start_time for s in spans]
     assert 10_000 == spans[1].start_time - spans[0].start_time
     provider.shutdown()
+
+
+def test_throttle_semantics_follow_kip_219_per_request_version() -> None:
+    """A throttle applies after the response (the client waits) from the request versions KIP-219
+    bumped on; before them the broker delayed the response itself. Newer request kinds, and an
+    unknown version, count as after."""
+    from kafkahooks._wire._shared import throttled_after_response
+
+    assert not throttled_after_response(ApiKey.PRODUCE, 5)
+    assert throttled_after_response(ApiKey.PRODUCE, 6)
+    assert not throttled_after_response(ApiKey.FETCH, 7)
+    assert throttled_after_response(ApiKey.FETCH, 8)
+    assert not throttled_after_response(ApiKey.METADATA, 5)
+    assert throttled_after_response(ApiKey.METADATA, 6)
+    assert throttled_after_response(ApiKey.OFFSET_COMMIT, 4)
+    assert throttled_after_response(50, 0)  # a request kind born after KIP-219
+    assert throttled_after_response(ApiKey.PRODUCE, -1)
+
+
+def test_a_decoded_response_reports_its_throttle_once_with_its_semantics() -> None:
+    """``response_decoded`` hands the tap the response's throttle and whether it applies after the
+    response, read from the response's own version (a Metadata v5 answer: before)."""
+    from kafkahooks._wire._shared import response_decoded
+
+    class Reader:  # a Metadata request reads nothing per partition
+        pass
+
+    class MetadataResponse:
+        API_VERSION = 5
+        throttle_time_ms = 30
+
+    tap, rec = make_tap()
+    req = tap.new_request(ApiKey.METADATA, 0, 40, True)
+    tap.written(req, 40, 10, 20, None)
+    assert tap.frame_read(60, 50) is req
+    response_decoded(tap, Reader(), req, MetadataResponse())  # type: ignore[arg-type]
+    (throttle,) = rec.of("broker_throttle")
+    assert (30_000_000, False) == (throttle.interval_ns, throttle.throttled_after_response)
+    assert 1 == len(rec.of("broker_e2e"))

@@ -266,7 +266,7 @@ def test_fast_and_api_span_paths_write_the_same_span() -> None:
     """The direct SDK path and the API path export identical spans; a custom processor forces the API path."""
     from kafkahooks._otel import ApiSpanWriter, SdkSpanWriter
     from kafkahooks.hooks import BrokerMeta, Compression
-    from kafkahooks.hooks._requests import BatchInfo, Request
+    from kafkahooks.hooks._records import BatchInfo, Request
 
     meta = BrokerMeta(1, "127.0.0.1", 9092)
     header = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)

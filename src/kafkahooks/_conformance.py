@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kafkahooks._wire._adapter import WireAdapter
-    from kafkahooks._wire._aiokafka import AiokafkaAdapter
-    from kafkahooks._wire._kafka_python import KafkaPythonAdapter
+    from kafkahooks._wire.aiokafka import AiokafkaAdapter
+    from kafkahooks._wire.kafka_python import KafkaPythonAdapter
     from kafkahooks.datastreams._hooks import DataStreamHooks, RecordHeaderDataStreamHooks
     from kafkahooks.hooks import (
         BrokerConnectHook,

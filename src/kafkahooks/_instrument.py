@@ -1,25 +1,22 @@
-"""What every wrapped client holds: its dispatcher, tracing mode, identity and lifecycle."""
+"""What every wrapped client holds: its options, dispatcher, plugins, identity and lifecycle.
+
+The wrapped classes themselves share their code in :mod:`kafkahooks._wrapped`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 from kafkahooks import _fork
 from kafkahooks._config import TracingMode, tracing_mode
+from kafkahooks._guard import internal_error
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._log import get_logger
-from kafkahooks._wire._guard import internal_error
+from kafkahooks._wire._adapter import Role, Wiring
 from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher, flatten_hooks
-from kafkahooks.hooks._types import ProduceRecord
 
 if TYPE_CHECKING:
     from kafkahooks._wire._adapter import WireAdapter
-
-Role = Literal["producer", "consumer"]
 
 _logger = get_logger(__name__)
 _moved: dict[str, tuple[str, ...]] = {}
@@ -160,6 +157,8 @@ class Instrumentation:
         self.dispatch = HookDispatcher(
             [*user, *self.plugins], strict=strict, budget_ms=hook_budget_ms, offload=offload_hooks, name=role
         )
+        self.wiring = Wiring(role, self.dispatch, self.identity)
+        """What the client library's adapter is given: never this object itself."""
         for hook in user:
             # Plugins built by the application name the client they serve: give them its identity
             # now, before the client library's constructor opens its first connection.
@@ -270,119 +269,3 @@ class Instrumentation:
             from kafkahooks.export import flush
 
             flush(timeout_s=5.0)
-
-
-def record_buffered(
-    dispatch: HookDispatcher,
-    where: str,
-    topic: str,
-    key: Any,
-    value: Any,
-    headers: Any,
-    partition: Any,
-    timestamp_ms: Any,
-) -> tuple[ProduceRecord | None, Any]:
-    """Fire ``on_produce_record_buffered`` for a ``send()``: the record the hooks saw (None if that
-    failed) and the headers to send. The application's own ``headers`` object goes to the client
-    unless a hook changed the headers, and then in the same container type it had (a list, or a
-    tuple) so the client accepts or refuses exactly what it would have without kafkahooks."""
-    try:
-        record = ProduceRecord(topic, key, value, list(headers) if headers else [], partition, timestamp_ms)
-        dispatch.produce_record_buffered(record)
-        if headers is None or isinstance(headers, list):  # the common case: compare, no copy
-            return record, record.headers if record.headers != (headers or []) else headers
-        if isinstance(headers, tuple) and record.headers != list(headers):
-            return record, tuple(record.headers)
-        return record, headers
-    except Exception as exc:
-        internal_error(where, exc)
-        return None, headers
-
-
-class WrappedClient:
-    """What every wrapped client adds to the client library's class."""
-
-    _kh: Instrumentation
-    _kh_adapter: ClassVar[WireAdapter]
-    """The client library's adapter: every private attribute of the library is read behind it."""
-
-    def _kh_prepare(self, configs: dict[str, Any]) -> None:
-        """Before the library builds the client: the adapter adjusts its configuration, unless
-        the library moved what the adapter relies on (:func:`moved_internals`)."""
-        if not moved_internals(self._kh_adapter):
-            self._kh_adapter.prepare(self._kh, configs)
-
-    def _kh_install(self) -> None:
-        """The install sequence every wrapped client runs once its library has built it: the
-        adapter hooks what the instrumentation needs (nothing if the library moved what it relies
-        on), then the client counts as opened."""
-        client_id = None
-        if not moved_internals(self._kh_adapter):
-            try:
-                client_id = self._kh_adapter.install(self, self._kh)
-            except Exception as exc:
-                internal_error(f"{self._kh_adapter.library}.install", exc)
-        self._kh.opened(self, client_id)
-
-    def _kh_consumer_started(self) -> None:
-        """A consumer can fetch: its hand-outs go to the fused plugins (when any wants them)."""
-        tracker = self._kh.dispatch.handouts
-        if tracker is not None and not moved_internals(self._kh_adapter):
-            try:
-                self._kh_adapter.consumer_started(self, tracker)
-            except Exception as exc:
-                internal_error(f"{self._kh_adapter.library}.consumer_started", exc)
-
-    def _kh_consumer_closed(self) -> None:
-        if self._kh.dispatch.handouts is not None and not moved_internals(self._kh_adapter):
-            try:
-                self._kh_adapter.consumer_closed(self)
-            except Exception as exc:
-                internal_error(f"{self._kh_adapter.library}.consumer_closed", exc)
-
-    @property
-    def hook_dispatcher(self) -> HookDispatcher:
-        """This client's :class:`~kafkahooks.hooks.HookDispatcher` (failure counts live there)."""
-        return self._kh.dispatch
-
-    @property
-    def kafkahooks_identity(self) -> ClientIdentity:
-        """Role, client id, group and bootstrap servers, as kafkahooks' plugins name this client."""
-        return self._kh.identity
-
-    def _kh_closing(self) -> None:
-        """The client starts closing: requests its own close cuts short are not failures."""
-        kh = getattr(self, "_kh", None)
-        if kh is not None:
-            kh.dispatch.closing = True
-
-    def _kh_closed(self) -> None:
-        """Report the close once; tolerant of a client whose construction failed (``__del__`` closes it)."""
-        kh = getattr(self, "_kh", None)
-        if kh is not None:
-            kh.closed(self)
-
-    async def _kh_aclosed(self) -> None:
-        """:meth:`_kh_closed` for an event loop: the bounded waits (a hung hook or exporter can
-        take them to their limit) run on a thread of their own, so other tasks keep running and
-        the loop's default executor (which ``getaddrinfo`` needs) stays free. Cancelling the
-        awaiting task cancels only the wait."""
-        kh = getattr(self, "_kh", None)
-        if kh is None or not kh.seal(self):
-            return
-        loop = asyncio.get_running_loop()
-        waiting = loop.create_future()
-
-        def finish() -> None:
-            if not waiting.done():
-                waiting.set_result(None)
-
-        def drain() -> None:
-            try:
-                kh.drain()
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-                    loop.call_soon_threadsafe(finish)
-
-        threading.Thread(target=drain, name="kafkahooks-close", daemon=True).start()
-        await waiting

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafkahooks import _fork
-from kafkahooks.hooks._requests import Request
+from kafkahooks.hooks._records import Request
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,

@@ -274,7 +274,7 @@ def test_memory_per_new_topic_past_the_caps_stays_under_1_kb() -> None:
     from kafkahooks._instrument import Instrumentation
     from kafkahooks.datastreams._current import _current
     from kafkahooks.hooks import ApiKey, BrokerMeta, Compression
-    from kafkahooks.hooks._requests import BatchInfo, Request
+    from kafkahooks.hooks._records import BatchInfo, Request
 
     meta = BrokerMeta(1, "127.0.0.1", 9092)
     reader = InMemoryMetricReader()

@@ -66,7 +66,7 @@ def test_an_exporter_that_produces_to_kafka_does_not_recurse(bootstrap: str, mak
 def test_old_message_format_never_gets_injected_headers() -> None:
     """With a broker older than 0.11 (message format v1) kafka-python refuses headers: kafkahooks
     must not add any, so every record is still sent (checked at the hook boundary: no broker needed)."""
-    from kafkahooks._wire import _kafka_python
+    from kafkahooks._wire import kafka_python as _kafka_python
     from kafkahooks.hooks import HookDispatcher
     from kafkahooks.tracing import BrokerSpans
 

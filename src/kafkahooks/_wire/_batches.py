@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kafkahooks._selfstats import counter
-from kafkahooks.hooks._requests import BatchInfo
+from kafkahooks.hooks._records import BatchInfo
 from kafkahooks.hooks._types import Compression
 
 HEADER = struct.Struct(">qiibIhiqqqhii")

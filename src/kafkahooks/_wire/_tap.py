@@ -6,13 +6,13 @@ timings of reference/kgo-hooks.md::
     created --write_wait--> write start --time_to_write--> write end --read_wait--> read start
         --time_to_read--> response read (read hook) --> response decoded (batch, throttle, e2e hooks)
 
-The client adapters (``kafkahooks._wire._aiokafka`` and ``kafkahooks._wire._kafka_python``) are the
+The client adapters (``kafkahooks._wire.aiokafka`` and ``kafkahooks._wire.kafka_python``) are the
 only code that touches client internals; they feed the tap plain facts (a request of key K and N bytes
 was created, N bytes left the socket between t0 and t1, a frame of N bytes arrived at t). A tap is
 used by one thread or event loop at a time: the connection's own I/O context.
 
 Two audiences: user hooks get franz-go's per-event calls through the dispatcher; kafkahooks' own
-plugins get the finished :class:`~kafkahooks.hooks._requests.Request` itself, appended once to the
+plugins get the finished :class:`~kafkahooks.hooks._records.Request` itself, appended once to the
 client's request log (the batched path, ``on_requests_finished``), and the fetched batches through the hand-out tracker.
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from kafkahooks import _clock
 from kafkahooks._wire import _batches
 from kafkahooks.hooks._dispatch import HookDispatcher
-from kafkahooks.hooks._requests import BatchInfo, Request
+from kafkahooks.hooks._records import BatchInfo, Request
 from kafkahooks.hooks._types import (
     ApiKey,
     BrokerE2E,

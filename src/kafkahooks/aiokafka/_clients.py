@@ -1,4 +1,4 @@
-"""The wrapped aiokafka clients."""
+"""The wrapped aiokafka clients: aiokafka's own API, with what :mod:`kafkahooks._wrapped` shares."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ from typing import Any
 
 import aiokafka
 
-from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered, strip_options
-from kafkahooks._wire import _aiokafka as wire
+from kafkahooks._instrument import Instrumentation, strip_options
+from kafkahooks._wire.aiokafka import ADAPTER
+from kafkahooks._wrapped import WrappedConsumer, WrappedProducer
 
 
-class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
+class AIOKafkaProducer(WrappedProducer, aiokafka.AIOKafkaProducer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    _kh_adapter = wire.ADAPTER
+    _kh_adapter = ADAPTER
 
     def __init__(self, **kwargs: Any) -> None:
         self._kh = Instrumentation.from_kwargs("producer", kwargs, self._kh_adapter)
         self._kh_prepare(kwargs)
         super().__init__(**kwargs)
-        if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
-            # Installed per instance, so a producer without record hooks pays nothing in send().
+        if self._kh_wants_send():
             self.send = self._kh_send
         self._kh_install()
 
@@ -34,33 +34,25 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
         timestamp_ms: Any = None,
         headers: Any = None,
     ) -> Any:
-        dispatch = self._kh.dispatch
-        record, headers = record_buffered(
-            dispatch, "aiokafka.send", topic, key, value, headers, partition, timestamp_ms
-        )
+        record, headers = self._kh_buffered("aiokafka.send", topic, key, value, headers, partition, timestamp_ms)
         future = await super().send(
             topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
         )
-        if record is not None and dispatch.has_produce_unbuffered_hooks:
+        if record is not None and self._kh_wants_settled(record):
             rec = record
 
             def done(fut: Any) -> None:
                 exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
-                if exc is None:
-                    meta = fut.result()
-                    rec.offset = getattr(meta, "offset", -1)
-                    rec.partition = getattr(meta, "partition", rec.partition)
-                dispatch.produce_record_unbuffered(rec, exc)
+                self._kh_settled(rec, exc, fut.result() if exc is None else None)
 
             future.add_done_callback(done)
-        if dispatch.strict:
-            dispatch.raise_pending()
+        self._kh_raise_pending()
         return future
 
     async def flush(self) -> None:
         await super().flush()
-        if self._kh.dispatch.strict and not self._kh.dispatch.closing:  # stop() raises once, at its end
-            self._kh.dispatch.raise_pending()
+        if not self._kh.dispatch.closing:  # stop() raises once, at its end
+            self._kh_raise_pending()
 
     async def stop(self) -> None:
         self._kh_closing()
@@ -68,31 +60,24 @@ class AIOKafkaProducer(WrappedClient, aiokafka.AIOKafkaProducer):  # type: ignor
             await super().stop()
         finally:
             await self._kh_aclosed()
-        if self._kh.dispatch.strict:
-            self._kh.dispatch.raise_pending()
+        self._kh_raise_pending()
 
 
-class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
+class AIOKafkaConsumer(WrappedConsumer, aiokafka.AIOKafkaConsumer):  # type: ignore[misc]
     """``aiokafka.AIOKafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __new__(cls, *topics: str, **kwargs: Any) -> AIOKafkaConsumer:
-        # ``async for`` goes through type slots, so the consume-side hooks pick the class here, at
-        # construction: per-record user hooks need getone/getmany overrides, kafkahooks' own
-        # plugins (hand-outs per record batch) a getmany() scope, and a consumer without either
-        # keeps aiokafka's own. (Reassigning __class__ later would slow every attribute read on
-        # the consumer, which aiokafka does for every record.)
-        kh = Instrumentation.from_kwargs("consumer", dict(kwargs), wire.ADAPTER)
+        # ``async for`` goes through type slots: the class is chosen here, at construction. getone
+        # reports on_records_polled itself, so poll hooks need the hooked class.
+        kh = Instrumentation.from_kwargs("consumer", dict(kwargs), ADAPTER)
         chosen = cls
         if cls is AIOKafkaConsumer:
-            if kh.dispatch.has_fetch_record_hooks or kh.dispatch.has_poll_hooks or kh.dispatch.strict:
-                chosen = _InstrumentedAIOKafkaConsumer
-            elif kh.dispatch.handouts is not None:
-                chosen = _ScopedAIOKafkaConsumer
+            chosen = cls._kh_choose(kh, cls, _ScopedAIOKafkaConsumer, _InstrumentedAIOKafkaConsumer, getone_polls=True)
         self: AIOKafkaConsumer = super().__new__(chosen)
         self._kh = kh
         return self
 
-    _kh_adapter = wire.ADAPTER
+    _kh_adapter = ADAPTER
 
     def __init__(self, *topics: str, **kwargs: Any) -> None:
         strip_options(kwargs)
@@ -111,8 +96,7 @@ class AIOKafkaConsumer(WrappedClient, aiokafka.AIOKafkaConsumer):  # type: ignor
         finally:
             self._kh_consumer_closed()
             await self._kh_aclosed()
-        if self._kh.dispatch.strict:
-            self._kh.dispatch.raise_pending()
+        self._kh_raise_pending()
 
 
 class _ScopedAIOKafkaConsumer(AIOKafkaConsumer):
@@ -131,11 +115,6 @@ class _InstrumentedAIOKafkaConsumer(_ScopedAIOKafkaConsumer):
     reported per partition list (``on_records_polled``; per record for ``getone``) and, with
     per-record hooks, one by one. ``async for`` uses getone."""
 
-    def _kh_handed_out(self, record: Any) -> None:
-        dispatch = self._kh.dispatch
-        dispatch.fetch_record_buffered(record)
-        dispatch.fetch_record_unbuffered(record, True)
-
     async def getone(self, *partitions: Any) -> Any:
         record = await super().getone(*partitions)
         dispatch = self._kh.dispatch
@@ -143,20 +122,10 @@ class _InstrumentedAIOKafkaConsumer(_ScopedAIOKafkaConsumer):
             dispatch.records_polled(record.topic, record.partition, (record,))
         if dispatch.has_fetch_record_hooks:
             self._kh_handed_out(record)
-        if dispatch.strict:
-            dispatch.raise_pending()
+        self._kh_raise_pending()
         return record
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         result = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
-        dispatch = self._kh.dispatch
-        if result and dispatch.has_poll_hooks:
-            for tp, records in result.items():
-                dispatch.records_polled(tp.topic, tp.partition, records)
-        if dispatch.has_fetch_record_hooks:
-            for records in result.values():
-                for record in records:
-                    self._kh_handed_out(record)
-        if dispatch.strict:
-            dispatch.raise_pending()
+        self._kh_polled(result)
         return result

@@ -7,7 +7,8 @@ round, CPU time per message and peak RSS, with the environment recorded next to 
 
 from kafkahooks.bench._modes import DECOMPOSITION, MODES, Mode
 from kafkahooks.bench._per_request import PerRequest, per_request_table, run_per_request, save_per_request
-from kafkahooks.bench._runner import CLIENTS, WORKLOADS, BenchConfig, Results, run_benchmark, save, summary_table
+from kafkahooks.bench._results import CLIENTS, WORKLOADS, Results
+from kafkahooks.bench._runner import BenchConfig, run_benchmark, save, summary_table
 
 __all__ = [
     "CLIENTS",

@@ -18,7 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kafkahooks.bench._runner import BenchConfig, Results, run_benchmark, write_results
+from kafkahooks.bench._results import Results
+from kafkahooks.bench._runner import BenchConfig, run_benchmark, write_results
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
-from kafkahooks.bench._runner import Results
+from kafkahooks.bench._results import Results
 
 COLORS = {
     "bare": "#9e9e9e",

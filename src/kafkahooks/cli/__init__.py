@@ -89,6 +89,7 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     from pathlib import Path
 
     from kafkahooks.datastreams._map import StreamMap
+    from kafkahooks.datastreams._render import render_html
 
     stream_map = StreamMap.from_files(dumps)
     out = _output.console()
@@ -99,7 +100,7 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     html_path, png_path = directory / "map.html", directory / "map.png"
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(stream_map.render_html(), encoding="utf-8")
+        html_path.write_text(render_html(stream_map), encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"cannot write the map to {directory}: {exc.strerror or exc}") from exc
     written = _output.write_png(stream_map, png_path)

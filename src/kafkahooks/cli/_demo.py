@@ -165,6 +165,7 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
     from kafkahooks.broker import EmbeddedBroker
     from kafkahooks.datastreams import DataStreams, JsonLinesExporter
     from kafkahooks.datastreams._map import StreamMap
+    from kafkahooks.datastreams._render import render_html
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +244,7 @@ def run_demo(bootstrap: str | None, seconds: float, rate: int, output: str) -> N
         if stream_map.edges:
             console.print(stream_map.render_terminal())
             html_path, png_path = out / "map.html", out / "map.png"
-            html_path.write_text(stream_map.render_html(), encoding="utf-8")
+            html_path.write_text(render_html(stream_map), encoding="utf-8")
             drawn = write_png(stream_map, png_path)
             maps = f"[bold]{html_path}[/bold]" + (f" and [bold]{png_path}[/bold]" if drawn else "")
             console.print(f"data-stream map: {maps}; checkpoints: {dump}")

@@ -54,8 +54,10 @@ def needs(command: str) -> Iterator[None]:
 def write_png(stream_map: Any, path: Any) -> bool:
     """Draw the map's PNG; without matplotlib say, in one line, which extra draws it (the HTML
     map needs nothing more)."""
+    from kafkahooks.datastreams._render import render_png
+
     try:
-        stream_map.render_png(path)
+        render_png(stream_map, path)
     except ImportError as exc:
         if (exc.name or "").split(".")[0] != "matplotlib":
             raise

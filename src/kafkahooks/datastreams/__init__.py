@@ -35,7 +35,8 @@ from kafkahooks.datastreams._pathway import (
     node_hash,
     pathway_hash,
 )
-from kafkahooks.datastreams._streams import DataStreams, Point, StatsBucket, StatsGroup, default
+from kafkahooks.datastreams._stats import Point, StatsBucket, StatsGroup
+from kafkahooks.datastreams._streams import DataStreams, default
 
 
 def set_checkpoint(edge_tags: list[str] | tuple[str, ...], streams: DataStreams | None = None) -> PathwayContext:

@@ -19,7 +19,7 @@ from kafkahooks._log import get_logger
 from kafkahooks._otel import recorder
 from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
-from kafkahooks.datastreams._streams import Point, StatsBucket
+from kafkahooks.datastreams._stats import Point, StatsBucket
 
 _logger = get_logger(__name__)
 _agent_dropped = counter("datastreams_agent_buckets_dropped", "Buckets not sent because the agent refused them")

@@ -46,8 +46,8 @@ from kafkahooks.datastreams._pathway import (
 )
 from kafkahooks.datastreams._streams import DataStreams
 from kafkahooks.hooks import ApiKey, KeyFilter
-from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds, fetch_lags
+from kafkahooks.hooks._records import BatchInfo, HandOut, Request, fetch_lags
+from kafkahooks.hooks._requests import RequestNeeds
 
 _MAX_PENDING = 4096
 _MAX_CACHED = 4096

@@ -53,11 +53,6 @@ def _q(sketch: DDSketch | None, q: float) -> float:
     return float(sketch.get_quantile_value(q) or 0.0)
 
 
-FAN_IN_NOTE = (
-    "Fan-in: a service that reads several pathways in one poll continues the one that started "
-    "first, so latency from origin downstream is the worst case of what it merged."
-)
-
 MIN_ACTIVE_S = 1.0
 """An edge whose checkpoints all fall within a second is rated over one second."""
 
@@ -334,24 +329,6 @@ class StreamMap:
 
     def _ordered(self) -> list[Edge]:
         return sorted(self.edges.values(), key=lambda e: (self.nodes[e.source].layer, e.source, e.target))
-
-    def render_svg(self) -> str:
-        """The map as a standalone SVG drawing (:mod:`~kafkahooks.datastreams._render`)."""
-        from kafkahooks.datastreams._render import render_svg
-
-        return render_svg(self)
-
-    def render_html(self, title: str = "kafkahooks data-stream map") -> str:
-        """A self-contained, interactive page: the drawing and a table of every edge."""
-        from kafkahooks.datastreams._render import render_html
-
-        return render_html(self, title)
-
-    def render_png(self, path: str | Path) -> Path:
-        """The map drawn with matplotlib from the same geometry as the SVG, at its natural size."""
-        from kafkahooks.datastreams._render import render_png
-
-        return render_png(self, path)
 
 
 def _si(value: float) -> str:

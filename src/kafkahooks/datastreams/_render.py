@@ -33,6 +33,12 @@ EDGE_COLOUR, LABEL_COLOUR = "#555", "#333"
 SERVICE_FILL, SERVICE_STROKE, TOPIC_FILL, TOPIC_STROKE = "#e3f2fd", "#1e88e5", "#e8f5e9", "#43a047"
 
 
+FAN_IN_NOTE = (
+    "Fan-in: a service that reads several pathways in one poll continues the one that started "
+    "first, so latency from origin downstream is the worst case of what it merged."
+)
+
+
 def _node_id(key: str) -> str:
     return "n-" + "".join(c if c.isalnum() or c in "-_" else f"_{ord(c):x}_" for c in key)
 
@@ -184,8 +190,6 @@ def render_html(stream_map: StreamMap, title: str = "kafkahooks data-stream map"
         if node.kind == "service"
     )
     empty = "Hover over a service, a topic or an edge for its figures."
-    from kafkahooks.datastreams._map import FAN_IN_NOTE
-
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;margin-top:16px}}

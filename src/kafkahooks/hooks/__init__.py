@@ -1,13 +1,31 @@
-"""The hook model: franz-go's broker hooks for Python Kafka clients.
+"""The hook model: franz-go's broker hooks for Python Kafka clients, and everything needed to write
+and type a hook or plugin, in one import.
 
-Protocols (one per event), the types hooks receive, the dispatcher that calls them, and the
-request-key filter. See :mod:`kafkahooks.hooks._protocols` for each event's contract.
+``from kafkahooks.hooks import Hook, BrokerE2EHook, BrokerMeta, ...``: the hook protocols (one per
+event, franz-go's names; :mod:`kafkahooks.hooks._protocols` has each event's contract), the table
+of events they come from, the value types the hooks receive, the dispatcher that calls them, the
+request-key filter, and the optional attributes a hook object can set to change how it is called:
+
+- ``request_keys``: a :class:`KeyFilter`; the broker write/read/end-to-end hooks of this object are
+  called for those request keys only (default: every key).
+- ``kafkahooks_inline = True``: always call this object on the I/O path, untimed, never moved to
+  its own thread (for hooks that only append to a queue; see ``hook_budget_ms``).
+- ``request_needs``: a :class:`RequestNeeds`, for ``on_requests_finished``: the request keys it
+  gets and what the taps collect for it (partition batches, first-record headers, commits, high
+  watermarks). Without it: request records alone, for ``request_keys``.
+- ``bind_identity(identity)``: called once, when the client is built, with the
+  :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
+  the client the hook was given to, so one class can name the client it serves.
+
+:class:`ConfiguredHook` spells these out for type checkers; none of them is required.
 """
 
+from kafkahooks._identity import ClientIdentity
 from kafkahooks.hooks._dispatch import DEFAULT_BUDGET_MS, HookDispatcher
 from kafkahooks.hooks._filter import ALL_KEYS, TRACING_KEYS, KeyFilter
 from kafkahooks.hooks._protocols import (
     ALL_HOOK_PROTOCOLS,
+    EVENTS,
     HOOK_METHODS,
     BrokerConnectHook,
     BrokerDisconnectHook,
@@ -16,9 +34,12 @@ from kafkahooks.hooks._protocols import (
     BrokerThrottleHook,
     BrokerWriteHook,
     ClientClosedHook,
+    ConfiguredHook,
+    Event,
     FetchBatchReadHook,
     FetchRecordBufferedHook,
     FetchRecordUnbufferedHook,
+    Hook,
     NewClientHook,
     OffsetsCommittedHook,
     ProduceBatchHeadersHook,
@@ -29,7 +50,8 @@ from kafkahooks.hooks._protocols import (
     RecordsPolledHook,
     RequestsFinishedHook,
 )
-from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds
+from kafkahooks.hooks._records import BatchInfo, Request
+from kafkahooks.hooks._requests import RequestNeeds
 from kafkahooks.hooks._types import (
     ApiKey,
     BrokerE2E,
@@ -48,6 +70,7 @@ __all__ = [
     "ALL_HOOK_PROTOCOLS",
     "ALL_KEYS",
     "DEFAULT_BUDGET_MS",
+    "EVENTS",
     "HOOK_METHODS",
     "TRACING_KEYS",
     "ApiKey",
@@ -62,13 +85,17 @@ __all__ = [
     "BrokerWriteHook",
     "ClientClosed",
     "ClientClosedHook",
+    "ClientIdentity",
     "Compression",
+    "ConfiguredHook",
     "ConnectionClosed",
+    "Event",
     "FetchBatchMetrics",
     "FetchBatchReadHook",
     "FetchRecordBufferedHook",
     "FetchRecordUnbufferedHook",
     "Headers",
+    "Hook",
     "HookDispatcher",
     "KeyFilter",
     "NewClientHook",

@@ -13,7 +13,8 @@ from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
 from kafkahooks.hooks._handout import HandOutTracker
 from kafkahooks.hooks._lanes import GuardedCall, GuardedSyncCall, HookSlot
 from kafkahooks.hooks._protocols import EVENTS, HOOK_METHODS
-from kafkahooks.hooks._requests import ConnectionEvent, RequestLog
+from kafkahooks.hooks._records import ConnectionEvent
+from kafkahooks.hooks._requests import RequestLog
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,

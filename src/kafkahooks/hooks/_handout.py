@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextvars
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any
 
 from kafkahooks import _clock, _fork
 from kafkahooks._selfstats import counter
-from kafkahooks.hooks._requests import BatchInfo, RequestLog
+from kafkahooks.hooks._records import BatchInfo, HandOut
+from kafkahooks.hooks._requests import RequestLog
 from kafkahooks.hooks._types import Compression
 
 _unattributed = counter(
@@ -42,23 +43,6 @@ MAX_BATCHES_PER_PARTITION = 16_384
 """Fetched batches remembered per partition until they are handed out."""
 MAX_PARTITIONS = 4_096
 """Partitions whose fetched batches are remembered (least recently fetched forgotten first)."""
-
-
-class HandOut(NamedTuple):
-    """Records of one batch handed to the application, as the export worker receives them."""
-
-    topic: str
-    partition: int
-    info: BatchInfo
-    handed: int
-    """Records of the batch handed out (exact, from offsets; fewer than the batch holds when the
-    consumer started or stopped inside it)."""
-    entered_ns: int
-    """Wall-clock time of the batch's first hand-out."""
-    plugins: tuple[Any, ...]
-    """The plugins that saw the batch enter (:attr:`HandOutTracker.entering`)."""
-    tokens: tuple[Any, ...]
-    """What each of those plugins' ``batch_entered`` returned, in the same order."""
 
 
 _new_tuple = tuple.__new__

@@ -35,7 +35,7 @@ Order, per connection (one thread or task delivers a connection's events, so the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeAlias, Union, runtime_checkable
 
 from kafkahooks.hooks._types import (
     BrokerE2E,
@@ -46,7 +46,10 @@ from kafkahooks.hooks._types import (
 )
 
 if TYPE_CHECKING:
-    from kafkahooks.hooks._requests import Request
+    from kafkahooks._identity import ClientIdentity
+    from kafkahooks.hooks._filter import KeyFilter
+    from kafkahooks.hooks._records import Request
+    from kafkahooks.hooks._requests import RequestNeeds
 
 
 @runtime_checkable
@@ -304,3 +307,37 @@ ALL_HOOK_PROTOCOLS: tuple[type, ...] = tuple(event.protocol for event in EVENTS)
 
 HOOK_METHODS: tuple[str, ...] = tuple(event.method for event in EVENTS)
 """The method names, one per protocol above."""
+
+Hook: TypeAlias = Union[  # noqa: UP007 - a TypeAlias of protocols reads better spelt out
+    NewClientHook,
+    ClientClosedHook,
+    BrokerConnectHook,
+    BrokerDisconnectHook,
+    BrokerWriteHook,
+    BrokerReadHook,
+    BrokerE2EHook,
+    BrokerThrottleHook,
+    ProduceBatchWrittenHook,
+    FetchBatchReadHook,
+    ProduceRecordBufferedHook,
+    ProduceRecordUnbufferedHook,
+    FetchRecordBufferedHook,
+    FetchRecordUnbufferedHook,
+    ProduceBatchHeadersHook,
+    ProduceRecordHeadersHook,
+    RecordsPolledHook,
+    OffsetsCommittedHook,
+    RequestsFinishedHook,
+]
+"""Any object implementing at least one hook event (what ``hooks=[...]`` takes)."""
+
+
+class ConfiguredHook(Protocol):
+    """The optional attributes a hook object may set (see the module docs); a hook need not
+    implement this protocol: kafkahooks reads each attribute only if present."""
+
+    request_keys: KeyFilter
+    kafkahooks_inline: bool
+    request_needs: RequestNeeds
+
+    def bind_identity(self, identity: ClientIdentity) -> None: ...

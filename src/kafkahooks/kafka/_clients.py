@@ -1,4 +1,4 @@
-"""The wrapped kafka-python clients."""
+"""The wrapped kafka-python clients: kafka-python's own API, with what :mod:`kafkahooks._wrapped` shares."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ from typing import Any
 
 import kafka
 
-from kafkahooks._instrument import Instrumentation, WrappedClient, record_buffered, strip_options
-from kafkahooks._wire import _kafka_python as wire
+from kafkahooks._instrument import Instrumentation, strip_options
+from kafkahooks._wire.kafka_python import ADAPTER
+from kafkahooks._wrapped import WrappedConsumer, WrappedProducer
 
 
-class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
+class KafkaProducer(WrappedProducer, kafka.KafkaProducer):  # type: ignore[misc]
     """``kafka.KafkaProducer`` with broker hooks and hook-level tracing (see the module docs)."""
 
-    _kh_adapter = wire.ADAPTER
+    _kh_adapter = ADAPTER
 
     def __init__(self, **configs: Any) -> None:
         self._kh = Instrumentation.from_kwargs("producer", configs, self._kh_adapter)
         self._kh_prepare(configs)
         super().__init__(**configs)
-        if self._kh.dispatch.has_produce_record_hooks or self._kh.dispatch.strict:
-            # Installed per instance, so a producer without record hooks pays nothing in send().
+        if self._kh_wants_send():
             self.send = self._kh_send
         self._kh_install()
 
@@ -33,33 +33,25 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
         partition: Any = None,
         timestamp_ms: Any = None,
     ) -> Any:
-        dispatch = self._kh.dispatch
-        record, headers = record_buffered(
-            dispatch, "kafka_python.send", topic, key, value, headers, partition, timestamp_ms
-        )
+        record, headers = self._kh_buffered("kafka_python.send", topic, key, value, headers, partition, timestamp_ms)
         future = super().send(
             topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
         )
-        if record is not None and dispatch.has_produce_unbuffered_hooks:
+        if record is not None and self._kh_wants_settled(record):
             rec = record
 
-            def done(result: Any) -> None:
-                if isinstance(result, BaseException):
-                    dispatch.produce_record_unbuffered(rec, result)
-                else:
-                    rec.offset = getattr(result, "offset", -1)
-                    rec.partition = getattr(result, "partition", rec.partition)
-                    dispatch.produce_record_unbuffered(rec, None)
+            def done(result: Any) -> None:  # kafka-python passes the metadata or the exception
+                failed = isinstance(result, BaseException)
+                self._kh_settled(rec, result if failed else None, None if failed else result)
 
             future.add_both(done)
-        if dispatch.strict:
-            dispatch.raise_pending()
+        self._kh_raise_pending()
         return future
 
     def flush(self, *args: Any, **kwargs: Any) -> None:
         super().flush(*args, **kwargs)
-        if self._kh.dispatch.strict and not self._kh.dispatch.closing:  # close() raises once, at its end
-            self._kh.dispatch.raise_pending()
+        if not self._kh.dispatch.closing:  # close() raises once, at its end
+            self._kh_raise_pending()
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         if not hasattr(self, "config"):  # construction failed: kafka-python's __del__ is closing a husk
@@ -69,31 +61,25 @@ class KafkaProducer(WrappedClient, kafka.KafkaProducer):  # type: ignore[misc]
             super().close(*args, **kwargs)
         finally:
             self._kh_closed()
-        if self._kh.dispatch.strict and not kwargs.get("null_logger"):  # not from __del__
-            self._kh.dispatch.raise_pending()
+        if not kwargs.get("null_logger"):  # not from __del__
+            self._kh_raise_pending()
 
 
-class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
+class KafkaConsumer(WrappedConsumer, kafka.KafkaConsumer):  # type: ignore[misc]
     """``kafka.KafkaConsumer`` with broker hooks and hook-level tracing (see the module docs)."""
 
     def __new__(cls, *topics: str, **configs: Any) -> KafkaConsumer:
-        # Iteration goes through type slots, so the consume-side hooks pick the class here, at
-        # construction: per-record user hooks need __next__, poll hooks and kafkahooks' own plugins
-        # (hand-outs per record batch) a poll() override, and a consumer without either keeps
-        # kafka-python's own. (Reassigning __class__ later would slow every attribute read on the
-        # consumer, which kafka-python does for every record.)
-        kh = Instrumentation.from_kwargs("consumer", dict(configs), wire.ADAPTER)
+        # Iteration goes through type slots: the class is chosen here, at construction. Iteration
+        # draws from poll(), which reports on_records_polled, so poll hooks need only the scope.
+        kh = Instrumentation.from_kwargs("consumer", dict(configs), ADAPTER)
         chosen = cls
         if cls is KafkaConsumer:
-            if kh.dispatch.has_fetch_record_hooks or kh.dispatch.strict:
-                chosen = _RecordHookedKafkaConsumer
-            elif kh.dispatch.has_poll_hooks or kh.dispatch.handouts is not None:
-                chosen = _PolledKafkaConsumer
+            chosen = cls._kh_choose(kh, cls, _PolledKafkaConsumer, _RecordHookedKafkaConsumer, getone_polls=False)
         self: KafkaConsumer = super().__new__(chosen)
         self._kh = kh
         return self
 
-    _kh_adapter = wire.ADAPTER
+    _kh_adapter = ADAPTER
 
     def __init__(self, *topics: str, **configs: Any) -> None:
         strip_options(configs)
@@ -111,8 +97,7 @@ class KafkaConsumer(WrappedClient, kafka.KafkaConsumer):  # type: ignore[misc]
         finally:
             self._kh_consumer_closed()
             self._kh_closed()
-        if self._kh.dispatch.strict:
-            self._kh.dispatch.raise_pending()
+        self._kh_raise_pending()
 
 
 class _PolledKafkaConsumer(KafkaConsumer):
@@ -126,22 +111,9 @@ class _PolledKafkaConsumer(KafkaConsumer):
             result = super().poll(timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
         finally:
             self._kh.end_handout_scope(scope)
-        dispatch = self._kh.dispatch
-        if result and dispatch.has_poll_hooks:
-            for tp, records in result.items():
-                dispatch.records_polled(tp.topic, tp.partition, records)
-        if update_offsets and dispatch.has_fetch_record_hooks:
-            for records in result.values():
-                for record in records:
-                    self._kh_handed_out(record)
-        if dispatch.strict:
-            dispatch.raise_pending()
+        # Records prefetched for iteration (update_offsets=False) are handed out by __next__.
+        self._kh_polled(result, hand_out=update_offsets)
         return result
-
-    def _kh_handed_out(self, record: Any) -> None:
-        dispatch = self._kh.dispatch
-        dispatch.fetch_record_buffered(record)
-        dispatch.fetch_record_unbuffered(record, True)
 
 
 class _RecordHookedKafkaConsumer(_PolledKafkaConsumer):
@@ -150,9 +122,7 @@ class _RecordHookedKafkaConsumer(_PolledKafkaConsumer):
 
     def __next__(self) -> Any:
         record = super().__next__()
-        dispatch = self._kh.dispatch
-        if dispatch.has_fetch_record_hooks:
+        if self._kh.dispatch.has_fetch_record_hooks:
             self._kh_handed_out(record)
-        if dispatch.strict:
-            dispatch.raise_pending()
+        self._kh_raise_pending()
         return record

@@ -6,7 +6,8 @@ the slow requests' time and what to do about it; ``kafkahooks latency DUMP...`` 
 the command line.
 """
 
-from kafkahooks.latency._recorder import FIELDS, SCHEMA, VERSION, FlightRecorder
+from kafkahooks.latency._format import FIELDS, SCHEMA, VERSION
+from kafkahooks.latency._recorder import FlightRecorder
 
 __all__ = ["FIELDS", "SCHEMA", "VERSION", "Breakdown", "FlightRecorder", "Group", "Spread", "breakdown", "load"]
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kafkahooks.latency._recorder import FIELDS, SCHEMA
+from kafkahooks.latency._format import FIELDS, SCHEMA
 
 PARTS = ("write_wait_ns", "time_to_write_ns", "read_wait_ns", "time_to_read_ns")
 NAMES = {

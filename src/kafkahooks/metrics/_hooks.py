@@ -34,8 +34,8 @@ from kafkahooks._otel import Record, recorder
 from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.hooks import ALL_KEYS, ApiKey, BrokerMeta, ClientClosed, key_name
-from kafkahooks.hooks._handout import HandOut
-from kafkahooks.hooks._requests import BatchInfo, ConnectionEvent, Request, RequestNeeds, fetch_lags
+from kafkahooks.hooks._records import BatchInfo, ConnectionEvent, HandOut, Request, fetch_lags
+from kafkahooks.hooks._requests import RequestNeeds
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """semconv's buckets for messaging.client.operation.duration."""
@@ -303,90 +303,73 @@ class MetricsHooks:
     def on_requests_finished(self, requests: Sequence[Request]) -> None:
         """Record one pass of finished requests: sums per series first, then one SDK call each."""
         self._fresh()
-        detailed = self.labels.detailed_timings
-        operation = self._m.operation
-        keyed = self._keyed
-        messaging = self._messaging
-        # per broker/key/error series: [attrs, bytes written, bytes read, write errors, read errors]
-        series: dict[int, list[Any]] = {}
-        # per topic series: [attrs, records, uncompressed bytes, compressed bytes, sent messages]
-        topics: dict[int, list[Any]] = {}
-        lags: dict[tuple[str, int], tuple[int, float]] = {}  # the pass's last reading per partition
-        wall_offset: int | None = None
-
-        def batch(attrs: dict[str, Any], info: BatchInfo, sent: bool) -> None:
-            acc = topics.get(id(attrs))
-            if acc is None:
-                acc = topics[id(attrs)] = [attrs, 0, 0, 0, 0]
-            acc[1] += info.num_records
-            if info.uncompressed_bytes >= 0:
-                acc[2] += info.uncompressed_bytes
-            acc[3] += info.compressed_bytes
-            if sent:
-                acc[4] += info.num_records
-            if detailed:
-                self._m.batch_size(info.num_records, attrs)
-
+        sums = _PassSums()
         for r in requests:
-            key = r.key
             err = r.write_err or r.read_err
             ended_by_client = type(err) is ClientClosed
             error = None if err is None or ended_by_client else type(err).__qualname__
-            attrs = keyed(r.meta, key, error)
-            acc = series.get(id(attrs))
-            if acc is None:
-                acc = series[id(attrs)] = [attrs, 0, 0, 0, 0]
-            acc[1] += r.bytes_written
-            acc[2] += r.bytes_read
-            if error is not None:
-                acc[3 if r.write_err is not None else 4] += 1
-            if detailed and not ended_by_client:
+            attrs = self._keyed(r.meta, r.key, error)
+            sums.broker(attrs).add(r, error)
+            if self.labels.detailed_timings and not ended_by_client:
                 self._timings(r, attrs)
-            if key == _PRODUCE:
-                batches = r.batches
-                topic = None
-                if batches:
-                    acks = r.acks
-                    if acks is not None:
-                        acked: Any = {(t, p) for t, p, code, _ in acks if code == 0}
-                    else:  # acks=0: written is all a producer learns
-                        acked = batches if not r.expects_response and error is None else ()
-                    for tp, info in batches.items():
-                        batch(messaging("send", tp[0]), info, tp in acked)
-                    if len(batches) == 1 or len({t for t, _ in batches}) == 1:
-                        topic = next(iter(batches))[0]
-                operation(r.duration_ns / 1e9, messaging("send", topic, error))
-            elif key == _FETCH:
-                if r.watermarks:
-                    if wall_offset is None:
-                        wall_offset = _clock.time_ns() - _clock.monotonic_ns()
-                    for t, p, records, seconds in fetch_lags(r, wall_offset):
-                        lags[(t, p)] = (records, seconds)
-                fetched = r.fetched
-                topic = None
-                if fetched:
-                    for t, _, info in fetched:
-                        batch(messaging("fetch", t), info, False)
-                    first = fetched[0][0]
-                    if all(t == first for t, _, _ in fetched):
-                        topic = first
-                elif error is None:
-                    continue  # an empty long poll, or one cut short by a normal stop: not worth a point
-                operation(r.time_to_read_ns / 1e9, messaging("poll", topic, error))
+            if r.key == _PRODUCE:
+                self._produced(r, error, sums)
+            elif r.key == _FETCH:
+                self._fetched(r, error, sums)
         count = self._count
-        for attrs, written, read, write_errors, read_errors in series.values():
-            count(self._m.bytes_written, written, attrs)
-            count(self._m.bytes_read, read, attrs)
-            count(self._m.write_errors, write_errors, attrs)
-            count(self._m.read_errors, read_errors, attrs)
-        for attrs, records, uncompressed, compressed, sent in topics.values():
-            count(self._m.records, records, attrs)
-            count(self._m.uncompressed, uncompressed, attrs)
-            count(self._m.compressed, compressed, attrs)
-            count(self._m.sent, sent, attrs)
+        m = self._m
+        for b in sums.brokers.values():
+            count(m.bytes_written, b.written, b.attrs)
+            count(m.bytes_read, b.read, b.attrs)
+            count(m.write_errors, b.write_errors, b.attrs)
+            count(m.read_errors, b.read_errors, b.attrs)
+        for t in sums.topics.values():
+            count(m.records, t.records, t.attrs)
+            count(m.uncompressed, t.uncompressed, t.attrs)
+            count(m.compressed, t.compressed, t.attrs)
+            count(m.sent, t.sent, t.attrs)
         self._add_counts()
-        if lags:
-            self._record_lags(lags)
+        if sums.lags:
+            self._record_lags(sums.lags)
+
+    def _produced(self, r: Request, error: str | None, sums: _PassSums) -> None:
+        """A Produce request: its batches per topic (sent = acknowledged), one duration point."""
+        batches = r.batches
+        topic = None
+        if batches:
+            acks = r.acks
+            if acks is not None:
+                acked: Any = {(t, p) for t, p, code, _ in acks if code == 0}
+            else:  # acks=0: written is all a producer learns
+                acked = batches if not r.expects_response and error is None else ()
+            for tp, info in batches.items():
+                self._batch(sums, self._messaging("send", tp[0]), info, tp in acked)
+            if len(batches) == 1 or len({t for t, _ in batches}) == 1:
+                topic = next(iter(batches))[0]
+        self._m.operation(r.duration_ns / 1e9, self._messaging("send", topic, error))
+
+    def _fetched(self, r: Request, error: str | None, sums: _PassSums) -> None:
+        """A Fetch response: lag per partition, its batches per topic, one point for its time to
+        read (none for an empty long poll, or one cut short by a normal stop)."""
+        if r.watermarks:
+            for t, p, records, seconds in fetch_lags(r, sums.wall_offset()):
+                sums.lags[(t, p)] = (records, seconds)
+        fetched = r.fetched
+        topic = None
+        if fetched:
+            for t, _, info in fetched:
+                self._batch(sums, self._messaging("fetch", t), info, False)
+            first = fetched[0][0]
+            if all(t == first for t, _, _ in fetched):
+                topic = first
+        elif error is None:
+            return
+        self._m.operation(r.time_to_read_ns / 1e9, self._messaging("poll", topic, error))
+
+    def _batch(self, sums: _PassSums, attrs: dict[str, Any], info: BatchInfo, sent: bool) -> None:
+        sums.topic(attrs).add(info, sent)
+        if self.labels.detailed_timings:
+            self._m.batch_size(info.num_records, attrs)
 
     def _record_lags(self, lags: dict[tuple[str, int], tuple[int, float]]) -> None:
         """One gauge reading per partition (per consumer without topic labels: records summed,
@@ -442,3 +425,72 @@ class MetricsHooks:
             elif e.kind == "throttle":
                 self._m.throttle(e.value / 1e9, attrs)
         self._add_counts()
+
+
+class _BrokerSums:
+    """One pass's sums for one broker, key and error series."""
+
+    __slots__ = ("attrs", "read", "read_errors", "write_errors", "written")
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+        self.written = self.read = self.write_errors = self.read_errors = 0
+
+    def add(self, r: Request, error: str | None) -> None:
+        self.written += r.bytes_written
+        self.read += r.bytes_read
+        if error is not None:
+            if r.write_err is not None:
+                self.write_errors += 1
+            else:
+                self.read_errors += 1
+
+
+class _TopicSums:
+    """One pass's sums for one operation and topic series."""
+
+    __slots__ = ("attrs", "compressed", "records", "sent", "uncompressed")
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+        self.records = self.uncompressed = self.compressed = self.sent = 0
+
+    def add(self, info: BatchInfo, sent: bool) -> None:
+        self.records += info.num_records
+        if info.uncompressed_bytes >= 0:
+            self.uncompressed += info.uncompressed_bytes
+        self.compressed += info.compressed_bytes
+        if sent:
+            self.sent += info.num_records
+
+
+class _PassSums:
+    """What one pass of ``on_requests_finished`` adds up before its SDK calls. Series are keyed by
+    the identity of their (cached) attribute sets."""
+
+    __slots__ = ("_wall_offset", "brokers", "lags", "topics")
+
+    def __init__(self) -> None:
+        self.brokers: dict[int, _BrokerSums] = {}
+        self.topics: dict[int, _TopicSums] = {}
+        self.lags: dict[tuple[str, int], tuple[int, float]] = {}
+        """The pass's last lag reading per partition."""
+        self._wall_offset: int | None = None
+
+    def broker(self, attrs: dict[str, Any]) -> _BrokerSums:
+        found = self.brokers.get(id(attrs))
+        if found is None:
+            found = self.brokers[id(attrs)] = _BrokerSums(attrs)
+        return found
+
+    def topic(self, attrs: dict[str, Any]) -> _TopicSums:
+        found = self.topics.get(id(attrs))
+        if found is None:
+            found = self.topics[id(attrs)] = _TopicSums(attrs)
+        return found
+
+    def wall_offset(self) -> int:
+        """The wall clock minus the monotonic one, read once per pass (lag from monotonic stamps)."""
+        if self._wall_offset is None:
+            self._wall_offset = _clock.time_ns() - _clock.monotonic_ns()
+        return self._wall_offset

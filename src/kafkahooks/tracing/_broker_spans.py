@@ -36,7 +36,8 @@ from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
-from kafkahooks.hooks._requests import BatchInfo, Request, RequestNeeds
+from kafkahooks.hooks._records import BatchInfo, Request
+from kafkahooks.hooks._requests import RequestNeeds
 from kafkahooks.tracing._carriers import Carriers, carriers
 from kafkahooks.tracing._context import batch_contexts
 
