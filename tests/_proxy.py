@@ -71,6 +71,9 @@ class FrameProxy:
         format does (see :func:`refusal_for_headers`) instead of forwarding them."""
         self.refusals = 0
         """Produce requests refused so far."""
+        self.throttle_ms: dict[int, int] = {}
+        """A throttle to write into the broker's responses to a request key (Produce or Fetch), as a
+        broker enforcing a quota does (:func:`with_throttle`)."""
         self.response_delays: dict[int, float] = {}
         """Seconds to hold the broker's response to a request key before passing it on (a slow
         broker: later responses on the connection wait behind it, as they would)."""
@@ -100,7 +103,7 @@ class FrameProxy:
         # Per request in flight, in order: its key, and the response the proxy made up for it (None:
         # the broker answers). Made-up responses wait for the broker's earlier ones: Kafka clients
         # expect responses in request order.
-        pending: list[tuple[int, bytes | None]] = []
+        pending: list[tuple[int, int, bytes | None]] = []
 
         def answer(key: int, frame: bytes) -> None:
             with self._lock:
@@ -128,27 +131,29 @@ class FrameProxy:
                         data += sock.recv(sock.pending())
                     if sock is client:
                         for frame in up.feed(data):
-                            key = struct.unpack(">h", frame[4:6])[0]
+                            key, version = struct.unpack(">hh", frame[4:8])
                             with self._lock:
                                 record.requests.append((key, len(frame)))
                             made_up = refusal_for_headers(frame) if self.refuse_headers else None
                             if made_up is None:
-                                pending.append((key, None))
+                                pending.append((key, version, None))
                                 upstream.sendall(frame)
                             elif pending:
-                                pending.append((key, made_up))
+                                pending.append((key, version, made_up))
                             else:
                                 self.refusals += 1
                                 answer(key, made_up)
                     else:
-                        for frame in down.feed(data):
-                            key = pending.pop(0)[0] if pending else -1
+                        for broker_frame in down.feed(data):
+                            key, version, _ = pending.pop(0) if pending else (-1, -1, None)
+                            throttle = self.throttle_ms.get(key)
+                            frame = with_throttle(broker_frame, key, version, throttle) if throttle else broker_frame
                             delay = self.response_delays.get(key)
                             if delay:
                                 time.sleep(delay)
                             answer(key, frame)
-                            while pending and pending[0][1] is not None:
-                                key, made_up = pending.pop(0)
+                            while pending and pending[0][2] is not None:
+                                key, _, made_up = pending.pop(0)
                                 self.refusals += 1
                                 answer(key, made_up or b"")
         except (OSError, ValueError):  # ValueError: a TLS socket closed under the pump
@@ -233,4 +238,15 @@ def refusal_for_headers(frame: bytes) -> bytes | None:
         throttle_time_ms=0,
     )
     response.with_header(correlation_id=correlation_id)
+    return bytes(response.encode(header=True, framed=True))
+
+
+def with_throttle(frame: bytes, key: int, version: int, throttle_ms: int) -> bytes:
+    """A broker's Produce or Fetch response frame, re-encoded with ``throttle_time_ms`` set."""
+    from kafka.protocol.consumer import FetchResponse
+    from kafka.protocol.producer import ProduceResponse
+
+    kind = {0: ProduceResponse, 1: FetchResponse}[key]
+    response = kind.decode(frame, version=version, header=True, framed=True)
+    response.throttle_time_ms = throttle_ms
     return bytes(response.encode(header=True, framed=True))

@@ -14,6 +14,7 @@ from kafkahooks.hooks import ApiKey, Compression
 from kafkahooks.testing import RecordingHook
 from tests._checks import assert_batches_account_for_every_record, assert_reads_follow_writes_and_timings_are_sane
 from tests._drivers import CLIENTS, consume, produce
+from tests._proxy import FrameProxy
 from tests.conftest import GROUP_TIMEOUTS
 
 N = 300
@@ -171,3 +172,27 @@ def test_moved_internals_leave_the_client_bare_with_one_warning(
     assert warnings[0]["version"][0].isdigit()
     assert errors == internal_errors
 
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_broker_throttle_reaches_the_throttle_hook_with_its_semantics(
+    client: str, proxied: tuple[str, FrameProxy]
+) -> None:
+    """A broker enforcing a quota writes a throttle into its responses (here the proxy, into the
+    real broker's Produce responses): ``on_broker_throttle`` gets it once per response, in ns,
+    from the broker the response came from, and says whether it applies after the response
+    (KIP-219: Produce v6 on; both clients speak newer versions, so the client is the one to wait)."""
+    bootstrap, proxy = proxied
+    proxy.reset()
+    proxy.throttle_ms[int(ApiKey.PRODUCE)] = 40
+    recorder = RecordingHook()
+    try:
+        produce(client, bootstrap, f"throttled-{client}", [(b"v", None)] * 5, hooks=[recorder], linger_ms=0)
+    finally:
+        proxy.throttle_ms.clear()
+    throttles = recorder.of("broker_throttle")
+    answered = [k for k, _ in proxy.responses() if k == ApiKey.PRODUCE]
+    assert answered
+    assert len(throttles) == len(answered)
+    assert {40_000_000} == {e.interval_ns for e in throttles}
+    assert {True} == {e.throttled_after_response for e in throttles}
+    assert {e.meta.node_id for e in recorder.of("broker_write", ApiKey.PRODUCE)} == {e.meta.node_id for e in throttles}
