@@ -110,11 +110,6 @@ class Instrumentation:
         go to the client library unchanged). A tracing mode ``adapter`` cannot serve is refused
         here, when the client is built, with a ``ValueError`` that says which it can."""
         options = {name: kwargs.pop(name) for name in OPTIONS if name in kwargs}
-        if adapter is not None:
-            mode = tracing_mode(options.get("tracing"))
-            if mode not in adapter.tracing_modes:
-                served = ", ".join(repr(m) for m in sorted(adapter.tracing_modes))
-                raise ValueError(f"{adapter.library} clients cannot serve tracing={mode!r} (they serve {served})")
         return cls(
             options.get("hooks"),
             options.get("tracing"),
@@ -126,6 +121,7 @@ class Instrumentation:
             tracer_provider=options.get("tracer_provider"),
             meter_provider=options.get("meter_provider"),
             data_streams=options.get("data_streams"),
+            adapter=adapter,
         )
 
     def __init__(
@@ -141,10 +137,14 @@ class Instrumentation:
         tracer_provider: Any = None,
         meter_provider: Any = None,
         data_streams: Any = None,
+        adapter: WireAdapter | None = None,
     ) -> None:
         if hook_budget_ms is not None and not hook_budget_ms > 0:  # named as the client takes it
             raise ValueError(f"hook_budget_ms must be positive (milliseconds) or None, not {hook_budget_ms!r}")
         self.mode: TracingMode = tracing_mode(tracing)
+        if adapter is not None and self.mode not in adapter.tracing_modes:
+            served = ", ".join(repr(m) for m in sorted(adapter.tracing_modes))
+            raise ValueError(f"{adapter.library} clients cannot serve tracing={self.mode!r} (they serve {served})")
         self.role = role
         self.identity = ClientIdentity(
             role=role,
