@@ -162,9 +162,9 @@ class WrappedProducer(WrappedClient):
         """``send()`` was called: :func:`record_buffered` on this producer's dispatcher."""
         return record_buffered(self._kh.dispatch, where, topic, key, value, headers, partition, timestamp_ms)
 
-    def _kh_wants_settled(self, record: ProduceRecord | None) -> bool:
-        """Whether the send's future needs a callback for ``on_produce_record_unbuffered``."""
-        return record is not None and self._kh.dispatch.has_produce_unbuffered_hooks
+    def _kh_wants_settled(self) -> bool:
+        """Whether a send's future needs a callback for ``on_produce_record_unbuffered``."""
+        return self._kh.dispatch.has_produce_unbuffered_hooks
 
     def _kh_settled(self, record: ProduceRecord, exc: BaseException | None, metadata: Any) -> None:
         """The record's send finished: with its metadata (offset, partition) or ``exc``."""

@@ -38,7 +38,7 @@ class AIOKafkaProducer(WrappedProducer, aiokafka.AIOKafkaProducer):  # type: ign
         future = await super().send(
             topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
         )
-        if record is not None and self._kh_wants_settled(record):
+        if record is not None and self._kh_wants_settled():
             rec = record
 
             def done(fut: Any) -> None:

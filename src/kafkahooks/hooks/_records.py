@@ -2,8 +2,9 @@
 ``on_requests_finished`` hooks: :class:`Request` (one per request, filled by a connection's tap),
 :class:`BatchInfo` (one per record batch it carried), :class:`HandOut` (records of one batch handed
 to the application) and :class:`ConnectionEvent`; and what a Fetch response says about consumer lag
-(:func:`fetch_lags`). Plain data, no behaviour: the log that carries them is
-:mod:`kafkahooks.hooks._requests`, the tracker that makes hand-outs :mod:`kafkahooks.hooks._handout`.
+(:func:`fetch_lags`). Data and what is derived from it alone (no I/O, no client): the log that
+carries them is :mod:`kafkahooks.hooks._requests`, the tracker that makes hand-outs
+:mod:`kafkahooks.hooks._handout`.
 """
 
 from __future__ import annotations

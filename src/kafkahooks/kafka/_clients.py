@@ -37,7 +37,7 @@ class KafkaProducer(WrappedProducer, kafka.KafkaProducer):  # type: ignore[misc]
         future = super().send(
             topic, value=value, key=key, headers=headers, partition=partition, timestamp_ms=timestamp_ms
         )
-        if record is not None and self._kh_wants_settled(record):
+        if record is not None and self._kh_wants_settled():
             rec = record
 
             def done(result: Any) -> None:  # kafka-python passes the metadata or the exception
