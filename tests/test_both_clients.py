@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kafkahooks import export
 from kafkahooks._guard import internal_errors
 from kafkahooks.hooks import ApiKey, Compression
 from kafkahooks.testing import RecordingHook
@@ -196,3 +197,10 @@ def test_a_broker_throttle_reaches_the_throttle_hook_with_its_semantics(
     assert {40_000_000} == {e.interval_ns for e in throttles}
     assert {True} == {e.throttled_after_response for e in throttles}
     assert {e.meta.node_id for e in recorder.of("broker_write", ApiKey.PRODUCE)} == {e.meta.node_id for e in throttles}
+    # The batched twin, on the export worker: the same throttles, with the same semantics.
+    export.flush()
+    batched = [e.connection_event for e in recorder.of("connection_event") if e.kind == "throttle"]
+    assert [(e.meta, e.value, e.throttled_after_response) for e in batched] == [
+        (e.meta, e.interval_ns, e.throttled_after_response) for e in throttles
+    ]
+    assert {"kafkahooks-export"} == {e.thread for e in recorder.of("connection_event")}

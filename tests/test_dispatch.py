@@ -201,7 +201,7 @@ def test_the_event_table_is_the_one_source() -> None:
     for event in _protocols.EVENTS:
         own = {n for n in vars(event.protocol) if not n.startswith("_")}
         assert {event.method} == own, event
-        if event.batched:  # delivered by the client's request log on the export worker
+        if event.via_log:  # served by the client's request log (worker) or hand-out tracker
             continue
         assert callable(getattr(HookDispatcher, event.method.removeprefix("on_"))), event
     slots = typing.get_type_hints(HookDispatcher)
@@ -213,6 +213,9 @@ def test_the_event_table_is_the_one_source() -> None:
         assert fns[0] if event.keyed else fns, event  # the hook is there for every event
     assert dispatcher.request_log is not None
     assert (recording,) == dispatcher.request_log.plugins
+    assert dispatcher.handouts is not None
+    assert (recording,) == dispatcher.handouts.entering
+    assert dispatcher.request_log.connection_events
     dispatcher.seal()
     for event in _protocols.EVENTS:
         fns = getattr(dispatcher, event.slot)

@@ -40,15 +40,15 @@ class Fused:
 
     @property
     def request_needs(self) -> RequestNeeds:
-        return RequestNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True)
+        return RequestNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True)
 
     def on_requests_finished(self, requests: Sequence[Request]) -> None:
         self.requests.extend(requests)
 
-    def on_handouts(self, handouts: list[HandOut]) -> None:
+    def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
         self.handouts.extend(handouts)
 
-    def batch_entered(self, topic: str, partition: int, info: Any, scoped: bool) -> None:
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: Any, scoped: bool) -> None:
         self.entered.append((topic, partition, info.base_offset))
 
 
@@ -131,6 +131,75 @@ def test_every_handed_out_record_is_counted_once_per_batch(client: str, api: str
     assert list(range(count)) == sorted(h.info.base_offset for h in plugin.handouts)
     assert count == len(plugin.entered)
     assert unattributed == snapshot().get("handouts_unattributed", 0)
+
+
+class PerBatch:
+    """A consumer-side plugin written against the public hand-out and connection events alone
+    (no ``on_requests_finished``)."""
+
+    def __init__(self) -> None:
+        self.entered: list[tuple[str, int, bool]] = []
+        self.polls: list[list[Any]] = []
+        self.handed: list[tuple[int, int, Any, str]] = []
+        self.events: list[tuple[str, str]] = []
+
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: Any, scoped: bool) -> tuple[str, int]:
+        self.entered.append((threading.current_thread().name, info.base_offset, scoped))
+        return ("token", info.base_offset)
+
+    def on_poll_ended(self, tokens: Sequence[Any]) -> None:
+        self.polls.append(list(tokens))
+
+    def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
+        name = threading.current_thread().name
+        self.handed.extend((h.info.base_offset, h.handed, h.token(self), name) for h in handouts)
+
+    def on_connection_events(self, events: Sequence[Any]) -> None:
+        name = threading.current_thread().name
+        self.events.extend((e.kind, name) for e in events)
+
+
+class BrokenEntry:
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: Any, scoped: bool) -> None:
+        raise RuntimeError("a third-party bug")
+
+    def on_poll_ended(self, tokens: Sequence[Any]) -> None:
+        assert all(t is None for t in tokens)  # the failed calls' tokens
+        raise RuntimeError("another one")
+
+
+@pytest.mark.parametrize(("client", "api"), CONSUME_APIS)
+def test_a_third_party_plugin_hears_hand_outs_per_batch_through_the_public_events(
+    client: str, api: str, bootstrap: str, topic: str
+) -> None:
+    """300 one-record batches, read through each consume API by a client whose plugins implement
+    only the public hand-out and connection events: every batch enters once, on the application's
+    thread, and comes back handed out, on the export worker, with the token its entry returned;
+    list calls (``poll``, ``getmany``, and the polls kafka-python's iterator draws from) are
+    scoped and end with their batches' tokens in order;
+    connects arrive batched. A plugin that raises in both application-side events costs the
+    consumer nothing (every record arrives), is counted, and leaves the others their tokens."""
+    from kafkahooks._selfstats import snapshot
+
+    count = 300
+    one_record_batches(bootstrap, topic, count)
+    plugin = PerBatch()
+    failures = snapshot().get("hook_failures", 0)
+    records = consume_with(client, api, bootstrap, topic, count, hooks=[BrokenEntry(), plugin])
+    export.flush()
+    assert [b"%d" % i for i in range(count)] == [r.value for r in records]
+    app = threading.main_thread().name
+    scoped = api in ("poll", "getmany", "iteration")  # kafka-python's iterator draws from poll()s
+    assert [(app, i, scoped) for i in range(count)] == plugin.entered
+    assert [(i, 1, ("token", i), "kafkahooks-export") for i in range(count)] == sorted(plugin.handed)
+    if scoped:
+        assert [("token", i) for i in range(count)] == [t for poll in plugin.polls for t in poll]
+        assert all(plugin.polls)
+    else:
+        assert [] == plugin.polls
+    assert ("connect", "kafkahooks-export") in plugin.events
+    assert {"kafkahooks-export"} == {thread for _, thread in plugin.events}
+    assert snapshot().get("hook_failures", 0) - failures >= count + (len(plugin.polls) if scoped else 0)
 
 
 @pytest.mark.parametrize("client", CLIENTS)

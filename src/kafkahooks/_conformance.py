@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from kafkahooks._wire.kafka_python import KafkaPythonAdapter
     from kafkahooks.datastreams._hooks import DataStreamHooks, RecordHeaderDataStreamHooks
     from kafkahooks.hooks import (
+        BatchesHandedOutHook,
         BrokerConnectHook,
         BrokerDisconnectHook,
         BrokerE2EHook,
@@ -19,11 +20,14 @@ if TYPE_CHECKING:
         BrokerThrottleHook,
         BrokerWriteHook,
         ClientClosedHook,
+        ConnectionEventsHook,
+        FetchBatchEnteredHook,
         FetchBatchReadHook,
         FetchRecordBufferedHook,
         FetchRecordUnbufferedHook,
         NewClientHook,
         OffsetsCommittedHook,
+        PollEndedHook,
         ProduceBatchHeadersHook,
         ProduceBatchWrittenHook,
         ProduceRecordBufferedHook,
@@ -58,6 +62,10 @@ if TYPE_CHECKING:
         _polled: RecordsPolledHook = hook
         _committed: OffsetsCommittedHook = hook
         _finished: RequestsFinishedHook = hook
+        _connection_events: ConnectionEventsHook = hook
+        _batch_entered: FetchBatchEnteredHook = hook
+        _poll_ended: PollEndedHook = hook
+        _handed_out: BatchesHandedOutHook = hook
 
     def _plugins(
         logs: LogHooks,
@@ -73,6 +81,12 @@ if TYPE_CHECKING:
         _streams_finished: RequestsFinishedHook = streams
         _metrics_finished: RequestsFinishedHook = metrics
         _recorder_finished: RequestsFinishedHook = recorder
+        _metrics_events: ConnectionEventsHook = metrics
+        _metrics_handed_out: BatchesHandedOutHook = metrics
+        _spans_entered: FetchBatchEnteredHook = spans
+        _streams_entered: FetchBatchEnteredHook = streams
+        _streams_poll_ended: PollEndedHook = streams
+        _streams_handed_out: BatchesHandedOutHook = streams
         _log_connect: BrokerConnectHook = logs
         _log_disconnect: BrokerDisconnectHook = logs
         _log_e2e: BrokerE2EHook = logs

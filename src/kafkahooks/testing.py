@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafkahooks import _fork
-from kafkahooks.hooks._records import Request
+from kafkahooks.hooks._records import BatchInfo, ConnectionEvent, HandOut, Request
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,
@@ -168,6 +168,33 @@ class RecordingHook:
         ``kafkahooks.export.flush()``), with its ``key`` and the :class:`Request` as ``request``."""
         for r in requests:
             self._add("request_finished", key=r.key, request=r)
+
+    def on_connection_events(self, events: Sequence[ConnectionEvent]) -> None:
+        """One ``connection_event`` per event (on the export worker), with its ``kind`` and the
+        :class:`ConnectionEvent` as ``connection_event``."""
+        for e in events:
+            self._add("connection_event", kind=e.kind, connection_event=e)
+
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> int:
+        """Records the call; the token is the batch's base offset."""
+        self._add("fetch_batch_entered", topic=topic, partition=partition, info=info, scoped=scoped)
+        return info.base_offset
+
+    def on_poll_ended(self, tokens: Sequence[Any]) -> None:
+        self._add("poll_ended", tokens=list(tokens))
+
+    def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
+        """One ``batch_handed_out`` per batch (on the export worker), with ``topic``,
+        ``partition``, ``handed``, ``token`` (this hook's) and the :class:`HandOut` as ``handout``."""
+        for h in handouts:
+            self._add(
+                "batch_handed_out",
+                topic=h.topic,
+                partition=h.partition,
+                handed=h.handed,
+                token=h.token(self),
+                handout=h,
+            )
 
 
 __all__ = ["HookEvent", "RecordingHook"]

@@ -121,7 +121,6 @@ class DataStreamHooks:
             produce_batches=True,
             header_keys=frozenset({HEADER, LEGACY_HEADER}),
             commits=True,
-            handouts=True,
             watermarks=True,
         )
 
@@ -223,7 +222,7 @@ class DataStreamHooks:
         self._decoded[value] = ctx
         return ctx
 
-    def batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> _Entered:
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> _Entered:
         """The consume checkpoint of a batch whose records start going to the application: what
         :meth:`DataStreams.compute` gives, with the edge tags and hash cached per (topic, parent
         pathway hash), as the producer side caches its own."""
@@ -258,16 +257,21 @@ class DataStreamHooks:
         size = info.uncompressed_bytes if info.uncompressed_bytes >= 0 else info.compressed_bytes
         return (tags, ctx, parent_hash, edge_ms, pathway_ms, size / count if count and size >= 0 else 0.0)
 
-    def scope_ended(self, entered: list[_Entered]) -> None:
+    def on_poll_ended(self, tokens: Sequence[_Entered | None]) -> None:
         """A ``getmany``/``poll`` call handed out these batches: fan-in keeps the oldest pathway."""
-        set_pathway(entered[0][1] if len(entered) == 1 else merge_contexts(*(e[1] for e in entered)))
+        entered = [t for t in tokens if t is not None]
+        if entered:
+            set_pathway(entered[0][1] if len(entered) == 1 else merge_contexts(*(e[1] for e in entered)))
 
     # -- the export worker ------------------------------------------------------------------------
 
-    def on_handouts(self, handouts: list[HandOut]) -> None:
+    def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
         record = self.streams.record
         for h in handouts:
-            tags, ctx, parent_hash, edge_ms, pathway_ms, payload = h.tokens[h.plugins.index(self)]
+            token = h.token(self)
+            if token is None:  # its on_fetch_batch_entered failed (counted then)
+                continue
+            tags, ctx, parent_hash, edge_ms, pathway_ms, payload = token
             record(
                 tags, ctx, parent_hash, edge_ms, pathway_ms, weight=h.handed, payload_bytes=payload, at_ns=h.entered_ns
             )

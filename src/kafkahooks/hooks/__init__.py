@@ -10,9 +10,10 @@ request-key filter, and the optional attributes a hook object can set to change 
   called for those request keys only (default: every key).
 - ``kafkahooks_inline = True``: always call this object on the I/O path, untimed, never moved to
   its own thread (for hooks that only append to a queue; see ``hook_budget_ms``).
-- ``request_needs``: a :class:`RequestNeeds`, for ``on_requests_finished``: the request keys it
-  gets and what the taps collect for it (partition batches, first-record headers, commits, high
-  watermarks). Without it: request records alone, for ``request_keys``.
+- ``request_needs``: a :class:`RequestNeeds`, for the batched path (``on_requests_finished``
+  and the hand-out events): the request keys it gets and what the taps collect for it (partition
+  batches, first-record headers, commits, high watermarks). Without it: request records alone,
+  for ``request_keys``.
 - ``bind_identity(identity)``: called once, when the client is built, with the
   :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
   the client the hook was given to, so one class can name the client it serves.
@@ -27,6 +28,7 @@ from kafkahooks.hooks._protocols import (
     ALL_HOOK_PROTOCOLS,
     EVENTS,
     HOOK_METHODS,
+    BatchesHandedOutHook,
     BrokerConnectHook,
     BrokerDisconnectHook,
     BrokerE2EHook,
@@ -35,13 +37,16 @@ from kafkahooks.hooks._protocols import (
     BrokerWriteHook,
     ClientClosedHook,
     ConfiguredHook,
+    ConnectionEventsHook,
     Event,
+    FetchBatchEnteredHook,
     FetchBatchReadHook,
     FetchRecordBufferedHook,
     FetchRecordUnbufferedHook,
     Hook,
     NewClientHook,
     OffsetsCommittedHook,
+    PollEndedHook,
     ProduceBatchHeadersHook,
     ProduceBatchWrittenHook,
     ProduceRecordBufferedHook,
@@ -50,7 +55,7 @@ from kafkahooks.hooks._protocols import (
     RecordsPolledHook,
     RequestsFinishedHook,
 )
-from kafkahooks.hooks._records import BatchInfo, Request
+from kafkahooks.hooks._records import BatchInfo, ConnectionEvent, HandOut, Request
 from kafkahooks.hooks._requests import RequestNeeds
 from kafkahooks.hooks._types import (
     ApiKey,
@@ -75,6 +80,7 @@ __all__ = [
     "TRACING_KEYS",
     "ApiKey",
     "BatchInfo",
+    "BatchesHandedOutHook",
     "BrokerConnectHook",
     "BrokerDisconnectHook",
     "BrokerE2E",
@@ -89,17 +95,22 @@ __all__ = [
     "Compression",
     "ConfiguredHook",
     "ConnectionClosed",
+    "ConnectionEvent",
+    "ConnectionEventsHook",
     "Event",
+    "FetchBatchEnteredHook",
     "FetchBatchMetrics",
     "FetchBatchReadHook",
     "FetchRecordBufferedHook",
     "FetchRecordUnbufferedHook",
+    "HandOut",
     "Headers",
     "Hook",
     "HookDispatcher",
     "KeyFilter",
     "NewClientHook",
     "OffsetsCommittedHook",
+    "PollEndedHook",
     "ProduceBatchHeadersHook",
     "ProduceBatchMetrics",
     "ProduceBatchWrittenHook",

@@ -43,8 +43,9 @@ DEFAULT_BUDGET_MS = 50.0
 """A user hook call longer than this moves the hook off the I/O path (see :mod:`kafkahooks.hooks._lanes`)."""
 
 _SYNC_METHODS = frozenset(event.method for event in EVENTS if event.answers)
-_BATCHED_METHODS = frozenset(event.method for event in EVENTS if event.batched)
 """Hook methods whose answer the client waits for: they can be skipped, never offloaded."""
+_LOG_METHODS = tuple(event.method for event in EVENTS if event.via_log)
+"""Hook methods the client's request log and hand-out tracker serve, never guarded or offloaded."""
 
 _CLOSE_TIMEOUT_S = 2.0
 
@@ -90,11 +91,13 @@ class HookDispatcher:
     called directly and never timed; ``budget_ms=None`` or ``strict=True`` calls every hook inline,
     untimed, as franz-go does.
 
-    Hooks implementing ``on_requests_finished`` (kafkahooks' own spans, metrics, data streams and
-    flight recorder, and any other) take the batched path instead of per-event broker calls: one
-    :class:`~kafkahooks.hooks._requests.RequestLog` per dispatcher, fed a finished request record
-    by the connection taps and drained by the export worker, and a hand-out tracker on the
-    consumer side (:attr:`request_log`, :attr:`handouts`). ``name`` labels that log's buffer.
+    Hooks implementing ``on_requests_finished``, ``on_connection_events`` or the hand-out events
+    (``on_fetch_batch_entered``, ``on_poll_ended``, ``on_batches_handed_out``) take the batched
+    path for them: kafkahooks' own spans, metrics, data streams and flight recorder, and any other.
+    One :class:`~kafkahooks.hooks._requests.RequestLog` per dispatcher, fed finished request
+    records and connection events by the connection taps and drained by the export worker, and a
+    hand-out tracker on the consumer side (:attr:`request_log`, :attr:`handouts`). ``name`` labels
+    that log's buffer.
 
     Raises ``TypeError`` for an object that implements no hook.
     """
@@ -120,6 +123,10 @@ class HookDispatcher:
     _polled: tuple[Fn, ...]
     _committed: tuple[Fn, ...]
     _finished: tuple[Fn, ...]
+    _connection_events: tuple[Fn, ...]
+    _batch_entered: tuple[Fn, ...]
+    _poll_ended: tuple[Fn, ...]
+    _handed_out: tuple[Fn, ...]
 
     def __init__(
         self,
@@ -147,7 +154,7 @@ class HookDispatcher:
         self._failure_log = RateLimitedLog(_logger, log_interval_s)
 
         by_event: dict[str, list[tuple[Fn, KeyFilter]]] = {name: [] for name in HOOK_METHODS}
-        fused = [hook for hook in self.hooks if callable(getattr(hook, "on_requests_finished", None))]
+        fused = [hook for hook in self.hooks if any(callable(getattr(hook, m, None)) for m in _LOG_METHODS)]
         for hook in self.hooks:
             found = False
             key_filter = getattr(hook, "request_keys", None) or ALL_KEYS
@@ -157,7 +164,7 @@ class HookDispatcher:
             for method in HOOK_METHODS:
                 fn = getattr(hook, method, None)
                 if fn is not None and callable(fn):
-                    if slot is not None and method not in _BATCHED_METHODS:
+                    if slot is not None and method not in _LOG_METHODS:
                         fn = (GuardedSyncCall if method in _SYNC_METHODS else GuardedCall)(fn, method, slot)
                     by_event[method].append((fn, key_filter))
                     found = True
@@ -185,11 +192,12 @@ class HookDispatcher:
         self.request_log: RequestLog | None = (
             RequestLog(f"requests:{self.name}", fused, on_failure=self._failed) if fused else None
         )
-        """The log that feeds ``on_requests_finished`` hooks, or None when no hook implements it."""
+        """The log that feeds the batched and hand-out events' hooks, or None when no hook
+        implements one."""
         self.handouts: HandOutTracker | None = (
             HandOutTracker(self.request_log) if self.request_log is not None and self.request_log.handouts else None
         )
-        """The consumer hand-out tracker some fused plugin asked for, or None."""
+        """The consumer hand-out tracker, when some hook implements a hand-out event, or None."""
         self._log_events = self.request_log if self.request_log and self.request_log.connection_events else None
         if self.request_log is not None:
             wanted.update(self.request_log.header_keys)
@@ -300,6 +308,7 @@ class HookDispatcher:
         for event in EVENTS:
             setattr(self, event.slot, (_DROP,) * _KEY_SLOTS if event.keyed else _DROP)
         self._filters = dict.fromkeys(self._filters, ((_drop_after_close, ALL_KEYS),))
+        self._log_events = None  # a late connection event is counted once, by its slot's drop above
         if self.request_log is not None:
             self.request_log.seal()
 
@@ -401,7 +410,7 @@ class HookDispatcher:
             except Exception as exc:
                 self._failed(fn, "on_broker_throttle", exc)
         if self._log_events is not None:
-            self._log_events.offer_other(ConnectionEvent("throttle", meta, interval_ns, None))
+            self._log_events.offer_other(ConnectionEvent("throttle", meta, interval_ns, None, after_response))
 
     def produce_batch_written(self, meta: BrokerMeta, topic: str, partition: int, metrics: ProduceBatchMetrics) -> None:
         for fn in self._produce_batch:

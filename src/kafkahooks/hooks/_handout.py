@@ -1,4 +1,4 @@
-"""Consumer hand-outs per record batch, for the fused plugins: no Python call per record.
+"""Consumer hand-outs per record batch, for the hand-out events: no Python call per record.
 
 Both clients hand records to the application from a per-partition iterator that walks the
 fetched record batches one after the other (aiokafka's and kafka-python's ``PartitionRecords``).
@@ -7,15 +7,18 @@ moves into a batch and when it leaves it; whatever the consume API (``getmany``,
 ``getone``, ``async for``, iteration), the cost is a few calls per *batch*.
 
 - **Entry** (the application's thread or task, just before the batch's first record is handed
-  out): each plugin's ``batch_entered`` sees the batch, as the connection's tap read it when the
-  Fetch response arrived (pathway and trace headers of its first record, sizes, timestamp), and
-  returns a token. Data streams compute the consume checkpoint here and make its context the
-  current pathway (inside a ``getmany``/``poll`` call, the oldest of the call's batches, at the
-  call's end: ``scope_ended``).
+  out): each hook's ``on_fetch_batch_entered`` sees the batch, as the connection's tap read it
+  when the Fetch response arrived (pathway and trace headers of its first record, sizes,
+  timestamp), and returns a token. Data streams compute the consume checkpoint here and make its
+  context the current pathway (inside a ``getmany``/``poll`` call, the oldest of the call's
+  batches, at the call's end: ``on_poll_ended``).
 - **Exit**: the iterator moved to the next batch, ran out, or was abandoned (a seek, a rebalance,
   ``stop()``) at a known position. The records handed out of the batch are counted exactly from
   offsets, and one :class:`HandOut` goes to the :class:`~kafkahooks.hooks._requests.RequestLog`
-  for the export worker.
+  for the export worker (``on_batches_handed_out``).
+
+A hook that raises here is counted and logged as any hook failure; its token is None and the
+other hooks still run.
 
 A batch the tap did not see (never expected; also legacy v0/v1 message sets) is handed out
 without headers and counted in ``handouts_unattributed``. Batches fetched but never handed out
@@ -53,14 +56,24 @@ class HandOutTracker:
 
     def __init__(self, log: RequestLog) -> None:
         self.log = log
-        self.entering = tuple(p for p in log.plugins if hasattr(p, "batch_entered"))
-        self._enter = tuple(p.batch_entered for p in self.entering)
-        self._scope_ended = tuple((i, p.scope_ended) for i, p in enumerate(self.entering) if hasattr(p, "scope_ended"))
+        self.entering = tuple(p for p in log.plugins if callable(getattr(p, "on_fetch_batch_entered", None)))
+        """The hooks whose ``on_fetch_batch_entered`` sees each batch (a :class:`HandOut`'s
+        ``entering``)."""
+        self._enter = tuple(p.on_fetch_batch_entered for p in self.entering)
+        ended = (p for p in log.plugins if callable(getattr(p, "on_poll_ended", None)))
+        self._poll_ended = tuple((self._index(p), p.on_poll_ended) for p in ended)
         self._fetched: OrderedDict[tuple[str, int], dict[int, BatchInfo]] = OrderedDict()
         self._lock = _fork.Lock()
         self._scope: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
             "kafkahooks_handout_scope", default=None
         )
+
+    def _index(self, hook: Any) -> int | None:
+        """Where ``hook``'s tokens sit in each entry (None: it sees no batch enter)."""
+        for i, entering in enumerate(self.entering):
+            if entering is hook:
+                return i
+        return None
 
     # -- the I/O path: what the tap read --------------------------------------------------------
 
@@ -106,15 +119,22 @@ class HandOutTracker:
         entered = self._scope.get()
         self._scope.reset(token)
         if entered:
-            for i, ended in self._scope_ended:
-                ended([tokens[i] for tokens in entered])
+            for i, ended in self._poll_ended:
+                try:
+                    ended([tokens[i] for tokens in entered] if i is not None else [None] * len(entered))
+                except Exception as exc:
+                    self.log.failed(ended, "on_poll_ended", exc)
 
     def _entered(self, topic: str, partition: int, info: BatchInfo) -> tuple[Any, ...]:
         collecting = self._scope.get()
         scoped = collecting is not None
         made = []
         for enter in self._enter:
-            made.append(enter(topic, partition, info, scoped))
+            try:
+                made.append(enter(topic, partition, info, scoped))
+            except Exception as exc:
+                made.append(None)
+                self.log.failed(enter, "on_fetch_batch_entered", exc)
         tokens = tuple(made)
         if collecting is not None:
             collecting.append(tokens)

@@ -48,7 +48,7 @@ from kafkahooks.hooks._types import (
 if TYPE_CHECKING:
     from kafkahooks._identity import ClientIdentity
     from kafkahooks.hooks._filter import KeyFilter
-    from kafkahooks.hooks._records import Request
+    from kafkahooks.hooks._records import BatchInfo, ConnectionEvent, HandOut, Request
     from kafkahooks.hooks._requests import RequestNeeds
 
 
@@ -139,9 +139,8 @@ class BrokerThrottleHook(Protocol):
 
         ``interval_ns`` is the throttle the broker asked for. ``throttled_after_response`` says
         the client must hold back its next request to that broker (KIP-219) rather than the broker
-        having delayed the response already; kafkahooks passes true always, since the request
-        versions both clients negotiate with brokers from 2.0 on throttle after the response (the
-        argument keeps franz-go's signature).
+        having delayed the response already: true from the response versions that KIP-219 changed
+        (Produce v6, Fetch v8, Metadata v6 and so on; franz-go's ``kmsg`` table), false before.
         """
 
 
@@ -258,6 +257,57 @@ class RequestsFinishedHook(Protocol):
         recorder take: one record per request, nothing per event on the I/O path."""
 
 
+@runtime_checkable
+class ConnectionEventsHook(Protocol):
+    def on_connection_events(self, events: Sequence[ConnectionEvent]) -> None:
+        """A kafkahooks extension (kgo has none): connects, disconnects and throttles, in batches,
+        on kafkahooks' export worker thread, in the order they happened on each connection. The
+        batched twin of ``on_broker_connect``/``on_broker_disconnect``/``on_broker_throttle``
+        (:class:`~kafkahooks.hooks.ConnectionEvent` carries the same arguments), for hooks that
+        only count: nothing runs for them on the I/O path but one append."""
+
+
+@runtime_checkable
+class FetchBatchEnteredHook(Protocol):
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> Any:
+        """A kafkahooks extension (kgo has none): called on the application's thread or task once
+        per fetched record batch, just before its first record is handed to the application,
+        whatever the consume API (``poll``, ``getmany``, ``getone``, iteration): a cost per
+        *batch*, never per record. ``info`` is the batch as the connection's tap read it from the
+        Fetch response (counts, sizes, first timestamp, the first record's headers whose keys
+        ``request_needs.header_keys`` asked for).
+
+        ``scoped`` is true inside a call that hands out lists (``poll``, ``getmany``, and the
+        polls kafka-python's iterator draws its records from): the call's batches come together at
+        :meth:`PollEndedHook.on_poll_ended` when it returns. The return
+        value is a token, given back with the batch's :class:`~kafkahooks.hooks.HandOut`
+        (``handout.token(hook)``) once its records are handed out. Never timed or moved off the
+        thread (the caller needs the token now): keep it to a few cache lookups, as the built-in
+        data streams do to set the current pathway.
+        """
+
+
+@runtime_checkable
+class PollEndedHook(Protocol):
+    def on_poll_ended(self, tokens: Sequence[Any]) -> None:
+        """A kafkahooks extension (kgo has none): a call that hands out lists (``poll``,
+        ``getmany``) is returning, on the application's thread or task, after it entered at least
+        one batch; ``tokens`` are what this hook's ``on_fetch_batch_entered`` returned for each, in
+        order (a failed call's token is None). The built-in data streams set the current pathway
+        here (the oldest of the call's, as Datadog merges a fan-in)."""
+
+
+@runtime_checkable
+class BatchesHandedOutHook(Protocol):
+    def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
+        """A kafkahooks extension (kgo has none): record batches whose records the application
+        received, in batches, on kafkahooks' export worker thread. One
+        :class:`~kafkahooks.hooks.HandOut` per batch: its records handed out (exact, from offsets:
+        fewer when the consumer started or stopped inside it, counted once a seek, rebalance or
+        ``stop()`` ends it), when it entered, and each ``on_fetch_batch_entered`` token. What the
+        built-in metrics count consumed messages from, and data streams weigh checkpoints by."""
+
+
 class Event(NamedTuple):
     """One hook event: everything the rest of kafkahooks derives from it."""
 
@@ -276,6 +326,15 @@ class Event(NamedTuple):
     batched: bool = False
     """Delivered in batches by the export worker, from the client's request log (never called on
     the I/O path, never timed or offloaded)."""
+    handout: bool = False
+    """Called by the consumer's hand-out tracker on the application's thread or task, once per
+    record batch or consume call (never timed or offloaded: the tracker needs the answer)."""
+
+    @property
+    def via_log(self) -> bool:
+        """Served by the client's request log and hand-out tracker, not by a dispatcher method: a
+        hook implementing it joins the log."""
+        return self.batched or self.handout
 
 
 EVENTS: tuple[Event, ...] = (
@@ -298,6 +357,10 @@ EVENTS: tuple[Event, ...] = (
     Event("on_records_polled", RecordsPolledHook, "_polled"),
     Event("on_offsets_committed", OffsetsCommittedHook, "_committed", on_connections=True),
     Event("on_requests_finished", RequestsFinishedHook, "_finished", on_connections=True, batched=True),
+    Event("on_connection_events", ConnectionEventsHook, "_connection_events", on_connections=True, batched=True),
+    Event("on_fetch_batch_entered", FetchBatchEnteredHook, "_batch_entered", on_connections=True, handout=True),
+    Event("on_poll_ended", PollEndedHook, "_poll_ended", on_connections=True, handout=True),
+    Event("on_batches_handed_out", BatchesHandedOutHook, "_handed_out", on_connections=True, batched=True),
 )
 """Every hook event, in the order the dispatcher documents them: the single source of truth for
 the protocol list, the method names, the dispatcher's per-event tuples and what closing drops."""
@@ -328,6 +391,10 @@ Hook: TypeAlias = Union[  # noqa: UP007 - a TypeAlias of protocols reads better 
     RecordsPolledHook,
     OffsetsCommittedHook,
     RequestsFinishedHook,
+    ConnectionEventsHook,
+    FetchBatchEnteredHook,
+    PollEndedHook,
+    BatchesHandedOutHook,
 ]
 """Any object implementing at least one hook event (what ``hooks=[...]`` takes)."""
 

@@ -1,7 +1,8 @@
-"""The records of the batched telemetry path, as the export worker hands them to
-``on_requests_finished`` hooks: :class:`Request` (one per request, filled by a connection's tap),
+"""The records of the batched telemetry path, as the export worker hands them to hooks:
+:class:`Request` (one per request, filled by a connection's tap; ``on_requests_finished``),
 :class:`BatchInfo` (one per record batch it carried), :class:`HandOut` (records of one batch handed
-to the application) and :class:`ConnectionEvent`; and what a Fetch response says about consumer lag
+to the application; ``on_batches_handed_out``) and :class:`ConnectionEvent`
+(``on_connection_events``); and what a Fetch response says about consumer lag
 (:func:`fetch_lags`). Data and what is derived from it alone (no I/O, no client): the log that
 carries them is :mod:`kafkahooks.hooks._requests`, the tracker that makes hand-outs
 :mod:`kafkahooks.hooks._handout`.
@@ -105,31 +106,47 @@ class Request:
 
 
 class ConnectionEvent(NamedTuple):
-    """A connect, disconnect or throttle, queued for the fused plugins (rare: not per request)."""
+    """A connect, disconnect or throttle, as ``on_connection_events`` hooks receive it (rare: not
+    per request)."""
 
     kind: str
     """``"connect"``, ``"disconnect"`` or ``"throttle"``."""
     meta: BrokerMeta
     value: int
-    """Connect: set-up time in ns; throttle: the interval in ns; disconnect: 0."""
+    """Connect: set-up time in ns (dial, TLS, ApiVersions, SASL); throttle: the interval in ns;
+    disconnect: 0."""
     err: BaseException | None
+    """Connect: the error that failed the attempt, or None; None otherwise."""
+    throttled_after_response: bool = False
+    """Throttle: the client must hold back its next request to that broker (KIP-219), rather than
+    the broker having delayed this response already (``on_broker_throttle``'s argument)."""
 
 
 class HandOut(NamedTuple):
-    """Records of one batch handed to the application, as the export worker receives them."""
+    """Records of one batch handed to the application, as ``on_batches_handed_out`` hooks receive
+    them on the export worker."""
 
     topic: str
     partition: int
     info: BatchInfo
+    """The batch as the connection's tap read it from the Fetch response."""
     handed: int
     """Records of the batch handed out (exact, from offsets; fewer than the batch holds when the
     consumer started or stopped inside it)."""
     entered_ns: int
     """Wall-clock time of the batch's first hand-out."""
-    plugins: tuple[Any, ...]
-    """The plugins that saw the batch enter (:attr:`HandOutTracker.entering`)."""
+    entering: tuple[Any, ...]
+    """The hooks that saw the batch enter (those implementing ``on_fetch_batch_entered``)."""
     tokens: tuple[Any, ...]
-    """What each of those plugins' ``batch_entered`` returned, in the same order."""
+    """What each of those hooks' ``on_fetch_batch_entered`` returned, in the same order."""
+
+    def token(self, hook: Any) -> Any:
+        """What ``hook``'s ``on_fetch_batch_entered`` returned for this batch (None for a hook
+        without one, or whose call failed)."""
+        for i, entering in enumerate(self.entering):
+            if entering is hook:
+                return self.tokens[i]
+        return None
 
 
 def fetch_lags(r: Request, wall_offset_ns: int) -> list[tuple[str, int, int, float]]:

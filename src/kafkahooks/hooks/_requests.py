@@ -1,4 +1,5 @@
-"""The batched telemetry path: one record per request, for every ``on_requests_finished`` hook.
+"""The batched telemetry path: one record per request for ``on_requests_finished`` hooks, and
+connection events and consumer hand-outs for theirs.
 
 Spans, metrics and data-stream checkpoints all derive from the same facts about a request: its
 key and broker, the four timings, the bytes, the error, the partition batches it carried and
@@ -10,10 +11,12 @@ export worker drains the log and hands each pass to the hooks that implement
 record metrics and aggregate checkpoints off the I/O path. What the taps collect is the union of
 the hooks' :class:`RequestNeeds` (their ``request_needs`` attribute).
 
-kafkahooks' own plugins use two more methods of the same path, internal for now: consumer
-hand-outs (``batch_entered``/``scope_ended`` on the application's thread, ``on_handouts`` on the
-worker; :mod:`kafkahooks.hooks._handout`) and connection events (``on_connection_events``); and
-``attached(log)`` when a client's log starts feeding them.
+The same log serves the path's other public events: ``on_connection_events`` (connects,
+disconnects, throttles, in batches on the worker) and the consumer hand-outs
+(``on_fetch_batch_entered``/``on_poll_ended`` on the application's thread,
+``on_batches_handed_out`` on the worker; :mod:`kafkahooks.hooks._handout`). A hook may also
+define ``attached(log)``, called when a client's log starts feeding it (kafkahooks' plugins use
+it to sum drops across clients).
 
 Costs per request on the I/O path: the tap's own bookkeeping, which every hook needs anyway,
 plus one ``deque.append``. Nothing here reads a clock: spans turn the tap's monotonic times into
@@ -35,31 +38,37 @@ _after_close = counter("events_after_close", "Hook events that arrived after the
 
 
 class RequestNeeds(NamedTuple):
-    """What an ``on_requests_finished`` hook needs collected (its ``request_needs`` attribute);
-    a client's log collects the union of its hooks' needs. Everything but the keys is off by
-    default: each costs the I/O path a little (a batch walk is a few microseconds per request)."""
+    """What a hook of the batched path needs collected (its ``request_needs`` attribute); a
+    client's log collects the union of its hooks' needs. Everything but the keys is off by
+    default: each costs the I/O path a little (a batch walk is a few microseconds per request).
+    Connection events and hand-outs are collected when some hook implements their events."""
 
     request_keys: KeyFilter
-    """Request keys whose records the hook gets."""
+    """Request keys whose records the hook's ``on_requests_finished`` gets."""
     produce_batches: bool = False
     """Walk Produce requests' batches (counts, sizes, first-record headers)."""
     fetch_batches: bool = False
     """Walk Fetch responses' batches."""
     header_keys: frozenset[str] = frozenset()
-    """First-record header keys to extract from each batch."""
+    """First-record header keys to extract from each batch (for requests' batches and hand-outs'
+    ``info``)."""
     commits: bool = False
     """Keep OffsetCommit offsets and the broker's answers."""
-    handouts: bool = False
-    """Observe consumer hand-outs per record batch (kafkahooks' own plugins, for now)."""
-    connection_events: bool = False
-    """Connects, disconnects and throttles (kafkahooks' own plugins, for now)."""
     watermarks: bool = False
     """Fetch responses' high watermarks per partition (consumer lag)."""
 
 
+_HANDOUT_METHODS = ("on_fetch_batch_entered", "on_poll_ended", "on_batches_handed_out")
+
+
+def _has(hook: Any, method: str) -> bool:
+    return callable(getattr(hook, method, None))
+
+
 def needs_of(hook: Any) -> RequestNeeds:
     """A hook's :class:`RequestNeeds`: its ``request_needs`` attribute, else its request records
-    alone, for its ``request_keys`` (every key without one)."""
+    alone, for its ``request_keys`` (every key without one). The keys count only for a hook
+    with ``on_requests_finished``."""
     needs = getattr(hook, "request_needs", None)
     if needs is None:
         return RequestNeeds(getattr(hook, "request_keys", None) or ALL_KEYS)
@@ -122,7 +131,8 @@ def weigh_other(item: Any) -> int:
 
 class RequestLog:
     """One client's bounded buffer of finished requests, hand-outs and connection events, drained
-    by the export worker into the fused plugins.
+    by the export worker into the hooks of the batched path (``plugins``: every hook with one of
+    its events).
 
     Two buffers: ``buffer`` for finished requests (``capacity``, 2 048 by default), ``others`` for
     consumer hand-outs and connection events (:data:`OTHERS_CAPACITY`; one per record batch: a
@@ -146,7 +156,8 @@ class RequestLog:
         self.name = name
         self.plugins = tuple(plugins)
         needs = [needs_of(p) for p in self.plugins]
-        wanted = [frozenset(k for k in range(128) if n.request_keys.allows_e2e(k)) for n in needs]
+        finishing = [(p, n) for p, n in zip(self.plugins, needs, strict=True) if _has(p, "on_requests_finished")]
+        wanted = [frozenset(k for k in range(128) if n.request_keys.allows_e2e(k)) for _, n in finishing]
         self.keys = frozenset().union(*wanted)
         """Request keys (below 128) some plugin wants a record of."""
         self._on_failure = on_failure
@@ -154,8 +165,9 @@ class RequestLog:
         self.fetch_batches = any(n.fetch_batches for n in needs)
         self.header_keys: frozenset[str] = frozenset().union(*(n.header_keys for n in needs))
         self.commits = any(n.commits for n in needs)
-        self.handouts = any(n.handouts for n in needs)
-        self.connection_events = any(n.connection_events for n in needs)
+        self.handouts = any(_has(p, m) for p in self.plugins for m in _HANDOUT_METHODS)
+        """Some hook implements a hand-out event: consumers track their batches."""
+        self.connection_events = any(_has(p, "on_connection_events") for p in self.plugins)
         self.watermarks = any(n.watermarks for n in needs)
         asked = [c for p in self.plugins if (c := getattr(p, "capacity", None))]
         limits = [b for p in self.plugins if (b := getattr(p, "max_bytes", None))]
@@ -176,11 +188,11 @@ class RequestLog:
         """Queue one hand-out or connection event, likewise."""
         self._on_requests = tuple(
             (p.on_requests_finished, None if keys == self.keys else keys)
-            for p, keys in zip(self.plugins, wanted, strict=True)
+            for (p, _), keys in zip(finishing, wanted, strict=True)
         )
         """Each hook's ``on_requests_finished`` and the keys it gets (None: all the log keeps)."""
-        self._on_handouts = tuple(p.on_handouts for p in self.plugins if hasattr(p, "on_handouts"))
-        self._on_events = tuple(p.on_connection_events for p in self.plugins if hasattr(p, "on_connection_events"))
+        self._on_handouts = tuple(p.on_batches_handed_out for p in self.plugins if _has(p, "on_batches_handed_out"))
+        self._on_events = tuple(p.on_connection_events for p in self.plugins if _has(p, "on_connection_events"))
         for plugin in self.plugins:
             attached = getattr(plugin, "attached", None)
             if attached is not None:
@@ -229,7 +241,7 @@ class RequestLog:
                 handouts = [i for i in rest if type(i) is not ConnectionEvent]
                 if handouts:
                     for on_handouts in self._on_handouts:
-                        self._call(on_handouts, "on_handouts", handouts)
+                        self._call(on_handouts, "on_batches_handed_out", handouts)
                 if events:
                     for on_events in self._on_events:
                         self._call(on_events, "on_connection_events", events)
@@ -246,6 +258,13 @@ class RequestLog:
             fn(items)
         except Exception as exc:
             self._on_failure(fn, event, exc)
+
+    def failed(self, fn: Callable[..., Any], event: str, exc: Exception) -> None:
+        """A hook of this log raised outside a pass (a hand-out event on the application's
+        thread): counted and logged as any hook failure; re-raised without a dispatcher."""
+        if self._on_failure is None:
+            raise exc
+        self._on_failure(fn, event, exc)
 
     def forget(self) -> None:
         """Drop what is queued without exporting it (a forked child)."""

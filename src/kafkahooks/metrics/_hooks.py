@@ -203,9 +203,7 @@ class MetricsHooks:
 
     @property
     def request_needs(self) -> RequestNeeds:
-        return RequestNeeds(
-            ALL_KEYS, produce_batches=True, fetch_batches=True, handouts=True, connection_events=True, watermarks=True
-        )
+        return RequestNeeds(ALL_KEYS, produce_batches=True, fetch_batches=True, watermarks=True)
 
     def attached(self, log: Any) -> None:
         """A client's request log feeds this plugin."""
@@ -403,13 +401,13 @@ class MetricsHooks:
             self._m.time_to_read(r.time_to_read_ns / 1e9, attrs)
         self._m.e2e(r.duration_ns / 1e9, attrs)
 
-    def on_handouts(self, handouts: list[HandOut]) -> None:
+    def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
         self._fresh()
         for h in handouts:
             self._count(self._m.consumed, h.handed, self._messaging("poll", h.topic))
         self._add_counts()
 
-    def on_connection_events(self, events: list[ConnectionEvent]) -> None:
+    def on_connection_events(self, events: Sequence[ConnectionEvent]) -> None:
         self._fresh()
         for e in events:
             attrs = self._broker(e.meta)

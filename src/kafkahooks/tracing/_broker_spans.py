@@ -92,7 +92,6 @@ class BrokerSpans:
             produce_batches=True,
             fetch_batches=True,
             header_keys=self.carriers.keys,
-            handouts=True,
         )
 
     def attached(self, log: Any) -> None:
@@ -113,7 +112,7 @@ class BrokerSpans:
             return None
         return self.carriers.inject()
 
-    def batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
         """Remember the batch's creation context for ``record_context`` as its records go out."""
         if info.headers:
             ctx = self.carriers.extract(info.headers)
