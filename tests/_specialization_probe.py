@@ -24,7 +24,7 @@ def hot_functions() -> list[Any]:
     from aiokafka.cluster import ClusterMetadata
     from aiokafka.conn import AIOKafkaConnection
     from aiokafka.consumer import consumer, fetcher
-    from aiokafka.producer import message_accumulator, producer
+    from aiokafka.producer import message_accumulator, producer, sender
 
     return [
         producer.AIOKafkaProducer.send,
@@ -37,6 +37,15 @@ def hot_functions() -> list[Any]:
         message_accumulator.MessageBatch.append,
         message_accumulator.BatchBuilder.append,
         message_accumulator.BatchBuilder._serialize,
+        message_accumulator.MessageBatch.done,
+        message_accumulator.MessageAccumulator.drain_by_nodes,
+        message_accumulator.MessageAccumulator._pop_batch,
+        sender.Sender._sender_routine,
+        sender.Sender._send_produce_req,
+        sender.SendProduceReqHandler.create_request,
+        sender.SendProduceReqHandler.do,
+        sender.SendProduceReqHandler.handle_response,
+        AIOKafkaClient.send,
         AIOKafkaConnection.send,
         AIOKafkaConnection._handle_frame,
         fetcher.PartitionRecords._unpack_records,
