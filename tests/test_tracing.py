@@ -12,7 +12,15 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import SpanKind
 
 from kafkahooks import export
@@ -262,8 +270,30 @@ class CountingProcessor(SpanProcessor):
         self.started += 1
 
 
-def test_fast_and_api_span_paths_write_the_same_span() -> None:
-    """The direct SDK path and the API path export identical spans; a custom processor forces the API path."""
+class TaggingSampler(Sampler):
+    """A sampler of the application's own: samples every span and adds an attribute of its own."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, {"sampled.by": "tagging"})
+
+    def get_description(self) -> str:
+        return "TaggingSampler"
+
+
+SAMPLERS = {
+    "default (parentbased_always_on)": None,
+    "always_on": ALWAYS_ON,
+    "parentbased_always_on, spelt out": ParentBased(ALWAYS_ON),
+    "traceidratio 1.0 (asked per span)": TraceIdRatioBased(1.0),
+    "the application's own (asked per span)": TaggingSampler(),
+}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_fast_and_api_span_paths_write_the_same_span(sampler: str) -> None:
+    """The direct SDK path and the API path export identical spans, whichever sampler the provider
+    has (the fast path skips asking the SDK's static samplers, which answer every root span
+    alike, and asks every other one); a custom processor forces the API path."""
     from kafkahooks._otel import ApiSpanWriter, SdkSpanWriter
     from kafkahooks.hooks import BrokerMeta, Compression
     from kafkahooks.hooks._records import BatchInfo, Request
@@ -272,7 +302,7 @@ def test_fast_and_api_span_paths_write_the_same_span() -> None:
     header = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
     exported = []
     for custom in (False, True):
-        t = Tracing()
+        t = Tracing(sampler=SAMPLERS[sampler])
         if custom:
             processor = CountingProcessor()
             t.provider.add_span_processor(processor)
@@ -299,6 +329,34 @@ def test_fast_and_api_span_paths_write_the_same_span() -> None:
     assert fast.instrumentation_scope == api.instrumentation_scope
     assert ("orders/0", "orders/1") == fast.attributes["kafkahooks.partitions"]
     assert fast.context.trace_flags.sampled
+    assert fast.context.trace_state == api.context.trace_state
+    assert fast.context.trace_flags == api.context.trace_flags
+    if isinstance(SAMPLERS[sampler], TaggingSampler):
+        assert "tagging" == fast.attributes["sampled.by"]
+
+
+def test_the_fast_span_path_follows_the_providers_sampler_when_it_changes() -> None:
+    """ALWAYS_OFF on the fast path writes nothing; a provider whose sampler is replaced later is
+    asked again (the static answer is cached per sampler object, never for good)."""
+    from kafkahooks._otel import SdkSpanWriter
+    from kafkahooks.hooks import BrokerMeta
+    from kafkahooks.hooks._records import Request
+
+    t = Tracing(sampler=ALWAYS_OFF)
+    plugin = BrokerSpans("producer", tracer_provider=t.provider)
+    assert isinstance(plugin._writer, SdkSpanWriter)
+
+    def one_request() -> None:
+        request = Request(BrokerMeta(1, "127.0.0.1", 9092), ApiKey.PRODUCE, 0, 100, True)
+        request.write_end_ns, request.time_to_write_ns = time.monotonic_ns(), 1_000
+        plugin.on_requests_finished([request])
+
+    one_request()
+    assert [] == t.spans("send")
+    t.provider.sampler = TaggingSampler()
+    one_request()
+    (span,) = t.spans("send")
+    assert "tagging" == span.attributes["sampled.by"]
 
 
 @pytest.mark.parametrize("client", CLIENTS)

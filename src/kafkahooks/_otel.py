@@ -230,6 +230,9 @@ class SdkSpanWriter:
         self._tracer = provider.get_tracer("kafkahooks", __version__, schema_url=SCHEMA_URL)
         self._checked = processor._span_processors
         self._fallback: ApiSpanWriter | None = None
+        self._sampler: Any = None
+        self._static: tuple[bool, bool] | None = None
+        """(recording, sampled) when the provider's sampler decides every root span alike."""
         random = getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0)
         self._random_ids = provider.id_generator.is_trace_id_random()
         extra = random if self._random_ids else 0
@@ -260,36 +263,66 @@ class SdkSpanWriter:
         if enabled is not None and not enabled():
             return
         ids = provider.id_generator
-        trace_id = ids.generate_trace_id()
-        result = provider.sampler.should_sample(_ROOT, trace_id, name, SpanKind.CLIENT, attributes, links)
-        decision = result.decision
-        if not decision.is_recording():
-            return
-        context = trace.SpanContext(
-            trace_id,
-            ids.generate_span_id(),
-            False,
-            self._flags[decision.is_sampled()],
-            result.trace_state,
-        )
-        merged = dict(attributes)
-        if result.attributes:
-            merged.update(result.attributes)
+        sampler = provider.sampler
+        if sampler is not self._sampler:
+            self._sampler, self._static = sampler, _static_decision(sampler)
+        static = self._static
+        if static is not None:
+            # What the sampler would answer for any root span: no call, no result object.
+            if not static[0]:
+                return
+            trace_id = ids.generate_trace_id()
+            sampled, trace_state, initial = static[1], None, attributes
+        else:
+            trace_id = ids.generate_trace_id()
+            result = sampler.should_sample(_ROOT, trace_id, name, SpanKind.CLIENT, attributes, links)
+            decision = result.decision
+            if not decision.is_recording():
+                return
+            # As the SDK starts a span: with the attributes the sampler answered (a sampler that
+            # keeps the span's own returns them too), then the ones set after the start.
+            sampled, trace_state, initial = decision.is_sampled(), result.trace_state, result.attributes
+        context = trace.SpanContext(trace_id, ids.generate_span_id(), False, self._flags[sampled], trace_state)
+        merged = dict(initial) if initial else {}
         merged.update(extra)
-        self._processor.on_end(
-            self._readable(
-                name=name,
-                context=context,
-                resource=provider.resource,
-                attributes=MappingProxyType(merged),
-                links=tuple(links),
-                kind=SpanKind.CLIENT,
-                status=Status(StatusCode.ERROR, error) if error is not None else _UNSET,
-                start_time=start_ns,
-                end_time=end_ns,
-                instrumentation_scope=self._scope,
-            )
+        span = self._readable(
+            name=name,
+            context=context,
+            resource=provider.resource,
+            attributes=MappingProxyType(merged),
+            links=tuple(links),
+            kind=SpanKind.CLIENT,
+            status=Status(StatusCode.ERROR, error) if error is not None else _UNSET,
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_scope=self._scope,
         )
+        # The provider's processors themselves (checked above to be the SDK's batch or simple
+        # ones), in its order: what its multi-processor's on_end does, one call fewer.
+        for span_processor in self._checked:
+            span_processor.on_end(span)
+
+
+def _static_decision(sampler: Any) -> tuple[bool, bool] | None:
+    """(recording, sampled) if ``sampler`` gives every root span the same answer whatever its trace
+    id, name and attributes, with no attributes or trace state of its own: the SDK's
+    ``StaticSampler`` (``ALWAYS_ON``, ``ALWAYS_OFF``), alone or as the root sampler of a
+    ``ParentBased`` one (the SDK's default, ``parentbased_always_on``; kafkahooks' spans are roots).
+    None for any other sampler, subclasses included: it is asked for every span."""
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+
+        if type(sampler) is ParentBased:
+            sampler = sampler._root
+        if type(sampler) is not StaticSampler:
+            return None
+        decision = sampler._decision
+        if not isinstance(decision, Decision):
+            return None
+        # A StaticSampler hands back the span's own attributes and no trace state for a root.
+        return decision in (Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE), decision is Decision.RECORD_AND_SAMPLE
+    except Exception:
+        return None
 
 
 def _plain_processors(processors: Any) -> bool:
