@@ -69,6 +69,10 @@ def check_internals() -> list[str]:
         missing.append("opentelemetry.sdk.metrics._internal._view_instrument_match._hash_attributes")
     needs(TracerProvider, "_active_span_processor", "sampler", "id_generator", "resource")
     needs(SynchronousMultiSpanProcessor, "_span_processors")
+    from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler
+
+    needs(ParentBased, "_root")  # _static_decision: the root sampler, what kafkahooks' root spans get
+    needs(StaticSampler, "_decision")
     from opentelemetry import context as context_api
     from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
     from opentelemetry.sdk.metrics._internal.view import View
