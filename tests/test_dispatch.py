@@ -216,6 +216,10 @@ def test_the_event_table_is_the_one_source() -> None:
     assert dispatcher.handouts is not None
     assert (recording,) == dispatcher.handouts.entering
     assert dispatcher.request_log.connection_events
+    from kafkahooks.hooks._requests import HANDOUT_METHODS
+
+    handout_side = {e.method for e in _protocols.EVENTS if e.handout} | {"on_batches_handed_out"}
+    assert handout_side == set(HANDOUT_METHODS)
     dispatcher.seal()
     for event in _protocols.EVENTS:
         fns = getattr(dispatcher, event.slot)

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     Sampler,
     SamplingResult,
+    StaticSampler,
     TraceIdRatioBased,
 )
 from opentelemetry.trace import SpanKind
@@ -336,8 +337,9 @@ def test_fast_and_api_span_paths_write_the_same_span(sampler: str) -> None:
 
 
 def test_the_fast_span_path_follows_the_providers_sampler_when_it_changes() -> None:
-    """ALWAYS_OFF on the fast path writes nothing; a provider whose sampler is replaced later is
-    asked again (the static answer is cached per sampler object, never for good)."""
+    """ALWAYS_OFF on the fast path writes nothing; a static sampler put in its place is never asked
+    per span, yet its answer is used; an application's sampler put in after it is asked for each
+    span (the static answer is cached per sampler object, never for good)."""
     from kafkahooks._otel import SdkSpanWriter
     from kafkahooks.hooks import BrokerMeta
     from kafkahooks.hooks._records import Request
@@ -353,10 +355,29 @@ def test_the_fast_span_path_follows_the_providers_sampler_when_it_changes() -> N
 
     one_request()
     assert [] == t.spans("send")
-    t.provider.sampler = TaggingSampler()
+    asked: list[str] = []
+
+    def counted(sampler: Any) -> Any:
+        own = sampler.should_sample
+
+        def should_sample(*args: Any, **kwargs: Any) -> Any:
+            asked.append(type(sampler).__name__)
+            return own(*args, **kwargs)
+
+        sampler.should_sample = should_sample
+        return sampler
+
+    t.provider.sampler = counted(StaticSampler(Decision.RECORD_AND_SAMPLE))
+    for _ in range(3):
+        one_request()
+    assert 3 == len(t.spans("send"))
+    assert [] == asked, "a static sampler answers every root span alike: never asked per span"
+    t.provider.sampler = counted(TaggingSampler())
     one_request()
-    (span,) = t.spans("send")
-    assert "tagging" == span.attributes["sampled.by"]
+    spans = t.spans("send")
+    assert 4 == len(spans)
+    assert ["TaggingSampler"] == asked
+    assert "tagging" == spans[-1].attributes["sampled.by"]
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -271,14 +271,13 @@ class SdkSpanWriter:
         if sampler is not self._sampler:
             self._sampler, self._static = sampler, _static_decision(sampler)
         static = self._static
+        if static is not None and not static[0]:
+            return
+        trace_id = ids.generate_trace_id()
         if static is not None:
             # What the sampler would answer for any root span: no call, no result object.
-            if not static[0]:
-                return
-            trace_id = ids.generate_trace_id()
             sampled, trace_state, initial = static[1], None, attributes
         else:
-            trace_id = ids.generate_trace_id()
             result = sampler.should_sample(_ROOT, trace_id, name, SpanKind.CLIENT, attributes, links)
             decision = result.decision
             if not decision.is_recording():

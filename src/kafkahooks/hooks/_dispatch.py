@@ -14,7 +14,7 @@ from kafkahooks.hooks._handout import HandOutTracker
 from kafkahooks.hooks._lanes import GuardedCall, GuardedSyncCall, HookSlot
 from kafkahooks.hooks._protocols import EVENTS, HOOK_METHODS
 from kafkahooks.hooks._records import ConnectionEvent
-from kafkahooks.hooks._requests import RequestLog
+from kafkahooks.hooks._requests import RequestLog, implements
 from kafkahooks.hooks._types import (
     BrokerE2E,
     BrokerMeta,
@@ -154,7 +154,7 @@ class HookDispatcher:
         self._failure_log = RateLimitedLog(_logger, log_interval_s)
 
         by_event: dict[str, list[tuple[Fn, KeyFilter]]] = {name: [] for name in HOOK_METHODS}
-        fused = [hook for hook in self.hooks if any(callable(getattr(hook, m, None)) for m in _LOG_METHODS)]
+        fused = [hook for hook in self.hooks if any(implements(hook, m) for m in _LOG_METHODS)]
         for hook in self.hooks:
             found = False
             key_filter = getattr(hook, "request_keys", None) or ALL_KEYS

@@ -33,8 +33,8 @@ from typing import Any
 
 from kafkahooks import _clock, _fork
 from kafkahooks._selfstats import counter
-from kafkahooks.hooks._records import BatchInfo, HandOut
-from kafkahooks.hooks._requests import RequestLog
+from kafkahooks.hooks._records import BatchInfo, HandOut, position
+from kafkahooks.hooks._requests import RequestLog, implements
 from kafkahooks.hooks._types import Compression
 
 _unattributed = counter(
@@ -56,24 +56,17 @@ class HandOutTracker:
 
     def __init__(self, log: RequestLog) -> None:
         self.log = log
-        self.entering = tuple(p for p in log.plugins if callable(getattr(p, "on_fetch_batch_entered", None)))
+        self.entering = tuple(p for p in log.plugins if implements(p, "on_fetch_batch_entered"))
         """The hooks whose ``on_fetch_batch_entered`` sees each batch (a :class:`HandOut`'s
         ``entering``)."""
         self._enter = tuple(p.on_fetch_batch_entered for p in self.entering)
-        ended = (p for p in log.plugins if callable(getattr(p, "on_poll_ended", None)))
-        self._poll_ended = tuple((self._index(p), p.on_poll_ended) for p in ended)
+        ended = (p for p in log.plugins if implements(p, "on_poll_ended"))
+        self._poll_ended = tuple((position(self.entering, p), p.on_poll_ended) for p in ended)
         self._fetched: OrderedDict[tuple[str, int], dict[int, BatchInfo]] = OrderedDict()
         self._lock = _fork.Lock()
         self._scope: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
             "kafkahooks_handout_scope", default=None
         )
-
-    def _index(self, hook: Any) -> int | None:
-        """Where ``hook``'s tokens sit in each entry (None: it sees no batch enter)."""
-        for i, entering in enumerate(self.entering):
-            if entering is hook:
-                return i
-        return None
 
     # -- the I/O path: what the tap read --------------------------------------------------------
 

@@ -143,10 +143,16 @@ class HandOut(NamedTuple):
     def token(self, hook: Any) -> Any:
         """What ``hook``'s ``on_fetch_batch_entered`` returned for this batch (None for a hook
         without one, or whose call failed)."""
-        for i, entering in enumerate(self.entering):
-            if entering is hook:
-                return self.tokens[i]
-        return None
+        i = position(self.entering, hook)
+        return None if i is None else self.tokens[i]
+
+
+def position(hooks: tuple[Any, ...], hook: Any) -> int | None:
+    """Where ``hook`` itself (by identity, whatever its ``__eq__``) sits in ``hooks``, or None."""
+    for i, other in enumerate(hooks):
+        if other is hook:
+            return i
+    return None
 
 
 def fetch_lags(r: Request, wall_offset_ns: int) -> list[tuple[str, int, int, float]]:

@@ -58,10 +58,13 @@ class RequestNeeds(NamedTuple):
     """Fetch responses' high watermarks per partition (consumer lag)."""
 
 
-_HANDOUT_METHODS = ("on_fetch_batch_entered", "on_poll_ended", "on_batches_handed_out")
+HANDOUT_METHODS = ("on_fetch_batch_entered", "on_poll_ended", "on_batches_handed_out")
+"""The hand-out events (``EVENTS`` cannot be read here, it names this module's types; a test
+keeps the two in step): a hook with one of them makes consumers track their batches."""
 
 
-def _has(hook: Any, method: str) -> bool:
+def implements(hook: Any, method: str) -> bool:
+    """Whether ``hook`` has a callable ``method`` (how every event finds its hooks)."""
     return callable(getattr(hook, method, None))
 
 
@@ -156,7 +159,7 @@ class RequestLog:
         self.name = name
         self.plugins = tuple(plugins)
         needs = [needs_of(p) for p in self.plugins]
-        finishing = [(p, n) for p, n in zip(self.plugins, needs, strict=True) if _has(p, "on_requests_finished")]
+        finishing = [(p, n) for p, n in zip(self.plugins, needs, strict=True) if implements(p, "on_requests_finished")]
         wanted = [frozenset(k for k in range(128) if n.request_keys.allows_e2e(k)) for _, n in finishing]
         self.keys = frozenset().union(*wanted)
         """Request keys (below 128) some plugin wants a record of."""
@@ -165,9 +168,9 @@ class RequestLog:
         self.fetch_batches = any(n.fetch_batches for n in needs)
         self.header_keys: frozenset[str] = frozenset().union(*(n.header_keys for n in needs))
         self.commits = any(n.commits for n in needs)
-        self.handouts = any(_has(p, m) for p in self.plugins for m in _HANDOUT_METHODS)
+        self.handouts = any(implements(p, m) for p in self.plugins for m in HANDOUT_METHODS)
         """Some hook implements a hand-out event: consumers track their batches."""
-        self.connection_events = any(_has(p, "on_connection_events") for p in self.plugins)
+        self.connection_events = any(implements(p, "on_connection_events") for p in self.plugins)
         self.watermarks = any(n.watermarks for n in needs)
         asked = [c for p in self.plugins if (c := getattr(p, "capacity", None))]
         limits = [b for p in self.plugins if (b := getattr(p, "max_bytes", None))]
@@ -191,8 +194,9 @@ class RequestLog:
             for (p, _), keys in zip(finishing, wanted, strict=True)
         )
         """Each hook's ``on_requests_finished`` and the keys it gets (None: all the log keeps)."""
-        self._on_handouts = tuple(p.on_batches_handed_out for p in self.plugins if _has(p, "on_batches_handed_out"))
-        self._on_events = tuple(p.on_connection_events for p in self.plugins if _has(p, "on_connection_events"))
+        plugins = self.plugins
+        self._on_handouts = tuple(p.on_batches_handed_out for p in plugins if implements(p, "on_batches_handed_out"))
+        self._on_events = tuple(p.on_connection_events for p in plugins if implements(p, "on_connection_events"))
         for plugin in self.plugins:
             attached = getattr(plugin, "attached", None)
             if attached is not None:
