@@ -197,3 +197,52 @@ def test_a_value_over_the_limit_is_refused_and_counted(codec: int, reader: _batc
     )
     assert (("tracestate", b"y" * limit),) == info.headers
     assert 1 == snapshot()["header_values_too_long"] - before
+
+
+def _expected(headers: list[tuple[str, bytes | None]], keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
+    """What a first-record reader must report, from the headers themselves: exact keys, the first
+    non-empty value of each wanted key wins, a value over the limit takes its key and is left out."""
+    found: list[tuple[str, bytes]] = []
+    taken: set[str] = set()
+    for key, value in headers[: _batches.MAX_HEADERS_SCANNED]:
+        if key in keys and value and key not in taken:
+            taken.add(key)
+            if len(value) <= _batches.MAX_HEADER_VALUE:
+                found.append((key, value))
+    return tuple(found)
+
+
+_LENGTHS = st.sampled_from([0, 1, 63, 64, 65, 100, 8191, 8192, 8193, 9000])
+"""Sizes around the varint widths (one byte to 63, two to 8191, three beyond) and the value limit."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.none(), _LENGTHS.map(lambda n: b"k" * n)),
+    _LENGTHS,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["traceparent", "tracestate", "Traceparent", "x", "traceparen", "dd-pathway-ctx-base64"]),
+            st.one_of(st.none(), _LENGTHS.map(lambda n: b"v" * n)),
+        ),
+        max_size=6,
+    ),
+)
+def test_the_python_reader_finds_exactly_the_wanted_headers(
+    key: bytes | None, value_size: int, headers: list[tuple[str, bytes | None]]
+) -> None:
+    """kafkahooks' own first-record reader (inline varints of one and two bytes, longer ones by
+    call) reports what the headers say, read on the spot or from the copy the producer side
+    defers to the export worker, whatever the widths of the record's length, key, value and
+    header varints."""
+    keys = frozenset({"traceparent", "tracestate", "dd-pathway-ctx-base64"})
+    builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 22)
+    builder.append(0, 1_700_000_000_000, key, b"v" * value_size, headers)
+    builder.append(1, 1_700_000_000_001, None, b"v", [("traceparent", b"second")])
+    data = bytes(builder.build())
+    expected = _expected(headers, keys)
+    (now,) = _batches.walk(data, header_keys=keys)
+    assert expected == now.headers
+    (later,) = _batches.walk(data, header_keys=keys, defer=True)
+    if later.first_record is not None:
+        assert expected == _batches.read_headers(later.first_record, keys)

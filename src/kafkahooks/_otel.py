@@ -232,6 +232,8 @@ class SdkSpanWriter:
         self._processor = processor
         self._scope = InstrumentationScope("kafkahooks", __version__, SCHEMA_URL)
         self._tracer = provider.get_tracer("kafkahooks", __version__, schema_url=SCHEMA_URL)
+        self._enabled: Callable[[], bool] | None = getattr(self._tracer, "_is_enabled", None)
+        """The tracer's own switch (SDK 1.39+), looked up once."""
         self._checked = processor._span_processors
         self._fallback: ApiSpanWriter | None = None
         self._sampler: Any = None
@@ -263,7 +265,7 @@ class SdkSpanWriter:
         if self._fallback is not None:
             self._fallback.emit(name, attributes, extra, links, start_ns, end_ns, error)
             return
-        enabled = getattr(self._tracer, "_is_enabled", None)
+        enabled = self._enabled
         if enabled is not None and not enabled():
             return
         ids = provider.id_generator

@@ -33,6 +33,9 @@ class BatchInfo(NamedTuple):
     (:meth:`Request.resolve`); None once read, or when read on the spot."""
 
 
+_new_tuple = tuple.__new__
+
+
 class Request:
     """One request's life on a connection: filled by the tap, then read by the fused plugins.
 
@@ -84,12 +87,12 @@ class Request:
         if deferred is None or not self.batches:
             return
         read, keys = deferred
-        self.batches = {
-            tp: info._replace(headers=read(info.first_record, keys), first_record=None)
-            if info.first_record is not None
-            else info
-            for tp, info in self.batches.items()
-        }
+        batches = self.batches
+        for tp, info in batches.items():  # values replaced in place: the dict's size never changes
+            first = info[8]  # first_record
+            if first is not None:
+                # All nine fields at once, without the named tuple's Python-level _replace.
+                batches[tp] = _new_tuple(BatchInfo, (*info[:7], read(first, keys), None))
 
     @property
     def err(self) -> BaseException | None:

@@ -235,9 +235,15 @@ def _links(items: Any, carriers: Carriers) -> tuple[list[Link], int]:
     links: list[Link] = []
     dropped = 0
     seen: set[tuple[int, int]] | None = None
+    keys = carriers.lookup
     for item in items:
         headers = item[2].headers
         if not headers:
+            continue
+        for key, _ in headers:  # pairs the walk built: no odd shapes to guard against here
+            if key in keys:
+                break
+        else:  # no carrier key (a data-stream pathway alone, typically): nothing to read
             continue
         ctx: SpanContext | None = carriers.extract(headers)
         if ctx is None:

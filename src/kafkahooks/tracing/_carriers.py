@@ -371,6 +371,9 @@ class Carriers:
         self.reads_uberctx = JAEGER in self.formats
         self._readers = tuple(readers)
         self._lookup: dict[Any, str] = {**{k: k for k in keys}, **{k.encode(): k for k in keys}}
+        self.lookup: frozenset[Any] = frozenset(self._lookup)
+        """The carrier keys, as str and as bytes: ``key in lookup`` tells whether a header can hold
+        a span context, before anything is read."""
         self._written = frozenset(f.lower() for f in _fields(propagator))
         self._last: tuple[Any, tuple[tuple[str, bytes], ...] | None] = (None, None)
         self._parsed: dict[tuple[tuple[str, Any], ...], tuple[SpanContext | None, bool]] = {}
