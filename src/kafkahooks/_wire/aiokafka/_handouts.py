@@ -4,7 +4,7 @@ moves on (nothing per record)."""
 
 from __future__ import annotations
 
-import collections
+import weakref
 from typing import Any
 
 from kafkahooks._guard import internal_error
@@ -36,46 +36,61 @@ class _HandOutRecords:
         return self._records.size_in_bytes()
 
 
-class _HandOutFetchResults(collections.OrderedDict):  # type: ignore[type-arg]
-    """The fetcher's buffered results (``Fetcher._records``): each new partition result's records
-    get a :class:`BatchCursor`; a result dropped before it was used up (a seek, a rebalance,
-    ``stop()``) tells its cursor where it stopped."""
+class _HandOuts:
+    """One consumer's fetch results as its application takes them: each new partition result's
+    records get a :class:`BatchCursor`; a result dropped before it was used up (a seek, a
+    rebalance, ``stop()``) tells its cursor where it stopped.
 
-    _kh_tracker: HandOutTracker
-    _kh_open: dict[Any, tuple[Any, BatchCursor]]
+    aiokafka's ``Fetcher._records`` stays the fetcher's own ``OrderedDict``: ``next_record`` reads
+    it twice per record (``list(self._records.keys())`` and ``self._records[tp]``), and on a Python
+    subclass of a dict CPython sends both through its generic slots (``[]`` becomes a method call,
+    as dict's ``__getitem__`` is a method, not a slot wrapper): a cost on every record of
+    ``async for``. Instead the mapping is compared with what was seen (:meth:`sync`) after each
+    fetch response is processed (the fetcher's ``_proc_fetch_request``, which stores new results
+    and awaits nothing after, so no record is handed out before its cursor is set) and when the
+    consumer stops. A dropped result is noticed then, not at once: its records object keeps the
+    offset where it stopped, so the count is the same.
+    """
 
-    def __setitem__(self, tp: Any, result: Any) -> None:
-        if tp in self._kh_open:
-            self._kh_release(tp)
-        records = getattr(result, "_partition_records", None)
-        if records is not None:
-            try:
-                cursor = self._kh_tracker.cursor(tp.topic, tp.partition, records.next_fetch_offset)
-                records._records = _HandOutRecords(records._records, cursor)
-                self._kh_open[tp] = (records, cursor)
-            except Exception as exc:
-                internal_error("aiokafka.handout", exc)
-        super().__setitem__(tp, result)
+    __slots__ = ("_fetcher", "_open", "_tracker")
 
-    def __delitem__(self, tp: Any) -> None:
-        super().__delitem__(tp)
-        if tp in self._kh_open:
-            self._kh_release(tp)
+    def __init__(self, fetcher: Any, tracker: HandOutTracker) -> None:
+        self._fetcher = weakref.ref(fetcher)
+        self._tracker = tracker
+        self._open: dict[Any, tuple[Any, Any, BatchCursor]] = {}
 
-    def clear(self) -> None:
-        super().clear()
-        self._kh_release_all()
+    def sync(self) -> None:
+        fetcher = self._fetcher()
+        if fetcher is None:
+            return
+        results = fetcher._records
+        opened = self._open
+        for tp, (result, records, cursor) in list(opened.items()) if opened else ():
+            if results.get(tp) is not result:  # dropped, or replaced by a newer result
+                del opened[tp]
+                _abandon(records, cursor)
+        for tp, result in results.items():
+            if tp in opened:
+                continue
+            records = getattr(result, "_partition_records", None)  # None for a FetchError
+            if records is None or type(records._records) is _HandOutRecords:
+                continue
+            cursor = self._tracker.cursor(tp.topic, tp.partition, records.next_fetch_offset)
+            records._records = _HandOutRecords(records._records, cursor)
+            opened[tp] = (result, records, cursor)
 
-    def _kh_release(self, tp: Any) -> None:
-        records, cursor = self._kh_open.pop(tp)
-        try:
-            cursor.abandoned(records.next_fetch_offset)
-        except Exception as exc:
-            internal_error("aiokafka.handout", exc)
+    def release_all(self) -> None:
+        self.sync()
+        opened, self._open = self._open, {}
+        for _, records, cursor in opened.values():
+            _abandon(records, cursor)
 
-    def _kh_release_all(self) -> None:
-        for tp in list(self._kh_open):
-            self._kh_release(tp)
+
+def _abandon(records: Any, cursor: BatchCursor) -> None:
+    try:
+        cursor.abandoned(records.next_fetch_offset)
+    except Exception as exc:
+        internal_error("aiokafka.handout", exc)
 
 
 def observe_handouts(fetcher: Any, tracker: HandOutTracker) -> None:
@@ -83,19 +98,33 @@ def observe_handouts(fetcher: Any, tracker: HandOutTracker) -> None:
 
     Called right after ``start()`` created the fetcher: results already buffered by then have not
     been handed out (the application cannot consume before ``start()`` returns) and are adopted.
+    The fetcher gets one instance attribute, ``_proc_fetch_request`` (called once per Fetch
+    response, never per record), and ``_kh_handouts``.
     """
-    if isinstance(fetcher._records, _HandOutFetchResults):
+    if getattr(fetcher, "_kh_handouts", None) is not None:
         return
-    results = _HandOutFetchResults()
-    results._kh_tracker = tracker
-    results._kh_open = {}
-    for tp, result in fetcher._records.items():
-        results[tp] = result
-    fetcher._records = results
+    handouts = _HandOuts(fetcher, tracker)
+    original = fetcher._proc_fetch_request
+
+    async def _proc_fetch_request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            try:
+                handouts.sync()
+            except Exception as exc:
+                internal_error("aiokafka.handout", exc)
+
+    fetcher._kh_handouts = handouts
+    fetcher._proc_fetch_request = _proc_fetch_request
+    handouts.sync()
 
 
 def release_handouts(fetcher: Any) -> None:
     """The consumer stopped: count what was handed out of batches left half-way."""
-    results = getattr(fetcher, "_records", None)
-    if isinstance(results, _HandOutFetchResults):
-        results._kh_release_all()
+    handouts = getattr(fetcher, "_kh_handouts", None)
+    if handouts is not None:
+        try:
+            handouts.release_all()
+        except Exception as exc:
+            internal_error("aiokafka.release_handouts", exc)

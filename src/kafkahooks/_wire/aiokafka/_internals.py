@@ -33,6 +33,7 @@ def check_internals() -> list[str]:
             MessageBatch: ("failure", "get_data_buffer"),
             BatchBuilder: ("append", "record_count", "_build"),
             AIOKafkaConnection: ("send", "_handle_frame", "close"),
+            fetcher.Fetcher: ("_proc_fetch_request",),
         }
     )
     attributes: dict[type, tuple[str, ...]] = {
@@ -45,8 +46,9 @@ def check_internals() -> list[str]:
         asyncio.StreamWriter: ("_transport",),
         aiokafka.AIOKafkaProducer: ("_message_accumulator", "client"),
         aiokafka.AIOKafkaConsumer: ("_client", "_fetcher"),
-        # Hand-outs per record batch: the fetcher's result table, each result's partition records,
-        # and the iterator that reads ``self._records`` (has_next/next_batch) only once iterated.
+        # Hand-outs per record batch: the fetcher's result table (compared after each
+        # ``_proc_fetch_request``), each result's partition records, and the iterator that reads
+        # ``self._records`` (has_next/next_batch) only once iterated.
         fetcher.Fetcher: ("_records",),
         fetcher.FetchResult: ("_partition_records",),
         fetcher.PartitionRecords: ("_records", "next_fetch_offset", "_records_iterator"),
