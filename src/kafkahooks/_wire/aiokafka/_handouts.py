@@ -16,15 +16,24 @@ class _HandOutRecords:
     """aiokafka's ``MemoryRecords`` as one partition's record iterator walks it: the cursor hears
     when the iterator enters a data batch and when it asks for the next one (nothing per record)."""
 
-    __slots__ = ("_cursor", "_records")
+    __slots__ = ("_cursor", "_owner", "_records", "_tp")
 
-    def __init__(self, records: Any, cursor: BatchCursor) -> None:
+    def __init__(self, records: Any, cursor: BatchCursor, owner: _HandOuts | None = None, tp: Any = None) -> None:
         self._records = records
         self._cursor = cursor
+        self._owner = owner
+        self._tp = tp
 
     def has_next(self) -> Any:
         more = self._records.has_next()
         batch_finished(self._cursor, "aiokafka.handout")
+        owner = self._owner
+        if not more and owner is not None:  # used up: nothing left to count, let go of it now
+            self._owner = None
+            try:
+                owner.used_up(self._tp, self)
+            except Exception as exc:
+                internal_error("aiokafka.handout", exc)
         return more
 
     def next_batch(self) -> Any:
@@ -49,7 +58,8 @@ class _HandOuts:
     fetch response is processed (the fetcher's ``_proc_fetch_request``, which stores new results
     and awaits nothing after, so no record is handed out before its cursor is set) and when the
     consumer stops. A dropped result is noticed then, not at once: its records object keeps the
-    offset where it stopped, so the count is the same.
+    offset where it stopped, so the count is the same. A result used up to its end is let go of at
+    once (:meth:`used_up`), so a consumer holds no more fetched data than aiokafka does.
     """
 
     __slots__ = ("_fetcher", "_open", "_tracker")
@@ -76,8 +86,14 @@ class _HandOuts:
             if records is None or type(records._records) is _HandOutRecords:
                 continue
             cursor = self._tracker.cursor(tp.topic, tp.partition, records.next_fetch_offset)
-            records._records = _HandOutRecords(records._records, cursor)
+            records._records = _HandOutRecords(records._records, cursor, self, tp)
             opened[tp] = (result, records, cursor)
+
+    def used_up(self, tp: Any, wrapper: _HandOutRecords) -> None:
+        """``wrapper``'s records ran out: every batch is counted, so forget the result."""
+        entry = self._open.get(tp)
+        if entry is not None and entry[1]._records is wrapper:
+            del self._open[tp]
 
     def release_all(self) -> None:
         self.sync()
