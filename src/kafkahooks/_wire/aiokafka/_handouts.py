@@ -18,10 +18,10 @@ class _HandOutRecords:
 
     __slots__ = ("_cursor", "_owner", "_records", "_tp")
 
-    def __init__(self, records: Any, cursor: BatchCursor, owner: _HandOuts | None = None, tp: Any = None) -> None:
+    def __init__(self, records: Any, cursor: BatchCursor, owner: _HandOuts, tp: Any) -> None:
         self._records = records
         self._cursor = cursor
-        self._owner = owner
+        self._owner: _HandOuts | None = owner  # None once the records ran out
         self._tp = tp
 
     def has_next(self) -> Any:
