@@ -14,6 +14,17 @@ as cachegrind simulates them, and with ``--top N`` the C functions whose instruc
 CPU-time ratio of ``kafkahooks bench`` is far above these, the difference is the machine's caches,
 branch predictors and neighbours, not more work. Results go to
 ``benchmarks/results/instructions-CLIENT-WORKLOAD.json`` (``--output``).
+
+The client runs 60 to 100 times slower under valgrind, and some work runs on timers: kafkahooks'
+export worker passes every 0.5 s, the SDK exports spans every 5 s and metrics every minute. Left
+alone, each such pass would cover that many times fewer messages than at full speed, and its fixed
+cost would be charged to each message that many times over (an idle pass of the export worker is
+some 800 bytecodes). So the bare client first runs once at full speed, its slowdown under valgrind
+is measured, and the mode's timers are stretched by it (``--slowdown`` to set it).
+
+``--threads`` counts each thread apart (callgrind, ``--separate-threads``; slower): the main
+thread (aiokafka's event loop, kafka-python's application thread) against all others summed
+(kafkahooks' export worker, the SDK's exporters). ``--keep DIR`` keeps valgrind's own files.
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kafkahooks.bench._modes import MODES
-from kafkahooks.bench._runner import BenchConfig, _fill
+from kafkahooks.bench._runner import BenchConfig, _fill, records_per_batch
 from kafkahooks.broker import EmbeddedBroker
 
 EVENTS = {
@@ -72,10 +83,70 @@ def parse(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
     return summary, functions
 
 
+_RECURSION = re.compile(r"'\d+$")
+
+
+def parse_callgrind(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """A callgrind output file written with ``--compress-strings=no --compress-pos=no``, in the
+    shape :func:`parse` returns: every function's own (exclusive) counts, calls' inclusive lines
+    left out."""
+    names: list[str] = []
+    summary: Counter[str] = Counter()
+    functions: dict[str, Counter[str]] = {}
+    current: Counter[str] | None = None
+    file = "?"
+    skip_next = False
+    for line in path.read_text(errors="replace").splitlines():
+        if skip_next:
+            skip_next = False
+        elif line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith("fl="):
+            file = os.path.basename(line[3:])
+        elif line.startswith("fn="):
+            # callgrind names a function's recursive activations ``name'2``, ``name'3``: one function.
+            current = functions.setdefault(f"{file}:{_RECURSION.sub('', line[3:])}", Counter())
+        elif line.startswith("calls="):
+            skip_next = True  # the next line is the call's inclusive cost, not this function's own
+        elif line.startswith("summary:"):
+            summary.update(dict(zip(names, map(int, line.split()[1:]), strict=False)))
+        elif current is not None and line[:1].isdigit():
+            current.update(dict(zip(names, map(int, line.split()[1:]), strict=False)))
+    return summary, functions
+
+
+Counts = tuple[Counter[str], dict[str, Counter[str]]]
+"""A run's (or one thread's) summary by event, and its functions' counts by event."""
+
+
+def by_thread(out: Path) -> dict[str, Counts]:
+    """callgrind's per-thread files ``out-01``, ``out-02``, ... as the whole process, the main
+    thread (aiokafka's event loop, or kafka-python's application thread) and the others summed
+    (kafkahooks' export worker, the SDK's threads, the client's own)."""
+    files = sorted(out.parent.glob(f"{out.name}-*"), key=lambda f: int(f.name.rsplit("-", 1)[1]))
+    if not files:
+        raise RuntimeError(f"callgrind wrote no per-thread file for {out}")
+    threads = [parse_callgrind(f) for f in files]
+    parts: dict[str, Counts] = {}
+    for name, chosen in (("all threads", threads), ("main thread", threads[:1]), ("other threads", threads[1:])):
+        summary: Counter[str] = Counter()
+        functions: dict[str, Counter[str]] = {}
+        for thread_summary, thread_functions in chosen:
+            summary.update(thread_summary)
+            for fn, counts in thread_functions.items():
+                functions.setdefault(fn, Counter()).update(counts)
+        parts[name] = (summary, functions)
+    return parts
+
+
 def run_side(
-    bootstrap: str, admin: Any, args: argparse.Namespace, mode: str, messages: int, source: str | None, out: Path
-) -> None:
-    """One side's worker under cachegrind, ``messages`` messages, its counts to ``out``."""
+    bootstrap: str, admin: Any, args: argparse.Namespace, mode: str, messages: int, source: str | None, out: Path | None
+) -> dict[str, Counts | float]:
+    """One side's worker under cachegrind (callgrind with ``--threads``), ``messages`` messages:
+    its counts by part of the process, its wall time per message, and for produce ``records per
+    request`` as the broker stored them (valgrind slows the client a hundredfold; this shows
+    whether its requests still carry what they do at full speed). ``out`` None: at full speed,
+    no counts (to measure the slowdown)."""
     side = "bare" if mode == "bare" else "mode"
     topics = {"bare": source or "", "mode": source or ""}
     if source is None:
@@ -84,19 +155,32 @@ def run_side(
         topic = f"instructions-{uuid.uuid4().hex[:8]}"
         admin.create_topics([NewTopic(topic, 1, 1)])
         topics = {"bare": topic, "mode": topic}
-    chunk = 5000 if args.client == "aiokafka" else 2000
+    chunk = min(messages, 5000 if args.client == "aiokafka" else 2000)
+    simulated = out is not None
     cfg = {
         "method": "separate", "client": args.client, "workload": args.workload, "mode": mode, "side": side,
         "bootstrap": bootstrap, "topic": topics["bare"], "topics": topics, "messages": messages, "chunk": chunk,
         "value_size": 100, "linger_ms": 5, "batch_bytes": 0, "acks": "1", "compression": None,
         "partitions": 1, "cpus": [],
     }  # fmt: skip
-    command = [
-        "valgrind", "--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes", f"--cachegrind-out-file={out}",
-        sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg),
-    ]  # fmt: skip
+    env = dict(os.environ)
+    if simulated:
+        # Timers stretched by the simulator's slowdown, so that each timed pass (kafkahooks' export
+        # worker, the SDK's span and metric exports) covers as many messages as at full speed.
+        cfg["export_interval_s"] = 0.5 * args.stretch
+        env["OTEL_BSP_SCHEDULE_DELAY"] = str(int(5000 * args.stretch))
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = str(int(60_000 * args.stretch))
+    if args.threads:
+        tool = [
+            "--tool=callgrind", "--separate-threads=yes", "--compress-strings=no", "--compress-pos=no",
+            f"--callgrind-out-file={out}",
+        ]  # fmt: skip
+    else:
+        tool = ["--tool=cachegrind", f"--cachegrind-out-file={out}"]
+    valgrind = ["valgrind", *tool, "--cache-sim=yes", "--branch-sim=yes"] if simulated else []
+    command = [*valgrind, sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg)]
     proc = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -109,11 +193,16 @@ def run_side(
             raise RuntimeError(f"{mode}: the worker stopped")
     proc.stdin.write("end\n")
     proc.stdin.flush()
-    proc.stdout.read()
+    figures = json.loads(proc.stdout.read().strip().splitlines()[-1])[side]
     if proc.wait(600) != 0:
         raise RuntimeError(f"{mode}: the worker failed")
+    parts: dict[str, Counts | float] = {"wall us per message": figures["seconds"] / figures["messages"] * 1e6}
+    if out is not None:
+        parts.update(by_thread(out) if args.threads else {"all threads": parse(out)})
     if source is None:
+        parts["records per request"] = records_per_batch(bootstrap, topics["bare"])
         admin.delete_topics([topics["bare"]])
+    return parts
 
 
 def main() -> int:
@@ -125,73 +214,132 @@ def main() -> int:
     )
     parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--top", type=int, default=0, help="the N C functions whose instructions grew most per mode")
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="count each thread apart (callgrind, slower): the main thread against the others",
+    )
     parser.add_argument("--output", type=Path, help="default: benchmarks/results/instructions-CLIENT-WORKLOAD.json")
+    parser.add_argument(
+        "--slowdown",
+        type=float,
+        help="how many times slower the client runs under valgrind, to stretch timed passes by "
+        "(default: as measured on the bare client, 60 to 100 here)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep valgrind's own output files here (for callgrind_annotate or cg_annotate)"
+    )
     args = parser.parse_args()
-    args.output = args.output or Path(__file__).parent / "results" / f"instructions-{args.client}-{args.workload}.json"
+    suffix = "-threads" if args.threads else ""
+    args.output = args.output or (
+        Path(__file__).parent / "results" / f"instructions-{args.client}-{args.workload}{suffix}.json"
+    )
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     modes = ["bare", *(args.mode or ["dsm", "hooks"])]
+    parts = ["all threads", "main thread", "other threads"] if args.threads else ["all threads"]
     small = max(args.messages // 3, 1)
-    per_message: dict[str, dict[str, float]] = {}
-    grown: dict[str, Counter[str]] = {}
+    span = args.messages - small
+    per_message: dict[str, dict[str, dict[str, float]]] = {part: {} for part in parts}
+    grown: dict[str, dict[str, Counter[str]]] = {part: {} for part in parts}
+    records_per_request: dict[str, float] = {}
     console = Console(width=None if sys.stdout.isatty() else 140)
+    tool = "callgrind" if args.threads else "cachegrind"
     from kafka.admin import KafkaAdminClient
 
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
         source = None
         if args.workload != "produce":
             source = _fill(
                 admin, broker.bootstrap_servers, BenchConfig(messages=args.messages), args.client, args.workload
             )
+        with console.status(f"{args.client} {args.workload} bare: {args.messages} messages at full speed"):
+            full_speed = run_side(broker.bootstrap_servers, admin, args, "bare", args.messages, source, None)
+        args.stretch = args.slowdown or 100.0
+        wall = {"bare at full speed": float(full_speed["wall us per message"])}  # type: ignore[arg-type]
         for mode in modes:
-            counts = []
+            runs = []
             for n in (small, args.messages):
                 out = Path(tmp) / f"{mode}.{n}.out"
-                with console.status(f"{args.client} {args.workload} {mode}: {n} messages under cachegrind"):
-                    run_side(broker.bootstrap_servers, admin, args, mode, n, source, out)
-                counts.append(parse(out))
-            (small_sum, small_fns), (big_sum, big_fns) = counts
-            span = args.messages - small
-            per_message[mode] = {event: (big_sum[event] - small_sum[event]) / span for event in EVENTS}
-            grown[mode] = Counter(
-                {fn: (c["Ir"] - small_fns.get(fn, Counter())["Ir"]) / span for fn, c in big_fns.items()}
-            )
+                with console.status(f"{args.client} {args.workload} {mode}: {n} messages under {tool}"):
+                    runs.append(run_side(broker.bootstrap_servers, admin, args, mode, n, source, out))
+            wall[mode] = float(runs[1]["wall us per message"])  # type: ignore[arg-type]
+            if mode == "bare" and args.slowdown is None:  # the bare client has no timed work of note
+                args.stretch = wall["bare"] / wall["bare at full speed"]
+            if "records per request" in runs[1]:
+                records_per_request[mode] = float(runs[1]["records per request"])  # type: ignore[arg-type]
+            for part in parts:
+                (small_sum, small_fns), (big_sum, big_fns) = runs[0][part], runs[1][part]  # type: ignore[misc]
+                per_message[part][mode] = {event: (big_sum[event] - small_sum[event]) / span for event in EVENTS}
+                grown[part][mode] = Counter(
+                    {fn: (c["Ir"] - small_fns.get(fn, Counter())["Ir"]) / span for fn, c in big_fns.items()}
+                )
         admin.close()
-    table = Table(
-        title=f"{args.client} {args.workload}: per message, steady state ({small} → {args.messages} messages)"
+    for part in parts:
+        title = f"{args.client} {args.workload}, {part}: per message, steady state ({small} → {args.messages} messages)"
+        table = Table(title=title)
+        table.add_column("mode")
+        for event_title in EVENTS.values():
+            table.add_column(event_title, justify="right")
+        if records_per_request and part == "all threads":
+            table.add_column("records / request", justify="right")
+        bare = per_message[part]["bare"]
+        for mode in modes:
+            row = per_message[part][mode]
+            # The other threads barely run beside a bare client: their growth reads as a difference.
+            show = _difference if part == "other threads" else _ratio
+            cells = [f"{row[e]:,.0f}" + ("" if mode == "bare" else show(row[e], bare[e])) for e in EVENTS]
+            if records_per_request and part == "all threads":
+                cells.append(f"{records_per_request.get(mode, 0.0):.0f}")
+            table.add_row(mode, *cells)
+        console.print(table)
+    over_bare: dict[str, dict[str, dict[str, float]]] = {part: {} for part in parts}
+    for part in parts:
+        for mode in modes[1:]:
+            mine, bare_fns = grown[part][mode], grown[part]["bare"]
+            diff = Counter({fn: mine[fn] - bare_fns.get(fn, 0.0) for fn in mine})
+            over_bare[part][mode] = dict(diff.most_common(max(args.top, 20)))
+            if not args.top:
+                continue
+            top = Table(title=f"{mode}, {part}: instructions per message over bare, by C function")
+            top.add_column("function")
+            top.add_column("bare", justify="right")
+            top.add_column(f"+{mode}", justify="right")
+            for fn, extra in diff.most_common(args.top):
+                top.add_row(re.sub(r"\s+", " ", fn), f"{bare_fns.get(fn, 0.0):,.1f}", f"{extra:+,.1f}")
+            console.print(top)
+    slowdown = wall["bare"] / wall["bare at full speed"]
+    console.print(
+        f"slowdown under {tool}: {slowdown:.0f}x (bare: {wall['bare']:,.0f} µs per message against "
+        f"{wall['bare at full speed']:,.1f} at full speed); timed passes stretched {args.stretch:.0f}x"
     )
-    table.add_column("mode")
-    for title in EVENTS.values():
-        table.add_column(title, justify="right")
-    bare = per_message["bare"]
-    for mode in modes:
-        row = per_message[mode]
-        cells = [f"{row[e]:,.0f}" + ("" if mode == "bare" else f" x{row[e] / bare[e]:.3f}") for e in EVENTS]
-        table.add_row(mode, *cells)
-    console.print(table)
-    over_bare = {}
-    for mode in modes[1:]:
-        diff = Counter({fn: grown[mode][fn] - grown["bare"].get(fn, 0.0) for fn in grown[mode]})
-        over_bare[mode] = dict(diff.most_common(max(args.top, 20)))
-        if not args.top:
-            continue
-        top = Table(title=f"{mode}: instructions per message over bare, by C function")
-        top.add_column("function")
-        top.add_column("bare", justify="right")
-        top.add_column(f"+{mode}", justify="right")
-        for fn, extra in diff.most_common(args.top):
-            top.add_row(re.sub(r"\s+", " ", fn), f"{grown['bare'].get(fn, 0.0):,.1f}", f"{extra:+,.1f}")
-        console.print(top)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
+    result: dict[str, Any] = {
         "client": args.client, "workload": args.workload, "messages": [small, args.messages],
-        "python": sys.version.split()[0], "per_message": per_message,
-        "instructions_over_bare_by_function": over_bare,
-    }, indent=2) + "\n")  # fmt: skip
+        "python": sys.version.split()[0], "tool": tool, "per_message": per_message["all threads"],
+        "instructions_over_bare_by_function": over_bare["all threads"],
+    }  # fmt: skip
+    result["slowdown"] = {"measured": slowdown, "timers_stretched": args.stretch, "wall_us_per_message": wall}
+    if records_per_request:
+        result["records_per_request"] = records_per_request
+    if args.threads:
+        result["per_message_by_thread"] = {part: per_message[part] for part in parts[1:]}
+        result["instructions_over_bare_by_function_by_thread"] = {part: over_bare[part] for part in parts[1:]}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"written: {args.output}")
     return 0
+
+
+def _ratio(value: float, bare: float) -> str:
+    return f" x{value / bare:.3f}" if bare else _difference(value, bare)
+
+
+def _difference(value: float, bare: float) -> str:
+    return f" {value - bare:+,.0f}"
 
 
 if __name__ == "__main__":

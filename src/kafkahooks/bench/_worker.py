@@ -361,6 +361,12 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
     sides' processes in turns, so both see the same seconds of a noisy machine."""
     side = cfg["side"]
     install_service_sdk()
+    if side == "mode" and cfg.get("export_interval_s"):
+        # Under a simulator the client runs some hundred times slower: kafkahooks' export worker,
+        # on a timer, would pass that many more times per message than at full speed.
+        from kafkahooks.export import worker
+
+        worker().interval_s = float(cfg["export_interval_s"])
     telemetry = MODES[cfg["mode"]].setup(cfg["client"], _role(cfg)) if side == "mode" else Telemetry(wrapped=False)
     if side == "mode":
         telemetry.activate()  # a class-patching peer stays on: this process is the mode's alone
