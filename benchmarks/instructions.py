@@ -60,36 +60,14 @@ EVENTS = {
 """cachegrind's events reported, and their column titles (misses and mispredictions as simulated)."""
 
 
-def parse(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
-    """A cachegrind output file: its summary by event, and every function's counts by event
-    (functions keyed ``file:function``, the file by its base name)."""
-    names: list[str] = []
-    summary: Counter[str] = Counter()
-    functions: dict[str, Counter[str]] = {}
-    current: Counter[str] | None = None
-    file = "?"
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("events:"):
-            names = line.split()[1:]
-        elif line.startswith("fl="):
-            file = os.path.basename(line[3:])
-        elif line.startswith("fn="):
-            current = functions.setdefault(f"{file}:{line[3:]}", Counter())
-        elif line.startswith("summary:"):
-            summary.update(dict(zip(names, map(int, line.split()[1:]), strict=False)))
-        elif current is not None and line[:1].isdigit():
-            counts = line.split()[1:]
-            current.update(dict(zip(names, map(int, counts), strict=False)))
-    return summary, functions
-
-
 _RECURSION = re.compile(r"'\d+$")
 
 
-def parse_callgrind(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
-    """A callgrind output file written with ``--compress-strings=no --compress-pos=no``, in the
-    shape :func:`parse` returns: every function's own (exclusive) counts, calls' inclusive lines
-    left out."""
+def parse(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """A cachegrind output file, or a callgrind one written with ``--compress-strings=no
+    --compress-pos=no``: its summary by event, and every function's own counts by event
+    (functions keyed ``file:function``, the file by its base name; callgrind's inclusive cost
+    lines of calls left out)."""
     names: list[str] = []
     summary: Counter[str] = Counter()
     functions: dict[str, Counter[str]] = {}
@@ -126,7 +104,7 @@ def by_thread(out: Path) -> dict[str, Counts]:
     files = sorted(out.parent.glob(f"{out.name}-*"), key=lambda f: int(f.name.rsplit("-", 1)[1]))
     if not files:
         raise RuntimeError(f"callgrind wrote no per-thread file for {out}")
-    threads = [parse_callgrind(f) for f in files]
+    threads = [parse(f) for f in files]
     parts: dict[str, Counts] = {}
     for name, chosen in (("all threads", threads), ("main thread", threads[:1]), ("other threads", threads[1:])):
         summary: Counter[str] = Counter()

@@ -24,11 +24,15 @@ def _script() -> Any:
     return module
 
 
-def test_the_parser_accounts_for_every_instruction_cachegrind_counted(tmp_path: Path) -> None:
+def _need_valgrind() -> None:
     if shutil.which("valgrind") is None:
         if os.environ.get("KAFKAHOOKS_REQUIRE_VALGRIND"):
             pytest.fail("KAFKAHOOKS_REQUIRE_VALGRIND is set and valgrind is not installed")
         pytest.skip("valgrind is not installed (Debian: apt-get install valgrind)")
+
+
+def test_the_parser_accounts_for_every_instruction_cachegrind_counted(tmp_path: Path) -> None:
+    _need_valgrind()
     out = tmp_path / "cachegrind.out"
     valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes", f"--cachegrind-out-file={out}"]
     subprocess.run(
@@ -48,10 +52,7 @@ def test_the_parser_accounts_for_every_instruction_cachegrind_counted(tmp_path: 
 
 
 def test_each_thread_is_counted_apart_and_the_parts_add_up(tmp_path: Path) -> None:
-    if shutil.which("valgrind") is None:
-        if os.environ.get("KAFKAHOOKS_REQUIRE_VALGRIND"):
-            pytest.fail("KAFKAHOOKS_REQUIRE_VALGRIND is set and valgrind is not installed")
-        pytest.skip("valgrind is not installed (Debian: apt-get install valgrind)")
+    _need_valgrind()
     out = tmp_path / "callgrind.out"
     valgrind = [
         "valgrind", "--tool=callgrind", "--separate-threads=yes", "--compress-strings=no", "--compress-pos=no",
