@@ -15,7 +15,7 @@ CPU-time ratio of ``kafkahooks bench`` is far above these, the difference is the
 branch predictors and neighbours, not more work. Results go to
 ``benchmarks/results/instructions-CLIENT-WORKLOAD.json`` (``--output``).
 
-The client runs 60 to 100 times slower under valgrind, and some work runs on timers: kafkahooks'
+The client runs 40 to 170 times slower under valgrind, and some work runs on timers: kafkahooks'
 export worker passes every 0.5 s, the SDK exports spans every 5 s and metrics every minute. Left
 alone, each such pass would cover that many times fewer messages than at full speed, and its fixed
 cost would be charged to each message that many times over (an idle pass of the export worker is
@@ -122,7 +122,7 @@ def run_side(
 ) -> dict[str, Counts | float]:
     """One side's worker under cachegrind (callgrind with ``--threads``), ``messages`` messages:
     its counts by part of the process, its wall time per message, and for produce ``records per
-    request`` as the broker stored them (valgrind slows the client a hundredfold; this shows
+    request`` as the broker stored them (valgrind slows the client 40 to 170 times; this shows
     whether its requests still carry what they do at full speed). ``out`` None: at full speed,
     no counts (to measure the slowdown)."""
     side = "bare" if mode == "bare" else "mode"
@@ -202,7 +202,7 @@ def main() -> int:
         "--slowdown",
         type=float,
         help="how many times slower the client runs under valgrind, to stretch timed passes by "
-        "(default: as measured on the bare client, 60 to 100 here)",
+        "(default: as measured on the bare client, 40 to 170 here)",
     )
     parser.add_argument(
         "--keep", type=Path, help="keep valgrind's own output files here (for callgrind_annotate or cg_annotate)"
