@@ -40,7 +40,7 @@ import tempfile
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -97,6 +97,17 @@ Counts = tuple[Counter[str], dict[str, Counter[str]]]
 """A run's (or one thread's) summary by event, and its functions' counts by event."""
 
 
+class SideRun(NamedTuple):
+    """What one side's worker run gave."""
+
+    counts: dict[str, Counts]
+    """By part of the process (``all threads``, and with ``--threads`` ``main thread`` and ``other
+    threads``); empty at full speed."""
+    wall_us_per_message: float
+    records_per_request: float | None
+    """Produce: the records each request carried, read back from the broker; None otherwise."""
+
+
 def by_thread(out: Path) -> dict[str, Counts]:
     """callgrind's per-thread files ``out-01``, ``out-02``, ... as the whole process, the main
     thread (aiokafka's event loop, or kafka-python's application thread) and the others summed
@@ -119,7 +130,7 @@ def by_thread(out: Path) -> dict[str, Counts]:
 
 def run_side(
     bootstrap: str, admin: Any, args: argparse.Namespace, mode: str, messages: int, source: str | None, out: Path | None
-) -> dict[str, Counts | float]:
+) -> SideRun:
     """One side's worker under cachegrind (callgrind with ``--threads``), ``messages`` messages:
     its counts by part of the process, its wall time per message, and for produce ``records per
     request`` as the broker stored them (valgrind slows the client 40 to 170 times; this shows
@@ -174,13 +185,14 @@ def run_side(
     figures = json.loads(proc.stdout.read().strip().splitlines()[-1])[side]
     if proc.wait(600) != 0:
         raise RuntimeError(f"{mode}: the worker failed")
-    parts: dict[str, Counts | float] = {"wall us per message": figures["seconds"] / figures["messages"] * 1e6}
+    counts: dict[str, Counts] = {}
     if out is not None:
-        parts.update(by_thread(out) if args.threads else {"all threads": parse(out)})
+        counts = by_thread(out) if args.threads else {"all threads": parse(out)}
+    records_per_request = None
     if source is None:
-        parts["records per request"] = records_per_batch(bootstrap, topics["bare"])
+        records_per_request = records_per_batch(bootstrap, topics["bare"])
         admin.delete_topics([topics["bare"]])
-    return parts
+    return SideRun(counts, figures["seconds"] / figures["messages"] * 1e6, records_per_request)
 
 
 def main() -> int:
@@ -238,20 +250,20 @@ def main() -> int:
         with console.status(f"{args.client} {args.workload} bare: {args.messages} messages at full speed"):
             full_speed = run_side(broker.bootstrap_servers, admin, args, "bare", args.messages, source, None)
         args.stretch = args.slowdown or 100.0
-        wall = {"bare at full speed": float(full_speed["wall us per message"])}  # type: ignore[arg-type]
+        wall = {"bare at full speed": full_speed.wall_us_per_message}
         for mode in modes:
             runs = []
             for n in (small, args.messages):
                 out = Path(tmp) / f"{mode}.{n}.out"
                 with console.status(f"{args.client} {args.workload} {mode}: {n} messages under {tool}"):
                     runs.append(run_side(broker.bootstrap_servers, admin, args, mode, n, source, out))
-            wall[mode] = float(runs[1]["wall us per message"])  # type: ignore[arg-type]
+            wall[mode] = runs[1].wall_us_per_message
             if mode == "bare" and args.slowdown is None:  # the bare client has no timed work of note
                 args.stretch = wall["bare"] / wall["bare at full speed"]
-            if "records per request" in runs[1]:
-                records_per_request[mode] = float(runs[1]["records per request"])  # type: ignore[arg-type]
+            if runs[1].records_per_request is not None:
+                records_per_request[mode] = runs[1].records_per_request
             for part in parts:
-                (small_sum, small_fns), (big_sum, big_fns) = runs[0][part], runs[1][part]  # type: ignore[misc]
+                (small_sum, small_fns), (big_sum, big_fns) = runs[0].counts[part], runs[1].counts[part]
                 per_message[part][mode] = {event: (big_sum[event] - small_sum[event]) / span for event in EVENTS}
                 grown[part][mode] = Counter(
                     {fn: (c["Ir"] - small_fns.get(fn, Counter())["Ir"]) / span for fn, c in big_fns.items()}

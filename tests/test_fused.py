@@ -280,6 +280,7 @@ def test_a_used_up_fetch_result_is_let_go_of_at_once(bootstrap: str, topic: str)
     in between, so no fetch response can be processed meanwhile."""
     from aiokafka.structs import TopicPartition
 
+    from kafkahooks._wire.aiokafka._handouts import _HandOutRecords
     from kafkahooks.aiokafka import AIOKafkaConsumer
 
     produce("aiokafka", bootstrap, topic, [(b"v", None)] * 200, linger_ms=50)
@@ -298,7 +299,7 @@ def test_a_used_up_fetch_result_is_let_go_of_at_once(bootstrap: str, topic: str)
             handouts = consumer._fetcher._kh_handouts
             # The last record is out; aiokafka asks its records for more only on the next read.
             _, records, _ = handouts._open[tp]
-            assert type(records._records).__name__ == "_HandOutRecords"
+            assert type(records._records) is _HandOutRecords
             assert records._records.has_next() is False  # what aiokafka asks next: the records ran out
             assert tp not in handouts._open  # let go of at once, not at the next fetch
         finally:
