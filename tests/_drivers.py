@@ -19,11 +19,13 @@ def produce(
     messages: list[Message],
     partitions: int = 0,
     before_close: Callable[[Any], None] | None = None,
+    timestamp_ms: int | None = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Send ``(value, headers)`` messages with the wrapped producer of ``client`` (message ``i`` to
-    partition ``i % partitions`` when ``partitions`` is given); return their metadata (None for
-    ``acks=0``). ``before_close`` is called with the producer once everything is flushed."""
+    partition ``i % partitions`` when ``partitions`` is given; each stamped ``timestamp_ms`` when
+    given); return their metadata (None for ``acks=0``). ``before_close`` is called with the
+    producer once everything is flushed."""
 
     def partition(i: int) -> int | None:
         return i % partitions if partitions else None
@@ -33,7 +35,7 @@ def produce(
 
         producer = KafkaProducer(bootstrap_servers=bootstrap, **kwargs)
         futures = [
-            producer.send(topic, value, headers=headers, partition=partition(i))
+            producer.send(topic, value, headers=headers, partition=partition(i), timestamp_ms=timestamp_ms)
             for i, (value, headers) in enumerate(messages)
         ]
         producer.flush()
@@ -49,7 +51,7 @@ def produce(
         await producer.start()
         try:
             futures = [
-                await producer.send(topic, value, headers=headers, partition=partition(i))
+                await producer.send(topic, value, headers=headers, partition=partition(i), timestamp_ms=timestamp_ms)
                 for i, (value, headers) in enumerate(messages)
             ]
             sent = list(await asyncio.gather(*futures))

@@ -70,11 +70,13 @@ class ConnectionTap:
             self.user_fetch_batches or self.log_fetch_batches or self.handouts is not None or self.log_watermarks
         )
         self.header_keys = dispatch.batch_header_keys
+        self.produce_header_keys = dispatch.produce_header_keys
         self.want_commits = dispatch.has_commit_hooks or (log is not None and log.commits)
         # Produced batches' first-record headers are read by the export worker, from a short copy,
         # unless a user hook needs them on the spot (on_produce_batch_written's metrics.headers).
-        self.defer_headers = bool(self.header_keys) and not self.user_produce_batches
-        self._deferred = (_batches.read_headers, self.header_keys)
+        # kafkahooks' own plugins want none: they find their batches by first timestamp.
+        self.defer_headers = bool(self.produce_header_keys) and not self.user_produce_batches
+        self._deferred = (_batches.read_headers, self.produce_header_keys)
         self.log_keys = log.keys if log is not None else frozenset()
         self.io_hooks = dispatch.has_io_hooks
         self.connect_start_ns = _clock.monotonic_ns()
@@ -349,12 +351,12 @@ class ConnectionTap:
         out: dict[tuple[str, int], BatchInfo] = {}
         for topic, partitions in produce:
             for partition, records in partitions:
-                info = _batches.produced(records, self.header_keys, self.defer_headers) if records else None
+                info = _batches.produced(records, self.produce_header_keys, self.defer_headers) if records else None
                 if info is not None:  # one uncompressed batch, as producers send it
                     out[(topic, partition)] = info
                     continue
                 infos = _batches.walk(
-                    records, self.decompress, self.header_keys, self.first_headers, self.defer_headers
+                    records, self.decompress, self.produce_header_keys, self.first_headers, self.defer_headers
                 )
                 if len(infos) == 1:
                     out[(topic, partition)] = infos[0]

@@ -5,9 +5,11 @@ thread or task), the checkpoint is computed against the current pathway (the one
 task consumed last, or none: an origin) and, in ``header_mode="batch"``, its context is written
 on that first record. Hash and header are cached per (topic, current pathway): a new batch
 re-encodes only its edge time. When the broker acknowledges the batch, the export worker finds
-the checkpoint again by the header the batch carried (the batched path, ``on_requests_finished``: nothing runs on the
-I/O path for it) and records it once, weighted by the batch's record count; the produced offset is
-noted for lag. Fan-out: producing never changes the current pathway, so every produce after a
+the checkpoint again by the batch's topic, partition and first timestamp
+(:mod:`kafkahooks.hooks._opened`: nothing is read back from the batch's bytes, in any header mode)
+and records it once, weighted by the batch's record count (the batched path,
+``on_requests_finished``: nothing runs on the I/O path for it); the produced offset is noted for
+lag. Fan-out: producing never changes the current pathway, so every produce after a
 consume continues the consumed pathway, not the previous produce's.
 
 Consumer: records are observed per record batch as the client hands them out
@@ -23,13 +25,11 @@ compaction) starts a new pathway at the batch's first timestamp.
 
 from __future__ import annotations
 
-import contextlib
 from binascii import b2a_base64
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from kafkahooks import _clock, _fork
+from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
 from kafkahooks.datastreams._current import _current, current_pathway, merge_contexts, set_pathway
 from kafkahooks.datastreams._pathway import (
@@ -46,10 +46,10 @@ from kafkahooks.datastreams._pathway import (
 )
 from kafkahooks.datastreams._streams import DataStreams
 from kafkahooks.hooks import ApiKey, KeyFilter
+from kafkahooks.hooks._opened import OpenedBatches
 from kafkahooks.hooks._records import BatchInfo, HandOut, Request, fetch_lags
 from kafkahooks.hooks._requests import RequestNeeds
 
-_MAX_PENDING = 4096
 _MAX_CACHED = 4096
 _PRODUCE = int(ApiKey.PRODUCE)
 _OFFSET_COMMIT = int(ApiKey.OFFSET_COMMIT)
@@ -86,13 +86,13 @@ class DataStreamHooks:
     """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only computes a cached checkpoint per batch and queues: never timed or offloaded."""
+    kafkahooks_batch_timestamp = True
+    """Its ``inject_batch_headers`` takes the batch's first timestamp, to find the batch again."""
 
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:
         self.streams = streams
         self.identity = identity or ClientIdentity()
-        self._lock = _fork.Lock()
-        self._pending: dict[bytes, _Pending] = {}
-        self._unheaded: dict[tuple[str, int], deque[_Pending]] = {}
+        self._opened: OpenedBatches[_Pending] = OpenedBatches()
         self._decoded: dict[bytes | str, PathwayContext | None] = {}
         self._backlog_tags: dict[tuple[str, int], tuple[str, ...]] = {}
         # (topic, current pathway) -> (edge tags, hash, parent hash, encoded hash + pathway start or b"")
@@ -122,6 +122,7 @@ class DataStreamHooks:
             header_keys=frozenset({HEADER, LEGACY_HEADER}),
             commits=True,
             watermarks=True,
+            produce_header_keys=frozenset(),  # produced batches are found by first timestamp
         )
 
     # -- producer: the application's thread or task -----------------------------------------------
@@ -173,31 +174,17 @@ class DataStreamHooks:
         self._recent[key] = (now_ms, value, pending)
         return value, pending
 
-    def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> list[tuple[str, bytes]] | None:
-        """Compute the batch's produce checkpoint and (batch mode) carry its context on this record."""
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Any, timestamp_ms: int = -1
+    ) -> list[tuple[str, bytes]] | None:
+        """Compute the batch's produce checkpoint, note it for the batch (found again by its first
+        timestamp when acknowledged) and, in batch mode, carry its context on this record."""
         if headers and _has_pathway(headers):
             return None  # the application's own pathway header wins
         value, pending = self._produce_checkpoint(topic)
-        mode = self.streams.header_mode
-        if mode == "off":
-            with self._lock:
-                queue = self._unheaded.get((topic, partition))
-                if queue is None:
-                    queue = self._unheaded[(topic, partition)] = deque(maxlen=_MAX_PENDING)
-                queue.append(pending)
-            return None
-        self._remember(value, pending)
-        return None if mode == "record" else [(HEADER, value)]
-
-    def _remember(self, value: bytes, pending: _Pending) -> None:
-        # The application's threads write and the export worker reads: single dict operations are
-        # atomic, and an entry evicted before its batch is acknowledged is a checkpoint lost
-        # (bounded by _MAX_PENDING batches in flight, far beyond what a producer keeps).
-        table = self._pending
-        table[value] = pending
-        if len(table) > _MAX_PENDING:
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread got there first
-                del table[next(iter(table))]
+        if timestamp_ms >= 0:
+            self._opened.add(topic, partition, timestamp_ms, pending)
+        return [(HEADER, value)] if self.streams.header_mode == "batch" else None
 
     # -- consumer: the application's thread or task, once per batch ------------------------------
 
@@ -326,22 +313,12 @@ class DataStreamHooks:
         else:
             return
         streams = self.streams
-        pending_by_value = self._pending
+        take = self._opened.take
         for topic, partition, base_offset in done:
             info = batches.get((topic, partition))
             if info is None:
                 continue
-            value = None
-            for k, v in info.headers:
-                if k == HEADER:
-                    value = v
-                    break
-            if value is not None:
-                pending = pending_by_value.get(value)  # an atomic read: the lock guards writes
-            else:
-                with self._lock:
-                    queue = self._unheaded.get((topic, partition))
-                    pending = queue.popleft() if queue else None
+            pending = take(topic, partition, info.first_timestamp_ms)
             if pending is not None:
                 tags, ctx, parent_hash, edge_ms, pathway_ms, at_ns = pending
                 streams.record(
@@ -395,7 +372,8 @@ class RecordHeaderDataStreamHooks(DataStreamHooks):
 
     def __init__(self, streams: DataStreams, identity: ClientIdentity | None = None) -> None:
         super().__init__(streams, identity)
-        self._last: dict[str, tuple[PathwayContext | None, int, list[tuple[str, bytes]]]] = {}
+        # topic -> (current pathway, ms, the header list, its pending checkpoint)
+        self._last: dict[str, tuple[PathwayContext | None, int, list[tuple[str, bytes]], _Pending]] = {}
 
     def inject_record_headers(self, topic: str, partition: int, headers: Any) -> list[tuple[str, bytes]] | None:
         if headers and _has_pathway(headers):
@@ -406,12 +384,21 @@ class RecordHeaderDataStreamHooks(DataStreamHooks):
         if cached is not None and cached[1] == now_ms and cached[0] == parent:
             return cached[2]
         value, pending = self._produce_checkpoint(topic)
-        self._remember(value, pending)
         if len(self._last) >= _MAX_CACHED:
             self._last.clear()
         header = [(HEADER, value)]
-        self._last[topic] = (parent, now_ms, header)
+        self._last[topic] = (parent, now_ms, header, pending)
         return header
+
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Any, timestamp_ms: int = -1
+    ) -> list[tuple[str, bytes]] | None:
+        """The batch's first record got its header from :meth:`inject_record_headers` just
+        before: note that checkpoint for the batch (none if the application wrote its own)."""
+        last = self._last.get(topic)
+        if last is not None and timestamp_ms >= 0 and headers and last[2][0] in headers:
+            self._opened.add(topic, partition, timestamp_ms, last[3])
+        return None
 
 
 def data_stream_hooks(streams: DataStreams, identity: ClientIdentity | None = None) -> DataStreamHooks:

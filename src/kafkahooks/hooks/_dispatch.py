@@ -61,7 +61,22 @@ def flatten_hooks(hooks: Iterable[Any]) -> list[Any]:
     return out
 
 
+class _WithoutTimestamp:
+    """A batch header injector that takes no first-record timestamp (a user hook's
+    ``inject_batch_headers(topic, partition, headers)``), called as one that does."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Fn) -> None:
+        self.fn = fn
+
+    def __call__(self, topic: str, partition: int, headers: Any, timestamp_ms: int) -> Any:
+        return self.fn(topic, partition, headers)
+
+
 def _describe(fn: Fn) -> str:
+    if isinstance(fn, _WithoutTimestamp):
+        fn = fn.fn
     if isinstance(fn, GuardedCall):
         return fn.slot.name
     owner = getattr(fn, "__self__", fn)
@@ -166,6 +181,8 @@ class HookDispatcher:
                 if fn is not None and callable(fn):
                     if slot is not None and method not in _LOG_METHODS:
                         fn = (GuardedSyncCall if method in _SYNC_METHODS else GuardedCall)(fn, method, slot)
+                    if method == "inject_batch_headers" and not getattr(hook, "kafkahooks_batch_timestamp", False):
+                        fn = _WithoutTimestamp(fn)
                     by_event[method].append((fn, key_filter))
                     found = True
             if not found:
@@ -199,10 +216,12 @@ class HookDispatcher:
         )
         """The consumer hand-out tracker, when some hook implements a hand-out event, or None."""
         self._log_events = self.request_log if self.request_log and self.request_log.connection_events else None
-        if self.request_log is not None:
-            wanted.update(self.request_log.header_keys)
-        self.batch_header_keys: frozenset[str] = frozenset(wanted)
-        """First-record header keys some hook or plugin wants from each batch."""
+        log = self.request_log
+        self.batch_header_keys: frozenset[str] = frozenset(wanted.union(log.header_keys) if log else wanted)
+        """First-record header keys some hook or plugin wants from each fetched batch."""
+        self.produce_header_keys: frozenset[str] = frozenset(wanted.union(log.produce_header_keys) if log else wanted)
+        """First-record header keys some hook or plugin wants from each produced batch (a hook's
+        ``batch_header_keys`` count for both)."""
 
         self.has_broker_hooks: bool = any(by_event[e.method] for e in EVENTS if e.on_connections) or (
             self.request_log is not None
@@ -450,12 +469,15 @@ class HookDispatcher:
                 self._failed(fn, "on_fetch_record_buffered", exc)
 
     def inject_batch_headers(
-        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+        self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]], timestamp_ms: int = -1
     ) -> list[tuple[str, bytes]] | None:
         """Headers every injector wants on a new batch's first record, or None. Each injector sees
         the record's headers with what earlier injectors added, so the same plugin installed twice
-        adds its header once."""
-        return self._injected(self._inject, "inject_batch_headers", topic, partition, headers)
+        adds its header once. ``timestamp_ms`` is the record's timestamp as the batch will carry it
+        (-1: unknown), for the plugins that declare ``kafkahooks_batch_timestamp`` (they find the
+        batch again by it, see :mod:`kafkahooks.hooks._opened`); other injectors are called
+        without it."""
+        return self._injected(self._inject, "inject_batch_headers", topic, partition, headers, timestamp_ms)
 
     def inject_record_headers(
         self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
@@ -464,12 +486,18 @@ class HookDispatcher:
         return self._injected(self._inject_record, "inject_record_headers", topic, partition, headers)
 
     def _injected(
-        self, fns: tuple[Fn, ...], event: str, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]
+        self,
+        fns: tuple[Fn, ...],
+        event: str,
+        topic: str,
+        partition: int,
+        headers: Sequence[tuple[str, bytes]],
+        *more: Any,
     ) -> list[tuple[str, bytes]] | None:
         extra: list[tuple[str, bytes]] | None = None
         for fn in fns:
             try:
-                got = fn(topic, partition, [*headers, *extra] if extra else headers)
+                got = fn(topic, partition, [*headers, *extra] if extra else headers, *more)
             except Exception as exc:
                 self._failed(fn, event, exc)
                 continue

@@ -56,6 +56,11 @@ class RequestNeeds(NamedTuple):
     """Keep OffsetCommit offsets and the broker's answers."""
     watermarks: bool = False
     """Fetch responses' high watermarks per partition (consumer lag)."""
+    produce_header_keys: frozenset[str] | None = None
+    """First-record header keys to extract from produced batches, when they differ from
+    ``header_keys`` (None: the same). A plugin that finds its own produced batches again by their
+    first timestamp (:mod:`kafkahooks.hooks._opened`) asks for none, and spares the I/O path a
+    copy of each batch's first record."""
 
 
 HANDOUT_METHODS = ("on_fetch_batch_entered", "on_poll_ended", "on_batches_handed_out")
@@ -167,6 +172,9 @@ class RequestLog:
         self.produce_batches = any(n.produce_batches for n in needs)
         self.fetch_batches = any(n.fetch_batches for n in needs)
         self.header_keys: frozenset[str] = frozenset().union(*(n.header_keys for n in needs))
+        self.produce_header_keys: frozenset[str] = frozenset().union(
+            *(n.header_keys if n.produce_header_keys is None else n.produce_header_keys for n in needs)
+        )
         self.commits = any(n.commits for n in needs)
         self.handouts = any(implements(p, m) for p in self.plugins for m in HANDOUT_METHODS)
         """Some hook implements a hand-out event: consumers track their batches."""
