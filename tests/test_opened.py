@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from kafkahooks._selfstats import snapshot
 from kafkahooks.datastreams import HEADER
+from kafkahooks.hooks import ALL_KEYS, ApiKey, RequestNeeds
 from kafkahooks.hooks._opened import MAX_SAME_KEY, OpenedBatches
+from kafkahooks.hooks._records import Request
 from tests._drivers import CLIENTS, plain_consume, produce
 from tests.test_datastreams import isolated, make_streams, points, weight
+from tests.test_tracing import Tracing
 
 
 def evicted() -> int:
@@ -42,6 +47,52 @@ def test_what_the_table_cannot_keep_is_evicted_oldest_first_and_counted() -> Non
         opened.add("t", 0, 9, i)
     assert 4 == evicted() - before
     assert 2 == opened.take("t", 0, 9)
+
+
+class ProducedBatches:
+    """A user plugin that keeps the batches of every Produce request it sees."""
+
+    request_needs = RequestNeeds(ALL_KEYS, produce_batches=True)
+
+    def __init__(self) -> None:
+        self.infos: list[Any] = []
+
+    def on_requests_finished(self, requests: Sequence[Request]) -> None:
+        for r in requests:
+            if r.key == ApiKey.PRODUCE and r.batches:
+                self.infos.extend(r.batches.values())
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_kafkahooks_own_plugins_read_nothing_back_from_produced_batches(
+    client: str, bootstrap: str, topic: str
+) -> None:
+    """With spans, data streams and metrics on, no produced batch's first record is copied or read
+    on the I/O path, yet every record is counted in a checkpoint and every send span links to the
+    application's context; records sent without a timestamp get the client's own (now)."""
+    streams, capture = make_streams("no-read-back")
+    tracing = Tracing()
+    seen = ProducedBatches()
+    before_ms = int(time.time() * 1000)
+    with tracing.tracer.start_as_current_span("app") as app:
+        produce(
+            client,
+            bootstrap,
+            topic,
+            [(b"v" * 100, None)] * 300,
+            tracing="hooks",
+            tracer_provider=tracing.provider,
+            data_streams=streams,
+            hooks=[seen],
+            linger_ms=5,
+        )
+    after_ms = int(time.time() * 1000)
+    records = plain_consume(bootstrap, topic, count=300)
+    assert 300 == len(records) == weight(points(streams, capture), "out")
+    assert seen.infos and all(info.first_record is None and info.headers == () for info in seen.infos)
+    assert all(before_ms <= r.timestamp <= after_ms for r in records)
+    sends = tracing.spans("send")
+    assert sends and all([app.get_span_context().trace_id] == [x.context.trace_id for x in s.links] for s in sends)
 
 
 @pytest.mark.parametrize("client", CLIENTS)

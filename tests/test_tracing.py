@@ -312,7 +312,9 @@ def test_fast_and_api_span_paths_write_the_same_span(sampler: str) -> None:
         request = Request(meta, ApiKey.PRODUCE, 0, 1200, True)
         request.write_end_ns, request.time_to_write_ns = time.monotonic_ns(), 3_000
         request.bytes_written, request.bytes_read = 1200, 80
-        request.batches = {("orders", p): BatchInfo(10, 1000, 1000, Compression.NONE, 0, 9, 0, header) for p in (0, 1)}
+        for p in (0, 1):  # the application's own context on each batch's first record, noted as it opens
+            assert plugin.inject_batch_headers("orders", p, header, 7) is None
+        request.batches = {("orders", p): BatchInfo(10, 1000, 1000, Compression.NONE, 0, 9, 7, ()) for p in (0, 1)}
         plugin.on_requests_finished([request])
         (span,) = t.spans("send")
         exported.append(span)

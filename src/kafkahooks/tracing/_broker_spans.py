@@ -14,7 +14,9 @@ clocks per pass. Several topics in one request: the name and ``messaging.destina
 the topic, and ``kafkahooks.partitions`` / ``kafkahooks.partition_records`` list
 ``topic/partition`` and its record count (at most 64 entries; the rest are counted in
 ``kafkahooks.partitions_dropped``). Links: the send span links to the creation contexts its
-batches carry (their first record's ``traceparent``), the poll span to the distinct ones among the
+batches carry (their first record's ``traceparent``: noted as each batch opened, whether written
+here or by the application, and found again by the batch's first timestamp, so nothing is read
+back from the request's bytes; see :mod:`kafkahooks.hooks._opened`), the poll span to the distinct ones among the
 batches it read, at most 128, with ``kafkahooks.links_dropped`` counting the rest. On the consumer,
 each batch's context is also remembered as its records are handed out, for
 :func:`~kafkahooks.tracing.record_context`.
@@ -36,6 +38,7 @@ from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
+from kafkahooks.hooks._opened import OpenedBatches
 from kafkahooks.hooks._records import BatchInfo, Request
 from kafkahooks.hooks._requests import RequestNeeds
 from kafkahooks.tracing._carriers import Carriers, carriers
@@ -57,6 +60,8 @@ class BrokerSpans:
     """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
+    kafkahooks_batch_timestamp = True
+    """Its ``inject_batch_headers`` takes the batch's first timestamp, to find the batch again."""
 
     def __init__(
         self,
@@ -82,6 +87,9 @@ class BrokerSpans:
         8 MiB; the log takes the smallest its plugins ask for)."""
         self._writer = span_writer(tracer_provider or trace.get_tracer_provider())
         self._base: dict[tuple[int, int], tuple[BrokerMeta, str, dict[str, Any]]] = {}
+        self._opened: OpenedBatches[SpanContext] = OpenedBatches()
+        """The context each open producer batch carries, until its send span is made."""
+        self._last_injected: tuple[Any, SpanContext | None] = (None, None)
         self._cluster_id: str | None = None
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -92,6 +100,7 @@ class BrokerSpans:
             produce_batches=True,
             fetch_batches=True,
             header_keys=self.carriers.keys,
+            produce_header_keys=frozenset(),  # produced batches' contexts are noted as they open
         )
 
     def attached(self, log: Any) -> None:
@@ -105,12 +114,27 @@ class BrokerSpans:
 
     # -- the application's thread or task ---------------------------------------------------------
 
-    def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> tuple[tuple[str, bytes], ...] | None:
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Any, timestamp_ms: int = -1
+    ) -> tuple[tuple[str, bytes], ...] | None:
         """Carry the application's current (sampled) context on each new batch's first record, in
-        every format of the propagator, unless the application wrote its own."""
-        if headers and self.carriers.set_by_application(headers):
+        every format of the propagator, unless the application wrote its own; note the context the
+        batch carries for its send span's link."""
+        carriers = self.carriers
+        if headers and carriers.set_by_application(headers):
+            if timestamp_ms >= 0:
+                ctx = carriers.extract(headers)  # read here once, not from the request's bytes
+                if ctx is not None:
+                    self._opened.add(topic, partition, timestamp_ms, ctx)
             return None
-        return self.carriers.inject()
+        out = carriers.inject()
+        if out and timestamp_ms >= 0:
+            last = self._last_injected
+            if last[0] is not out:  # a new context: what a consumer will read from these headers
+                last = self._last_injected = (out, carriers.extract(out))
+            if last[1] is not None:
+                self._opened.add(topic, partition, timestamp_ms, last[1])
+        return out
 
     def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
         """Remember the batch's creation context for ``record_context`` as its records go out."""
@@ -130,17 +154,19 @@ class BrokerSpans:
                 end = r.write_end_ns + offset
                 start = end - r.time_to_write_ns
                 batches = r.batches
-                emit(r, [(t, p, info) for (t, p), info in batches.items()] if batches else (), start, end)
+                produced = [(t, p, info) for (t, p), info in batches.items()] if batches else []
+                emit(r, produced, start, end, self._produce_links(r, produced) if self._opened else _NO_LINKS)
             elif key == _FETCH:
-                items = r.fetched
-                if not items:
+                fetched = r.fetched
+                if not fetched:
                     err = r.err
                     if err is None or isinstance(err, ConnectionClosed) or r.write_err is not None:
                         # An empty long poll, one cut short by a closing connection, or one never
                         # sent is not worth a span (users asked for no noise spans).
                         continue
                 end = r.read_end_ns + offset
-                emit(r, items or (), end - r.time_to_read_ns, end)
+                fetched = fetched or []
+                emit(r, fetched, end - r.time_to_read_ns, end, _links(_read_contexts(fetched, self.carriers)))
 
     def _base_of(self, meta: BrokerMeta, key: int) -> tuple[BrokerMeta, str, dict[str, Any]]:
         """(meta, operation, attributes) per broker and key, by the meta object's identity (each
@@ -172,7 +198,19 @@ class BrokerSpans:
         found = self._base[(id(meta), key)] = (meta, operation, attrs)
         return found
 
-    def _emit(self, r: Request, items: Any, start: int, end: int) -> None:
+    def _produce_links(self, r: Request, items: Any) -> tuple[list[Link], int]:
+        """The contexts noted when the request's batches opened: taken once the broker accepted a
+        batch, only looked at otherwise (a batch that failed is sent again, in a later request)."""
+        opened = self._opened
+        if r.acks is not None:
+            accepted = {(t, p) for t, p, code, _ in r.acks if code == 0}
+        else:
+            accepted = {(t, p) for t, p, _ in items} if not r.expects_response and r.err is None else set()
+        return _links(
+            (opened.take if (t, p) in accepted else opened.get)(t, p, info.first_timestamp_ms) for t, p, info in items
+        )
+
+    def _emit(self, r: Request, items: Any, start: int, end: int, links_found: tuple[list[Link], int]) -> None:
         key = r.key
         if len(items) == 1:
             topic, partition, info = items[0]
@@ -204,7 +242,7 @@ class BrokerSpans:
             extra["kafkahooks.bytes_read"] = r.bytes_read
         extra["kafkahooks.read_wait_ns"] = r.read_wait_ns
         extra["kafkahooks.time_to_read_ns"] = r.time_to_read_ns
-        links, dropped_links = _links(items, self.carriers)
+        links, dropped_links = links_found
         if dropped_links:
             extra["kafkahooks.links_dropped"] = dropped_links
         status = None
@@ -229,12 +267,12 @@ class BrokerSpans:
         )
 
 
-def _links(items: Any, carriers: Carriers) -> tuple[list[Link], int]:
-    """Links to the distinct creation contexts the batches' first records carry (the walk kept
-    only the wanted header keys, exactly)."""
-    links: list[Link] = []
-    dropped = 0
-    seen: set[tuple[int, int]] | None = None
+_NO_LINKS: tuple[list[Link], int] = ([], 0)
+
+
+def _read_contexts(items: Any, carriers: Carriers) -> Any:
+    """The creation contexts the fetched batches' first records carry (the walk kept only the
+    wanted header keys, exactly), one per batch that has one."""
     keys = carriers.lookup
     for item in items:
         headers = item[2].headers
@@ -245,7 +283,15 @@ def _links(items: Any, carriers: Carriers) -> tuple[list[Link], int]:
                 break
         else:  # no carrier key (a data-stream pathway alone, typically): nothing to read
             continue
-        ctx: SpanContext | None = carriers.extract(headers)
+        yield carriers.extract(headers)
+
+
+def _links(contexts: Any) -> tuple[list[Link], int]:
+    """Links to the distinct contexts among ``contexts`` (Nones skipped), at most :data:`MAX_LINKS`."""
+    links: list[Link] = []
+    dropped = 0
+    seen: set[tuple[int, int]] | None = None
+    for ctx in contexts:
         if ctx is None:
             continue
         ids = (ctx.trace_id, ctx.span_id)
