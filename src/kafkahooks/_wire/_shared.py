@@ -233,25 +233,24 @@ def with_record_headers(dispatch: HookDispatcher, topic: str, partition: int, he
 
 def with_batch_headers(
     dispatch: HookDispatcher, topic: str, partition: int, headers: Any, timestamp_ms: Any
-) -> tuple[Any, tuple[str, ...]]:
-    """A new batch's first record's ``headers`` plus what the batch header injectors add, and the
-    keys added (to take exactly those out again if the broker refuses them). ``timestamp_ms`` is
-    the record's own, as its batch will carry it (see :func:`first_timestamp`)."""
+) -> tuple[Any, tuple[str, ...], Any]:
+    """A new batch's first record's ``headers`` plus what the batch header injectors add, the keys
+    added (to take exactly those out again if the broker refuses them), and the record's
+    timestamp to append it with.
+
+    That timestamp is the application's, or, when it gave none, the one the client's batch
+    builder would give it, ``int(time.time() * 1000)`` (both clients' builders), taken a moment
+    earlier so that the injectors know it: the batch header carries it as the batch's first
+    timestamp, which is how plugins find the batch again when its request finishes
+    (:mod:`kafkahooks.hooks._opened`)."""
+    if timestamp_ms is None:
+        timestamp_ms = int(_time() * 1000)
     extra = dispatch.inject_batch_headers(
         topic, partition, headers or (), timestamp_ms if type(timestamp_ms) is int else -1
     )
     if not extra:
-        return headers, ()
-    return [*(headers or ()), *extra], tuple(k for k, _ in extra)
-
-
-def first_timestamp(timestamp_ms: Any) -> Any:
-    """The timestamp of a record about to open a producer batch: the application's, or, when it
-    gave none, the one the client's batch builder would give it, ``int(time.time() * 1000)``
-    (both clients' builders), taken a moment earlier so that the injectors know it. The batch's
-    header carries it as its first timestamp, which is how plugins find the batch again when its
-    request finishes (:mod:`kafkahooks.hooks._opened`)."""
-    return int(_time() * 1000) if timestamp_ms is None else timestamp_ms
+        return headers, (), timestamp_ms
+    return [*(headers or ()), *extra], tuple(k for k, _ in extra), timestamp_ms
 
 
 # -- consumer hand-outs -----------------------------------------------------------------------------

@@ -17,7 +17,6 @@ counted in ``opened_batches_evicted``.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Generic, TypeVar
 
 from kafkahooks import _fork
@@ -45,8 +44,8 @@ class OpenedBatches(Generic[T]):
     """A bounded table from (topic, partition, first timestamp ms) to what was noted at opening.
 
     :meth:`add` runs on the application's thread or task as a batch opens, :meth:`take` and
-    :meth:`get` on the export worker: every change holds the table's lock (one uncontended
-    acquire per batch on each side).
+    :meth:`get` on the export worker. Adding a new key takes no lock (it runs on the client's
+    I/O path); every other change holds the table's lock.
     """
 
     __slots__ = ("_lock", "_table", "limit")
@@ -62,36 +61,50 @@ class OpenedBatches(Generic[T]):
     def add(self, topic: str, partition: int, timestamp_ms: int, value: T) -> None:
         """Note ``value`` for the batch that just opened with this first timestamp."""
         key = (topic, partition, timestamp_ms)
-        evicted = 0
+        table = self._table
+        if key not in table:
+            # The common case, without the lock: one dict store (atomic under the GIL; only this
+            # side adds keys, the worker removes them). Two threads opening a batch of the same
+            # partition in the same millisecond could both get here: one value would be lost.
+            table[key] = value
+            if len(table) > self.limit:
+                self._evict()
+            return
         with self._lock:
-            table = self._table
-            prior = table.get(key)
+            prior = table.get(key)  # the worker may have taken it meanwhile
             if prior is None:
                 table[key] = value
-                if len(table) > self.limit:
-                    with contextlib.suppress(StopIteration):
-                        oldest = table.pop(next(iter(table)))
-                        evicted = len(oldest) if type(oldest) is _Queued else 1
             elif type(prior) is _Queued:
                 prior.append(value)
                 if len(prior) > MAX_SAME_KEY:
                     del prior[0]
-                    evicted = 1
+                    _evicted.add()
             else:
                 table[key] = _Queued((prior, value))
-        if evicted:
-            _evicted.add(evicted)
+
+    def _evict(self) -> None:
+        with self._lock:
+            table = self._table
+            while len(table) > self.limit:
+                try:
+                    oldest = table.pop(next(iter(table)))
+                except (StopIteration, RuntimeError):  # pragma: no cover - emptied meanwhile
+                    return
+                _evicted.add(len(oldest) if type(oldest) is _Queued else 1)
 
     def take(self, topic: str, partition: int, timestamp_ms: int) -> T | None:
         """The oldest value noted under this key, removed; None if there is none."""
         key = (topic, partition, timestamp_ms)
         with self._lock:
-            found = self._table.pop(key, None)
-            if type(found) is _Queued:
+            table = self._table
+            found = table.get(key)
+            if type(found) is _Queued:  # changed in place: the key stays, so no add can slip in
                 first = found.pop(0)
-                if found:
-                    self._table[key] = found if len(found) > 1 else found[0]
+                if len(found) == 1:
+                    table[key] = found[0]
                 return first  # type: ignore[no-any-return]
+            if found is not None:
+                del table[key]
         return found  # type: ignore[return-value]
 
     def get(self, topic: str, partition: int, timestamp_ms: int) -> T | None:

@@ -12,7 +12,7 @@ from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBat
 
 from kafkahooks._guard import internal_error
 from kafkahooks._wire._rejected import HeaderGate, refuses_headers, without_injected
-from kafkahooks._wire._shared import first_timestamp, with_batch_headers, with_record_headers
+from kafkahooks._wire._shared import with_batch_headers, with_record_headers
 from kafkahooks.hooks._dispatch import HookDispatcher
 
 _ADD_MESSAGE = MessageAccumulator.add_message.__code__
@@ -107,8 +107,7 @@ class _FirstAppend:
                 headers = with_record_headers(dispatch, tp.topic, tp.partition, headers)
                 if owner is not None:
                     _inject_on_every_append(owner, tp, dispatch)  # the batch's later records
-            timestamp = first_timestamp(timestamp)
-            headers, injected = with_batch_headers(dispatch, tp.topic, tp.partition, headers, timestamp)
+            headers, injected, timestamp = with_batch_headers(dispatch, tp.topic, tp.partition, headers, timestamp)
         except Exception as exc:
             internal_error("aiokafka.first_append", exc)
         metadata = real.append(offset, timestamp, key=key, value=value, headers=headers)

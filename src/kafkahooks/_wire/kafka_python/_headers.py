@@ -11,7 +11,7 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 from kafkahooks._guard import internal_error
 from kafkahooks._log import get_logger
 from kafkahooks._wire._rejected import INJECTED_ATTR, HeaderGate, refuses_headers, without_injected
-from kafkahooks._wire._shared import first_timestamp, with_batch_headers, with_record_headers
+from kafkahooks._wire._shared import with_batch_headers, with_record_headers
 from kafkahooks.hooks._dispatch import HookDispatcher
 
 _logger = get_logger("kafkahooks._wire.kafka_python")
@@ -68,8 +68,9 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
         injected: tuple[str, ...] = ()
         if gate.open:
             try:
-                timestamp_ms = first_timestamp(timestamp_ms)
-                headers, injected = with_batch_headers(dispatch, tp.topic, tp.partition, headers, timestamp_ms)
+                headers, injected, timestamp_ms = with_batch_headers(
+                    dispatch, tp.topic, tp.partition, headers, timestamp_ms
+                )
             except Exception as exc:
                 internal_error("kafka_python.append", exc)
         result = original(tp, timestamp_ms, key, value, headers, now=now, abort_on_new_batch=False)
