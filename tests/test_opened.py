@@ -89,10 +89,12 @@ def test_kafkahooks_own_plugins_read_nothing_back_from_produced_batches(
     after_ms = int(time.time() * 1000)
     records = plain_consume(bootstrap, topic, count=300)
     assert 300 == len(records) == weight(points(streams, capture), "out")
-    assert seen.infos and all(info.first_record is None and info.headers == () for info in seen.infos)
+    assert seen.infos
+    assert all(info.first_record is None and info.headers == () for info in seen.infos)
     assert all(before_ms <= r.timestamp <= after_ms for r in records)
     sends = tracing.spans("send")
-    assert sends and all([app.get_span_context().trace_id] == [x.context.trace_id for x in s.links] for s in sends)
+    assert sends
+    assert all([app.get_span_context().trace_id] == [x.context.trace_id for x in s.links] for s in sends)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
