@@ -306,15 +306,9 @@ class DataStreamHooks:
         batches = r.batches
         if not batches:
             return
-        if r.acks is not None:
-            done: Any = ((t, p, base) for t, p, code, base in r.acks if code == 0)
-        elif not r.expects_response and r.err is None:  # acks=0
-            done = ((t, p, -1) for t, p in batches)
-        else:
-            return
         streams = self.streams
         take = self._opened.take
-        for topic, partition, base_offset in done:
+        for (topic, partition), base_offset in r.accepted().items():
             info = batches.get((topic, partition))
             if info is None:
                 continue

@@ -94,6 +94,16 @@ class Request:
                 # All nine fields at once, without the named tuple's Python-level _replace.
                 batches[tp] = _new_tuple(BatchInfo, (*info[:7], read(first, keys), None))
 
+    def accepted(self) -> dict[tuple[str, int], int]:
+        """Produce: the partitions whose batch the broker accepted, with its base offset (-1 under
+        ``acks=0``, where being written is all a producer learns); empty when nothing was."""
+        acks = self.acks
+        if acks is not None:
+            return {(t, p): base for t, p, code, base in acks if code == 0}
+        if not self.expects_response and self.err is None and self.batches:
+            return dict.fromkeys(self.batches, -1)
+        return {}
+
     @property
     def err(self) -> BaseException | None:
         """The write error if there was one, else the read error."""

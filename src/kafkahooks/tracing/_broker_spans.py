@@ -202,10 +202,7 @@ class BrokerSpans:
         """The contexts noted when the request's batches opened: taken once the broker accepted a
         batch, only looked at otherwise (a batch that failed is sent again, in a later request)."""
         opened = self._opened
-        if r.acks is not None:
-            accepted = {(t, p) for t, p, code, _ in r.acks if code == 0}
-        else:
-            accepted = {(t, p) for t, p, _ in items} if not r.expects_response and r.err is None else set()
+        accepted = r.accepted()
         return _links(
             (opened.take if (t, p) in accepted else opened.get)(t, p, info.first_timestamp_ms) for t, p, info in items
         )
