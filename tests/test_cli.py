@@ -215,6 +215,12 @@ def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
     assert set(MODES) == {row["mode"] for row in data["summary"]}
     assert all(run["ok"] for run in data["runs"]), [r.get("error") for r in data["runs"] if not r["ok"]]
     assert all(row["ratio_to_bare"] > 0 for row in data["summary"])
+    if sys.platform.startswith("linux"):  # the application thread's kernel time and page faults
+        for run in data["runs"]:
+            assert run["main_sys_us_per_msg"] >= 0, run
+            assert run["main_minor_faults_per_kmsg"] >= 0, run
+            assert run["main_sys_us_per_msg"] <= run["main_cpu_us_per_msg"] + 1, run  # a part of it
+        assert all(row["main_sys_us_per_msg"] is not None for row in data["summary"])
     assert {"python", "aiokafka", "kafka-python", "broker", "cpus"} <= set(data["environment"])
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
 

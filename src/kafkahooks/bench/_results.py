@@ -40,6 +40,10 @@ class Results:
                     if r.get("main_cpu_us_per_msg") and b.get("main_cpu_us_per_msg")
                 ]
                 others = [r["cpu_us_per_msg"] - r["main_cpu_us_per_msg"] for r in mine if r.get("main_cpu_us_per_msg")]
+                # The kernel's part of that thread's CPU and its page faults (Linux, one process per
+                # side): extra CPU there is memory and syscalls, not the interpreter's work.
+                kernel = [r["main_sys_us_per_msg"] for r in mine if "main_sys_us_per_msg" in r]
+                faults = [r["main_minor_faults_per_kmsg"] for r in mine if "main_minor_faults_per_kmsg" in r]
                 out.append(
                     {
                         "client": client,
@@ -52,6 +56,8 @@ class Results:
                         "cpu_ratio_to_bare": statistics.median(cpu_ratios) if cpu_ratios else None,
                         "main_cpu_ratio_to_bare": statistics.median(main_ratios) if main_ratios else None,
                         "other_threads_us_per_msg": statistics.median(others) if others else None,
+                        "main_sys_us_per_msg": statistics.median(kernel) if kernel else None,
+                        "main_minor_faults_per_kmsg": statistics.median(faults) if faults else None,
                         "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
                     }
                 )

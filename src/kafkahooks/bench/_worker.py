@@ -62,6 +62,45 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)
+"""Linux only: the calling thread's own usage (the kernel's part of its CPU, its page faults)."""
+
+
+class _MainThreadUsage:
+    """The application's thread, during the chunks only: CPU in the kernel (syscalls, page
+    faults), minor page faults and involuntary context switches. Says whether a mode's extra CPU
+    on that thread is the interpreter's own (user time) or the memory and scheduling around it."""
+
+    def __init__(self) -> None:
+        self.sys_s = 0.0
+        self.minor_faults = 0
+        self.preempted = 0
+        self._start: Any = None
+
+    def start(self) -> None:
+        if _RUSAGE_THREAD is not None:
+            self._start = resource.getrusage(_RUSAGE_THREAD)
+
+    def stop(self) -> None:
+        if self._start is None or _RUSAGE_THREAD is None:
+            return
+        now, start = resource.getrusage(_RUSAGE_THREAD), self._start
+        self.sys_s += now.ru_stime - start.ru_stime
+        self.minor_faults += now.ru_minflt - start.ru_minflt
+        self.preempted += now.ru_nivcsw - start.ru_nivcsw
+        self._start = None
+
+    def figures(self, messages: int) -> dict[str, float]:
+        if _RUSAGE_THREAD is None:
+            return {}
+        per_msg = max(messages, 1)
+        return {
+            "main_sys_us_per_msg": self.sys_s / per_msg * 1e6,
+            "main_minor_faults_per_kmsg": self.minor_faults / per_msg * 1e3,
+            "main_preemptions": self.preempted,
+        }
+
+
 class Ledger:
     """Interleaved method: messages, wall seconds and CPU seconds per side, from chunk and thread
     measurements. Each chunk's main-thread CPU goes to the side that ran it; every other thread's
@@ -382,12 +421,15 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         gc.callbacks.append(collector)
         say("ready")
         moved, wall, main, cpu0 = 0, 0.0, 0.0, _process_cpu()
+        usage = _MainThreadUsage()
         for command in commands:
             verb, _, arg = command.partition(" ")
             if verb != "run":
                 break
             wall0, main0 = time.perf_counter(), time.thread_time()
+            usage.start()
             moved += client.run(int(arg))
+            usage.stop()
             wall += time.perf_counter() - wall0
             main += time.thread_time() - main0
             say("done")
@@ -409,6 +451,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
     figures["gc_us_per_msg"] = collector.seconds / max(moved, 1) * 1e6
     # The application's own thread alone, during the chunks (aiokafka's event loop runs there).
     figures["main_cpu_us_per_msg"] = main / max(moved, 1) * 1e6
+    figures.update(usage.figures(moved))
     return {
         "method": "separate",
         "side": side,
