@@ -85,7 +85,7 @@ def test_a_side_run_at_full_speed_reports_its_pace_and_batching(bootstrap: str) 
     from kafka.admin import KafkaAdminClient
 
     script = _script()
-    args = argparse.Namespace(client="aiokafka", workload="produce", threads=False, stretch=100.0)
+    args = argparse.Namespace(client="aiokafka", workload="produce", threads=False, stretch=100.0, hash_seed="0")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         run = script.run_side(bootstrap, admin, args, "dsm", 2000, None, None)
