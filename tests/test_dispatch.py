@@ -233,3 +233,43 @@ def test_a_bad_hook_budget_is_named_as_the_client_takes_it() -> None:
 
     with pytest.raises(ValueError, match=r"^hook_budget_ms must be positive \(milliseconds\) or None, not -5$"):
         KafkaProducer(bootstrap_servers="127.0.0.1:1", hook_budget_ms=-5, hooks=[RecordingHook()])
+
+
+class Stamps:
+    """A batch header injector that wants the first record's timestamp and answers with a tuple."""
+
+    kafkahooks_batch_timestamp = True
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.seen: list[tuple[Any, ...]] = []
+
+    def inject_batch_headers(self, topic: str, partition: int, headers: Any, timestamp_ms: int) -> Any:
+        self.seen.append((topic, partition, list(headers), timestamp_ms))
+        return ((self.key, b"%d" % timestamp_ms),)
+
+
+class InjectorRaises:
+    def inject_batch_headers(self, topic: str, partition: int, headers: Any) -> Any:
+        raise ValueError("boom")
+
+
+@pytest.mark.parametrize("budget_ms", [None, 50.0], ids=["inline", "guarded"])
+def test_batch_header_injectors_alone_and_together(budget_ms: float | None) -> None:
+    """One injector (the fast path) and several answer alike: a list of the headers added, None
+    for none; a failing injector adds nothing and is counted; later injectors see what earlier
+    ones added."""
+    one = Stamps("a")
+    dispatcher = HookDispatcher([one], budget_ms=budget_ms)
+    assert [("a", b"7")] == dispatcher.inject_batch_headers("t", 1, (), 7)
+    assert [("t", 1, [], 7)] == one.seen
+
+    failing = HookDispatcher([InjectorRaises()], budget_ms=budget_ms)
+    assert failing.inject_batch_headers("t", 1, (), 7) is None
+    assert {("InjectorRaises", "inject_batch_headers"): 1} == failing.failures
+
+    first, second = Stamps("a"), Stamps("b")
+    both = HookDispatcher([first, InjectorRaises(), second], budget_ms=budget_ms)
+    assert [("a", b"9"), ("b", b"9")] == both.inject_batch_headers("t", 0, [("app", b"x")], 9)
+    assert [("t", 0, [("app", b"x"), ("a", b"9")], 9)] == second.seen
+    assert {("InjectorRaises", "inject_batch_headers"): 1} == both.failures

@@ -250,7 +250,8 @@ def with_batch_headers(
     )
     if not extra:
         return headers, (), timestamp_ms
-    return [*(headers or ()), *extra], tuple(k for k, _ in extra), timestamp_ms
+    keys = (extra[0][0],) if len(extra) == 1 else tuple([k for k, _ in extra])
+    return [*(headers or ()), *extra], keys, timestamp_ms
 
 
 # -- consumer hand-outs -----------------------------------------------------------------------------

@@ -477,7 +477,20 @@ class HookDispatcher:
         (-1: unknown), for the plugins that declare ``kafkahooks_batch_timestamp`` (they find the
         batch again by it, see :mod:`kafkahooks.hooks._opened`); other injectors are called
         without it."""
-        return self._injected(self._inject, "inject_batch_headers", topic, partition, headers, timestamp_ms)
+        fns = self._inject
+        if len(fns) != 1:
+            return self._injected(fns, "inject_batch_headers", topic, partition, headers, timestamp_ms)
+        # One injector (data streams alone, say): nothing to merge, so no list is built. This
+        # runs once per producer batch on the client's I/O path.
+        fn = fns[0]
+        try:
+            got = fn(topic, partition, headers, timestamp_ms)
+        except Exception as exc:
+            self._failed(fn, "inject_batch_headers", exc)
+            return None
+        if not got:
+            return None
+        return got if type(got) is list else list(got)
 
     def inject_record_headers(
         self, topic: str, partition: int, headers: Sequence[tuple[str, bytes]]

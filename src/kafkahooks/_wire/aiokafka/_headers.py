@@ -53,12 +53,13 @@ def install_batch_headers(producer: Any, dispatch: HookDispatcher) -> None:
     def _append_batch(builder: Any, tp: Any) -> Any:
         batch = original(builder, tp)
         try:
-            # Only a batch the accumulator opens for send() (add_message appends its record next);
-            # a hand-built one (send_batch, even empty) keeps aiokafka's own builder, which aiokafka
-            # asserts when it stamps an idempotent producer's state. aiokafka 0.13+ always writes v2
-            # batches (brokers 0.11+), so headers can always be sent.
-            if gate.open and sys._getframe(1).f_code is _ADD_MESSAGE and builder.record_count() == 0:
-                builder._builder = _FirstAppend(builder, batch, tp, injection)
+            # Only a batch the accumulator opens for send(): add_message made ``builder`` a moment
+            # ago (empty) and appends its record next. A hand-built one (send_batch, even empty)
+            # keeps aiokafka's own builder, which aiokafka asserts when it stamps an idempotent
+            # producer's state. aiokafka 0.13+ always writes v2 batches (brokers 0.11+), so
+            # headers can always be sent.
+            if gate.open and sys._getframe(1).f_code is _ADD_MESSAGE:
+                builder._builder = _FirstAppend(builder._builder, (builder, batch, tp, injection))
         except Exception as exc:
             internal_error("aiokafka.append_batch", exc)
         return batch
@@ -77,42 +78,45 @@ class _FirstAppend:
     of the process (it stays ``LOAD_METHOD_ADAPTIVE``): a cost on every record, in the client's own
     code. Swapping the value of an attribute the builder already has changes nothing of the kind.
     The proxy lets go of the builder at the first append, so no reference cycle outlives it.
+
+    The per-batch state sits in one tuple, taken at the first append: the proxy's ``__getattr__``
+    keeps CPython from specializing loads of its own attributes, so it reads one, not five.
     """
 
-    __slots__ = ("_batch", "_injection", "_owner", "_real", "_tp")
+    __slots__ = ("_pending", "_real")
 
-    def __init__(self, owner: Any, batch: Any, tp: Any, injection: _Injection) -> None:
-        self._owner = owner
-        self._real = owner._builder
-        self._batch = batch
-        self._tp = tp
-        self._injection = injection
+    def __init__(self, real: Any, pending: tuple[Any, Any, Any, _Injection]) -> None:
+        self._real = real
+        self._pending: tuple[Any, Any, Any, _Injection] | None = pending  # (owner, batch, tp, injection)
 
     def _restore(self) -> Any:
-        owner, self._owner = self._owner, None
-        if owner is not None:
-            owner._builder = self._real
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending[0]._builder = self._real
         return self._real
 
     def append(self, offset: Any, timestamp: Any, key: Any, value: Any, headers: Any) -> Any:
-        owner, batch, real = self._owner, self._batch, self._real
-        self._owner = self._batch = None
-        if owner is not None:
-            owner._builder = real
-        tp, injection = self._tp, self._injection
+        real, pending = self._real, self._pending
+        if pending is None:  # pragma: no cover - aiokafka reads the builder anew for each record
+            return real.append(offset, timestamp, key=key, value=value, headers=headers)
+        self._pending = None
+        owner, batch, tp, injection = pending
+        owner._builder = real
         dispatch = injection.dispatch
         injected: tuple[str, ...] = ()
         try:
             if dispatch.has_record_header_injectors:
                 headers = with_record_headers(dispatch, tp.topic, tp.partition, headers)
-                if owner is not None:
-                    _inject_on_every_append(owner, tp, dispatch)  # the batch's later records
+                _inject_on_every_append(owner, tp, dispatch)  # the batch's later records
             headers, injected, timestamp = with_batch_headers(dispatch, tp.topic, tp.partition, headers, timestamp)
         except Exception as exc:
             internal_error("aiokafka.first_append", exc)
         metadata = real.append(offset, timestamp, key=key, value=value, headers=headers)
-        if injected and metadata is not None and batch is not None:
-            _watch_refusal(batch, injected, injection.gate, injection.accumulator)
+        if injected and metadata is not None:
+            try:
+                batch.failure = _RefusalWatch(batch, injected, injection)
+            except Exception as exc:
+                internal_error("aiokafka.watch_refusal", exc)
         return metadata
 
     def __getattr__(self, name: str) -> Any:
@@ -139,25 +143,35 @@ def _inject_on_every_append(builder: Any, tp: Any, dispatch: HookDispatcher) -> 
     builder.append = every_append
 
 
-def _watch_refusal(batch: Any, injected: tuple[str, ...], gate: HeaderGate, accumulator: Any) -> None:
-    class_failure = type(batch).failure
-    ref = weakref.ref(batch)
+class _RefusalWatch:
+    """A batch's ``failure`` while it carries injected headers: if the broker refuses the batch for
+    them (see :mod:`kafkahooks._wire._rejected`), it is rebuilt without them and put back in the
+    accumulator, and the producer injects no more; any other failure goes to aiokafka's own.
 
-    def failure(exception: BaseException) -> Any:
-        batch = ref()
+    One small object per batch (no closure cells), holding the batch weakly: the batch holds it,
+    and a reference cycle per batch would be left to the garbage collector."""
+
+    __slots__ = ("_batch", "_injected", "_injection")
+
+    def __init__(self, batch: Any, injected: tuple[str, ...], injection: _Injection) -> None:
+        self._batch = weakref.ref(batch)
+        self._injected = injected
+        self._injection = injection
+
+    def __call__(self, exception: BaseException) -> Any:
+        batch = self._batch()
         if batch is None:  # pragma: no cover - the caller holds the batch
             return None
         del batch.failure
         try:
             if refuses_headers(exception):
-                gate.refused(exception)
-                rebuilt = without_injected(batch.get_data_buffer(), injected, *_RECORD_CODEC)
+                injection = self._injection
+                injection.gate.refused(exception)
+                rebuilt = without_injected(batch.get_data_buffer(), self._injected, *_RECORD_CODEC)
                 if rebuilt is not None:
                     batch._builder._buffer = rebuilt
-                    accumulator.reenqueue(batch)
+                    injection.accumulator.reenqueue(batch)
                     return None
         except Exception as exc:
             internal_error("aiokafka.batch_failure", exc)
-        return class_failure(batch, exception)
-
-    batch.failure = failure
+        return type(batch).failure(batch, exception)
