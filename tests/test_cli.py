@@ -222,7 +222,56 @@ def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
             assert run["main_sys_us_per_msg"] <= run["main_cpu_us_per_msg"] + 1, run  # a part of it
         assert all(row["main_sys_us_per_msg"] is not None for row in data["summary"])
     assert {"python", "aiokafka", "kafka-python", "broker", "cpus"} <= set(data["environment"])
+    assert data["environment"]["heap"].startswith("steady: ")
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
+
+
+_READS_LIKE_ASYNCIO = """
+import resource, socket
+a, b = socket.socketpair()
+held = []
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(2000):
+    a.send(b"x" * 3000)
+    b.recv(262144)  # asyncio's selector transport reads each response into a 256 KiB buffer
+    held.append(bytearray(20000))  # and the client keeps a few batches' worth of memory
+    del held[:-3]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc"
+)
+def test_bench_workers_keep_a_steady_heap() -> None:
+    """The workers' environment (--steady-heap, the default) stops glibc from handing a response
+    buffer's memory back to the kernel and faulting it in again on every read, as it does with
+    its defaults; --glibc-heap leaves the environment alone; values the caller set are kept."""
+    from kafkahooks.bench._runner import STEADY_HEAP, heap_note, worker_env
+
+    clean = {k: v for k, v in os.environ.items() if k not in STEADY_HEAP}
+
+    def faults(env: dict[str, str]) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _READS_LIKE_ASYNCIO], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        return int(out.stdout)
+
+    assert worker_env(False) is None
+    steady = worker_env(True)
+    assert steady is not None
+    assert STEADY_HEAP.items() <= steady.items()
+    glibc_defaults = faults(clean)
+    assert glibc_defaults > 1_000  # about two per read
+    assert faults({**clean, **STEADY_HEAP}) < glibc_defaults / 4
+    assert heap_note(True).startswith("steady: MALLOC_MMAP_THRESHOLD_=")
+    assert heap_note(False).startswith("glibc defaults")
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "1"
+    try:
+        assert "1" == (worker_env(True) or {})["MALLOC_TRIM_THRESHOLD_"]
+        assert "MALLOC_TRIM_THRESHOLD_=1" in heap_note(True)
+    finally:
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
 
 
 def test_demo_imports_its_clients_before_starting_service_threads() -> None:
@@ -462,10 +511,12 @@ def test_bench_interleaved_method_still_runs(tmp_path: Path, bootstrap: str) -> 
         main,
         [
             "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce", "--mode", "hooks",
-            "--method", "interleaved", "--rounds", "1", "--messages", "300", "--output", str(tmp_path),
+            "--method", "interleaved", "--glibc-heap", "--rounds", "1", "--messages", "300",
+            "--output", str(tmp_path),
         ],
     )  # fmt: skip
     assert 0 == result.exit_code, result.output
     data = json.loads((tmp_path / "throughput.json").read_text())
     assert "interleaved" in data["environment"]["method"]
+    assert data["environment"]["heap"].startswith("glibc defaults")
     assert {"bare", "hooks"} == {run["mode"] for run in data["runs"] if run["ok"]}

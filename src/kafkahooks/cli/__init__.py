@@ -163,6 +163,15 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     help="Records per Produce request (repeat for several, e.g. 1, 10, 100, 1000): the produce workload with "
     "batches fitted to that many records; writes per-request.json and per-request.png (CPU per request over bare).",
 )
+@click.option(
+    "--steady-heap/--glibc-heap",
+    "steady_heap",
+    default=True,
+    show_default=True,
+    help="steady: both sides' workers keep freed memory (glibc MALLOC_MMAP_THRESHOLD_ 32 MiB, "
+    "MALLOC_TRIM_THRESHOLD_ 64 MiB), so neither pays page faults that the other avoids by holding more memory; "
+    "glibc: glibc's adaptive defaults (the bare aiokafka producer then faults ~13 times per 1 000 messages).",
+)
 @click.option("--rounds", type=int, default=None, help="Rounds per mode (default 5; --quick 2).")
 @click.option(
     "--messages", type=int, default=0, help="Messages per side and round (default per client: 100 000 / 30 000)."
@@ -200,6 +209,7 @@ def bench(
     compression: str | None,
     partitions: int,
     output: str,
+    steady_heap: bool,
 ) -> None:
     """Throughput of the bare clients against every kafkahooks mode and OpenTelemetry's instrumentations."""
     from pathlib import Path
@@ -247,6 +257,7 @@ def bench(
         bootstrap=bootstrap,
         quick=quick,
         method=method,
+        steady_heap=steady_heap,
     )
     out = _output.console()
     with _output.needs("kafkahooks bench"):
