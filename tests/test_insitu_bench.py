@@ -1,0 +1,111 @@
+"""``benchmarks/insitu.py`` times kafkahooks' event-loop frames in a real aiokafka producer, and
+splits a mode's extra CPU into those frames and the rest."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "insitu.py"
+
+
+def _script() -> Any:
+    spec = importlib.util.spec_from_file_location("insitu_bench", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _child(bootstrap: str, mode: str, timed: bool, messages: int = 4000) -> dict[str, Any]:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"insitu-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
+    argv = [sys.executable, str(SCRIPT), "--child", mode, bootstrap, topic, str(messages), "1" if timed else "0"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert 0 == proc.returncode, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_every_entry_point_is_timed_once_per_request_or_batch(bootstrap: str) -> None:
+    """A timed data-streams producer: each frame ran, the request frames once per Produce request,
+    the first append once per batch (one partition: a batch per request), each for some time."""
+    script = _script()
+    run = _child(bootstrap, "dsm", timed=True)
+    assert run["timed"] is True
+    requests = run["requests"]
+    assert requests is not None
+    assert 4000 / (16_384 / 100) <= requests <= 4000  # 100-byte records in 16 KiB batches at most
+    wrappers = {outer for outer, _ in script.WRAPPERS.values()}
+    inner = {name for _, names in script.WRAPPERS.values() for name in names}
+    assert set(run["calls"]) == set(script.FRAMES) | wrappers | inner
+    for name in ("request_sent", "tap.written", "tap.frame_read", "response_decoded", "hooked.send", "client.send"):
+        assert requests == run["calls"][name], name
+    assert requests == run["calls"]["first_append"]
+    # Every response passes the frame handler, every frame the transport (ApiVersions and Metadata
+    # went before the measured records; nothing else is sent meanwhile).
+    for name in ("hooked.handle_frame", "client.handle_frame", "timed.write", "transport.write"):
+        assert requests == run["calls"][name], name
+    timed = run["timed_us_per_request"]
+    assert all(us > 0 for us in timed.values()), timed
+    for outer, names in script.WRAPPERS.values():  # a wrapper's time holds what ran inside it
+        assert timed[outer] > sum(timed[name] for name in names), (outer, timed)
+    assert 0 < run["main_us_per_message"] < 10_000
+
+
+def test_the_bare_side_and_an_untimed_mode_carry_no_timers(bootstrap: str) -> None:
+    bare = _child(bootstrap, "bare", timed=False, messages=2000)
+    untimed = _child(bootstrap, "dsm", timed=False, messages=2000)
+    for run in (bare, untimed):
+        assert run["timed"] is False
+        assert run["calls"] == {}
+        assert run["requests"] is None
+        assert 0 < run["main_us_per_message"] < 10_000
+
+
+def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
+    """Medians per request: (mode - bare) event-loop CPU times records per request, the frames'
+    sum, the rest as the difference, and the timers' cost as timed minus untimed."""
+    script = _script()
+    timed_us = dict.fromkeys(script.FRAMES, 2.0)  # each frame: 2 µs
+    for outer, inner in script.WRAPPERS.values():  # each client call 3 µs, each wrapper 1 µs of its own
+        timed_us.update({name: 3.0 for name in inner if name not in script.FRAMES})
+        timed_us[outer] = sum(timed_us[name] for name in inner) + 1.0
+    runs = []
+    for bare, plain, timed in ((5.0, 5.5, 5.6), (6.0, 6.5, 6.6), (5.5, 6.0, 6.1)):
+        runs += [
+            {"mode": "bare", "timed": False, "main_us_per_message": bare},
+            {"mode": "dsm", "timed": False, "main_us_per_message": plain},
+            {
+                "mode": "dsm",
+                "timed": True,
+                "main_us_per_message": timed,
+                "messages": 100_000,
+                "requests": 1000,
+                "timed_us_per_request": timed_us,
+            },
+        ]
+    summary = script.summarize(runs, "dsm")
+    assert summary["rounds"] == 3
+    assert summary["records_per_request"] == 100
+    assert summary["extra_us_per_request"] == pytest.approx(50.0)
+    ours = 2.0 * len(script.FRAMES) + 1.0 * len(script.WRAPPERS)
+    assert summary["wrappers_us_per_request"] == pytest.approx(dict.fromkeys(script.WRAPPERS, 1.0))
+    assert summary["frames_total_us_per_request"] == pytest.approx(ours)
+    assert summary["rest_us_per_request"] == pytest.approx(50.0 - ours)
+    assert summary["timers_us_per_request"] == pytest.approx(10.0)
+    assert summary["main_cpu_ratio"] == pytest.approx(6.0 / 5.5)
