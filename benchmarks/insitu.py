@@ -21,8 +21,16 @@ count for their own time only. Not timed (their time falls in "the rest"): the c
 wrapper (a coroutine, which the timers cannot follow across its awaits; a context variable set and
 reset per request) and the accumulator's ``_append_batch`` hook (one frame lookup per batch, which
 a timer would defeat). The first-append figure includes the client's own append of that record
-(about 0.2 µs in a warm loop). A warm loop of the same work: ``benchmarks/micro.py``. Results go to
-``benchmarks/results/insitu-produce.json`` (``--output``).
+(about 0.2 µs in a warm loop). A warm loop of the same work: ``benchmarks/micro.py``.
+
+``--workload getmany`` runs a consumer reading with ``getmany`` instead, from a topic the tool fills
+once (every process reads it from the start, after warming up on another topic, so its Fetch
+requests fall inside the measurement). The embedded broker answers a Fetch with all it holds, so a
+request is no unit there: figures are per 1 000 records. Its frames are the same request and
+response entry points and wrappers, and the hand-outs: new fetch results given batch cursors, the
+records wrappers' next-batch calls, and ``getmany``'s hand-out scope (where data streams and spans
+take the batches handed out). Results go to ``benchmarks/results/insitu-WORKLOAD.json``
+(``--output``).
 """
 
 from __future__ import annotations
@@ -53,7 +61,34 @@ FRAMES = {
     "response_decoded": "response decoded, request ended",
     "first_append": "batch opened: headers, checkpoint, refusal watch",
 }
-"""kafkahooks' entry points timed, each disjoint from the others (none calls another)."""
+"""kafkahooks' entry points timed on a producer, each disjoint from the others (none calls another)."""
+
+GETMANY_FRAMES = {
+    "request_sent": "Fetch request walked as it is sent",
+    "tap.written": "write timed",
+    "tap.frame_read": "response frame read",
+    "response_decoded": "response decoded: batches walked, request ended",
+    "handouts.sync": "new fetch results given batch cursors",
+    "batch_entered": "records: a batch entered",
+    "batch_finished": "records: a batch used up",
+    "scope": "getmany's hand-out scope, begun and ended",
+}
+"""kafkahooks' entry points timed on a consumer that reads with ``getmany``."""
+
+UNSPLIT = {
+    "records wrappers, their own with the client's calls": (
+        ("handout.has_next", "handout.next_batch"),
+        ("batch_finished", "batch_entered"),
+    )
+}
+"""Wrappers whose client call cannot be timed apart (aiokafka's compiled records ``has_next`` and
+``next_batch``): their time less kafkahooks' frames inside, shown but not counted as kafkahooks'."""
+
+WORKLOAD_FRAMES = {"produce": FRAMES, "getmany": GETMANY_FRAMES}
+
+GETMANY_RECORDS = 5000
+"""Records a ``getmany`` call asks for at most: what ``kafkahooks bench`` asks per aiokafka chunk.
+(One call for all 200 000 would measure mostly the collector, walking the records it made.)"""
 
 WRAPPERS = {
     "connection send": ("hooked.send", ("client.send", "request_sent")),
@@ -80,7 +115,7 @@ def _timer(acc: dict[str, list[int]], name: str, fn: Callable[..., Any]) -> Call
     return timed
 
 
-def install_timers(acc: dict[str, list[int]]) -> None:
+def install_timers(acc: dict[str, list[int]], workload: str = "produce") -> None:
     """Wrap kafkahooks' event-loop entry points (module and class attributes, before any client
     exists: the hooks read them at call time)."""
     from asyncio.selector_events import _SelectorSocketTransport  # type: ignore[attr-defined]
@@ -97,7 +132,20 @@ def install_timers(acc: dict[str, list[int]]) -> None:
             setattr(ConnectionTap, name, _timer(acc, f"tap.{name}", getattr(ConnectionTap, name)))
         except (AttributeError, TypeError):  # a compiled tap (mypyc): its time stays in the wrapper's
             del acc[f"tap.{name}"]
-    _headers._FirstAppend.append = _timer(acc, "first_append", _headers._FirstAppend.append)  # type: ignore[method-assign]
+    if workload == "produce":
+        _headers._FirstAppend.append = _timer(acc, "first_append", _headers._FirstAppend.append)  # type: ignore[method-assign]
+    else:
+        from kafkahooks._instrument import Instrumentation
+        from kafkahooks._wire.aiokafka import _handouts
+
+        _handouts._HandOuts.sync = _timer(acc, "handouts.sync", _handouts._HandOuts.sync)  # type: ignore[method-assign]
+        records = _handouts._HandOutRecords
+        records.has_next = _timer(acc, "handout.has_next", records.has_next)  # type: ignore[method-assign]
+        records.next_batch = _timer(acc, "handout.next_batch", records.next_batch)  # type: ignore[method-assign]
+        _handouts.batch_entered = _timer(acc, "batch_entered", _handouts.batch_entered)  # type: ignore[attr-defined]
+        _handouts.batch_finished = _timer(acc, "batch_finished", _handouts.batch_finished)  # type: ignore[attr-defined]
+        for name in ("begin_handout_scope", "end_handout_scope"):
+            setattr(Instrumentation, name, _timer(acc, "scope", getattr(Instrumentation, name)))
     # The wrappers and the client's calls inside them (the hooks call the client's class functions).
     hooked, timed = _connections._HookedConnection, _connections._TimedTransport
     hooked.send = _timer(acc, "hooked.send", hooked.send)  # type: ignore[method-assign]
@@ -135,34 +183,105 @@ async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: di
     finally:
         await producer.stop()
         telemetry.close()
+    return _result(mode, acc, main_ns, messages)
+
+
+async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]]) -> dict[str, Any]:
+    import aiokafka
+    from aiokafka.structs import TopicPartition
+
+    from kafkahooks.aiokafka import AIOKafkaConsumer
+    from kafkahooks.bench._modes import MODES, install_service_sdk
+
+    install_service_sdk()
+    telemetry = MODES[mode].setup("aiokafka", "consumer")
+    cls: Any = AIOKafkaConsumer if telemetry.wrapped else aiokafka.AIOKafkaConsumer
+    extra = telemetry.client_kwargs if telemetry.wrapped else {}
+    consumer = cls(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **extra)
+    await consumer.start()
+
+    async def read(n: int) -> None:
+        got = 0
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=min(n - got, GETMANY_RECORDS))
+            if not batch:
+                raise RuntimeError(f"the topic ran out after {got} of {n} records")
+            got += sum(len(records) for records in batch.values())
+
+    warm, measured = topic.split(",")
+    try:
+        consumer.assign([TopicPartition(warm, 0)])
+        await read(max(messages // 10, 1000))  # connections, metadata, specialization
+        for slot in acc.values():
+            slot[:] = [0, 0]
+        start = time.thread_time_ns()
+        # A topic not fetched yet: its Fetch requests and responses fall inside the measurement.
+        consumer.assign([TopicPartition(measured, 0)])
+        await read(messages)
+        main_ns = time.thread_time_ns() - start
+    finally:
+        await consumer.stop()
+        telemetry.close()
+    return _result(mode, acc, main_ns, messages)
+
+
+def _result(mode: str, acc: dict[str, list[int]], main_ns: int, messages: int) -> dict[str, Any]:
     requests = acc["hooked.send"][1] if "hooked.send" in acc else None
     return {
         "mode": mode,
         "timed": bool(acc),
         "main_us_per_message": main_ns / 1000 / messages,
         "requests": requests,
+        "timed_us": {k: v[0] / 1000 for k, v in acc.items()},
         "timed_us_per_request": {k: v[0] / 1000 / requests for k, v in acc.items()} if requests else {},
         "calls": {k: v[1] for k, v in acc.items()},
     }
 
 
-def child(mode: str, bootstrap: str, topic: str, messages: int, timed: bool) -> None:
+def child(workload: str, mode: str, bootstrap: str, topic: str, messages: int, timed: bool) -> None:
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     acc: dict[str, list[int]] = {}
     if timed:
-        install_timers(acc)
-    print(json.dumps(asyncio.run(_produce(mode, bootstrap, topic, messages, acc))))
+        install_timers(acc, workload)
+    run = _produce if workload == "produce" else _getmany
+    print(json.dumps(asyncio.run(run(mode, bootstrap, topic, messages, acc))))
 
 
-def _side(bootstrap: str, admin: Any, mode: str, messages: int, timed: bool) -> dict[str, Any]:
+def fill(bootstrap: str, admin: Any, records: int) -> str:
+    """Two topics for the consumers, ``warm-up,measured``: a tenth of ``records`` to warm up on,
+    then ``records`` to measure (every side reads both from the start), written once by a bare
+    producer in 64 KiB batches, as ``kafkahooks bench`` fills its own."""
+    import kafka
+    from kafka.admin import NewTopic
+
+    topics = []
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=65536)
+    try:
+        for count in (max(records // 10, 1000), records):
+            topic = f"insitu-{uuid.uuid4().hex[:8]}"
+            admin.create_topics([NewTopic(topic, 1, 1)])
+            for _ in range(count):
+                producer.send(topic, VALUE)
+            topics.append(topic)
+        producer.flush()
+    finally:
+        producer.close()
+    return ",".join(topics)
+
+
+def _side(
+    bootstrap: str, admin: Any, workload: str, topic: str | None, mode: str, messages: int, timed: bool
+) -> dict[str, Any]:
     from kafka.admin import NewTopic
 
     from kafkahooks.bench._runner import worker_env
 
-    topic = f"insitu-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(topic, 1, 1)])
-    argv = [sys.executable, __file__, "--child", mode, bootstrap, topic, str(messages), "1" if timed else "0"]
+    if topic is None:  # a producer writes to a topic of its own
+        topic = f"insitu-{uuid.uuid4().hex[:8]}"
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    flag = "1" if timed else "0"
+    argv = [sys.executable, __file__, "--child", workload, mode, bootstrap, topic, str(messages), flag]
     proc = subprocess.run(
         argv, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT, env=worker_env(True)
     )
@@ -172,55 +291,67 @@ def _side(bootstrap: str, admin: Any, mode: str, messages: int, timed: bool) -> 
     return result
 
 
-def summarize(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
-    """Medians over rounds, per Produce request: the event loop's extra CPU over bare (untimed
-    processes), kafkahooks' timed frames, the rest, and what the timers themselves cost."""
+def summarize(
+    runs: list[dict[str, Any]], mode: str, frame_names: dict[str, str] = FRAMES, per_request: bool = True
+) -> dict[str, Any]:
+    """Medians over rounds, per unit of work (a Produce request; or, ``per_request=False``, 1 000
+    records, for a consumer whose requests carry as much as the broker sends): the event loop's
+    extra CPU over bare (untimed processes), kafkahooks' timed frames, the rest, and what the
+    timers themselves cost."""
     bare = [r["main_us_per_message"] for r in runs if r["mode"] == "bare"]
     plain = [r["main_us_per_message"] for r in runs if r["mode"] == mode and not r["timed"]]
     timed = [r for r in runs if r["mode"] == mode and r["timed"]]
-    messages_per_request = statistics.median(r["messages"] / r["requests"] for r in timed)
-    frames = {name: statistics.median(r["timed_us_per_request"].get(name, 0.0) for r in timed) for name in FRAMES}
+    unit = statistics.median(r["messages"] / r["requests"] for r in timed) if per_request else 1000.0
+
+    def per_unit(run: dict[str, Any], name: str) -> float:
+        return float(run["timed_us"].get(name, 0.0) / (run["messages"] / unit))
+
+    frames = {n: statistics.median(per_unit(r, n) for r in timed) for n in frame_names}
     wrappers = {
-        name: statistics.median(
-            r["timed_us_per_request"].get(outer, 0.0) - sum(r["timed_us_per_request"].get(i, 0.0) for i in inner)
-            for r in timed
-        )
+        name: statistics.median(per_unit(r, outer) - sum(per_unit(r, i) for i in inner) for r in timed)
         for name, (outer, inner) in WRAPPERS.items()
     }
-    extra = statistics.median(p - b for p, b in zip(plain, bare, strict=True)) * messages_per_request
-    timers = (
-        statistics.median(t["main_us_per_message"] - p for t, p in zip(timed, plain, strict=True))
-        * messages_per_request
-    )
+    unsplit = {
+        name: statistics.median(sum(per_unit(r, o) for o in outer) - sum(per_unit(r, i) for i in inner) for r in timed)
+        for name, (outer, inner) in UNSPLIT.items()
+        if any(o in r["timed_us"] for r in timed for o in outer)
+    }
+    extra = statistics.median(p - b for p, b in zip(plain, bare, strict=True)) * unit
+    timers = statistics.median(t["main_us_per_message"] - p for t, p in zip(timed, plain, strict=True)) * unit
     ours = sum(frames.values()) + sum(wrappers.values())
     return {
         "mode": mode,
         "rounds": len(timed),
-        "records_per_request": messages_per_request,
+        "unit": "Produce request" if per_request else "1 000 records",
+        "records_per_unit": unit,
         "bare_main_us_per_message": statistics.median(bare),
         "mode_main_us_per_message": statistics.median(plain),
         "main_cpu_ratio": statistics.median(p / b for p, b in zip(plain, bare, strict=True)),
-        "extra_us_per_request": extra,
-        "frames_us_per_request": frames,
-        "wrappers_us_per_request": wrappers,
-        "frames_total_us_per_request": ours,
-        "rest_us_per_request": extra - ours,
-        "timers_us_per_request": timers,
+        "extra_us_per_unit": extra,
+        "frames_us_per_unit": frames,
+        "wrappers_us_per_unit": wrappers,
+        "unsplit_us_per_unit": unsplit,
+        "frames_total_us_per_unit": ours,
+        "rest_us_per_unit": extra - ours,
+        "timers_us_per_unit": timers,
     }
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        mode, bootstrap, topic, messages, flag = sys.argv[2:7]
-        child(mode, bootstrap, topic, int(messages), flag == "1")
+        workload, mode, bootstrap, topic, messages, flag = sys.argv[2:8]
+        child(workload, mode, bootstrap, topic, int(messages), flag == "1")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", action="append", help="modes to measure (default: dsm, hooks)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "insitu-produce.json")
+    parser.add_argument("--workload", choices=sorted(WORKLOAD_FRAMES), default="produce")
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results/insitu-WORKLOAD.json")
     args = parser.parse_args()
     modes = args.mode or ["dsm", "hooks"]
+    frame_names = WORKLOAD_FRAMES[args.workload]
+    output = args.output or ROOT / "benchmarks" / "results" / f"insitu-{args.workload}.json"
 
     from kafka.admin import KafkaAdminClient
 
@@ -233,11 +364,14 @@ def main() -> int:
     with EmbeddedBroker(cpus=broker_cpus) as broker:
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
         try:
+            filled: str | None = None
+            if args.workload != "produce":  # every round's warm-up and measured records, once
+                filled = fill(broker.bootstrap_servers, admin, args.messages)
             for round_no in range(args.rounds):
                 for mode in modes:
                     # bare, timed, untimed: each mode's pair of processes right after its own bare.
                     for side, timed in (("bare", False), (mode, True), (mode, False)):
-                        run = _side(broker.bootstrap_servers, admin, side, args.messages, timed)
+                        run = _side(broker.bootstrap_servers, admin, args.workload, filled, side, args.messages, timed)
                         run["messages"] = args.messages
                         run["round"] = round_no
                         run["pair"] = mode
@@ -245,25 +379,29 @@ def main() -> int:
                 console.print(f"round {round_no + 1}/{args.rounds} done")
         finally:
             admin.close()
-    summaries = [summarize([r for r in runs if r["pair"] == mode], mode) for mode in modes]
-    table = Table(title="aiokafka produce, event loop, µs per Produce request (medians)")
+    per_request = args.workload == "produce"
+    summaries = [summarize([r for r in runs if r["pair"] == m], m, frame_names, per_request) for m in modes]
+    unit = "Produce request" if per_request else "1 000 records"
+    unsplit_names = [n for n in UNSPLIT if all(n in summary["unsplit_us_per_unit"] for summary in summaries)]
+    table = Table(title=f"aiokafka {args.workload}, event loop, µs per {unit} (medians)")
     table.add_column("")
     for mode in modes:
         table.add_column(mode, justify="right")
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("records per request", lambda s: f"{s['records_per_request']:.0f}"),
+        ("records per unit", lambda s: f"{s['records_per_unit']:.0f}"),
         ("event loop CPU, ratio to bare", lambda s: f"{s['main_cpu_ratio']:.3f}"),
-        ("extra over bare, untimed", lambda s: f"{s['extra_us_per_request']:.1f}"),
-        *[(f"  {FRAMES[name]}", lambda s, n=name: f"{s['frames_us_per_request'][n]:.1f}") for name in FRAMES],
-        *[(f"  {n} wrapper, its own", lambda s, n=n: f"{s['wrappers_us_per_request'][n]:.1f}") for n in WRAPPERS],
-        ("  kafkahooks' frames, in all", lambda s: f"{s['frames_total_us_per_request']:.1f}"),
-        ("  the rest", lambda s: f"{s['rest_us_per_request']:.1f}"),
-        ("(the timers' own cost)", lambda s: f"{s['timers_us_per_request']:.1f}"),
+        ("extra over bare, untimed", lambda s: f"{s['extra_us_per_unit']:.1f}"),
+        *[(f"  {frame_names[n]}", lambda s, n=n: f"{s['frames_us_per_unit'][n]:.1f}") for n in frame_names],
+        *[(f"  {n} wrapper, its own", lambda s, n=n: f"{s['wrappers_us_per_unit'][n]:.1f}") for n in WRAPPERS],
+        ("  kafkahooks' frames, in all", lambda s: f"{s['frames_total_us_per_unit']:.1f}"),
+        *[(f"  ({n}: not counted)", lambda s, n=n: f"{s['unsplit_us_per_unit'][n]:.1f}") for n in unsplit_names],
+        ("  the rest", lambda s: f"{s['rest_us_per_unit']:.1f}"),
+        ("(the timers' own cost)", lambda s: f"{s['timers_us_per_unit']:.1f}"),
     ]
     for title, cell in rows:
         table.add_row(title, *[cell(s) for s in summaries])
     console.print(table)
-    args.output.write_text(
+    output.write_text(
         json.dumps(
             {
                 "command": "python benchmarks/insitu.py " + " ".join(sys.argv[1:]),
@@ -276,7 +414,7 @@ def main() -> int:
         )
         + "\n"
     )
-    console.print(f"wrote {args.output}")
+    console.print(f"wrote {output}")
     return 0
 
 

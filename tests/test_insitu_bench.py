@@ -25,16 +25,20 @@ def _script() -> Any:
     return module
 
 
-def _child(bootstrap: str, mode: str, timed: bool, messages: int = 4000) -> dict[str, Any]:
+def _child(bootstrap: str, mode: str, timed: bool, messages: int = 4000, workload: str = "produce") -> dict[str, Any]:
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    topic = f"insitu-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(topic, 1, 1)])
+        if workload == "produce":
+            topic = f"insitu-{uuid.uuid4().hex[:8]}"
+            admin.create_topics([NewTopic(topic, 1, 1)])
+        else:
+            topic = _script().fill(bootstrap, admin, messages)
     finally:
         admin.close()
-    argv = [sys.executable, str(SCRIPT), "--child", mode, bootstrap, topic, str(messages), "1" if timed else "0"]
+    flag = "1" if timed else "0"
+    argv = [sys.executable, str(SCRIPT), "--child", workload, mode, bootstrap, topic, str(messages), flag]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert 0 == proc.returncode, proc.stderr[-3000:]
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -67,6 +71,34 @@ def test_every_entry_point_is_timed_once_per_request_or_batch(bootstrap: str) ->
     assert 0 < run["main_us_per_message"] < 10_000
 
 
+def test_a_getmany_consumer_times_its_fetches_and_hand_outs(bootstrap: str) -> None:
+    """A timed data-streams consumer reading with getmany: the measured topic's Fetch requests fall
+    inside the measurement (the warm-up read another topic), each hand-out frame ran, and every
+    record batch was entered once."""
+    script = _script()
+    run = _child(bootstrap, "dsm", timed=True, messages=3000, workload="getmany")
+    requests = run["requests"]
+    assert requests is not None
+    assert requests >= 1
+    wrappers = {outer for outer, _ in script.WRAPPERS.values()}
+    inner = {name for _, names in script.WRAPPERS.values() for name in names}
+    unsplit = {name for outer, _ in script.UNSPLIT.values() for name in outer}
+    assert set(run["calls"]) == set(script.GETMANY_FRAMES) | wrappers | inner | unsplit
+    for name in ("request_sent", "tap.written", "tap.frame_read", "response_decoded", "hooked.handle_frame"):
+        assert requests == run["calls"][name], name
+    # 3 000 records of 100 bytes in 64 KiB producer batches: a few batches, each entered once, and
+    # the iterator asked once more per result whether another follows.
+    calls = run["calls"]
+    entered = calls["batch_entered"]
+    assert 3000 * 100 / 65536 <= entered <= 3000
+    assert entered == calls["handout.next_batch"]
+    assert calls["batch_finished"] == calls["handout.has_next"] >= entered
+    assert calls["scope"] >= 2
+    assert calls["scope"] % 2 == 0  # each getmany call begins and ends its scope
+    assert calls["handouts.sync"] >= 1
+    assert all(us > 0 for us in run["timed_us"].values()), run["timed_us"]
+
+
 def test_the_bare_side_and_an_untimed_mode_carry_no_timers(bootstrap: str) -> None:
     bare = _child(bootstrap, "bare", timed=False, messages=2000)
     untimed = _child(bootstrap, "dsm", timed=False, messages=2000)
@@ -96,16 +128,21 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
                 "main_us_per_message": timed,
                 "messages": 100_000,
                 "requests": 1000,
-                "timed_us_per_request": timed_us,
+                "timed_us": {name: us * 1000 for name, us in timed_us.items()},  # 1 000 requests
             },
         ]
     summary = script.summarize(runs, "dsm")
     assert summary["rounds"] == 3
-    assert summary["records_per_request"] == 100
-    assert summary["extra_us_per_request"] == pytest.approx(50.0)
+    assert summary["records_per_unit"] == 100
+    assert summary["extra_us_per_unit"] == pytest.approx(50.0)
     ours = 2.0 * len(script.FRAMES) + 1.0 * len(script.WRAPPERS)
-    assert summary["wrappers_us_per_request"] == pytest.approx(dict.fromkeys(script.WRAPPERS, 1.0))
-    assert summary["frames_total_us_per_request"] == pytest.approx(ours)
-    assert summary["rest_us_per_request"] == pytest.approx(50.0 - ours)
-    assert summary["timers_us_per_request"] == pytest.approx(10.0)
+    assert summary["wrappers_us_per_unit"] == pytest.approx(dict.fromkeys(script.WRAPPERS, 1.0))
+    assert summary["frames_total_us_per_unit"] == pytest.approx(ours)
+    assert summary["rest_us_per_unit"] == pytest.approx(50.0 - ours)
+    assert summary["timers_us_per_unit"] == pytest.approx(10.0)
     assert summary["main_cpu_ratio"] == pytest.approx(6.0 / 5.5)
+    # A consumer's unit is 1 000 records, ten requests' worth here: every figure ten times larger.
+    per_kmsg = script.summarize(runs, "dsm", per_request=False)
+    assert per_kmsg["unit"] == "1 000 records"
+    assert per_kmsg["extra_us_per_unit"] == pytest.approx(500.0)
+    assert per_kmsg["frames_total_us_per_unit"] == pytest.approx(10 * ours)
