@@ -3,26 +3,21 @@ splits a mode's extra CPU into those frames and the rest."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "insitu.py"
+from tests._benchmarks import BENCHMARKS, load
+
+SCRIPT = BENCHMARKS / "insitu.py"
 
 
 def _script() -> Any:
-    spec = importlib.util.spec_from_file_location("insitu_bench", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("insitu")
 
 
 def _child(bootstrap: str, mode: str, timed: bool, messages: int = 4000, workload: str = "produce") -> dict[str, Any]:
