@@ -6,14 +6,16 @@ Run: ``.venv/bin/python benchmarks/insitu.py --mode dsm --mode hooks --rounds 8`
 round per mode). On the embedded broker (its own CPU when the machine has two), every round runs,
 each in a fresh process pinned to one CPU with the bench's steady heap, an aiokafka producer
 sending 100-byte records with linger 5 ms: the bare client, then per mode one process with timers
-and one without. Each process measures its main thread's CPU time (the event loop) over
-``--messages`` records, after a warm-up of a tenth as many. The timed process also wraps every
-entry point of kafkahooks' work on the event loop (per Produce request: the request's walk as it
-is sent, the write, the response's read and decoding; per batch: the first record's append, which
-opens the batch's headers and checkpoint) in a ``perf_counter_ns`` pair and sums their time per
-request. The untimed process gives the mode's cost without the timers' own; the timed one, what
-the frames took in place. Reported per Produce request, medians over the rounds: the event loop's
-extra CPU over bare, kafkahooks' timed frames, and the rest (the extra that is in none of them).
+and one without. Each process measures its main thread's CPU time (the event loop) and the wall
+time (its throughput) over ``--messages`` records, after a warm-up of a tenth as many. The timed
+process also wraps every entry point of kafkahooks' work on the event loop (per Produce request:
+the request's walk as it is sent, the write, the response's read and decoding; per batch: the
+first record's append, which opens the batch's headers and checkpoint) in a ``perf_counter_ns``
+pair and sums their time per request. The untimed process gives the mode's cost without the
+timers' own; the timed one, what the frames took in place. Reported, medians over the rounds:
+throughput and the event loop's CPU per message as ratios to bare (untimed processes), and per
+Produce request the event loop's extra CPU over bare, kafkahooks' timed frames, and the rest
+(the extra that is in none of them).
 
 kafkahooks' wrappers around the client's own calls (the connection's ``send`` and
 ``_handle_frame``, the transport's ``write``) are timed with the client's calls inside them, and
@@ -75,7 +77,10 @@ GETMANY_FRAMES = {
 }
 """kafkahooks' entry points timed on a consumer that reads with ``getmany``."""
 
-UNSPLIT = {
+Unsplit = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+"""Shown apart: name -> (the wrappers' timers, kafkahooks' frames inside them)."""
+
+UNSPLIT: Unsplit = {
     "records wrappers, their own with the client's calls": (
         ("handout.has_next", "handout.next_batch"),
         ("batch_finished", "batch_entered"),
@@ -84,7 +89,11 @@ UNSPLIT = {
 """Wrappers whose client call cannot be timed apart (aiokafka's compiled records ``has_next`` and
 ``next_batch``): their time less kafkahooks' frames inside, shown but not counted as kafkahooks'."""
 
-WORKLOAD_FRAMES = {"produce": FRAMES, "getmany": GETMANY_FRAMES}
+WORKLOADS: dict[str, tuple[dict[str, str], Unsplit]] = {
+    "produce": (FRAMES, {}),
+    "getmany": (GETMANY_FRAMES, UNSPLIT),
+}
+"""Per workload: the frames counted as kafkahooks', and the wrappers shown but not counted."""
 
 GETMANY_RECORDS = 5000
 """Records a ``getmany`` call asks for at most: what ``kafkahooks bench`` asks per aiokafka chunk.
@@ -156,17 +165,29 @@ def install_timers(acc: dict[str, list[int]], workload: str = "produce") -> None
     _SelectorSocketTransport.write = _timer(acc, "transport.write", _SelectorSocketTransport.write)
 
 
-async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]]) -> dict[str, Any]:
+def _client(mode: str, role: str, **kwargs: Any) -> tuple[Any, Any]:
+    """(the mode's telemetry, its aiokafka client for ``role``): the service SDK set up as
+    ``kafkahooks bench`` sets it up, the wrapped class with the mode's arguments or the bare one."""
     import aiokafka
 
-    from kafkahooks.aiokafka import AIOKafkaProducer
+    from kafkahooks import aiokafka as wrapped
     from kafkahooks.bench._modes import MODES, install_service_sdk
 
     install_service_sdk()
-    telemetry = MODES[mode].setup("aiokafka", "producer")
-    cls: Any = AIOKafkaProducer if telemetry.wrapped else aiokafka.AIOKafkaProducer
+    telemetry = MODES[mode].setup("aiokafka", role)
+    name = "AIOKafkaProducer" if role == "producer" else "AIOKafkaConsumer"
+    cls = getattr(wrapped if telemetry.wrapped else aiokafka, name)
     extra = telemetry.client_kwargs if telemetry.wrapped else {}
-    producer = cls(bootstrap_servers=bootstrap, linger_ms=5, acks=1, **extra)
+    return telemetry, cls(**kwargs, **extra)
+
+
+def _window() -> tuple[int, int]:
+    """(the main thread's CPU clock, the wall clock), in nanoseconds."""
+    return time.thread_time_ns(), time.perf_counter_ns()
+
+
+async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]]) -> dict[str, Any]:
+    telemetry, producer = _client(mode, "producer", bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     await producer.start()
     try:
         send = producer.send
@@ -175,29 +196,21 @@ async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: di
         await producer.flush()
         for slot in acc.values():
             slot[:] = [0, 0]
-        start = time.thread_time_ns()
+        start = _window()
         for _ in range(messages):
             await send(topic, VALUE)
         await producer.flush()
-        main_ns = time.thread_time_ns() - start
+        end = _window()
     finally:
         await producer.stop()
         telemetry.close()
-    return _result(mode, acc, main_ns, messages)
+    return _result(mode, acc, start, end, messages)
 
 
 async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]]) -> dict[str, Any]:
-    import aiokafka
     from aiokafka.structs import TopicPartition
 
-    from kafkahooks.aiokafka import AIOKafkaConsumer
-    from kafkahooks.bench._modes import MODES, install_service_sdk
-
-    install_service_sdk()
-    telemetry = MODES[mode].setup("aiokafka", "consumer")
-    cls: Any = AIOKafkaConsumer if telemetry.wrapped else aiokafka.AIOKafkaConsumer
-    extra = telemetry.client_kwargs if telemetry.wrapped else {}
-    consumer = cls(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **extra)
+    telemetry, consumer = _client(mode, "consumer", bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
 
     async def read(n: int) -> None:
@@ -214,26 +227,27 @@ async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: di
         await read(max(messages // 10, 1000))  # connections, metadata, specialization
         for slot in acc.values():
             slot[:] = [0, 0]
-        start = time.thread_time_ns()
+        start = _window()
         # A topic not fetched yet: its Fetch requests and responses fall inside the measurement.
         consumer.assign([TopicPartition(measured, 0)])
         await read(messages)
-        main_ns = time.thread_time_ns() - start
+        end = _window()
     finally:
         await consumer.stop()
         telemetry.close()
-    return _result(mode, acc, main_ns, messages)
+    return _result(mode, acc, start, end, messages)
 
 
-def _result(mode: str, acc: dict[str, list[int]], main_ns: int, messages: int) -> dict[str, Any]:
-    requests = acc["hooked.send"][1] if "hooked.send" in acc else None
+def _result(
+    mode: str, acc: dict[str, list[int]], start: tuple[int, int], end: tuple[int, int], messages: int
+) -> dict[str, Any]:
     return {
         "mode": mode,
         "timed": bool(acc),
-        "main_us_per_message": main_ns / 1000 / messages,
-        "requests": requests,
+        "main_us_per_message": (end[0] - start[0]) / 1000 / messages,
+        "messages_per_second": messages / ((end[1] - start[1]) / 1e9),
+        "requests": acc["hooked.send"][1] if "hooked.send" in acc else None,
         "timed_us": {k: v[0] / 1000 for k, v in acc.items()},
-        "timed_us_per_request": {k: v[0] / 1000 / requests for k, v in acc.items()} if requests else {},
         "calls": {k: v[1] for k, v in acc.items()},
     }
 
@@ -292,14 +306,20 @@ def _side(
 
 
 def summarize(
-    runs: list[dict[str, Any]], mode: str, frame_names: dict[str, str] = FRAMES, per_request: bool = True
+    runs: list[dict[str, Any]],
+    mode: str,
+    frame_names: dict[str, str] = FRAMES,
+    per_request: bool = True,
+    unsplit_names: Unsplit | None = None,
 ) -> dict[str, Any]:
     """Medians over rounds, per unit of work (a Produce request; or, ``per_request=False``, 1 000
     records, for a consumer whose requests carry as much as the broker sends): the event loop's
     extra CPU over bare (untimed processes), kafkahooks' timed frames, the rest, and what the
     timers themselves cost."""
-    bare = [r["main_us_per_message"] for r in runs if r["mode"] == "bare"]
-    plain = [r["main_us_per_message"] for r in runs if r["mode"] == mode and not r["timed"]]
+    bare_runs = [r for r in runs if r["mode"] == "bare"]
+    plain_runs = [r for r in runs if r["mode"] == mode and not r["timed"]]
+    bare = [r["main_us_per_message"] for r in bare_runs]
+    plain = [r["main_us_per_message"] for r in plain_runs]
     timed = [r for r in runs if r["mode"] == mode and r["timed"]]
     unit = statistics.median(r["messages"] / r["requests"] for r in timed) if per_request else 1000.0
 
@@ -313,8 +333,7 @@ def summarize(
     }
     unsplit = {
         name: statistics.median(sum(per_unit(r, o) for o in outer) - sum(per_unit(r, i) for i in inner) for r in timed)
-        for name, (outer, inner) in UNSPLIT.items()
-        if any(o in r["timed_us"] for r in timed for o in outer)
+        for name, (outer, inner) in (unsplit_names or {}).items()
     }
     extra = statistics.median(p - b for p, b in zip(plain, bare, strict=True)) * unit
     timers = statistics.median(t["main_us_per_message"] - p for t, p in zip(timed, plain, strict=True)) * unit
@@ -327,6 +346,9 @@ def summarize(
         "bare_main_us_per_message": statistics.median(bare),
         "mode_main_us_per_message": statistics.median(plain),
         "main_cpu_ratio": statistics.median(p / b for p, b in zip(plain, bare, strict=True)),
+        "throughput_ratio": statistics.median(
+            p["messages_per_second"] / b["messages_per_second"] for p, b in zip(plain_runs, bare_runs, strict=True)
+        ),
         "extra_us_per_unit": extra,
         "frames_us_per_unit": frames,
         "wrappers_us_per_unit": wrappers,
@@ -346,11 +368,11 @@ def main() -> int:
     parser.add_argument("--mode", action="append", help="modes to measure (default: dsm, hooks)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--workload", choices=sorted(WORKLOAD_FRAMES), default="produce")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="produce")
     parser.add_argument("--output", type=Path, help="default: benchmarks/results/insitu-WORKLOAD.json")
     args = parser.parse_args()
     modes = args.mode or ["dsm", "hooks"]
-    frame_names = WORKLOAD_FRAMES[args.workload]
+    frame_names, unsplit = WORKLOADS[args.workload]
     output = args.output or ROOT / "benchmarks" / "results" / f"insitu-{args.workload}.json"
 
     from kafka.admin import KafkaAdminClient
@@ -380,21 +402,20 @@ def main() -> int:
         finally:
             admin.close()
     per_request = args.workload == "produce"
-    summaries = [summarize([r for r in runs if r["pair"] == m], m, frame_names, per_request) for m in modes]
-    unit = "Produce request" if per_request else "1 000 records"
-    unsplit_names = [n for n in UNSPLIT if all(n in summary["unsplit_us_per_unit"] for summary in summaries)]
-    table = Table(title=f"aiokafka {args.workload}, event loop, µs per {unit} (medians)")
+    summaries = [summarize([r for r in runs if r["pair"] == m], m, frame_names, per_request, unsplit) for m in modes]
+    table = Table(title=f"aiokafka {args.workload}, event loop, µs per {summaries[0]['unit']} (medians)")
     table.add_column("")
     for mode in modes:
         table.add_column(mode, justify="right")
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("records per unit", lambda s: f"{s['records_per_unit']:.0f}"),
-        ("event loop CPU, ratio to bare", lambda s: f"{s['main_cpu_ratio']:.3f}"),
+        ("throughput, ratio to bare (untimed)", lambda s: f"{s['throughput_ratio']:.3f}"),
+        ("event loop CPU per message, ratio to bare", lambda s: f"{s['main_cpu_ratio']:.3f}"),
         ("extra over bare, untimed", lambda s: f"{s['extra_us_per_unit']:.1f}"),
         *[(f"  {frame_names[n]}", lambda s, n=n: f"{s['frames_us_per_unit'][n]:.1f}") for n in frame_names],
         *[(f"  {n} wrapper, its own", lambda s, n=n: f"{s['wrappers_us_per_unit'][n]:.1f}") for n in WRAPPERS],
         ("  kafkahooks' frames, in all", lambda s: f"{s['frames_total_us_per_unit']:.1f}"),
-        *[(f"  ({n}: not counted)", lambda s, n=n: f"{s['unsplit_us_per_unit'][n]:.1f}") for n in unsplit_names],
+        *[(f"  ({n}: not counted)", lambda s, n=n: f"{s['unsplit_us_per_unit'][n]:.1f}") for n in unsplit],
         ("  the rest", lambda s: f"{s['rest_us_per_unit']:.1f}"),
         ("(the timers' own cost)", lambda s: f"{s['timers_us_per_unit']:.1f}"),
     ]

@@ -59,11 +59,12 @@ def test_every_entry_point_is_timed_once_per_request_or_batch(bootstrap: str) ->
     # went before the measured records; nothing else is sent meanwhile).
     for name in ("hooked.handle_frame", "client.handle_frame", "timed.write", "transport.write"):
         assert requests == run["calls"][name], name
-    timed = run["timed_us_per_request"]
+    timed = run["timed_us"]
     assert all(us > 0 for us in timed.values()), timed
     for outer, names in script.WRAPPERS.values():  # a wrapper's time holds what ran inside it
         assert timed[outer] > sum(timed[name] for name in names), (outer, timed)
     assert 0 < run["main_us_per_message"] < 10_000
+    assert run["messages_per_second"] > 0
 
 
 def test_a_getmany_consumer_times_its_fetches_and_hand_outs(bootstrap: str) -> None:
@@ -115,8 +116,8 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     runs = []
     for bare, plain, timed in ((5.0, 5.5, 5.6), (6.0, 6.5, 6.6), (5.5, 6.0, 6.1)):
         runs += [
-            {"mode": "bare", "timed": False, "main_us_per_message": bare},
-            {"mode": "dsm", "timed": False, "main_us_per_message": plain},
+            {"mode": "bare", "timed": False, "main_us_per_message": bare, "messages_per_second": 1e6 / bare},
+            {"mode": "dsm", "timed": False, "main_us_per_message": plain, "messages_per_second": 1e6 / plain},
             {
                 "mode": "dsm",
                 "timed": True,
@@ -136,8 +137,16 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     assert summary["rest_us_per_unit"] == pytest.approx(50.0 - ours)
     assert summary["timers_us_per_unit"] == pytest.approx(10.0)
     assert summary["main_cpu_ratio"] == pytest.approx(6.0 / 5.5)
+    assert summary["throughput_ratio"] == pytest.approx(5.5 / 6.0)
+    assert summary["unsplit_us_per_unit"] == {}
     # A consumer's unit is 1 000 records, ten requests' worth here: every figure ten times larger.
-    per_kmsg = script.summarize(runs, "dsm", per_request=False)
+    # The records wrappers (getmany) hold frames of ours and the client's calls: shown apart, less ours.
+    for run in runs:
+        if run["timed"]:
+            run["timed_us"].update({"handout.has_next": 5000.0, "handout.next_batch": 7000.0})
+            run["timed_us"].update({"batch_finished": 4000.0, "batch_entered": 5000.0})
+    per_kmsg = script.summarize(runs, "dsm", per_request=False, unsplit_names=script.UNSPLIT)
+    assert per_kmsg["unsplit_us_per_unit"] == pytest.approx(dict.fromkeys(script.UNSPLIT, 30.0))
     assert per_kmsg["unit"] == "1 000 records"
     assert per_kmsg["extra_us_per_unit"] == pytest.approx(500.0)
     assert per_kmsg["frames_total_us_per_unit"] == pytest.approx(10 * ours)
