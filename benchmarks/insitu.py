@@ -33,17 +33,28 @@ response entry points and wrappers, and the hand-outs: new fetch results given b
 records wrappers' next-batch calls, and ``getmany``'s hand-out scope (where data streams and spans
 take the batches handed out). Results go to ``benchmarks/results/insitu-WORKLOAD.json``
 (``--output``).
+
+Every process, bare included, also meters the garbage collector on its main thread inside the
+measurement (``gc.callbacks``: time and passes per generation, and the tracked objects left at the
+end), so the rest splits once more: the collector's extra over bare, and what is left beyond it.
+The collector is not kafkahooks' frame, but what it pays for objects of ours is our cost: a full
+pass visits every long-lived tracked object. ``--ballast N`` gives the mode's processes (not bare's)
+N more long-lived objects, nothing else: ``--mode bare --ballast N`` measures what N objects cost a
+consumer, bare against bare. ``--mode bare`` alone measures bare against itself, third in the round
+as every mode is: the order of the processes alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -181,6 +192,38 @@ def _client(mode: str, role: str, **kwargs: Any) -> tuple[Any, Any]:
     return telemetry, cls(**kwargs, **extra)
 
 
+class Collector:
+    """The garbage collector's passes on the main thread within the measurement: their time
+    (``perf_counter_ns`` around each, from ``gc.callbacks``) and how many per generation. Installed
+    in every process, bare included, so each pays the same two calls per collection."""
+
+    def __init__(self) -> None:
+        self.main = threading.get_ident()
+        self.ns = 0
+        self.collections = [0, 0, 0]
+        self.generation_ns = [0, 0, 0]
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if threading.get_ident() != self.main:
+            return
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        else:
+            took = time.perf_counter_ns() - self._started
+            self.ns += took
+            self.collections[info["generation"]] += 1
+            self.generation_ns[info["generation"]] += took
+
+    def reset(self) -> None:
+        self.ns = 0
+        self.collections = [0, 0, 0]
+        self.generation_ns = [0, 0, 0]
+
+
+COLLECTOR = Collector()
+
+
 def _window() -> tuple[int, int]:
     """(the main thread's CPU clock, the wall clock), in nanoseconds."""
     return time.thread_time_ns(), time.perf_counter_ns()
@@ -196,6 +239,7 @@ async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: di
         await producer.flush()
         for slot in acc.values():
             slot[:] = [0, 0]
+        COLLECTOR.reset()
         start = _window()
         for _ in range(messages):
             await send(topic, VALUE)
@@ -227,6 +271,7 @@ async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: di
         await read(max(messages // 10, 1000))  # connections, metadata, specialization
         for slot in acc.values():
             slot[:] = [0, 0]
+        COLLECTOR.reset()
         start = _window()
         # A topic not fetched yet: its Fetch requests and responses fall inside the measurement.
         consumer.assign([TopicPartition(measured, 0)])
@@ -249,13 +294,23 @@ def _result(
         "requests": acc["hooked.send"][1] if "hooked.send" in acc else None,
         "timed_us": {k: v[0] / 1000 for k, v in acc.items()},
         "calls": {k: v[1] for k, v in acc.items()},
+        "gc_us": COLLECTOR.ns / 1000,
+        "gc_collections": list(COLLECTOR.collections),
+        "gc_generation_us": [ns / 1000 for ns in COLLECTOR.generation_ns],
+        "gc_tracked": len(gc.get_objects()),
     }
 
 
-def child(workload: str, mode: str, bootstrap: str, topic: str, messages: int, timed: bool) -> None:
+BALLAST: list[list[int]] = []
+"""``--ballast``: long-lived objects the collector visits on each full pass, and nothing else does."""
+
+
+def child(workload: str, mode: str, bootstrap: str, topic: str, messages: int, timed: bool, ballast: int = 0) -> None:
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     acc: dict[str, list[int]] = {}
+    gc.callbacks.append(COLLECTOR)
+    BALLAST[:] = [[i] for i in range(ballast)]
     if timed:
         install_timers(acc, workload)
     run = _produce if workload == "produce" else _getmany
@@ -285,7 +340,14 @@ def fill(bootstrap: str, admin: Any, records: int) -> str:
 
 
 def _side(
-    bootstrap: str, admin: Any, workload: str, topic: str | None, mode: str, messages: int, timed: bool
+    bootstrap: str,
+    admin: Any,
+    workload: str,
+    topic: str | None,
+    mode: str,
+    messages: int,
+    timed: bool,
+    ballast: int = 0,
 ) -> dict[str, Any]:
     from kafka.admin import NewTopic
 
@@ -295,7 +357,7 @@ def _side(
         topic = f"insitu-{uuid.uuid4().hex[:8]}"
         admin.create_topics([NewTopic(topic, 1, 1)])
     flag = "1" if timed else "0"
-    argv = [sys.executable, __file__, "--child", workload, mode, bootstrap, topic, str(messages), flag]
+    argv = [sys.executable, __file__, "--child", workload, mode, bootstrap, topic, str(messages), flag, str(ballast)]
     proc = subprocess.run(
         argv, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT, env=worker_env(True)
     )
@@ -316,20 +378,26 @@ def summarize(
     records, for a consumer whose requests carry as much as the broker sends): the event loop's
     extra CPU over bare (untimed processes), kafkahooks' timed frames, the rest, and what the
     timers themselves cost."""
-    bare_runs = [r for r in runs if r["mode"] == "bare"]
-    plain_runs = [r for r in runs if r["mode"] == mode and not r["timed"]]
+    # By place in the round (bare, timed, untimed), not by mode: ``--mode bare`` measures bare
+    # against itself (what the order of the processes alone makes of it).
+    bare_runs = [r for r in runs if r["side"] == "bare"]
+    plain_runs = [r for r in runs if r["side"] == "untimed"]
     bare = [r["main_us_per_message"] for r in bare_runs]
     plain = [r["main_us_per_message"] for r in plain_runs]
-    timed = [r for r in runs if r["mode"] == mode and r["timed"]]
+    timed = [r for r in runs if r["side"] == "timed"]
     unit = statistics.median(r["messages"] / r["requests"] for r in timed) if per_request else 1000.0
 
     def per_unit(run: dict[str, Any], name: str) -> float:
         return float(run["timed_us"].get(name, 0.0) / (run["messages"] / unit))
 
     frames = {n: statistics.median(per_unit(r, n) for r in timed) for n in frame_names}
+
+    def own(run: dict[str, Any], outer: str, inner: tuple[str, ...]) -> float:
+        # A wrapper that never ran (bare, or a mode without the taps) has no time of its own.
+        return per_unit(run, outer) - sum(per_unit(run, i) for i in inner) if per_unit(run, outer) else 0.0
+
     wrappers = {
-        name: statistics.median(per_unit(r, outer) - sum(per_unit(r, i) for i in inner) for r in timed)
-        for name, (outer, inner) in WRAPPERS.items()
+        name: statistics.median(own(r, outer, inner) for r in timed) for name, (outer, inner) in WRAPPERS.items()
     }
     unsplit = {
         name: statistics.median(sum(per_unit(r, o) for o in outer) - sum(per_unit(r, i) for i in inner) for r in timed)
@@ -338,6 +406,11 @@ def summarize(
     extra = statistics.median(p - b for p, b in zip(plain, bare, strict=True)) * unit
     timers = statistics.median(t["main_us_per_message"] - p for t, p in zip(timed, plain, strict=True)) * unit
     ours = sum(frames.values()) + sum(wrappers.values())
+
+    def collector(run: dict[str, Any]) -> float:
+        return float(run.get("gc_us", 0.0) / run["messages"] * unit)
+
+    gc_extra = statistics.median(collector(p) - collector(b) for p, b in zip(plain_runs, bare_runs, strict=True))
     return {
         "mode": mode,
         "rounds": len(timed),
@@ -355,14 +428,17 @@ def summarize(
         "unsplit_us_per_unit": unsplit,
         "frames_total_us_per_unit": ours,
         "rest_us_per_unit": extra - ours,
+        "bare_gc_us_per_unit": statistics.median(collector(b) for b in bare_runs),
+        "gc_extra_us_per_unit": gc_extra,
+        "rest_beyond_gc_us_per_unit": extra - ours - gc_extra,
         "timers_us_per_unit": timers,
     }
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        workload, mode, bootstrap, topic, messages, flag = sys.argv[2:8]
-        child(workload, mode, bootstrap, topic, int(messages), flag == "1")
+        workload, mode, bootstrap, topic, messages, flag, ballast = sys.argv[2:9]
+        child(workload, mode, bootstrap, topic, int(messages), flag == "1", int(ballast))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", action="append", help="modes to measure (default: dsm, hooks)")
@@ -370,6 +446,13 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="produce")
     parser.add_argument("--output", type=Path, help="default: benchmarks/results/insitu-WORKLOAD.json")
+    parser.add_argument(
+        "--ballast",
+        type=int,
+        default=0,
+        help="N long-lived one-item lists in the mode's processes, not bare's (what the collector's full "
+        "passes pay per object: with --mode bare, bare against bare with N more)",
+    )
     args = parser.parse_args()
     modes = args.mode or ["dsm", "hooks"]
     frame_names, unsplit = WORKLOADS[args.workload]
@@ -392,8 +475,17 @@ def main() -> int:
             for round_no in range(args.rounds):
                 for mode in modes:
                     # bare, timed, untimed: each mode's pair of processes right after its own bare.
-                    for side, timed in (("bare", False), (mode, True), (mode, False)):
-                        run = _side(broker.bootstrap_servers, admin, args.workload, filled, side, args.messages, timed)
+                    for side, process, timed in (
+                        ("bare", "bare", False),
+                        ("timed", mode, True),
+                        ("untimed", mode, False),
+                    ):
+                        extra = args.ballast if side != "bare" else 0
+                        run = _side(
+                            broker.bootstrap_servers, admin, args.workload, filled, process, args.messages, timed, extra
+                        )
+                        run["side"] = side
+                        run["ballast"] = extra
                         run["messages"] = args.messages
                         run["round"] = round_no
                         run["pair"] = mode
@@ -417,6 +509,11 @@ def main() -> int:
         ("  kafkahooks' frames, in all", lambda s: f"{s['frames_total_us_per_unit']:.1f}"),
         *[(f"  ({n}: not counted)", lambda s, n=n: f"{s['unsplit_us_per_unit'][n]:.1f}") for n in unsplit],
         ("  the rest", lambda s: f"{s['rest_us_per_unit']:.1f}"),
+        (
+            "    the collector's extra (bare's own)",
+            lambda s: f"{s['gc_extra_us_per_unit']:.1f} ({s['bare_gc_us_per_unit']:.0f})",
+        ),
+        ("    the rest beyond the collector", lambda s: f"{s['rest_beyond_gc_us_per_unit']:.1f}"),
         ("(the timers' own cost)", lambda s: f"{s['timers_us_per_unit']:.1f}"),
     ]
     for title, cell in rows:

@@ -20,7 +20,9 @@ def _script() -> Any:
     return load("insitu")
 
 
-def _child(bootstrap: str, mode: str, timed: bool, messages: int = 4000, workload: str = "produce") -> dict[str, Any]:
+def _child(
+    bootstrap: str, mode: str, timed: bool, messages: int = 4000, workload: str = "produce", ballast: int = 0
+) -> dict[str, Any]:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -33,7 +35,7 @@ def _child(bootstrap: str, mode: str, timed: bool, messages: int = 4000, workloa
     finally:
         admin.close()
     flag = "1" if timed else "0"
-    argv = [sys.executable, str(SCRIPT), "--child", workload, mode, bootstrap, topic, str(messages), flag]
+    argv = [sys.executable, str(SCRIPT), "--child", workload, mode, bootstrap, topic, str(messages), flag, str(ballast)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert 0 == proc.returncode, proc.stderr[-3000:]
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -105,6 +107,19 @@ def test_the_bare_side_and_an_untimed_mode_carry_no_timers(bootstrap: str) -> No
         assert 0 < run["main_us_per_message"] < 10_000
 
 
+def test_every_process_meters_the_collector_and_ballast_stays_alive(bootstrap: str) -> None:
+    """The collector's passes inside the measurement, per generation, in every process; a
+    ballasted process holds that many more tracked objects to the end."""
+    bare = _child(bootstrap, "bare", timed=False, messages=3000, workload="getmany")
+    heavy = _child(bootstrap, "bare", timed=False, messages=3000, workload="getmany", ballast=20_000)
+    for run in (bare, heavy):
+        assert sum(run["gc_collections"]) >= 1  # 3 000 consumer records: several young passes
+        assert len(run["gc_generation_us"]) == 3
+        assert run["gc_us"] == pytest.approx(sum(run["gc_generation_us"]))
+        assert all(us > 0 for us, n in zip(run["gc_generation_us"], run["gc_collections"], strict=True) if n)
+    assert heavy["gc_tracked"] >= bare["gc_tracked"] + 20_000
+
+
 def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     """Medians per request: (mode - bare) event-loop CPU times records per request, the frames'
     sum, the rest as the difference, and the timers' cost as timed minus untimed."""
@@ -115,10 +130,15 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
         timed_us[outer] = sum(timed_us[name] for name in inner) + 1.0
     runs = []
     for bare, plain, timed in ((5.0, 5.5, 5.6), (6.0, 6.5, 6.6), (5.5, 6.0, 6.1)):
+        # The collector: 1 µs a message in bare, 1.2 in the mode (20 µs more per 100-record request).
+        gc_bare, gc_mode = {"gc_us": 100_000.0}, {"gc_us": 120_000.0}
         runs += [
-            {"mode": "bare", "timed": False, "main_us_per_message": bare, "messages_per_second": 1e6 / bare},
-            {"mode": "dsm", "timed": False, "main_us_per_message": plain, "messages_per_second": 1e6 / plain},
+            {"side": "bare", "main_us_per_message": bare, "messages_per_second": 1e6 / bare, "messages": 100_000}
+            | gc_bare,
+            {"side": "untimed", "main_us_per_message": plain, "messages_per_second": 1e6 / plain, "messages": 100_000}
+            | gc_mode,
             {
+                "side": "timed",
                 "mode": "dsm",
                 "timed": True,
                 "main_us_per_message": timed,
@@ -135,6 +155,9 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     assert summary["wrappers_us_per_unit"] == pytest.approx(dict.fromkeys(script.WRAPPERS, 1.0))
     assert summary["frames_total_us_per_unit"] == pytest.approx(ours)
     assert summary["rest_us_per_unit"] == pytest.approx(50.0 - ours)
+    assert summary["bare_gc_us_per_unit"] == pytest.approx(100.0)
+    assert summary["gc_extra_us_per_unit"] == pytest.approx(20.0)
+    assert summary["rest_beyond_gc_us_per_unit"] == pytest.approx(50.0 - ours - 20.0)
     assert summary["timers_us_per_unit"] == pytest.approx(10.0)
     assert summary["main_cpu_ratio"] == pytest.approx(6.0 / 5.5)
     assert summary["throughput_ratio"] == pytest.approx(5.5 / 6.0)
@@ -142,7 +165,7 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     # A consumer's unit is 1 000 records, ten requests' worth here: every figure ten times larger.
     # The records wrappers (getmany) hold frames of ours and the client's calls: shown apart, less ours.
     for run in runs:
-        if run["timed"]:
+        if run["side"] == "timed":
             run["timed_us"].update({"handout.has_next": 5000.0, "handout.next_batch": 7000.0})
             run["timed_us"].update({"batch_finished": 4000.0, "batch_entered": 5000.0})
     per_kmsg = script.summarize(runs, "dsm", per_request=False, unsplit_names=script.UNSPLIT)
@@ -150,3 +173,26 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     assert per_kmsg["unit"] == "1 000 records"
     assert per_kmsg["extra_us_per_unit"] == pytest.approx(500.0)
     assert per_kmsg["frames_total_us_per_unit"] == pytest.approx(10 * ours)
+
+
+def test_a_wrapper_that_never_ran_has_no_time_of_its_own() -> None:
+    """Bare against bare (``--mode bare``): the timed process ran the client's calls under their
+    timers but none of kafkahooks' wrappers, so no wrapper time, and no frames."""
+    script = _script()
+    runs = []
+    for us in (5.0, 5.2):
+        runs += [
+            {"side": "bare", "main_us_per_message": us, "messages_per_second": 1e6 / us, "messages": 1000},
+            {"side": "untimed", "main_us_per_message": us, "messages_per_second": 1e6 / us, "messages": 1000},
+            {
+                "side": "timed",
+                "main_us_per_message": us,
+                "messages": 1000,
+                "requests": 10,
+                "timed_us": {"client.send": 300.0, "client.handle_frame": 500.0, "transport.write": 100.0},
+            },
+        ]
+    summary = script.summarize(runs, "bare")
+    assert summary["wrappers_us_per_unit"] == dict.fromkeys(script.WRAPPERS, 0.0)
+    assert summary["frames_total_us_per_unit"] == 0.0
+    assert summary["extra_us_per_unit"] == pytest.approx(0.0)
