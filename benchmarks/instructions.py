@@ -22,6 +22,10 @@ cost would be charged to each message that many times over (an idle pass of the 
 some 800 bytecodes). So the bare client first runs once at full speed, its slowdown under valgrind
 is measured, and the mode's timers are stretched by it (``--slowdown`` to set it).
 
+``--by D1mr`` (or another event) ranks the functions by that event instead of instructions: where a
+mode's extra cache misses fall (the ``imports`` mode, the bare client beside everything
+``tracing="hooks"`` imports, tells the misses that move with the heap's layout alone).
+
 ``--threads`` counts each thread apart (callgrind, ``--separate-threads``; slower): the main
 thread (aiokafka's event loop, kafka-python's application thread) against all others summed
 (kafkahooks' export worker, the SDK's exporters). ``--keep DIR`` keeps valgrind's own files.
@@ -58,6 +62,14 @@ EVENTS = {
     "Bim": "ind. mispred.",
 }
 """cachegrind's events reported, and their column titles (misses and mispredictions as simulated)."""
+
+
+_BY_TITLE = {"Ir": "instructions", "I1mr": "I1 misses", "D1mr": "D1 read misses", "D1mw": "D1 write misses"}
+
+
+def _by_function_key(event: str) -> str:
+    """The results' key of the by-function figures for ``event`` (instructions: as before)."""
+    return "instructions_over_bare_by_function" if event == "Ir" else f"{event}_over_bare_by_function"
 
 
 _RECURSION = re.compile(r"'\d+$")
@@ -206,6 +218,13 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--top", type=int, default=0, help="the N C functions whose instructions grew most per mode")
     parser.add_argument(
+        "--by",
+        choices=list(EVENTS),
+        default="Ir",
+        help="the event --top and the by-function figures follow (default Ir, instructions; D1mr, say, "
+        "for the first-level data cache's read misses)",
+    )
+    parser.add_argument(
         "--threads",
         action="store_true",
         help="count each thread apart (callgrind, slower): the main thread against the others",
@@ -274,7 +293,7 @@ def main() -> int:
                 (small_sum, small_fns), (big_sum, big_fns) = runs[0].counts[part], runs[1].counts[part]
                 per_message[part][mode] = {event: (big_sum[event] - small_sum[event]) / span for event in EVENTS}
                 grown[part][mode] = Counter(
-                    {fn: (c["Ir"] - small_fns.get(fn, Counter())["Ir"]) / span for fn, c in big_fns.items()}
+                    {fn: (c[args.by] - small_fns.get(fn, Counter())[args.by]) / span for fn, c in big_fns.items()}
                 )
         admin.close()
     for part in parts:
@@ -303,7 +322,7 @@ def main() -> int:
             over_bare[part][mode] = dict(diff.most_common(max(args.top, 20)))
             if not args.top:
                 continue
-            top = Table(title=f"{mode}, {part}: instructions per message over bare, by C function")
+            top = Table(title=f"{mode}, {part}: {_BY_TITLE.get(args.by, args.by)} per message over bare, by C function")
             top.add_column("function")
             top.add_column("bare", justify="right")
             top.add_column(f"+{mode}", justify="right")
@@ -317,16 +336,16 @@ def main() -> int:
     )
     result: dict[str, Any] = {
         "client": args.client, "workload": args.workload, "messages": [small, args.messages],
-        "python": sys.version.split()[0], "tool": tool, "hash_seed": args.hash_seed,
+        "python": sys.version.split()[0], "tool": tool, "hash_seed": args.hash_seed, "by": args.by,
         "per_message": per_message["all threads"],
-        "instructions_over_bare_by_function": over_bare["all threads"],
+        _by_function_key(args.by): over_bare["all threads"],
     }  # fmt: skip
     result["slowdown"] = {"measured": slowdown, "timers_stretched": args.stretch, "wall_us_per_message": wall}
     if records_per_request:
         result["records_per_request"] = records_per_request
     if args.threads:
         result["per_message_by_thread"] = {part: per_message[part] for part in parts[1:]}
-        result["instructions_over_bare_by_function_by_thread"] = {part: over_bare[part] for part in parts[1:]}
+        result[_by_function_key(args.by) + "_by_thread"] = {part: over_bare[part] for part in parts[1:]}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"written: {args.output}")

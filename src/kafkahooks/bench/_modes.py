@@ -241,6 +241,31 @@ def _hooks_stuck(client: str, role: str) -> Telemetry:
     )
 
 
+IMPORTED_BY_HOOKS = (
+    "kafkahooks._otel",
+    "kafkahooks.datastreams",
+    "kafkahooks.datastreams._exporters",
+    "kafkahooks.hooks._opened",
+    "kafkahooks.metrics",
+    "kafkahooks.tracing",
+    "opentelemetry.propagate",  # the trace-context carriers load the propagators on first use
+)
+"""What a ``tracing="hooks"`` client imports beyond the wrapped client's own module (the ``imports``
+mode's modules; ``tests/test_bench_modes.py`` keeps the list whole)."""
+
+
+def _imports(client: str, role: str) -> Telemetry:
+    """The bare client, in a process that imported everything ``tracing="hooks"`` imports, nothing
+    installed: what the imports alone change (the heap's layout, the collector's long-lived
+    objects), a control for the modes that install."""
+    import importlib
+
+    importlib.import_module("kafkahooks.aiokafka" if client == "aiokafka" else "kafkahooks.kafka")
+    for name in IMPORTED_BY_HOOKS:
+        importlib.import_module(name)
+    return Telemetry(wrapped=False)
+
+
 def _dsm(client: str, role: str) -> Telemetry:
     from kafkahooks.datastreams import DataStreams, OtelMetricsExporter
 
@@ -417,6 +442,12 @@ MODES: dict[str, Mode] = {
     for m in (
         Mode("bare", "the client alone (the limit)", _bare),
         Mode("off", "kafkahooks wrapper, tracing off, no hooks", _off),
+        Mode(
+            "imports",
+            'the bare client beside everything tracing="hooks" imports, nothing installed',
+            _imports,
+            default=False,
+        ),
         Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
         Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
         Mode(
