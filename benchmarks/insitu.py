@@ -59,10 +59,13 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from kafkahooks.bench._worker import CollectorClock
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUE = b"x" * 100
@@ -192,44 +195,14 @@ def _client(mode: str, role: str, **kwargs: Any) -> tuple[Any, Any]:
     return telemetry, cls(**kwargs, **extra)
 
 
-class Collector:
-    """The garbage collector's passes on the main thread within the measurement: their time
-    (``perf_counter_ns`` around each, from ``gc.callbacks``) and how many per generation. Installed
-    in every process, bare included, so each pays the same two calls per collection."""
-
-    def __init__(self) -> None:
-        self.main = threading.get_ident()
-        self.ns = 0
-        self.collections = [0, 0, 0]
-        self.generation_ns = [0, 0, 0]
-        self._started = 0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if threading.get_ident() != self.main:
-            return
-        if phase == "start":
-            self._started = time.perf_counter_ns()
-        else:
-            took = time.perf_counter_ns() - self._started
-            self.ns += took
-            self.collections[info["generation"]] += 1
-            self.generation_ns[info["generation"]] += took
-
-    def reset(self) -> None:
-        self.ns = 0
-        self.collections = [0, 0, 0]
-        self.generation_ns = [0, 0, 0]
-
-
-COLLECTOR = Collector()
-
-
 def _window() -> tuple[int, int]:
     """(the main thread's CPU clock, the wall clock), in nanoseconds."""
     return time.thread_time_ns(), time.perf_counter_ns()
 
 
-async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]]) -> dict[str, Any]:
+async def _produce(
+    mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]], collector: CollectorClock
+) -> dict[str, Any]:
     telemetry, producer = _client(mode, "producer", bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     await producer.start()
     try:
@@ -239,7 +212,7 @@ async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: di
         await producer.flush()
         for slot in acc.values():
             slot[:] = [0, 0]
-        COLLECTOR.reset()
+        collector.reset()
         start = _window()
         for _ in range(messages):
             await send(topic, VALUE)
@@ -248,10 +221,12 @@ async def _produce(mode: str, bootstrap: str, topic: str, messages: int, acc: di
     finally:
         await producer.stop()
         telemetry.close()
-    return _result(mode, acc, start, end, messages)
+    return _result(mode, acc, collector, start, end, messages)
 
 
-async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]]) -> dict[str, Any]:
+async def _getmany(
+    mode: str, bootstrap: str, topic: str, messages: int, acc: dict[str, list[int]], collector: CollectorClock
+) -> dict[str, Any]:
     from aiokafka.structs import TopicPartition
 
     telemetry, consumer = _client(mode, "consumer", bootstrap_servers=bootstrap, auto_offset_reset="earliest")
@@ -271,7 +246,7 @@ async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: di
         await read(max(messages // 10, 1000))  # connections, metadata, specialization
         for slot in acc.values():
             slot[:] = [0, 0]
-        COLLECTOR.reset()
+        collector.reset()
         start = _window()
         # A topic not fetched yet: its Fetch requests and responses fall inside the measurement.
         consumer.assign([TopicPartition(measured, 0)])
@@ -280,11 +255,16 @@ async def _getmany(mode: str, bootstrap: str, topic: str, messages: int, acc: di
     finally:
         await consumer.stop()
         telemetry.close()
-    return _result(mode, acc, start, end, messages)
+    return _result(mode, acc, collector, start, end, messages)
 
 
 def _result(
-    mode: str, acc: dict[str, list[int]], start: tuple[int, int], end: tuple[int, int], messages: int
+    mode: str,
+    acc: dict[str, list[int]],
+    collector: CollectorClock,
+    start: tuple[int, int],
+    end: tuple[int, int],
+    messages: int,
 ) -> dict[str, Any]:
     return {
         "mode": mode,
@@ -294,9 +274,9 @@ def _result(
         "requests": acc["hooked.send"][1] if "hooked.send" in acc else None,
         "timed_us": {k: v[0] / 1000 for k, v in acc.items()},
         "calls": {k: v[1] for k, v in acc.items()},
-        "gc_us": COLLECTOR.ns / 1000,
-        "gc_collections": list(COLLECTOR.collections),
-        "gc_generation_us": [ns / 1000 for ns in COLLECTOR.generation_ns],
+        "gc_us": collector.seconds * 1e6,
+        "gc_collections": list(collector.passes),
+        "gc_generation_us": [seconds * 1e6 for seconds in collector.generation_seconds],
         "gc_tracked": len(gc.get_objects()),
     }
 
@@ -308,13 +288,18 @@ BALLAST: list[list[int]] = []
 def child(workload: str, mode: str, bootstrap: str, topic: str, messages: int, timed: bool, ballast: int = 0) -> None:
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    from kafkahooks.bench._worker import CollectorClock
+
     acc: dict[str, list[int]] = {}
-    gc.callbacks.append(COLLECTOR)
+    # The main thread's collections, in every process (bare included: each pays the same two calls
+    # per collection), counted from the start of the measurement (reset there).
+    collector = CollectorClock(threading.get_ident())
+    gc.callbacks.append(collector)
     BALLAST[:] = [[i] for i in range(ballast)]
     if timed:
         install_timers(acc, workload)
     run = _produce if workload == "produce" else _getmany
-    print(json.dumps(asyncio.run(run(mode, bootstrap, topic, messages, acc))))
+    print(json.dumps(asyncio.run(run(mode, bootstrap, topic, messages, acc, collector))))
 
 
 def fill(bootstrap: str, admin: Any, records: int) -> str:

@@ -64,9 +64,6 @@ EVENTS = {
 """cachegrind's events reported, and their column titles (misses and mispredictions as simulated)."""
 
 
-_BY_TITLE = {"Ir": "instructions", "I1mr": "I1 misses", "D1mr": "D1 read misses", "D1mw": "D1 write misses"}
-
-
 def _by_function_key(event: str) -> str:
     """The results' key of the by-function figures for ``event`` (instructions: as before)."""
     return "instructions_over_bare_by_function" if event == "Ir" else f"{event}_over_bare_by_function"
@@ -322,7 +319,7 @@ def main() -> int:
             over_bare[part][mode] = dict(diff.most_common(max(args.top, 20)))
             if not args.top:
                 continue
-            top = Table(title=f"{mode}, {part}: {_BY_TITLE.get(args.by, args.by)} per message over bare, by C function")
+            top = Table(title=f"{mode}, {part}: {EVENTS[args.by]} per message over bare, by C function")
             top.add_column("function")
             top.add_column("bare", justify="right")
             top.add_column(f"+{mode}", justify="right")

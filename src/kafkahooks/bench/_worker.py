@@ -379,19 +379,34 @@ class _Clients:
             self.loop.close()
 
 
-class _CollectorClock:
-    """A ``gc.callbacks`` entry: seconds spent in the garbage collector, whichever thread ran it
-    (it holds the GIL meanwhile, so its wall time is CPU time)."""
+class CollectorClock:
+    """A ``gc.callbacks`` entry: seconds spent in the garbage collector and passes made, per
+    generation (it holds the GIL meanwhile, so its wall time is CPU time). Whichever thread ran it,
+    or, with ``thread``, that thread's passes only (``threading.get_ident()``)."""
 
-    def __init__(self) -> None:
-        self.seconds = 0.0
+    def __init__(self, thread: int | None = None) -> None:
+        self.thread = thread
         self._started = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Count from now on."""
+        self.generation_seconds: list[float] = [0.0, 0.0, 0.0]
+        self.passes: list[int] = [0, 0, 0]
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.generation_seconds)
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if self.thread is not None and threading.get_ident() != self.thread:
+            return
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._started
+            generation = info["generation"]
+            self.generation_seconds[generation] += time.perf_counter() - self._started
+            self.passes[generation] += 1
 
 
 def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str], None]) -> dict[str, Any]:
@@ -417,7 +432,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         client.finish()
         gc.collect()
         before = gc.get_stats()
-        collector = _CollectorClock()
+        collector = CollectorClock()
         gc.callbacks.append(collector)
         say("ready")
         moved, wall, main, cpu0 = 0, 0.0, 0.0, _process_cpu()
