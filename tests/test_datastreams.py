@@ -405,3 +405,45 @@ def test_no_sketches_for_exporters_that_read_only_points() -> None:
     streams.flush(final=True)
     assert [4] == [p.weight for p in both.points]
     assert [4] == [g.messages for b in both.buckets for g in b.groups.values()]
+
+
+@pytest.mark.parametrize("parent", [None, (0x1234, 1_700_000_000_000, 1_700_000_000_500)])
+def test_a_waiting_produce_checkpoint_is_left_to_no_full_collection(parent: tuple[int, int, int] | None) -> None:
+    """A produce checkpoint waits in the opened-batches table until the export worker's pass (up to
+    half a second, past several young collections). It is a tuple of atomic values and cached tags,
+    which the collector untracks at its first young collection, so it is never promoted for the
+    full collections to walk (a context object inside kept it tracked, and the context with it).
+    And it still records what the batch's acknowledgement says: the pathway's hash, the parent's."""
+    import gc
+
+    from kafkahooks.datastreams import PathwayContext, data_stream_hooks, set_pathway
+    from kafkahooks.hooks._records import BatchInfo, Request
+    from kafkahooks.hooks._types import ApiKey, BrokerMeta, Compression
+
+    streams, capture = make_streams("waiting")
+    hooks = data_stream_hooks(streams)
+    ctx = PathwayContext(*parent) if parent else None
+
+    def open_batch(timestamp_ms: int) -> None:
+        set_pathway(ctx)
+        hooks.inject_batch_headers("orders", 3, None, timestamp_ms)
+
+    isolated(open_batch, 1_700_000_000_990)  # the edge tags, cached from the first batch on
+    gc.collect()  # (long untracked, in a service that has produced for a while)
+    isolated(open_batch, 1_700_000_001_000)
+    waiting = hooks._opened.get("orders", 3, 1_700_000_001_000)
+    assert waiting is not None
+    assert gc.is_tracked(waiting)  # (a new tuple: the collector has not looked at it yet)
+    gc.collect(0)
+    assert not gc.is_tracked(waiting)
+
+    request = Request(BrokerMeta(1, "127.0.0.1", 9092), int(ApiKey.PRODUCE), 0, 0, True)
+    request.batches = {("orders", 3): BatchInfo(7, 700, 700, Compression.NONE, 40, 46, 1_700_000_001_000, ())}
+    request.acks = [("orders", 3, 0, 40)]
+    hooks.on_requests_finished([request])
+    point = next(p for p in points(streams, capture) if p.weight == 7)  # the second batch's
+    tags = streams.produce_tags("orders")
+    assert point.weight == 7
+    assert point.hash == pathway_hash(streams.service, streams.env, tags, ctx.hash if ctx else 0)
+    assert point.parent_hash == (ctx.hash if ctx else 0)
+    assert hooks._opened.get("orders", 3, 1_700_000_001_000) is None

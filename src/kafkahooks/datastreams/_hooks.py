@@ -60,15 +60,15 @@ _KEYS = KeyFilter.of(
 )
 
 # A produce checkpoint between the batch opening and its acknowledgement:
-# (edge tags, outgoing context, parent hash, edge ms, pathway ms, at ns)
-_Pending = tuple[tuple[str, ...], PathwayContext, int, int, int, int]
+# (edge tags, outgoing pathway hash, parent hash, edge ms, pathway ms, at ns). Flat, of atomic
+# values and the cached tags: it waits in the opened-batches table until the export worker's pass
+# (up to half a second), and the collector untracks such a tuple at its first young collection,
+# where one holding a PathwayContext (a named tuple, never untracked) was promoted to the oldest
+# generation with the context, two objects per batch for every full collection to walk.
+_Pending = tuple[tuple[str, ...], int, int, int, int, int]
 # A consume checkpoint between a batch's first hand-out and its last:
 # (edge tags, outgoing context, parent hash, edge ms, pathway ms, payload bytes per record)
 _Entered = tuple[tuple[str, ...], PathwayContext, int, int, int, float]
-
-_new_tuple = tuple.__new__
-"""``_new_tuple(PathwayContext, (h, start, edge))`` is ``PathwayContext(h, start, edge)`` without the
-named tuple's ``__new__``, a Python frame (half the cost of a context on the producer's I/O path)."""
 
 
 def _has_pathway(headers: Any) -> bool:
@@ -162,14 +162,14 @@ class DataStreamHooks:
         edge = _varint(now_ms << 1)  # zigzag of a positive number
         if parent is None:  # an origin: the pathway starts now
             value = b2a_base64(_U64.pack(h) + edge + edge, newline=False)
-            pending: _Pending = (tags, _new_tuple(PathwayContext, (h, now_ms, now_ms)), 0, 0, 0, now_ns)
+            pending: _Pending = (tags, h, 0, 0, 0, now_ns)
         else:
             value = b2a_base64(prefix + edge, newline=False)
             edge_ms = now_ms - parent.edge_start_ms
             pathway_ms = now_ms - parent.pathway_start_ms
             pending = (
                 tags,
-                _new_tuple(PathwayContext, (h, parent.pathway_start_ms, now_ms)),
+                h,
                 parent_hash,
                 edge_ms if edge_ms > 0 else 0,
                 pathway_ms if pathway_ms > 0 else 0,
@@ -318,10 +318,10 @@ class DataStreamHooks:
                 continue
             pending = take(topic, partition, info.first_timestamp_ms)
             if pending is not None:
-                tags, ctx, parent_hash, edge_ms, pathway_ms, at_ns = pending
-                streams.record(
+                tags, h, parent_hash, edge_ms, pathway_ms, at_ns = pending
+                streams.record_hash(
                     tags,
-                    ctx,
+                    h,
                     parent_hash,
                     edge_ms,
                     pathway_ms,

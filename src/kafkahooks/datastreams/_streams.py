@@ -173,11 +173,36 @@ class DataStreams:
         at_ns: int | None = None,
     ) -> bool:
         """Queue a computed checkpoint; False (counted) if the buffer was full."""
+        return self.record_hash(
+            edge_tags,
+            ctx.hash,
+            parent_hash,
+            edge_ms,
+            pathway_ms,
+            weight=weight,
+            payload_bytes=payload_bytes,
+            at_ns=at_ns,
+        )
+
+    def record_hash(
+        self,
+        edge_tags: tuple[str, ...],
+        pathway_hash: int,
+        parent_hash: int,
+        edge_ms: int,
+        pathway_ms: int,
+        *,
+        weight: int = 1,
+        payload_bytes: float = 0.0,
+        at_ns: int | None = None,
+    ) -> bool:
+        """:meth:`record` of a checkpoint known by its outgoing pathway hash alone (what a checkpoint
+        records of its context), for callers that kept the hash rather than a context object."""
         return self.buffer.offer(
             Point(
                 _clock.time_ns() if at_ns is None else at_ns,
                 edge_tags,
-                ctx.hash,
+                pathway_hash,
                 parent_hash,
                 edge_ms * 1_000_000,
                 pathway_ms * 1_000_000,
