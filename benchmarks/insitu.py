@@ -138,6 +138,50 @@ def _timer(acc: dict[str, list[int]], name: str, fn: Callable[..., Any]) -> Call
     return timed
 
 
+def _empty() -> None:
+    """The probe's call: nothing, what any Python call costs beyond its body."""
+
+
+def _probed(acc: dict[str, list[int]], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` preceded by the probe: an empty call timed where kafkahooks' frames run (``probe.call``,
+    with one clock read inside) and a clock read alone (``probe.clock``), to subtract."""
+    call = acc.setdefault("probe.call", [0, 0])
+    alone = acc.setdefault("probe.clock", [0, 0])
+    clock = time.perf_counter_ns
+    empty = _empty
+
+    def probed(*args: Any, **kwargs: Any) -> Any:
+        t0 = clock()
+        t1 = clock()
+        empty()
+        t2 = clock()
+        alone[0] += t1 - t0
+        call[0] += t2 - t1
+        call[1] += 1
+        return fn(*args, **kwargs)
+
+    return probed
+
+
+def warm_probe(calls: int = 20_000, repeats: int = 5) -> tuple[float, float]:
+    """The probe in a warm loop, (empty call with a clock read, clock read alone) in µs: the
+    fastest of ``repeats`` loops, as a micro-benchmark reports it."""
+    clock = time.perf_counter_ns
+    empty = _empty
+    best = (float("inf"), float("inf"))
+    for _ in range(repeats):
+        alone = call = 0
+        for _ in range(calls):
+            t0 = clock()
+            t1 = clock()
+            empty()
+            t2 = clock()
+            alone += t1 - t0
+            call += t2 - t1
+        best = min(best, (call / calls / 1000, alone / calls / 1000))
+    return best
+
+
 def install_timers(acc: dict[str, list[int]], workload: str = "produce") -> None:
     """Wrap kafkahooks' event-loop entry points (module and class attributes, before any client
     exists: the hooks read them at call time)."""
@@ -156,7 +200,9 @@ def install_timers(acc: dict[str, list[int]], workload: str = "produce") -> None
         except (AttributeError, TypeError):  # a compiled tap (mypyc): its time stays in the wrapper's
             del acc[f"tap.{name}"]
     if workload == "produce":
-        _headers._FirstAppend.append = _timer(acc, "first_append", _headers._FirstAppend.append)  # type: ignore[method-assign]
+        first_append = _timer(acc, "first_append", _headers._FirstAppend.append)
+        # The probe runs as each batch opens, right before kafkahooks' batch code, outside its timer.
+        _headers._FirstAppend.append = _probed(acc, first_append)  # type: ignore[method-assign]
     else:
         from kafkahooks._instrument import Instrumentation
         from kafkahooks._wire.aiokafka import _handouts
@@ -165,7 +211,8 @@ def install_timers(acc: dict[str, list[int]], workload: str = "produce") -> None
         records = _handouts._HandOutRecords
         records.has_next = _timer(acc, "handout.has_next", records.has_next)  # type: ignore[method-assign]
         records.next_batch = _timer(acc, "handout.next_batch", records.next_batch)  # type: ignore[method-assign]
-        _handouts.batch_entered = _timer(acc, "batch_entered", _handouts.batch_entered)  # type: ignore[attr-defined]
+        entered = _timer(acc, "batch_entered", _handouts.batch_entered)  # type: ignore[attr-defined]
+        _handouts.batch_entered = _probed(acc, entered)  # type: ignore[attr-defined]
         _handouts.batch_finished = _timer(acc, "batch_finished", _handouts.batch_finished)  # type: ignore[attr-defined]
         for name in ("begin_handout_scope", "end_handout_scope"):
             setattr(Instrumentation, name, _timer(acc, "scope", getattr(Instrumentation, name)))
@@ -266,9 +313,21 @@ def _result(
     end: tuple[int, int],
     messages: int,
 ) -> dict[str, Any]:
+    probe = None
+    if acc.get("probe.call", [0, 0])[1]:
+        calls = acc["probe.call"][1]
+        warm_call, warm_clock = warm_probe()
+        probe = {
+            "calls": calls,
+            "in_place_us": acc["probe.call"][0] / calls / 1000,
+            "in_place_clock_us": acc["probe.clock"][0] / calls / 1000,
+            "warm_us": warm_call,
+            "warm_clock_us": warm_clock,
+        }
     return {
         "mode": mode,
         "timed": bool(acc),
+        "probe": probe,
         "main_us_per_message": (end[0] - start[0]) / 1000 / messages,
         "messages_per_second": messages / ((end[1] - start[1]) / 1e9),
         "requests": acc["hooked.send"][1] if "hooked.send" in acc else None,
@@ -396,6 +455,7 @@ def summarize(
         return float(run.get("gc_us", 0.0) / run["messages"] * unit)
 
     gc_extra = statistics.median(collector(p) - collector(b) for p, b in zip(plain_runs, bare_runs, strict=True))
+    probed = [r for r in timed if r.get("probe")]  # a mode without kafkahooks' batch code has no probe
     return {
         "mode": mode,
         "rounds": len(timed),
@@ -417,7 +477,15 @@ def summarize(
         "gc_extra_us_per_unit": gc_extra,
         "rest_beyond_gc_us_per_unit": extra - ours - gc_extra,
         "timers_us_per_unit": timers,
+        "empty_call_in_place_us": _median_or_none(
+            [r["probe"]["in_place_us"] - r["probe"]["in_place_clock_us"] for r in probed]
+        ),
+        "empty_call_warm_us": _median_or_none([r["probe"]["warm_us"] - r["probe"]["warm_clock_us"] for r in probed]),
     }
+
+
+def _median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def main() -> int:
@@ -500,6 +568,14 @@ def main() -> int:
         ),
         ("    the rest beyond the collector", lambda s: f"{s['rest_beyond_gc_us_per_unit']:.1f}"),
         ("(the timers' own cost)", lambda s: f"{s['timers_us_per_unit']:.1f}"),
+        (
+            "an empty Python call here, µs (in a warm loop)",
+            lambda s: (
+                "—"
+                if s["empty_call_in_place_us"] is None
+                else f"{s['empty_call_in_place_us']:.3f} ({s['empty_call_warm_us']:.3f})"
+            ),
+        ),
     ]
     for title, cell in rows:
         table.add_row(title, *[cell(s) for s in summaries])

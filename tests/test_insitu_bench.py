@@ -14,6 +14,7 @@ import pytest
 from tests._benchmarks import BENCHMARKS, load
 
 SCRIPT = BENCHMARKS / "insitu.py"
+PROBE = {"probe.call", "probe.clock"}
 
 
 def _script() -> Any:
@@ -53,10 +54,15 @@ def test_every_entry_point_is_timed_once_per_request_or_batch(bootstrap: str) ->
     assert 4000 / (16_384 / 100) <= requests <= 4000  # 100-byte records in 16 KiB batches at most
     wrappers = {outer for outer, _ in script.WRAPPERS.values()}
     inner = {name for _, names in script.WRAPPERS.values() for name in names}
-    assert set(run["calls"]) == set(script.FRAMES) | wrappers | inner
+    assert set(run["calls"]) == set(script.FRAMES) | wrappers | inner | PROBE
     for name in ("request_sent", "tap.written", "tap.frame_read", "response_decoded", "hooked.send", "client.send"):
         assert requests == run["calls"][name], name
     assert requests == run["calls"]["first_append"]
+    # The probe: an empty call as each batch opens, dearer there than in a warm loop's best.
+    probe = run["probe"]
+    assert probe["calls"] == requests
+    assert probe["in_place_us"] > probe["in_place_clock_us"] > 0
+    assert probe["warm_us"] > probe["warm_clock_us"] > 0
     # Every response passes the frame handler, every frame the transport (ApiVersions and Metadata
     # went before the measured records; nothing else is sent meanwhile).
     for name in ("hooked.handle_frame", "client.handle_frame", "timed.write", "transport.write"):
@@ -81,7 +87,7 @@ def test_a_getmany_consumer_times_its_fetches_and_hand_outs(bootstrap: str) -> N
     wrappers = {outer for outer, _ in script.WRAPPERS.values()}
     inner = {name for _, names in script.WRAPPERS.values() for name in names}
     unsplit = {name for outer, _ in script.UNSPLIT.values() for name in outer}
-    assert set(run["calls"]) == set(script.GETMANY_FRAMES) | wrappers | inner | unsplit
+    assert set(run["calls"]) == set(script.GETMANY_FRAMES) | wrappers | inner | unsplit | PROBE
     for name in ("request_sent", "tap.written", "tap.frame_read", "response_decoded", "hooked.handle_frame"):
         assert requests == run["calls"][name], name
     # 3 000 records of 100 bytes in 64 KiB producer batches: a few batches, each entered once, and
@@ -90,6 +96,7 @@ def test_a_getmany_consumer_times_its_fetches_and_hand_outs(bootstrap: str) -> N
     entered = calls["batch_entered"]
     assert 3000 * 100 / 65536 <= entered <= 3000
     assert entered == calls["handout.next_batch"]
+    assert entered == run["probe"]["calls"]  # the probe runs as each batch is entered
     assert calls["batch_finished"] == calls["handout.has_next"] >= entered
     assert calls["scope"] >= 2
     assert calls["scope"] % 2 == 0  # each getmany call begins and ends its scope
@@ -104,6 +111,7 @@ def test_the_bare_side_and_an_untimed_mode_carry_no_timers(bootstrap: str) -> No
         assert run["timed"] is False
         assert run["calls"] == {}
         assert run["requests"] is None
+        assert run["probe"] is None
         assert 0 < run["main_us_per_message"] < 10_000
 
 
@@ -145,6 +153,7 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
                 "messages": 100_000,
                 "requests": 1000,
                 "timed_us": {name: us * 1000 for name, us in timed_us.items()},  # 1 000 requests
+                "probe": {"in_place_us": 0.15, "in_place_clock_us": 0.03, "warm_us": 0.05, "warm_clock_us": 0.03},
             },
         ]
     summary = script.summarize(runs, "dsm")
@@ -162,6 +171,8 @@ def test_the_summary_splits_the_extra_into_frames_and_the_rest() -> None:
     assert summary["main_cpu_ratio"] == pytest.approx(6.0 / 5.5)
     assert summary["throughput_ratio"] == pytest.approx(5.5 / 6.0)
     assert summary["unsplit_us_per_unit"] == {}
+    assert summary["empty_call_in_place_us"] == pytest.approx(0.12)  # the probe less its clock read
+    assert summary["empty_call_warm_us"] == pytest.approx(0.02)
     # A consumer's unit is 1 000 records, ten requests' worth here: every figure ten times larger.
     # The records wrappers (getmany) hold frames of ours and the client's calls: shown apart, less ours.
     for run in runs:
@@ -196,6 +207,7 @@ def test_a_wrapper_that_never_ran_has_no_time_of_its_own() -> None:
     assert summary["wrappers_us_per_unit"] == dict.fromkeys(script.WRAPPERS, 0.0)
     assert summary["frames_total_us_per_unit"] == 0.0
     assert summary["extra_us_per_unit"] == pytest.approx(0.0)
+    assert summary["empty_call_in_place_us"] is None  # no batch code of ours: no probe
 
 
 def test_the_collector_clock_counts_its_thread_only_and_restarts_on_reset() -> None:
