@@ -319,7 +319,7 @@ class DataStreamHooks:
             pending = take(topic, partition, info.first_timestamp_ms)
             if pending is not None:
                 tags, h, parent_hash, edge_ms, pathway_ms, at_ns = pending
-                streams.record_hash(
+                streams.record(
                     tags,
                     h,
                     parent_hash,

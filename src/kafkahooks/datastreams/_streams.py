@@ -163,7 +163,7 @@ class DataStreams:
     def record(
         self,
         edge_tags: tuple[str, ...],
-        ctx: PathwayContext,
+        ctx: PathwayContext | int,
         parent_hash: int,
         edge_ms: int,
         pathway_ms: int,
@@ -172,37 +172,13 @@ class DataStreams:
         payload_bytes: float = 0.0,
         at_ns: int | None = None,
     ) -> bool:
-        """Queue a computed checkpoint; False (counted) if the buffer was full."""
-        return self.record_hash(
-            edge_tags,
-            ctx.hash,
-            parent_hash,
-            edge_ms,
-            pathway_ms,
-            weight=weight,
-            payload_bytes=payload_bytes,
-            at_ns=at_ns,
-        )
-
-    def record_hash(
-        self,
-        edge_tags: tuple[str, ...],
-        pathway_hash: int,
-        parent_hash: int,
-        edge_ms: int,
-        pathway_ms: int,
-        *,
-        weight: int = 1,
-        payload_bytes: float = 0.0,
-        at_ns: int | None = None,
-    ) -> bool:
-        """:meth:`record` of a checkpoint known by its outgoing pathway hash alone (what a checkpoint
-        records of its context), for callers that kept the hash rather than a context object."""
+        """Queue a computed checkpoint; False (counted) if the buffer was full. ``ctx`` is its
+        outgoing context or just that context's pathway hash (all a checkpoint records of it)."""
         return self.buffer.offer(
             Point(
                 _clock.time_ns() if at_ns is None else at_ns,
                 edge_tags,
-                pathway_hash,
+                ctx if type(ctx) is int else ctx.hash,  # type: ignore[union-attr]
                 parent_hash,
                 edge_ms * 1_000_000,
                 pathway_ms * 1_000_000,
