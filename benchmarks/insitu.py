@@ -34,6 +34,12 @@ records wrappers' next-batch calls, and ``getmany``'s hand-out scope (where data
 take the batches handed out). Results go to ``benchmarks/results/insitu-WORKLOAD.json``
 (``--output``).
 
+The timed process also prices an empty Python call where kafkahooks' batch code runs (the probe:
+a call to a function that does nothing, timed right before each batch's opening, or each batch's
+entry on ``getmany``, outside the frames' timers), and the same call in a warm loop after the
+measurement: the exchange rate from a micro-benchmark to the event loop. Its time counts with the
+timers' own.
+
 Every process, bare included, also meters the garbage collector on its main thread inside the
 measurement (``gc.callbacks``: time and passes per generation, and the tracked objects left at the
 end), so the rest splits once more: the collector's extra over bare, and what is left beyond it.
