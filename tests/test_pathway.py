@@ -160,7 +160,7 @@ def test_buckets_align_to_ten_seconds_and_weights_are_record_counts() -> None:
     ctx, _, _ = ds.compute(OUT_ORDERS, None, T0)
     base_ns = T0 * 1_000_000
     for at_ns, weight in ((base_ns + 1, 100), (base_ns + 9_999_999_999, 50), (base_ns + 10_000_000_000, 7)):
-        ds.record(OUT_ORDERS, ctx, 0, 20, 30, weight=weight, payload_bytes=120.0, at_ns=at_ns)
+        ds.record(OUT_ORDERS, ctx.hash, 0, 20, 30, weight=weight, payload_bytes=120.0, at_ns=at_ns)
     ds.flush(final=True)
     starts = sorted(b.start_ns for b in capture.buckets)
     assert all(s % 10_000_000_000 == 0 for s in starts)
@@ -185,7 +185,7 @@ def test_every_checkpoint_is_queued_drained_or_counted() -> None:
     """With the worker draining concurrently, offered = drained + waiting + dropped, exactly."""
     ds = DataStreams("svc", "prod", exporters=[Capture()], capacity=10)
     ctx, _, _ = ds.compute(OUT_ORDERS, None, T0)
-    accepted = sum(ds.record(OUT_ORDERS, ctx, 0, 1, 1) for _ in range(2500))
+    accepted = sum(ds.record(OUT_ORDERS, ctx.hash, 0, 1, 1) for _ in range(2500))
     assert len(ds.buffer) <= 10
     ds.flush()
     assert accepted == ds.buffer.accepted

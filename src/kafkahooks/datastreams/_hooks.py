@@ -264,7 +264,14 @@ class DataStreamHooks:
                 continue
             tags, ctx, parent_hash, edge_ms, pathway_ms, payload = token
             record(
-                tags, ctx, parent_hash, edge_ms, pathway_ms, weight=h.handed, payload_bytes=payload, at_ns=h.entered_ns
+                tags,
+                ctx.hash,
+                parent_hash,
+                edge_ms,
+                pathway_ms,
+                weight=h.handed,
+                payload_bytes=payload,
+                at_ns=h.entered_ns,
             )
 
     def on_requests_finished(self, requests: Sequence[Request]) -> None:

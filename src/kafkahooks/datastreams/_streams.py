@@ -163,7 +163,7 @@ class DataStreams:
     def record(
         self,
         edge_tags: tuple[str, ...],
-        ctx: PathwayContext | int,
+        outgoing_hash: int,
         parent_hash: int,
         edge_ms: int,
         pathway_ms: int,
@@ -172,13 +172,13 @@ class DataStreams:
         payload_bytes: float = 0.0,
         at_ns: int | None = None,
     ) -> bool:
-        """Queue a computed checkpoint; False (counted) if the buffer was full. ``ctx`` is its
-        outgoing context or just that context's pathway hash (all a checkpoint records of it)."""
+        """Queue a computed checkpoint, known by its outgoing pathway hash (all a checkpoint records
+        of its context); False (counted) if the buffer was full."""
         return self.buffer.offer(
             Point(
                 _clock.time_ns() if at_ns is None else at_ns,
                 edge_tags,
-                ctx if type(ctx) is int else ctx.hash,  # type: ignore[union-attr]
+                outgoing_hash,
                 parent_hash,
                 edge_ms * 1_000_000,
                 pathway_ms * 1_000_000,
@@ -203,7 +203,7 @@ class DataStreams:
         ctx, edge_ms, pathway_ms = self.compute(tags, parent, now, origin_ms)
         self.record(
             tags,
-            ctx,
+            ctx.hash,
             parent.hash if parent else 0,
             edge_ms,
             pathway_ms,
