@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from kafkahooks.export import buffers
+from kafkahooks.export import buffers, flush
 
 SOAK_S = float(os.environ.get("KAFKAHOOKS_SOAK_SECONDS", "60"))
 
@@ -113,6 +113,11 @@ def test_soak_produce_and_consume(bootstrap: str, topic: str) -> None:
 
     sent, received = asyncio.run(run())
     stuck.release.set()
+    # The collector is back: the export worker finishes its stuck pass and drains what waited. Read
+    # the log's counts once it has (a drain in progress has taken items it has not counted yet).
+    deadline = time.monotonic() + 60
+    while not flush(timeout_s=5.0):
+        assert time.monotonic() < deadline, "the export worker did not recover from the outage"
     print(f"soak {SOAK_S:.0f} s: {sent:,} records; (elapsed s, RSS MB, threads): {samples}")
     assert sent == received
     (log,) = logs
