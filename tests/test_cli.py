@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from kafkahooks.bench import MODES
+from kafkahooks.bench._ablations import ABLATION_MODES
 from kafkahooks.cli import main
 from kafkahooks.datastreams import DataStreams, JsonLinesExporter
 from kafkahooks.datastreams._map import StreamMap
@@ -188,14 +189,18 @@ def test_demo_runs_the_pipeline_and_draws_its_map(tmp_path: Path, bootstrap: str
     assert {f"requests-{name}.jsonl" for name in expected_dumps} == dumps
 
 
+RUN_MODES = [name for name in MODES if name not in ABLATION_MODES]
+"""Every mode but the ablations (``tests/test_ablations.py`` runs one through the bench)."""
+
+
 def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
     """One tiny round of kafkahooks bench, every mode asked for (the mixed-fleet ones are not in a
-    default run), produces a JSON with every mode and a plot."""
+    default run; the ablations aside), produces a JSON with every mode and a plot."""
     result = CliRunner().invoke(
         main,
         [
             "bench",
-            *(arg for mode in MODES for arg in ("--mode", mode)),
+            *(arg for mode in RUN_MODES for arg in ("--mode", mode)),
             "--bootstrap",
             bootstrap,
             "--client",
@@ -212,7 +217,7 @@ def test_bench_runs_every_mode(tmp_path: Path, bootstrap: str) -> None:
     )
     assert 0 == result.exit_code, result.output
     data = json.loads((tmp_path / "throughput.json").read_text())
-    assert set(MODES) == {row["mode"] for row in data["summary"]}
+    assert set(RUN_MODES) == {row["mode"] for row in data["summary"]}
     assert all(run["ok"] for run in data["runs"]), [r.get("error") for r in data["runs"] if not r["ok"]]
     assert all(row["ratio_to_bare"] > 0 for row in data["summary"])
     if sys.platform.startswith("linux"):  # the application thread's kernel time and page faults

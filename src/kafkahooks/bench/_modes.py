@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafkahooks.bench._ablations import ABLATED_BASES, ABLATIONS, FLOORS, Injector, without
+
 
 class _NullSpanExporter:
     def export(self, spans: Sequence[Any]) -> Any:
@@ -519,3 +521,25 @@ DEFAULT_MODES = tuple(name for name, mode in MODES.items() if mode.default)
 
 DECOMPOSITION = ("off", "noop", "spans", "metrics", "dsm-noheader", "dsm", "hooks")
 """``--decompose``: what ``tracing="hooks"`` costs, piece by piece (each plugin alone)."""
+
+
+def _injecting(headers: list[tuple[str, bytes]] | None) -> Callable[[str, str], Telemetry]:
+    """A floor of the ablations: one batch header injector of ``headers``, nothing else."""
+
+    def setup(client: str, role: str) -> Telemetry:
+        return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "hooks": [Injector(headers)]})
+
+    return setup
+
+
+def _ablated(base: str, name: str) -> Mode:
+    def setup(client: str, role: str) -> Telemetry:
+        telemetry: Telemetry = without(name, MODES[base].setup, client, role)
+        return telemetry
+
+    what, _, clients = ABLATIONS[name]
+    return Mode(f"{base}-no-{name}", f"{base} without {what} (an ablation)", setup, default=False, clients=clients)
+
+
+MODES.update({name: Mode(name, what, _injecting(headers), default=False) for name, (what, headers) in FLOORS.items()})
+MODES.update({m.name: m for m in (_ablated(base, name) for base in ABLATED_BASES for name in ABLATIONS)})

@@ -5,8 +5,16 @@ from __future__ import annotations
 import click
 
 from kafkahooks._version import __version__
+from kafkahooks.bench._ablations import ABLATED_BASES, ABLATION_MODES, ABLATIONS, ablation_modes
 from kafkahooks.bench._modes import DECOMPOSITION, DEFAULT_MODES, MODES
 from kafkahooks.cli import _output
+
+
+def _chosen_modes(modes: tuple[str, ...], decompose: bool, ablate: tuple[str, ...]) -> list[str]:
+    """What ``kafkahooks bench`` runs: the modes asked for, plus ``--decompose``'s and each
+    ``--ablate``'s; the default modes when nothing is asked for."""
+    extra = [*(DECOMPOSITION if decompose else ()), *(m for base in ablate for m in ablation_modes(base))]
+    return list(dict.fromkeys([*modes, *extra] if extra else modes or DEFAULT_MODES))
 
 
 def _require_broker(bootstrap: str | None) -> None:
@@ -139,13 +147,22 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     help="Mode(s) to compare with bare (default: "
     + ", ".join(name for name, mode in MODES.items() if mode.default and name != "bare")
     + "): "
-    + "; ".join(f"{name}: {mode.description}" for name, mode in MODES.items())
+    + "; ".join(f"{name}: {mode.description}" for name, mode in MODES.items() if name not in ABLATION_MODES)
     + ".",
 )
 @click.option(
     "--decompose",
     is_flag=True,
     help=f'What tracing="hooks" costs piece by piece: the modes {", ".join(DECOMPOSITION)} (with any --mode).',
+)
+@click.option(
+    "--ablate",
+    "ablate",
+    multiple=True,
+    type=click.Choice(list(ABLATED_BASES)),
+    help="What each piece of kafkahooks' machinery costs inside a mode: the mode, two floors (inject-none, "
+    "inject-header: a batch header injector adding nothing, or one constant header) and the mode with each "
+    "piece taken out in turn: " + ", ".join(f"-no-{name} ({what})" for name, (what, _, _) in ABLATIONS.items()) + ".",
 )
 @click.option(
     "--method",
@@ -198,6 +215,7 @@ def bench(
     workloads: tuple[str, ...],
     modes: tuple[str, ...],
     decompose: bool,
+    ablate: tuple[str, ...],
     method: str,
     batch_records: tuple[int, ...],
     rounds: int | None,
@@ -228,7 +246,7 @@ def bench(
     _require_broker(bootstrap)
     if any(k <= 0 for k in batch_records):
         raise click.BadParameter("must be positive", param_hint="--batch-records")
-    chosen = list(dict.fromkeys([*modes, *DECOMPOSITION] if decompose else modes or DEFAULT_MODES))
+    chosen = _chosen_modes(modes, decompose, ablate)
     for name in list(chosen):
         served = tuple(c for c in clients or ("aiokafka", "kafka-python") if MODES[name].serves(c))
         lacking = missing(MODES[name], served)
