@@ -9,7 +9,9 @@ with ``--messages`` and with a third of them. The difference of the two runs is 
 (start-up, imports and warm-up cancel out), divided by the messages between them. Reported per
 message, and as a ratio to bare: instructions executed (all threads: the event loop, kafkahooks'
 export worker, the SDK's), first-level instruction and data cache misses and branch mispredictions
-as cachegrind simulates them, and with ``--top N`` the C functions whose instructions grew most
+as cachegrind simulates them (the last level too: ``--LL 1048576,8,64`` makes it one core's 1 MiB
+second-level cache, so that its misses are the ones that go to the shared third level), and with
+``--top N`` the C functions whose instructions grew most
 (CPython's eval loop stands for all Python code). A simulated cache is not the machine's: where the
 CPU-time ratio of ``kafkahooks bench`` is far above these, the difference is the machine's caches,
 branch predictors and neighbours, not more work. Results go to
@@ -58,6 +60,9 @@ EVENTS = {
     "I1mr": "I1 miss",
     "D1mr": "D1 read miss",
     "D1mw": "D1 write miss",
+    "ILmr": "LL instr. miss",
+    "DLmr": "LL read miss",
+    "DLmw": "LL write miss",
     "Bcm": "cond. mispred.",
     "Bim": "ind. mispred.",
 }
@@ -176,7 +181,9 @@ def run_side(
         ]  # fmt: skip
     else:
         tool = ["--tool=cachegrind", f"--cachegrind-out-file={out}"]
-    valgrind = ["valgrind", *tool, "--cache-sim=yes", "--branch-sim=yes"] if simulated else []
+    # (``args.LL`` read only when simulating: a run at full speed may be given no such option.)
+    caches = ["--cache-sim=yes", "--branch-sim=yes"]
+    valgrind = ["valgrind", *tool, *caches, *([f"--LL={args.LL}"] if args.LL else [])] if simulated else []
     command = [*valgrind, sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg)]
     proc = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
@@ -225,6 +232,11 @@ def main() -> int:
         "--threads",
         action="store_true",
         help="count each thread apart (callgrind, slower): the main thread against the others",
+    )
+    parser.add_argument(
+        "--LL",
+        help="the simulated last-level cache, SIZE,ASSOC,LINE (valgrind's --LL; default: the host's last level, "
+        "e.g. 1048576,8,64 for one core's 1 MiB second level)",
     )
     parser.add_argument("--output", type=Path, help="default: benchmarks/results/instructions-CLIENT-WORKLOAD.json")
     parser.add_argument(

@@ -36,7 +36,7 @@ def test_the_parser_accounts_for_every_instruction_cachegrind_counted(tmp_path: 
         timeout=300,
     )
     summary, functions = _script().parse(out)
-    for event in ("Ir", "I1mr", "D1mr", "D1mw", "Bcm", "Bim"):
+    for event in ("Ir", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw", "Bcm", "Bim"):
         assert summary[event] > 0
         assert sum(counts[event] for counts in functions.values()) == summary[event]
     # The generator's 200 000 steps run in the eval loop: the most instructions of any function.
