@@ -2,12 +2,13 @@
 
 The per-plugin modes (``--decompose``) say what each plugin costs; these say what each *piece of
 machinery* costs, whatever the plugin: the connection taps, the stand-in that opens a producer
-batch's headers, the client's ``send`` wrapper, the refusal watch, the request log, the walk of a
-Produce request. ``kafkahooks bench --ablate dsm`` runs data streams alone and, beside it, data
-streams with each piece removed (``dsm-no-taps``, ``dsm-no-batch-open``, ...): the difference of
-their CPU ratios is that piece's cost where a service pays it. Two floors come with them: a batch
-header injector that adds nothing (``inject-none``: the batch-open stand-in alone) and one that adds
-a constant header (``inject-header``).
+batch's headers, the client's ``send`` wrapper, the refusal watch, the request log, the export
+worker's work, the walk of a Produce request. ``kafkahooks bench --ablate dsm`` runs data streams
+alone and, beside it, data streams with each piece removed (``dsm-no-taps``,
+``dsm-no-batch-open``, ...): the difference of their CPU ratios is that piece's cost where a
+service pays it. Two floors come with them: a batch header injector that adds nothing
+(``inject-none``: the batch-open stand-in alone) and one that adds a constant header
+(``inject-header``).
 
 A mode here switches the piece off by replacing kafkahooks' own code in the benchmark's worker
 process, before the client is built (each side of the benchmark is a process of its own, so
@@ -70,7 +71,8 @@ def _no_send_wrapper() -> list[Undo]:
 
     def unwrapped(client: Any, dispatch: Any) -> None:
         hook_client(client, dispatch)
-        with contextlib.suppress(AttributeError):  # (read through __dict__, it would be materialized)
+        # Deleted as an attribute: reading the client's __dict__ would materialize it for good.
+        with contextlib.suppress(AttributeError):
             del client.send
 
     return [_set(package, "hook_client", unwrapped)]
