@@ -4,6 +4,8 @@ of kafkahooks' machinery, costs no record, and puts the piece back at teardown."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,21 @@ async def test_the_floors_add_nothing_or_one_constant_header_per_batch(
     assert [b"%d" % i for i in range(N)] == [v for v, _ in records]
     assert headers == records[0][1]  # the first record of the first batch
     assert all(h in ([], headers) for _, h in records)
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_an_ablation_touches_its_own_client_library_only(name: str) -> None:
+    """An aiokafka process given an ablation never imports kafka-python (a larger heap would slow
+    every full pass of its collector, and the ablation would price that too)."""
+    program = (
+        "import sys\n"
+        "from kafkahooks.bench._ablations import ABLATIONS\n"
+        f"undo = ABLATIONS[{name!r}][1]('aiokafka')\n"
+        "print(sorted(m for m in sys.modules if m == 'kafka' or m.startswith(('kafka.', 'kafkahooks._wire.kafka'))))\n"
+        "for step in reversed(undo): step()\n"
+    )
+    found = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+    assert "[]" == found.stdout.strip(), found.stderr
 
 
 def test_ablate_runs_the_mode_its_floors_and_each_piece_taken_out() -> None:

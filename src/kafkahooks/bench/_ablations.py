@@ -45,24 +45,31 @@ def _set(owner: Any, name: str, value: Any) -> Undo:
     return undo
 
 
-def _adapters() -> list[Any]:
-    from kafkahooks._wire.aiokafka import ADAPTER as AIOKAFKA
+def _adapter(client: str) -> Any:
+    """The adapter of ``client`` only: importing the other library would grow the process's heap,
+    and with it every full pass of the collector (a quarter of a ``getmany`` consumer's CPU)."""
+    if client == "aiokafka":
+        from kafkahooks._wire.aiokafka import ADAPTER as AIOKAFKA
+
+        return AIOKAFKA
     from kafkahooks._wire.kafka_python import ADAPTER as KAFKA_PYTHON
 
-    return [AIOKAFKA, KAFKA_PYTHON]
+    return KAFKA_PYTHON
 
 
-def _no_taps() -> list[Undo]:
-    """Connections are not hooked: no request is timed, nothing reaches the request log."""
-    return [_set(adapter, "hook_connections", lambda client, dispatch: None) for adapter in _adapters()]
+def _no_taps(client: str) -> list[Undo]:
+    """Connections are not hooked: no request is timed, nothing reaches the request log. (A
+    consumer's hand-outs are still tracked, and then find no batch the tap read: this ablation
+    prices the taps of a producer, not of a consumer.)"""
+    return [_set(_adapter(client), "hook_connections", lambda client, dispatch: None)]
 
 
-def _no_batch_open() -> list[Undo]:
+def _no_batch_open(client: str) -> list[Undo]:
     """Producer batches get no headers: no stand-in, no header, no checkpoint noted, no refusal watch."""
-    return [_set(adapter, "inject_headers", lambda producer, dispatch: None) for adapter in _adapters()]
+    return [_set(_adapter(client), "inject_headers", lambda producer, dispatch: None)]
 
 
-def _no_send_wrapper() -> list[Undo]:
+def _no_send_wrapper(client: str) -> list[Undo]:
     """aiokafka's ``AIOKafkaClient.send`` is not wrapped (a request's creation is stamped when its
     connection's ``send`` runs, instead of by a coroutine around the client's)."""
     import kafkahooks._wire.aiokafka as package
@@ -78,7 +85,7 @@ def _no_send_wrapper() -> list[Undo]:
     return [_set(package, "hook_client", unwrapped)]
 
 
-def _no_refusal_watch() -> list[Undo]:
+def _no_refusal_watch(client: str) -> list[Undo]:
     """aiokafka's batches that carry kafkahooks' headers get no watch for a broker's refusal: each
     keeps its own ``failure`` (the headers are added as before, but their keys are not kept, and
     with no keys there is no watch; one call more per batch, that of this stand-in)."""
@@ -93,7 +100,7 @@ def _no_refusal_watch() -> list[Undo]:
     return [_set(_headers, "with_batch_headers", unwatched)]
 
 
-def _no_request_log() -> list[Undo]:
+def _no_request_log(client: str) -> list[Undo]:
     """Finished requests are timed but never offered to the request log (the export worker gets none)."""
     from kafkahooks.hooks._requests import RequestLog
 
@@ -110,7 +117,7 @@ def _accept(item: Any) -> bool:
     return True
 
 
-def _no_export_work() -> list[Undo]:
+def _no_export_work(client: str) -> list[Undo]:
     """Finished requests and hand-outs reach the request log as before, and the export worker
     drains it on its passes, but gives nothing to the plugins: no span, metric or checkpoint. With
     ``request-log``, it splits the log's cost into handing the records over and the work done
@@ -124,14 +131,14 @@ def _no_export_work() -> list[Undo]:
     return [_set(RequestLog, "process", drop)]
 
 
-def _no_produce_walk() -> list[Undo]:
+def _no_produce_walk(client: str) -> list[Undo]:
     """Produce requests carry no batch infos (the request is not walked as it is sent)."""
     from kafkahooks._wire._tap import ConnectionTap
 
     return [_set(ConnectionTap, "_produce_batches", lambda self, produce: {})]
 
 
-ABLATIONS: dict[str, tuple[str, Callable[[], list[Undo]], tuple[str, ...] | None]] = {
+ABLATIONS: dict[str, tuple[str, Callable[[str], list[Undo]], tuple[str, ...] | None]] = {
     "taps": ("the connection taps", _no_taps, None),
     "batch-open": ("the producer batch's headers, checkpoint and refusal watch", _no_batch_open, None),
     "send-wrapper": ("aiokafka's client send wrapper", _no_send_wrapper, ("aiokafka",)),
@@ -145,7 +152,7 @@ ABLATIONS: dict[str, tuple[str, Callable[[], list[Undo]], tuple[str, ...] | None
 
 def without(name: str, setup: Setup, client: str, role: str) -> Any:
     """What ``setup`` gives, with the piece ``name`` taken out until its teardown."""
-    undo = ABLATIONS[name][1]()
+    undo = ABLATIONS[name][1](client)
     try:
         telemetry = setup(client, role)
     except BaseException:
