@@ -20,14 +20,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-Setup = Callable[[str, str], Any]
-"""A mode's setup: (client library, role) -> its :class:`~kafkahooks.bench._modes.Telemetry`."""
+
+class _Setup(Protocol):
+    """What a mode's setup gives (a :class:`~kafkahooks.bench._modes.Telemetry`), as far as an
+    ablation needs it."""
+
+    teardown: Callable[[], None] | None
+
+
+T = TypeVar("T", bound=_Setup)
 Undo = Callable[[], None]
 
 HEADER = [("dd-pathway-ctx-base64", b"A" * 28)]
-"""What ``inject-header`` adds to each batch's first record: a pathway header's size."""
+"""What ``inject-header`` adds to each batch's first record: a pathway header's name and size
+(spelled out, not imported from :mod:`kafkahooks.datastreams`: every bench process, the bare side's
+too, imports this module, and a larger heap is a cost of its own on ``getmany``)."""
 
 
 def _set(owner: Any, name: str, value: Any) -> Undo:
@@ -61,12 +70,12 @@ def _no_taps(client: str) -> list[Undo]:
     """Connections are not hooked: no request is timed, nothing reaches the request log. (A
     consumer's hand-outs are still tracked, and then find no batch the tap read: this ablation
     prices the taps of a producer, not of a consumer.)"""
-    return [_set(_adapter(client), "hook_connections", lambda client, dispatch: None)]
+    return [_set(_adapter(client), "hook_connections", lambda _client, _dispatch: None)]
 
 
 def _no_batch_open(client: str) -> list[Undo]:
     """Producer batches get no headers: no stand-in, no header, no checkpoint noted, no refusal watch."""
-    return [_set(_adapter(client), "inject_headers", lambda producer, dispatch: None)]
+    return [_set(_adapter(client), "inject_headers", lambda _producer, _dispatch: None)]
 
 
 def _no_send_wrapper(client: str) -> list[Undo]:
@@ -150,8 +159,9 @@ ABLATIONS: dict[str, tuple[str, Callable[[str], list[Undo]], tuple[str, ...] | N
 """name -> (what is taken out, the patch, the clients it exists for; None: both)."""
 
 
-def without(name: str, setup: Setup, client: str, role: str) -> Any:
-    """What ``setup`` gives, with the piece ``name`` taken out until its teardown."""
+def without(name: str, setup: Callable[[str, str], T], client: str, role: str) -> T:
+    """What a mode's ``setup`` gives (its ``Telemetry``), with the piece ``name`` taken out until
+    its teardown."""
     undo = ABLATIONS[name][1](client)
     try:
         telemetry = setup(client, role)

@@ -534,8 +534,7 @@ def _injecting(headers: list[tuple[str, bytes]] | None) -> Callable[[str, str], 
 
 def _ablated(base: str, name: str) -> Mode:
     def setup(client: str, role: str) -> Telemetry:
-        telemetry: Telemetry = without(name, MODES[base].setup, client, role)
-        return telemetry
+        return without(name, MODES[base].setup, client, role)
 
     what, _, clients = ABLATIONS[name]
     return Mode(f"{base}-no-{name}", f"{base} without {what} (an ablation)", setup, default=False, clients=clients)
