@@ -525,3 +525,23 @@ def test_bench_interleaved_method_still_runs(tmp_path: Path, bootstrap: str) -> 
     assert "interleaved" in data["environment"]["method"]
     assert data["environment"]["heap"].startswith("glibc defaults")
     assert {"bare", "hooks"} == {run["mode"] for run in data["runs"] if run["ok"]}
+
+
+def test_bench_export_interval_reaches_the_modes_process(tmp_path: Path, bootstrap: str) -> None:
+    """--export-interval sets how often the mode's export worker passes, in the mode's own
+    process: at 10 ms a run of a few tenths of a second makes tens of passes, each run records
+    its count, and the configuration says what was asked."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce", "--mode", "dsm",
+            "--rounds", "1", "--messages", "20000", "--export-interval", "0.01", "--output", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert 0 == result.exit_code, result.output
+    data = json.loads((tmp_path / "throughput.json").read_text())
+    assert 0.01 == data["config"]["export_interval_s"]
+    (run,) = [r for r in data["runs"] if r["mode"] == "dsm"]
+    # Passes continue while the bare side runs its chunks, so they outnumber the mode's own time.
+    assert run["export_passes"] >= max(5, 0.5 * run["seconds"] / 0.01), run
+    assert all("export_passes" not in r for r in data["runs"] if r["mode"] == "bare")

@@ -105,6 +105,10 @@ class BenchConfig:
     """Give both sides' worker processes glibc's :data:`STEADY_HEAP` settings, so that neither
     returns freed memory to the kernel and faults it back in: which side crosses glibc's
     heuristics (set by how much memory a process holds) is not what the benchmark measures."""
+    export_interval_s: float = 0.0
+    """How often kafkahooks' export worker passes in the mode's process (0: the library's own
+    interval, 0.5 s). Shorter passes hand over the same work sooner: how long finished requests
+    wait for the worker is then not what a comparison measures."""
 
     def messages_for(self, client: str, workload: str) -> int:
         if self.messages:
@@ -423,6 +427,7 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
                         "partitions": config.partitions,
                         "cpus": client_cpus,
                         "steady_heap": config.steady_heap,
+                        "export_interval_s": config.export_interval_s,
                     }
                     label = "warm-up" if round_no < 0 else f"round {round_no + 1}"
                     progress.update(task, description=f"{client} {workload} {mode} ({label})")

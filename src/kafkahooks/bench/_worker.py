@@ -415,12 +415,15 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
     sides' processes in turns, so both see the same seconds of a noisy machine."""
     side = cfg["side"]
     install_service_sdk()
-    if side == "mode" and cfg.get("export_interval_s"):
-        # Under a simulator the client runs 40 to 170 times slower: kafkahooks' export worker, on
-        # a timer, would pass that many more times per message than at full speed.
+    passes: Callable[[], int] = lambda: 0  # noqa: E731 - the bare side has no export worker
+    if side == "mode":
         from kafkahooks.export import worker
 
-        worker().interval_s = float(cfg["export_interval_s"])
+        passes = lambda: worker().passes  # noqa: E731
+        if cfg.get("export_interval_s"):
+            # --export-interval; and under a simulator, where the client runs 40 to 170 times
+            # slower, the export worker on its timer would pass that many more times per message.
+            worker().interval_s = float(cfg["export_interval_s"])
     telemetry = MODES[cfg["mode"]].setup(cfg["client"], _role(cfg)) if side == "mode" else Telemetry(wrapped=False)
     if side == "mode":
         telemetry.activate()  # a class-patching peer stays on: this process is the mode's alone
@@ -435,7 +438,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         collector = CollectorClock()
         gc.callbacks.append(collector)
         say("ready")
-        moved, wall, main, cpu0 = 0, 0.0, 0.0, _process_cpu()
+        moved, wall, main, cpu0, passes0 = 0, 0.0, 0.0, _process_cpu(), passes()
         usage = _MainThreadUsage()
         for command in commands:
             verb, _, arg = command.partition(" ")
@@ -457,6 +460,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         # Every thread's CPU from the first chunk on, gaps included: background work a side did
         # while the other side ran is still its own.
         cpu = _process_cpu() - cpu0
+        export_passes = passes() - passes0
         collections = [b["collections"] - a["collections"] for a, b in zip(before, gc.get_stats(), strict=True)]
         gc.callbacks.remove(collector)
     finally:
@@ -467,6 +471,8 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
     # The application's own thread alone, during the chunks (aiokafka's event loop runs there).
     figures["main_cpu_us_per_msg"] = main / max(moved, 1) * 1e6
     figures.update(usage.figures(moved))
+    if side == "mode":
+        figures["export_passes"] = export_passes
     return {
         "method": "separate",
         "side": side,

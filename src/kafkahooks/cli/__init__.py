@@ -189,6 +189,13 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     "MALLOC_TRIM_THRESHOLD_ 64 MiB), so neither pays page faults that the other avoids by holding more memory; "
     "glibc: glibc's adaptive defaults (the bare aiokafka producer then faults ~13 times per 1 000 messages).",
 )
+@click.option(
+    "--export-interval",
+    "export_interval_s",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Seconds between the export worker's passes in the mode's process (default: the library's 0.5).",
+)
 @click.option("--rounds", type=int, default=None, help="Rounds per mode (default 5; --quick 2).")
 @click.option(
     "--messages", type=int, default=0, help="Messages per side and round (default per client: 100 000 / 30 000)."
@@ -228,6 +235,7 @@ def bench(
     partitions: int,
     output: str,
     steady_heap: bool,
+    export_interval_s: float | None,
 ) -> None:
     """Throughput of the bare clients against every kafkahooks mode and OpenTelemetry's instrumentations."""
     from pathlib import Path
@@ -276,6 +284,7 @@ def bench(
         quick=quick,
         method=method,
         steady_heap=steady_heap,
+        export_interval_s=export_interval_s or 0.0,
     )
     out = _output.console()
     with _output.needs("kafkahooks bench"):

@@ -159,6 +159,11 @@ class ExportWorker:
             return done
 
     @property
+    def passes(self) -> int:
+        """Passes started so far (each drains every sink once)."""
+        return self._passes
+
+    @property
     def stuck(self) -> bool:
         """Whether a flush gave up on the pass still running (an exporter hangs)."""
         return bool(self._stuck_pass) and self._stuck_pass == self._passes
