@@ -1,0 +1,222 @@
+"""Experiment modes for ``kafkahooks bench``: what work costs *where kafkahooks runs it*, against
+what it costs in a warm loop (README, *What the event loop charges for work*).
+
+Run with this directory first on ``PYTHONPATH``, which the bench's worker processes inherit, so
+that every process registers the modes before it reads its command line::
+
+    PYTHONPATH=benchmarks/experiments .venv/bin/kafkahooks bench --client aiokafka --workload produce \\
+        --mode inject-none --mode touch-same-1024 --mode touch-distinct-1024 --rounds 8
+
+They are experiments, not kafkahooks' modes: each is a batch header injector (as the ``inject-none``
+floor is) that adds nothing and does fixed work as each producer batch opens, on the event loop:
+
+- ``touch-same-N`` / ``touch-distinct-N``: read one attribute of N objects, the same object N
+  times or N distinct ones (112 bytes each, so one or two cache lines apiece): the same
+  instructions, a different data footprint.
+- ``call-same-N`` / ``call-distinct-N``: call N functions, the same one N times or N distinct
+  ones (each its own code object, compiled apart): the same instructions, a different code
+  footprint.
+- ``dsm-no-taps-replay``: data streams without the connection taps (``dsm-no-taps``), plus one
+  Produce request's work through a connection tap of its own (the request's record and walk, its
+  write, read, acknowledgement and end, one offer to a request log whose data-streams plugin the
+  export worker runs), replayed at each batch's opening: the taps' core work moved from the
+  client's four entry points (send, write, read, decode) to one. ``dsm-no-taps-replay-nolog``: the
+  same without the offer (the request dies at once). ``dsm-no-taps-idle``: the replaying hook
+  doing nothing.
+
+``warm_us(mode)`` times a mode's injection in a warm loop, for the ratio in place / warm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafkahooks.bench._ablations import Injector, without
+from kafkahooks.bench._modes import MODES, Mode, Telemetry
+
+
+class _Cell:
+    __slots__ = ("a", "b", "c", "d", "e", "f", "g", "h", "v", "w")
+
+    v: int
+
+
+class Toucher(Injector):
+    """Reads ``cell.v`` of ``n`` cells per batch: ``n`` distinct cells, or one cell ``n`` times."""
+
+    def __init__(self, n: int, distinct: bool) -> None:
+        super().__init__(None)
+        if distinct:
+            cells = []
+            for i in range(n):
+                cell = _Cell()
+                cell.v = i
+                cells.append(cell)
+        else:
+            cell = _Cell()
+            cell.v = 1
+            cells = [cell] * n
+        self.cells = tuple(cells)
+        self.total = 0
+
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Any, timestamp_ms: int = -1
+    ) -> list[tuple[str, bytes]] | None:
+        total = 0
+        for cell in self.cells:
+            total += cell.v
+        self.total = total
+        return None
+
+
+def functions(n: int, distinct: bool) -> tuple[Callable[[int], int], ...]:
+    """``n`` functions of three lines: one function ``n`` times, or ``n`` compiled apart."""
+    if not distinct:
+        namespace: dict[str, Any] = {}
+        exec("def f(x):\n    y = x + 1\n    return y * 2 - x\n", namespace)
+        return (namespace["f"],) * n
+    out = []
+    for i in range(n):
+        namespace = {}
+        exec(f"def f{i}(x):\n    y = x + {i + 1}\n    return y * 2 - x\n", namespace)
+        out.append(namespace[f"f{i}"])
+    return tuple(out)
+
+
+class Caller(Injector):
+    """Calls ``n`` functions per batch: ``n`` distinct ones, or one ``n`` times."""
+
+    def __init__(self, n: int, distinct: bool) -> None:
+        super().__init__(None)
+        self.functions = functions(n, distinct)
+        self.total = 0
+
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Any, timestamp_ms: int = -1
+    ) -> list[tuple[str, bytes]] | None:
+        total = 0
+        for f in self.functions:
+            total += f(3)
+        self.total = total
+        return None
+
+
+class Replay(Injector):
+    """One Produce request's life through a connection tap of its own, at each batch's opening
+    (``work`` False: nothing); ``offer`` False: the finished request is not offered to the log."""
+
+    def __init__(self, work: bool = True, offer: bool = True) -> None:
+        super().__init__(None)
+        self.work = work
+        self.offer = offer
+        self.tap: Any = None
+        self.records = b""
+        self.requests = 0
+
+    def _build(self) -> None:
+        from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+        from kafkahooks._wire import aiokafka as _aiokafka
+        from kafkahooks._wire._tap import ConnectionTap
+        from kafkahooks.datastreams import DataStreams, data_stream_hooks
+        from kafkahooks.hooks import BrokerMeta, HookDispatcher
+
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 16384)
+        now = int(time.time() * 1000)
+        for i in range(148):  # what the bench's producer puts in a request
+            builder.append(i, timestamp=now, key=None, value=b"x" * 100, headers=[])
+        self.records = bytes(builder.build())
+        self.streams = DataStreams("replay", "bench", exporters=[])
+        self.dispatch = HookDispatcher([data_stream_hooks(self.streams)], name="replay")
+        self.tap = ConnectionTap(self.dispatch, BrokerMeta(1, "127.0.0.1", 9092), None, _aiokafka.first_headers)
+        if not self.offer:
+            self.tap.log_keys = frozenset()
+
+    def inject_batch_headers(
+        self, topic: str, partition: int, headers: Any, timestamp_ms: int = -1
+    ) -> list[tuple[str, bytes]] | None:
+        if self.tap is None:
+            self._build()
+        if self.work:
+            tap = self.tap
+            now = time.monotonic_ns()
+            req = tap.new_request(0, now, 0, True, [("orders", [(0, self.records)])])
+            tap.written(req, len(self.records) + 80, now + 1_000, now + 30_000, None)
+            req = tap.frame_read(60, now + 500_000)
+            tap.produce_acked(req, [("orders", 0, 0, 42)])
+            tap.decoded(req, 0)
+            self.requests += 1
+        return None
+
+
+def _injecting(make: Callable[[], Injector]) -> Callable[[str, str], Telemetry]:
+    def setup(client: str, role: str) -> Telemetry:
+        return Telemetry(wrapped=True, client_kwargs={"tracing": "off", "hooks": [make()]})
+
+    return setup
+
+
+def _replaying(make: Callable[[], Replay]) -> Callable[[str, str], Telemetry]:
+    def setup(client: str, role: str) -> Telemetry:
+        telemetry = without("taps", MODES["dsm"].setup, client, role)
+        hooks = [*telemetry.client_kwargs.get("hooks", []), make()]
+        telemetry.client_kwargs = {**telemetry.client_kwargs, "hooks": hooks}
+        return telemetry
+
+    return setup
+
+
+EXPERIMENTS: dict[str, tuple[str, Callable[[], Injector], bool]] = {}
+"""name -> (what it does, its injector, whether it rides on ``dsm-no-taps``)."""
+for _n in (256, 1024, 4096):
+    for _distinct in (False, True):
+        _kind = "distinct" if _distinct else "same"
+        EXPERIMENTS[f"touch-{_kind}-{_n}"] = (
+            f"an injector reading {_n} {'distinct objects' if _distinct else 'times one object'} per batch",
+            lambda n=_n, d=_distinct: Toucher(n, d),
+            False,
+        )
+for _n in (256, 1024):
+    for _distinct in (False, True):
+        _kind = "distinct" if _distinct else "same"
+        EXPERIMENTS[f"call-{_kind}-{_n}"] = (
+            f"an injector calling {_n} {'distinct functions' if _distinct else 'times one function'} per batch",
+            lambda n=_n, d=_distinct: Caller(n, d),
+            False,
+        )
+EXPERIMENTS["dsm-no-taps-idle"] = ("dsm-no-taps and a replaying hook that does nothing", lambda: Replay(False), True)
+EXPERIMENTS["dsm-no-taps-replay"] = ("dsm-no-taps, a Produce request's tap work at each batch", Replay, True)
+EXPERIMENTS["dsm-no-taps-replay-nolog"] = (
+    "dsm-no-taps-replay without the offer to the request log",
+    lambda: Replay(offer=False),
+    True,
+)
+
+for _name, (_what, _make, _on_dsm) in EXPERIMENTS.items():
+    _setup = _replaying(_make) if _on_dsm else _injecting(_make)  # type: ignore[arg-type]
+    MODES[_name] = Mode(_name, f"{_what} (an experiment)", _setup, default=False)
+
+
+def warm_us(name: str, number: int = 1_000, repeats: int = 7) -> float:
+    """The mode's injection per batch in a warm loop, µs (the fastest of ``repeats`` loops; a
+    replaying mode's log is drained between loops, so no offer is ever refused)."""
+    injector = EXPERIMENTS[name][1]()
+    inject = injector.inject_batch_headers
+    inject("orders", 0, None, -1)  # built, specialized
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            inject("orders", 0, None, -1)
+        best = min(best, time.perf_counter() - start)
+        log = getattr(getattr(injector, "tap", None), "log", None)
+        if log is not None:
+            log.buffer.drain()
+    return best / number * 1e6
+
+
+if __name__ == "__main__":
+    for _name in EXPERIMENTS:
+        print(f"{_name:28s} {warm_us(_name):8.2f} µs per batch, warm")

@@ -1,0 +1,90 @@
+"""``benchmarks/experiments``: the experiment modes do the work they are named for, and the bench's
+worker processes run them when the directory is on ``PYTHONPATH``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kafkahooks.bench._modes import MODES
+from kafkahooks.hooks._records import Request
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments"
+
+
+@pytest.fixture
+def experiments() -> Iterator[Any]:
+    """The experiments module, its modes taken out of ``MODES`` again afterwards."""
+    before = dict(MODES)
+    spec = importlib.util.spec_from_file_location("experiments_bench", EXPERIMENTS / "sitecustomize.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        yield module
+    finally:
+        MODES.clear()
+        MODES.update(before)
+
+
+def test_footprints_differ_in_what_they_touch_not_in_what_they_do(experiments: Any) -> None:
+    """touch-/call-same and -distinct run the same loop over one object or function, or N."""
+    many, one = experiments.Toucher(64, True), experiments.Toucher(64, False)
+    assert (64, 1) == (len({id(c) for c in many.cells}), len({id(c) for c in one.cells}))
+    assert None is many.inject_batch_headers("t", 0, None) is one.inject_batch_headers("t", 0, None)
+    assert (sum(range(64)), 64) == (many.total, one.total)
+    called, again = experiments.Caller(32, True), experiments.Caller(32, False)
+    assert 32 == len({id(f.__code__) for f in called.functions})
+    assert 1 == len({id(f.__code__) for f in again.functions})
+    called.inject_batch_headers("t", 0, None)
+    again.inject_batch_headers("t", 0, None)
+    assert (sum(5 + 2 * i for i in range(32)), 32 * 5) == (called.total, again.total)
+    assert {f"touch-{k}-{n}" for k in ("same", "distinct") for n in (256, 1024, 4096)} <= set(MODES)
+    assert not any(MODES[name].default for name in experiments.EXPERIMENTS)
+
+
+def test_a_replay_offers_one_produce_request_per_batch(experiments: Any) -> None:
+    """Each batch's opening replays one Produce request through the tap into its log (the nolog
+    variant: none reaches it), with the batch the request carried walked as the taps walk it."""
+    replay, quiet = experiments.Replay(), experiments.Replay(offer=False)
+    for _ in range(3):
+        assert None is replay.inject_batch_headers("t", 0, None)
+        quiet.inject_batch_headers("t", 0, None)
+    requests = replay.dispatch.request_log.buffer.drain()
+    assert 3 == len(requests) == replay.requests == quiet.requests
+    assert all(type(r) is Request and r.key == 0 for r in requests)
+    assert {("orders", 0)} == set(requests[0].batches)
+    assert 148 == requests[0].batches[("orders", 0)].num_records
+    assert {("orders", 0): 42} == requests[0].accepted()
+    assert 0 == len(quiet.dispatch.request_log.buffer)
+    assert experiments.warm_us("dsm-no-taps-replay", number=50, repeats=2) > 0
+
+
+def test_the_experiment_modes_run_in_the_bench_workers(tmp_path: Path, bootstrap: str) -> None:
+    """With the directory on PYTHONPATH the command and its worker processes know the modes."""
+    cli = Path(sys.executable).with_name("kafkahooks")
+    done = subprocess.run(
+        [
+            str(cli), "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce",
+            "--mode", "dsm-no-taps-replay", "--mode", "touch-distinct-256", "--rounds", "1", "--messages", "2000",
+            "--output", str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(EXPERIMENTS)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stdout[-2000:] + done.stderr[-2000:]
+    data = json.loads((tmp_path / "throughput.json").read_text())
+    assert all(run["ok"] for run in data["runs"]), [r.get("error") for r in data["runs"] if not r["ok"]]
+    assert {"bare", "dsm-no-taps-replay", "touch-distinct-256"} == {row["mode"] for row in data["summary"]}
