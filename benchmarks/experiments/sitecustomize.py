@@ -170,22 +170,18 @@ def _replaying(make: Callable[[], Replay]) -> Callable[[str, str], Telemetry]:
 
 EXPERIMENTS: dict[str, tuple[str, Callable[[], Injector], bool]] = {}
 """name -> (what it does, its injector, whether it rides on ``dsm-no-taps``)."""
-for _n in (256, 1024, 4096):
-    for _distinct in (False, True):
-        _kind = "distinct" if _distinct else "same"
-        EXPERIMENTS[f"touch-{_kind}-{_n}"] = (
-            f"an injector reading {_n} {'distinct objects' if _distinct else 'times one object'} per batch",
-            lambda n=_n, d=_distinct: Toucher(n, d),
-            False,
-        )
-for _n in (256, 1024):
-    for _distinct in (False, True):
-        _kind = "distinct" if _distinct else "same"
-        EXPERIMENTS[f"call-{_kind}-{_n}"] = (
-            f"an injector calling {_n} {'distinct functions' if _distinct else 'times one function'} per batch",
-            lambda n=_n, d=_distinct: Caller(n, d),
-            False,
-        )
+_FOOTPRINTS: tuple[tuple[str, tuple[int, ...], type[Toucher | Caller], str, str], ...] = (
+    ("touch", (256, 1024, 4096), Toucher, "reading {n} distinct objects", "reading {n} times one object"),
+    ("call", (256, 1024), Caller, "calling {n} distinct functions", "calling {n} times one function"),
+)
+for _kind, _sizes, _class, _many, _one in _FOOTPRINTS:
+    for _n in _sizes:
+        for _distinct in (False, True):
+            EXPERIMENTS[f"{_kind}-{'distinct' if _distinct else 'same'}-{_n}"] = (
+                f"an injector {(_many if _distinct else _one).format(n=_n)} per batch",
+                lambda c=_class, n=_n, d=_distinct: c(n, d),
+                False,
+            )
 EXPERIMENTS["dsm-no-taps-idle"] = ("dsm-no-taps and a replaying hook that does nothing", lambda: Replay(False), True)
 EXPERIMENTS["dsm-no-taps-replay"] = ("dsm-no-taps, a Produce request's tap work at each batch", Replay, True)
 EXPERIMENTS["dsm-no-taps-replay-nolog"] = (

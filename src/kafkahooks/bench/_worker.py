@@ -409,21 +409,27 @@ class CollectorClock:
             self.passes[generation] += 1
 
 
+def _export_passes(side: str) -> int:
+    """Passes kafkahooks' export worker has started in this process (none on the bare side)."""
+    if side != "mode":
+        return 0
+    from kafkahooks.export import worker
+
+    return worker().passes
+
+
 def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str], None]) -> dict[str, Any]:
     """One side in this process, its chunks run when the runner says so (``run N``) until it says
     ``end``; answers ``ready`` once warm and ``done`` after each chunk. The runner drives the two
     sides' processes in turns, so both see the same seconds of a noisy machine."""
     side = cfg["side"]
     install_service_sdk()
-    passes: Callable[[], int] = lambda: 0  # noqa: E731 - the bare side has no export worker
-    if side == "mode":
+    if side == "mode" and cfg.get("export_interval_s"):
+        # --export-interval; and under a simulator, where the client runs 40 to 170 times slower,
+        # the export worker on its timer would pass that many more times per message.
         from kafkahooks.export import worker
 
-        passes = lambda: worker().passes  # noqa: E731
-        if cfg.get("export_interval_s"):
-            # --export-interval; and under a simulator, where the client runs 40 to 170 times
-            # slower, the export worker on its timer would pass that many more times per message.
-            worker().interval_s = float(cfg["export_interval_s"])
+        worker().interval_s = float(cfg["export_interval_s"])
     telemetry = MODES[cfg["mode"]].setup(cfg["client"], _role(cfg)) if side == "mode" else Telemetry(wrapped=False)
     if side == "mode":
         telemetry.activate()  # a class-patching peer stays on: this process is the mode's alone
@@ -438,7 +444,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         collector = CollectorClock()
         gc.callbacks.append(collector)
         say("ready")
-        moved, wall, main, cpu0, passes0 = 0, 0.0, 0.0, _process_cpu(), passes()
+        moved, wall, main, cpu0, passes0 = 0, 0.0, 0.0, _process_cpu(), _export_passes(side)
         usage = _MainThreadUsage()
         for command in commands:
             verb, _, arg = command.partition(" ")
@@ -460,7 +466,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         # Every thread's CPU from the first chunk on, gaps included: background work a side did
         # while the other side ran is still its own.
         cpu = _process_cpu() - cpu0
-        export_passes = passes() - passes0
+        export_passes = _export_passes(side) - passes0
         collections = [b["collections"] - a["collections"] for a, b in zip(before, gc.get_stats(), strict=True)]
         gc.callbacks.remove(collector)
     finally:
