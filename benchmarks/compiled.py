@@ -156,7 +156,11 @@ def bench(path: Path | None, rounds: int, output: Path, extra: list[str]) -> lis
     command = [str(cli), "bench", "--client", "aiokafka", "--workload", "produce", "--rounds", str(rounds)]
     for mode in MODES:
         command += ["--mode", mode]
-    subprocess.run([*command, *extra, "--output", str(output)], env=env, capture_output=True, timeout=3600, check=True)
+    done = subprocess.run(
+        [*command, *extra, "--output", str(output)], env=env, capture_output=True, text=True, timeout=3600, check=False
+    )
+    if done.returncode != 0:  # say why, not only that it failed
+        raise SystemExit(f"kafkahooks bench failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     summary: list[dict[str, Any]] = json.loads((output / "throughput.json").read_text())["summary"]
     return summary
 
