@@ -153,13 +153,17 @@ def test_a_deferred_first_record_reads_as_one_read_on_the_spot(value_size: int, 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(min_value=1, max_value=40), st.integers(min_value=0, max_value=300), st.booleans())
 def test_the_produce_fast_path_reports_what_the_walk_reports(count: int, value_size: int, wanted: bool) -> None:
-    """One uncompressed batch (what a producer sends per partition) gets the same report from the
-    one-step reader as from the walk; anything else is left to the walk."""
+    """One batch (what a producer sends per partition) gets the same report from the one-step
+    reader as from the walk: uncompressed, or compressed with no header wanted (gzip here; every
+    codec in test_codec_framing.py); anything else is left to the walk."""
     keys = frozenset({"h"}) if wanted else frozenset()
     data = build(count, value=b"v" * value_size)
     assert _batches.walk(data, header_keys=keys, defer=True) == [_batches.produced(data, keys, True)]
     assert _batches.walk(data) == [_batches.produced(data, frozenset(), False)]
-    assert None is _batches.produced(build(count, codec=1), keys, True)  # compressed
+    gzipped = build(count, codec=1, value=b"v" * value_size)
+    assert _batches.walk(gzipped) == [_batches.produced(gzipped, frozenset(), False)]
+    if wanted and _batches.walk(gzipped)[0].compression is Compression.GZIP:  # (too small: sent as is)
+        assert None is _batches.produced(gzipped, keys, True)  # headers inside the compressed section
     assert None is _batches.produced(data + build(1), keys, True)  # two batches
     assert None is _batches.produced(data[:-1], keys, True)  # cut short
     control = bytearray(data)

@@ -147,23 +147,156 @@ def _decompressed(
 
 def produced(records: bytes | memoryview, header_keys: frozenset[str], defer: bool) -> BatchInfo | None:
     """What :func:`walk` reports for the common Produce payload, in one step: ``records`` is
-    exactly one uncompressed v2 data batch and either no header is wanted or its first record is
-    copied for later (``defer``). None for anything else: then walk it."""
+    exactly one v2 data batch, and either uncompressed, with no header wanted or its first record
+    copied for later (``defer``), or compressed, with no header wanted and its uncompressed size
+    declared by its codec's own framing (:func:`declared_size`: no decompression on the client's
+    thread). None for anything else: then walk it."""
     n = len(records)
     if n < HEADER_SIZE:
         return None
     (base, batch_len, _, magic, _, attrs, last_delta, first_ts, _, _, _, _, count) = HEADER.unpack_from(records, 0)
-    if batch_len + 12 != n or magic != 2 or attrs & (_CONTROL | 0x07):
+    if batch_len + 12 != n or magic != 2 or attrs & _CONTROL:
         return None
+    codec = attrs & 0x07
+    if codec:
+        # With headers wanted, the first record is inside the compressed section: walk it.
+        size = -1 if header_keys or codec >= 5 else declared_size(codec, records, HEADER_SIZE, n)
+        if size < 0:
+            return None
+        compressed = n - HEADER_SIZE
+        return _new_info(
+            BatchInfo, (count, size, compressed, _COMPRESSIONS[codec], base, base + last_delta, first_ts, (), None)
+        )
     first = None
     if header_keys:
-        if not defer:
-            return None
-        first = _copy_first(records, HEADER_SIZE, n)
+        first = _copy_first(records, HEADER_SIZE, n) if defer else None
         if first is None:
             return None
     size = n - HEADER_SIZE
     return _new_info(BatchInfo, (count, size, size, Compression.NONE, base, base + last_delta, first_ts, (), first))
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_LZ4_MAGIC = 0x184D2204
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = 16
+_U32_LE = struct.Struct("<I")
+_U64_LE = struct.Struct("<Q")
+_U32_BE = struct.Struct(">I")
+
+
+def declared_size(codec: int, buf: Any, start: int, end: int) -> int:
+    """The size that the compressed records section ``buf[start:end]`` declares it has once
+    decompressed, read from its codec's framing without decompressing it: gzip's trailer, a zstd
+    frame's content size, an lz4 frame's content size, snappy's length per block. -1 when the
+    framing keeps none (aiokafka's lz4 frames, a streamed zstd frame) or is not exactly one
+    well-formed frame spanning the section; never raises.
+
+    For a producer's own batches only, which its client has just compressed: a batch fetched from
+    a broker may come from anyone, and claim any size, so :func:`walk` decompresses those.
+    """
+    try:
+        if codec == 1:  # gzip
+            return int(_GZIP_ISIZE.unpack_from(buf, end - 4)[0]) if end - start >= 18 else -1
+        if codec == 4:  # zstd
+            return _zstd_size(buf, start, end)
+        if codec == 3:  # lz4
+            return _lz4_size(buf, start, end)
+        if codec == 2:  # snappy
+            return _snappy_size(buf, start, end)
+    except (IndexError, struct.error):
+        pass
+    return -1
+
+
+def _zstd_size(buf: Any, pos: int, end: int) -> int:
+    """A zstd frame's Frame_Content_Size (RFC 8878, 3.1.1), if it has one and its blocks end the
+    section."""
+    # The descriptor's reserved bit (0x08) must be clear.
+    if end - pos < 6 or _U32_LE.unpack_from(buf, pos)[0] != _ZSTD_MAGIC or buf[pos + 4] & 0x08:
+        return -1
+    descriptor = buf[pos + 4]
+    single_segment = descriptor & 0x20
+    width = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]  # 0: no content size written
+    pos += 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    if width == 0 or pos + width > end:
+        return -1
+    size = int.from_bytes(buf[pos : pos + width], "little") + (256 if width == 2 else 0)
+    pos += width
+    while pos + 3 <= end:  # Block_Header: last block (bit 0), type (bits 1-2), size (bits 3-23)
+        header = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        kind = (header >> 1) & 0x03
+        if kind == 3:  # reserved
+            break
+        pos += 3 + (1 if kind == 1 else header >> 3)  # an RLE block holds one byte
+        if header & 0x01:
+            if descriptor & 0x04:  # Content_Checksum
+                pos += 4
+            return size if pos == end else -1
+    return -1
+
+
+def _lz4_size(buf: Any, pos: int, end: int) -> int:
+    """An lz4 frame's content size (the LZ4 frame format, 1.6), if its descriptor has one and its
+    blocks end the section."""
+    if end - pos < 15 or _U32_LE.unpack_from(buf, pos)[0] != _LZ4_MAGIC:
+        return -1
+    flags = buf[pos + 4]
+    if flags >> 6 != 1 or not flags & 0x08:  # version 01; the content size flag
+        return -1
+    size = int(_U64_LE.unpack_from(buf, pos + 6)[0])
+    pos += 14 + (4 if flags & 0x01 else 0) + 1  # magic, FLG, BD, content size, dictionary id, HC
+    block_checksum = 4 if flags & 0x10 else 0
+    while True:
+        if pos + 4 > end:
+            return -1
+        block = _U32_LE.unpack_from(buf, pos)[0]
+        pos += 4
+        if block == 0:  # EndMark
+            break
+        pos += (block & 0x7FFFFFFF) + block_checksum
+    if flags & 0x04:  # content checksum
+        pos += 4
+    return size if pos == end else -1
+
+
+def _snappy_size(buf: Any, pos: int, end: int) -> int:
+    """Snappy's uncompressed length: in Kafka's xerial framing (a 16-byte header, then blocks of a
+    big-endian length and a raw snappy block) the sum of each block's own preamble; in raw
+    snappy, the stream's preamble."""
+    if bytes(buf[pos : pos + 8]) != _XERIAL_MAGIC:
+        return _uvarint32(buf, pos, end)
+    pos += _XERIAL_HEADER
+    if pos >= end:
+        return -1
+    total = 0
+    while pos < end:
+        if pos + 4 > end:
+            return -1
+        length = _U32_BE.unpack_from(buf, pos)[0]
+        pos += 4
+        if length == 0 or pos + length > end:
+            return -1
+        block = _uvarint32(buf, pos, pos + length)
+        if block < 0:
+            return -1
+        total += block
+        pos += length
+    return total
+
+
+def _uvarint32(buf: Any, pos: int, end: int) -> int:
+    """Snappy's preamble: an unsigned little-endian base-128 varint of at most five bytes
+    (a 32-bit length); -1 if malformed."""
+    result = shift = 0
+    while pos < end and shift < 35:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result if result < 1 << 32 else -1
+        shift += 7
+    return -1
 
 
 def _copy_first(records: Any, start: int, end: int) -> bytes | None:
