@@ -545,3 +545,33 @@ def test_bench_export_interval_reaches_the_modes_process(tmp_path: Path, bootstr
     # Passes continue while the bare side runs its chunks, so they outnumber the mode's own time.
     assert run["export_passes"] >= max(5, 0.5 * run["seconds"] / 0.01), run
     assert all("export_passes" not in r for r in data["runs"] if r["mode"] == "bare")
+
+
+def test_bench_compression_reaches_the_consume_workloads_topic(bootstrap: str) -> None:
+    """--compression compresses what the consume workloads read too, not only what the produce
+    workload sends: the topic the bench fills holds zstd batches of every message (and warm-ups)."""
+    from kafka.admin import KafkaAdminClient
+
+    from kafkahooks.bench._runner import BenchConfig, _fill
+    from kafkahooks.hooks import Compression
+    from kafkahooks.kafka import KafkaConsumer
+    from kafkahooks.testing import RecordingHook
+
+    config = BenchConfig(compression="zstd", messages=400, chunk=50)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        topic = _fill(admin, bootstrap, config, "aiokafka", "consume-batch")
+    finally:
+        admin.close()
+    recorder = RecordingHook()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000, hooks=[recorder]
+    )
+    try:
+        got = sum(1 for _ in consumer)
+    finally:
+        consumer.close()
+    assert 500 == got
+    batches = recorder.of("fetch_batch_read")
+    assert 500 == sum(e.metrics.num_records for e in batches)
+    assert {Compression.ZSTD} == {e.metrics.compression for e in batches}

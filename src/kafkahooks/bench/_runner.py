@@ -336,13 +336,16 @@ def records_per_batch(bootstrap: str, topic: str) -> float:
 
 
 def _fill(admin: Any, bootstrap: str, config: BenchConfig, client: str, workload: str) -> str:
-    """A topic holding the messages the consume workloads read (written once, by a bare producer)."""
+    """A topic holding the messages the consume workloads read (written once, by a bare producer,
+    compressed with ``--compression`` as the produce workload's batches are)."""
     import kafka
     from kafka.admin import NewTopic
 
     topic = f"bench-consume-{client}-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, config.partitions, 1)])
-    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=65536)
+    producer = kafka.KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, batch_size=65536, compression_type=config.compression
+    )
     value = b"x" * config.value_size
     for _ in range(config.messages_for(client, workload) + 2 * config.chunk_for(client)):  # and the warm-ups
         producer.send(topic, value)

@@ -206,7 +206,13 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
 @click.option("--value-size", type=int, default=100, show_default=True, help="Bytes per message value.")
 @click.option("--linger-ms", type=int, default=5, show_default=True)
 @click.option("--acks", type=click.Choice(["0", "1", "all"]), default="1", show_default=True)
-@click.option("--compression", type=click.Choice(["gzip", "snappy", "lz4", "zstd"]), default=None)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "snappy", "lz4", "zstd"]),
+    default=None,
+    help="Codec of every batch produced: the produce workload's and those the consume workloads read "
+    "(default: none; snappy, lz4 and zstd need the 'codecs' extra, in 'bench').",
+)
 @click.option("--partitions", type=int, default=1, show_default=True)
 @click.option(
     "--output",
