@@ -250,3 +250,19 @@ def test_the_python_reader_finds_exactly_the_wanted_headers(
     (later,) = _batches.walk(data, header_keys=keys, defer=True)
     if later.first_record is not None:
         assert expected == _batches.read_headers(later.first_record, keys)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=20_000), st.binary(min_size=1, max_size=60))
+def test_a_gzip_batch_is_inflated_only_as_far_as_its_first_record(value_size: int, header: bytes) -> None:
+    """A fetched gzip batch's wanted headers are read from its first record alone, inflated as far
+    as its length says (one to three bytes of length), and read as in the same batch uncompressed."""
+    batches = []
+    for codec in (0, 1):
+        builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
+        builder.append(0, 1_700_000_000_000, None, b"v" * value_size, [("x", b"y"), ("traceparent", header)])
+        builder.append(1, 1_700_000_000_001, None, b"w" * 3000, [("traceparent", b"second")])
+        batches.append(bytes(builder.build()))
+    plain, gzipped = (_batches.walk(b, header_keys=frozenset({"traceparent"})) for b in batches)
+    assert Compression.GZIP == gzipped[0].compression
+    assert (("traceparent", header),) == plain[0].headers == gzipped[0].headers
