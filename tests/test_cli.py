@@ -509,6 +509,41 @@ def test_bench_per_request_reads_back_the_records_each_request_carried(tmp_path:
     assert (tmp_path / "per-request.png").stat().st_size > 10_000
 
 
+def test_bench_per_batch_for_consumers_reads_a_topic_of_fitted_batches(tmp_path: Path, bootstrap: str) -> None:
+    """--batch-records with a consume workload: the consumers read a topic written in batches of
+    that many records (read back from the broker), and the figures are per fetched batch, beside
+    the produce workload's per request when both are asked."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce",
+            "--workload", "consume-batch", "--mode", "dsm", "--batch-records", "10", "--rounds", "1",
+            "--messages", "300", "--output", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert 0 == result.exit_code, result.output
+    data = json.loads((tmp_path / "per-request.json").read_text())
+    rows = {row["workload"]: row for row in data["summary"]}
+    assert {"produce", "consume-batch"} == set(rows)
+    assert ("Produce request", "fetched batch") == (rows["produce"]["per"], rows["consume-batch"]["per"])
+    consumed = [r for r in data["runs"]["10"] if r["workload"] == "consume-batch"]
+    assert consumed
+    assert all(abs(r["records_per_batch"] - 10) < 0.5 for r in consumed)
+    assert abs(rows["consume-batch"]["records_per_request"] - 10) < 0.5
+    assert (tmp_path / "per-request.png").stat().st_size > 10_000
+
+
+def test_the_per_request_plot_still_draws_the_produce_only_data_of_record(tmp_path: Path) -> None:
+    """The README's per-request plot comes from a file written before consume workloads had rows
+    (no ``workload`` in them): it still draws, as the produce workload's."""
+    from kafkahooks.bench._plot import plot_per_request
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/per-request.json").read_text())
+    assert all("workload" not in row for row in data["summary"])
+    out = plot_per_request(data["summary"], data["environment"], tmp_path / "per-request.png")
+    assert out.stat().st_size > 10_000
+
+
 def test_bench_interleaved_method_still_runs(tmp_path: Path, bootstrap: str) -> None:
     """--method interleaved (both sides in one process, the diagnostic) measures both sides and
     says so in the results."""

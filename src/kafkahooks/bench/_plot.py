@@ -127,64 +127,38 @@ def figure(results: Results) -> Any:
 
 
 def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any], path: Path) -> Path:
-    """Two panels against records per Produce request (log scale): the extra CPU each request
-    costs over the bare client, and the CPU-per-message ratio to bare."""
-    fig, (cost, ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
-    lines = sorted({(r["client"], r["mode"]) for r in summary})
+    """Two panels per workload against records per Produce request or per fetched batch (log
+    scale): the extra CPU each request (batch) costs over the bare client, and the CPU-per-message
+    ratio to bare."""
+    workloads = sorted({r.get("workload", "produce") for r in summary}, key=lambda w: (w != "produce", w))
+    fig, axes = plt.subplots(len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False)
     styles = {"aiokafka": "-", "kafka-python": "--"}
-    for client, mode in lines:
-        rows = sorted(
-            (r for r in summary if r["client"] == client and r["mode"] == mode), key=lambda r: r["batch_records"]
-        )
-        xs = [r["records_per_request"] for r in rows]
-        color = COLORS.get(mode, "#757575")
-        label = f"{client} {mode}"
-        cost.errorbar(
-            xs,
-            [r["extra_cpu_us_per_request"] for r in rows],
-            yerr=[
-                [
-                    r["extra_cpu_us_per_request"] - r.get("extra_cpu_us_per_request_p25", r["extra_cpu_us_per_request"])
-                    for r in rows
-                ],
-                [
-                    r.get("extra_cpu_us_per_request_p75", r["extra_cpu_us_per_request"]) - r["extra_cpu_us_per_request"]
-                    for r in rows
-                ],
-            ],
-            fmt=styles.get(client, "-"),
-            color=color,
-            marker="o",
-            capsize=3,
-            label=label,
-        )
-        ratio.plot(
-            xs, [r["cpu_ratio_to_bare"] for r in rows], styles.get(client, "-"), color=color, marker="o", label=label
-        )
-        for r in rows:  # the ratios only: the per-request figures read off the axis, bars beside them
-            ratio.annotate(
-                f"{r['cpu_ratio_to_bare']:.2f}",
-                (r["records_per_request"], r["cpu_ratio_to_bare"]),
-                fontsize=7,
-                textcoords="offset points",
-                xytext=(4, -3),
-            )
     sizes = sorted({r["batch_records"] for r in summary})
-    for ax in (cost, ratio):
-        ax.set_xscale("log")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("records per Produce request (log scale)")
-        ax.grid(True, which="both", alpha=0.3)
-    cost.set_ylabel("extra CPU per request, µs (bars: quartiles)")
-    cost.axhline(0, color="#424242", linewidth=0.8)
-    ratio.set_ylabel("CPU per message, ratio to bare")
-    ratio.axhline(1.0, color="#424242", linewidth=0.8)
-    ratio.axhline(1.05, color="#e53935", linewidth=0.8, linestyle=":")
-    ratio.axhline(1.02, color="#1e88e5", linewidth=0.8, linestyle="--")
-    ratio.legend(fontsize=7)
+    for (cost, ratio), workload in zip(axes, workloads, strict=True):
+        mine = [r for r in summary if r.get("workload", "produce") == workload]
+        unit = "Produce request" if workload == "produce" else "fetched batch"
+        for client, mode in sorted({(r["client"], r["mode"]) for r in mine}):
+            rows = sorted(
+                (r for r in mine if r["client"] == client and r["mode"] == mode), key=lambda r: r["batch_records"]
+            )
+            _per_request_lines(cost, ratio, rows, client, mode, styles.get(client, "-"))
+        for ax in (cost, ratio):
+            ax.set_xscale("log")
+            ax.set_xticks(sizes, [str(s) for s in sizes])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(f"records per {unit} (log scale)")
+            ax.grid(True, which="both", alpha=0.3)
+        cost.set_title(workload, fontsize=9, loc="left")
+        cost.set_ylabel(f"extra CPU per {unit}, µs (bars: quartiles)", fontsize=8)
+        cost.axhline(0, color="#424242", linewidth=0.8)
+        ratio.set_ylabel("CPU per message, ratio to bare")
+        ratio.axhline(1.0, color="#424242", linewidth=0.8)
+        ratio.axhline(1.05, color="#e53935", linewidth=0.8, linestyle=":")
+        ratio.axhline(1.02, color="#1e88e5", linewidth=0.8, linestyle="--")
+        ratio.legend(fontsize=7)
+    what = "a Produce request" if workloads == ["produce"] else "a Produce request or a fetched batch"
     fig.suptitle(
-        f"kafkahooks {environment.get('kafkahooks', '')}: what a Produce request costs, by its size "
+        f"kafkahooks {environment.get('kafkahooks', '')}: what {what} costs, by its size "
         f"(Python {environment.get('python', '')}, {environment.get('cpus', '')} CPUs; dashed 1.02, dotted 1.05)",
         fontsize=10,
     )
@@ -192,3 +166,38 @@ def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _per_request_lines(cost: Any, ratio: Any, rows: list[dict[str, Any]], client: str, mode: str, style: str) -> None:
+    """One (client, mode)'s line in each panel: the extra CPU with its quartiles, the ratio annotated."""
+    xs = [r["records_per_request"] for r in rows]
+    color = COLORS.get(mode, "#757575")
+    label = f"{client} {mode}"
+    cost.errorbar(
+        xs,
+        [r["extra_cpu_us_per_request"] for r in rows],
+        yerr=[
+            [
+                r["extra_cpu_us_per_request"] - r.get("extra_cpu_us_per_request_p25", r["extra_cpu_us_per_request"])
+                for r in rows
+            ],
+            [
+                r.get("extra_cpu_us_per_request_p75", r["extra_cpu_us_per_request"]) - r["extra_cpu_us_per_request"]
+                for r in rows
+            ],
+        ],
+        fmt=style,
+        color=color,
+        marker="o",
+        capsize=3,
+        label=label,
+    )
+    ratio.plot(xs, [r["cpu_ratio_to_bare"] for r in rows], style, color=color, marker="o", label=label)
+    for r in rows:  # the ratios only: the per-request figures read off the axis, bars beside them
+        ratio.annotate(
+            f"{r['cpu_ratio_to_bare']:.2f}",
+            (r["records_per_request"], r["cpu_ratio_to_bare"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, -3),
+        )

@@ -97,7 +97,8 @@ class BenchConfig:
     sides in one process, alternating chunks (a diagnostic: it understates a mode's cost)."""
     batch_records: int = 0
     """Records per Produce request (0: what ``linger_ms`` gathers): the producer's batch size is
-    fitted to this many records of ``value_size`` and batches leave full (``linger_ms`` 1000)."""
+    fitted to this many records of ``value_size`` and batches leave full (``linger_ms`` 1000); the
+    consume workloads read a topic written in batches fitted likewise."""
     pin: bool = True
     """On Linux with 2+ CPUs, run the embedded broker on the last CPU and the client on the others,
     so the broker's work does not land on the measured process's core at random."""
@@ -337,14 +338,19 @@ def records_per_batch(bootstrap: str, topic: str) -> float:
 
 def _fill(admin: Any, bootstrap: str, config: BenchConfig, client: str, workload: str) -> str:
     """A topic holding the messages the consume workloads read (written once, by a bare producer,
-    compressed with ``--compression`` as the produce workload's batches are)."""
+    compressed with ``--compression`` as the produce workload's batches are; with
+    ``batch_records``, in batches fitted to that many records, as the produce workload's are)."""
     import kafka
     from kafka.admin import NewTopic
 
     topic = f"bench-consume-{client}-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, config.partitions, 1)])
+    fitted = config.batch_records
     producer = kafka.KafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, batch_size=65536, compression_type=config.compression
+        bootstrap_servers=bootstrap,
+        linger_ms=1000 if fitted else 20,
+        batch_size=batch_bytes(fitted, config.value_size) if fitted else 65536,
+        compression_type=config.compression,
     )
     value = b"x" * config.value_size
     for _ in range(config.messages_for(client, workload) + 2 * config.chunk_for(client)):  # and the warm-ups
@@ -397,6 +403,8 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
             task = progress.add_task("benchmark", total=total)
             for client, workload in combos:
                 source = _fill(admin, bootstrap, config, client, workload) if workload.startswith("consume") else None
+                # What each fetched batch carries, read back once: the consumers of both sides read it.
+                fetched_batch = records_per_batch(bootstrap, source) if source and config.batch_records else 0.0
                 mine = per_combo[(client, workload)]
                 schedule = [(-1, mine[0])] + [
                     (r, mine[(r + i) % len(mine)]) for r in range(config.rounds) for i in range(len(mine))
@@ -435,6 +443,9 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
                     label = "warm-up" if round_no < 0 else f"round {round_no + 1}"
                     progress.update(task, description=f"{client} {workload} {mode} ({label})")
                     result = _run_pair(cfg, config.timeout_s, mode_first=round_no % 2 == 1)
+                    if fetched_batch and result.get("ok"):
+                        for side in ("bare", "mode"):
+                            result[side]["records_per_batch"] = fetched_batch
                     if source is None:
                         if config.batch_records and result.get("ok"):
                             for side in ("bare", "mode"):

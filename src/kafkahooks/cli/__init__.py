@@ -178,7 +178,9 @@ def map_command(dumps: tuple[str, ...], output: str) -> None:
     type=int,
     multiple=True,
     help="Records per Produce request (repeat for several, e.g. 1, 10, 100, 1000): the produce workload with "
-    "batches fitted to that many records; writes per-request.json and per-request.png (CPU per request over bare).",
+    "batches fitted to that many records (with --workload consume-batch/consume-record: the consumers read a "
+    "topic written in such batches); writes per-request.json and per-request.png (CPU per request or fetched "
+    "batch over bare).",
 )
 @click.option(
     "--steady-heap/--glibc-heap",
@@ -295,7 +297,7 @@ def bench(
     out = _output.console()
     with _output.needs("kafkahooks bench"):
         if batch_records:
-            per_request = run_per_request(config, batch_records, out)
+            per_request = run_per_request(config, batch_records, out, workloads or ("produce",))
             out.print(per_request_table(per_request))
             json_path, png = save_per_request(per_request, Path(output))
         else:
