@@ -156,7 +156,8 @@ def plot_per_request(summary: list[dict[str, Any]], environment: dict[str, Any],
         ratio.axhline(1.05, color="#e53935", linewidth=0.8, linestyle=":")
         ratio.axhline(1.02, color="#1e88e5", linewidth=0.8, linestyle="--")
         ratio.legend(fontsize=7)
-    what = "a Produce request" if workloads == ["produce"] else "a Produce request or a fetched batch"
+    what = {True: "a Produce request or a fetched batch", False: "a fetched batch"}["produce" in workloads]
+    what = "a Produce request" if workloads == ["produce"] else what
     fig.suptitle(
         f"kafkahooks {environment.get('kafkahooks', '')}: what {what} costs, by its size "
         f"(Python {environment.get('python', '')}, {environment.get('cpus', '')} CPUs; dashed 1.02, dotted 1.05)",
