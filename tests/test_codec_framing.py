@@ -10,15 +10,14 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import codec as aiokafka_codec
-from aiokafka.record.default_records import DefaultRecordBatchBuilder as AioBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka import codec as kafka_codec
-from kafka.record.default_records import DefaultRecordBatchBuilder as KafkaBuilder
 
 from kafkahooks._wire import _batches
 from kafkahooks._wire._shared import decompressor
 from kafkahooks.hooks import Compression
+from tests._benchmarks import load
 
 GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
 ENCODERS: dict[str, dict[int, Callable[[bytes], bytes]]] = {
@@ -115,26 +114,6 @@ def test_garbage_never_raises(codec: int, data: bytes, with_magic: bool) -> None
     assert _batches.declared_size(codec, buf, 0, len(buf)) >= -1
 
 
-def build(client: str, codec: int, count: int, value_size: int) -> bytes:
-    if client == "aiokafka":
-        aio = AioBuilder(
-            magic=2,
-            compression_type=codec,
-            is_transactional=0,
-            producer_id=-1,
-            producer_epoch=-1,
-            base_sequence=-1,
-            batch_size=1 << 24,
-        )
-        for i in range(count):
-            aio.append(i, timestamp=1_700_000_000_000 + i, key=None, value=payload(value_size), headers=[])
-        return bytes(aio.build())
-    builder = KafkaBuilder(2, codec, False, -1, -1, -1, 1 << 24)
-    for i in range(count):
-        builder.append(i, 1_700_000_000_000 + i, None, payload(value_size), [("h", b"x")])
-    return bytes(builder.build())
-
-
 @pytest.mark.parametrize("client", sorted(ENCODERS))
 @pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD])
 @pytest.mark.parametrize(("count", "value_size"), [(148, 100), (2_000, 100), (30, 5_000)])
@@ -144,7 +123,7 @@ def test_a_produced_batch_reads_as_the_walk_that_decompresses_it(
     """The Produce path's one step reports what the walk reports by decompressing the batch (the
     truth), without calling the decompressor; where the framing has no size, it leaves the batch
     to the walk; with headers wanted too (they are inside the compressed records), likewise."""
-    data = build(client, codec, count, value_size)
+    data = load("codecs").batch(client, codec, count, value_size)  # each client's own builder and codec
     assert Compression(codec) == _batches.walk(data)[0].compression
     truth = _batches.walk(data, decompressor(aiokafka_codec))
     assert 1 == len(truth)
