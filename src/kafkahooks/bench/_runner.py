@@ -43,6 +43,17 @@ PER_REQUEST_MESSAGES = {
     "kafka-python": {1: 2_000, 10: 6_000, 100: 30_000, 1000: 60_000},
 }
 """Messages per side for ``--batch-records``: at least 200 requests at each size."""
+PER_BATCH_MESSAGES = {
+    "aiokafka": {1: 60_000, 10: 150_000, 100: 200_000, 1000: 200_000},
+    "kafka-python": {1: 15_000, 10: 30_000, 100: 60_000, 1000: 60_000},
+}
+"""Messages per side for ``--batch-records`` with a consume workload: consumers take a small batch
+in a few µs, so a run of as many messages as a producer's would last tens of milliseconds."""
+FETCH_MAX_BYTES = 1024 * 1024
+"""A consumer's ``fetch_max_bytes`` in ``--batch-records`` runs. The embedded broker ignores the
+partition byte limit (1 MiB) and answers up to the response limit (50 MiB): one response would
+hold a whole topic of one-record batches, past the 16 384 fetched batches a consumer remembers
+per partition. It honours this one."""
 BATCH_OVERHEAD = 61
 """A v2 record batch's header, in bytes."""
 
@@ -114,8 +125,9 @@ class BenchConfig:
     def messages_for(self, client: str, workload: str) -> int:
         if self.messages:
             return self.messages
-        if self.batch_records in PER_REQUEST_MESSAGES[client]:
-            return PER_REQUEST_MESSAGES[client][self.batch_records]
+        sized = PER_REQUEST_MESSAGES if workload == "produce" else PER_BATCH_MESSAGES
+        if self.batch_records in sized[client]:
+            return sized[client][self.batch_records]
         return (QUICK_MESSAGES if self.quick else DEFAULT_MESSAGES)[(client, workload)]
 
     def chunk_for(self, client: str) -> int:
@@ -435,6 +447,7 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> Result
                         else 0,
                         "acks": config.acks,
                         "compression": config.compression,
+                        "fetch_max_bytes": FETCH_MAX_BYTES if config.batch_records else 0,
                         "partitions": config.partitions,
                         "cpus": client_cpus,
                         "steady_heap": config.steady_heap,

@@ -182,6 +182,11 @@ def _producer_kwargs(cfg: dict[str, Any], client: str) -> dict[str, Any]:
     return kwargs
 
 
+def _consumer_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What both clients' consumers take from the configuration beyond the defaults."""
+    return {"fetch_max_bytes": cfg["fetch_max_bytes"]} if cfg.get("fetch_max_bytes") else {}
+
+
 async def _nothing() -> None:
     return None
 
@@ -233,7 +238,11 @@ def _kafka_python_side(cfg: dict[str, Any], telemetry: Telemetry, side: str) -> 
 
         return Side(produce, producer.close, producer.flush, _thread_idents() - before)
     consumer = (KafkaConsumer if wrapped else kafka.KafkaConsumer)(
-        bootstrap_servers=cfg["bootstrap"], auto_offset_reset="earliest", consumer_timeout_ms=10_000, **extra
+        bootstrap_servers=cfg["bootstrap"],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+        **_consumer_kwargs(cfg),
+        **extra,
     )
     consumer.assign([kafka.TopicPartition(topic, p) for p in range(cfg["partitions"])])
 
@@ -310,7 +319,7 @@ async def _aiokafka_side(cfg: dict[str, Any], telemetry: Telemetry, side: str, i
 
         return Side(produce, producer.stop, producer.flush)
     consumer = (AIOKafkaConsumer if wrapped else aiokafka.AIOKafkaConsumer)(
-        bootstrap_servers=cfg["bootstrap"], auto_offset_reset="earliest", **extra
+        bootstrap_servers=cfg["bootstrap"], auto_offset_reset="earliest", **_consumer_kwargs(cfg), **extra
     )
     with _peer_on(telemetry, side, interleaved):
         await consumer.start()
