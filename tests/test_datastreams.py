@@ -326,6 +326,8 @@ def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> No
     tags = ("direction:out", "topic:t", "type:kafka")
     points = [Point(0, tags, 1, 0, 0, 0, 100.0, weight) for weight in (2, 3, 5)]
     points.append(Point(0, tags, 2, 1, 1_000_000, 2_000_000, 100.0, 7))
+    # Five checkpoints of one series with equal latencies (recorded together): five measurements.
+    points += [Point(0, tags, 3, 1, 4_000_000, 9_000_000, 10.0, 1) for _ in range(5)]
     exporter.export_points("svc", "env", points)
     exporter.export_points("svc", "env", points[:1])
 
@@ -343,6 +345,12 @@ def test_otel_exporter_counts_every_weighted_record_and_every_checkpoint() -> No
     assert 4 == found[("kafkahooks.datastreams.edge_latency", first)].count
     assert 1 == found[("kafkahooks.datastreams.pathway_latency", second)].count
     assert 0.002 == found[("kafkahooks.datastreams.pathway_latency", second)].sum
+    third = hash_hex(3)
+    assert 5 == found[("kafkahooks.datastreams.edge_latency", third)].count
+    assert 5 == found[("kafkahooks.datastreams.messages", third)].value
+    assert abs(found[("kafkahooks.datastreams.edge_latency", third)].sum - 0.02) < 1e-12
+    assert abs(found[("kafkahooks.datastreams.pathway_latency", third)].sum - 0.045) < 1e-12
+    assert 0.004 == found[("kafkahooks.datastreams.edge_latency", third)].min
 
 
 def test_checkpoints_differing_only_in_weight_make_the_same_sketches() -> None:

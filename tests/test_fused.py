@@ -422,6 +422,54 @@ def test_sdk_recorder_writes_what_the_public_api_writes() -> None:
     provider.shutdown()
 
 
+def test_record_many_writes_what_as_many_calls_write() -> None:
+    """One value recorded ``count`` times at once (record_many) exports what ``count`` calls of the
+    public API export: histograms (count, sum, min, max, buckets) and counters, through
+    kafkahooks' recorder and through a plain public ``record``; first-seen attribute sets, counts
+    of one, and a reader added mid-way included."""
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    provider = MeterProvider(metric_readers=readers[:1])
+    meter = provider.get_meter("t")
+    bounds = [0.005, 0.01, 0.1, 1.0]
+    public_h = meter.create_histogram("h-public", explicit_bucket_boundaries_advisory=bounds)
+    public_c = meter.create_counter("c-public")
+    many_h = meter.create_histogram("h-many", explicit_bucket_boundaries_advisory=bounds)
+    plain_h = meter.create_histogram("h-plain", explicit_bucket_boundaries_advisory=bounds)
+    many_c = meter.create_counter("c-many")
+    fast_h, fast_c = _otel.recorder(many_h), _otel.recorder(many_c)
+    assert isinstance(fast_h, _otel._SdkRecorder)
+    a, b = {"k": "a"}, {"k": "b"}
+    for i, (value, count) in enumerate([(0.001, 3), (0.02, 1), (0.5, 50), (3.0, 2), (0.0, 7), (0.007, 4)] * 20):
+        attrs = a if i % 3 else b
+        for _ in range(count):
+            public_h.record(value, attrs)
+            public_c.add(2, attrs)
+        _otel.record_many(fast_h, value, attrs, count)
+        _otel.record_many(plain_h.record, value, attrs, count)
+        _otel.record_many(fast_c, 2, attrs, count)
+        if i == 50:
+            provider.add_metric_reader(readers[1])
+    for reader in readers:
+        data = reader.get_metrics_data()
+        assert data is not None
+        got: dict[str, dict[str, Any]] = {}
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind, how = metric.name.split("-")
+                    for q in metric.data.data_points:
+                        got.setdefault(f"{kind} {sorted(q.attributes.items())}", {})[how] = (
+                            (q.count, round(q.sum, 9), q.min, q.max, tuple(q.bucket_counts))
+                            if hasattr(q, "bucket_counts")
+                            else q.value
+                        )
+        assert len(got) == 4  # histogram and counter, two attribute sets each
+        for key, found in got.items():
+            assert set(found) == ({"public", "many", "plain"} if key.startswith("h ") else {"public", "many"})
+            assert len(set(found.values())) == 1, found
+    provider.shutdown()
+
+
 class ThirdParty:
     """A plugin written against the public API only: ``on_requests_finished`` and ``request_needs``."""
 

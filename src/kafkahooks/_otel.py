@@ -18,6 +18,8 @@ aggregation objects.
   values for the *same attributes dict* (callers cache them) go straight to those aggregations,
   after checking on every call that the SDK still holds them and that no reader was added or
   removed. An exemplar filter that could sample on the worker (``AlwaysOn``) keeps the public path.
+  :func:`record_many` records one value ``count`` times: into an explicit-bucket histogram's
+  aggregation at once (its sum, min, max and the value's bucket), what ``count`` calls would add.
 
 :func:`check_internals` names what moved if an SDK release changes any of this (a test runs it),
 and each writer falls back to the public API on its own when what it finds is not what it knows.
@@ -25,6 +27,7 @@ and each writer falls back to the public API on its own when what it finds is no
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -81,6 +84,14 @@ def check_internals() -> list[str]:
     if not hasattr(context_api, "_RUNTIME_CONTEXT"):
         missing.append("opentelemetry.context._RUNTIME_CONTEXT")
     needs(ContextVarsRuntimeContext, "_current_context")
+    from opentelemetry.sdk.metrics._internal import aggregation as sdk_aggregation
+
+    histogram = getattr(sdk_aggregation, "_ExplicitBucketHistogramAggregation", None)
+    if histogram is None:
+        missing.append("opentelemetry.sdk.metrics._internal.aggregation._ExplicitBucketHistogramAggregation")
+    else:
+        # The state record_many adds to, as the SDK's own code names it.
+        needs(histogram, "_get_empty_bucket_counts", *_HISTOGRAM_STATE)
     needs(View, "_attribute_keys")
     for cls in (Tracer, sdk_instrument._Synchronous):
         if not hasattr(cls, "_is_enabled"):
@@ -412,6 +423,36 @@ class _SdkRecorder:
         for _, _, aggregation in aggregations:
             aggregation.aggregate(measurement, False)
 
+    def many(self, value: float, attributes: Mapping[str, Any], count: int) -> None:
+        """``count`` measurements of ``value``: the first as :meth:`__call__` records it (which
+        checks and learns the attribute set), the others at once into each explicit-bucket
+        histogram aggregation that call reached directly, one by one into anything else."""
+        self(value, attributes)
+        if count <= 1:
+            return
+        found = self._sets.get(id(attributes))
+        if found is None or found[0] is not attributes:  # on the public path: no shortcut
+            for _ in range(count - 1):
+                self(value, attributes)
+            return
+        measurement = self._value
+        measurement.value = value
+        histogram_type = _histogram_aggregation()
+        for _, _, aggregation in found[1]:
+            h: Any = aggregation
+            if type(h) is histogram_type and _weighable(h):
+                with h._lock:
+                    if h._value is None:
+                        h._value = h._get_empty_bucket_counts()
+                    h._sum += value * (count - 1)
+                    if h._record_min_max:
+                        h._min = min(h._min, value)
+                        h._max = max(h._max, value)
+                    h._value[bisect_left(h._boundaries, value)] += count - 1
+            else:
+                for _ in range(count - 1):
+                    h.aggregate(measurement, False)
+
     def _learn(self, attributes: Mapping[str, Any]) -> None:
         if id(attributes) in self._sets and self._sets[id(attributes)] is None:
             return
@@ -432,6 +473,32 @@ class _SdkRecorder:
             self._sets[id(attributes)] = None
             return
         self._sets[id(attributes)] = (attributes, tuple(found)) if found else None
+
+
+_HISTOGRAM_STATE = ("_lock", "_value", "_sum", "_record_min_max", "_min", "_max", "_boundaries")
+
+
+def _histogram_aggregation() -> Any:
+    from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
+
+    return _ExplicitBucketHistogramAggregation
+
+
+def _weighable(aggregation: Any) -> bool:
+    """Whether an explicit-bucket histogram aggregation keeps the state :meth:`_SdkRecorder.many`
+    adds to (the SDK's own ``aggregate`` updates exactly these)."""
+    return all(hasattr(aggregation, name) for name in _HISTOGRAM_STATE)
+
+
+def record_many(record: Record, value: float, attributes: Mapping[str, Any], count: int) -> None:
+    """What ``count`` calls of ``record(value, attributes)`` record, in one call where
+    ``record`` is kafkahooks' SDK recorder (a histogram's count for the value grows by ``count``
+    at once), else in ``count`` calls."""
+    if type(record) is _SdkRecorder:
+        record.many(value, attributes, count)
+        return
+    for _ in range(count):
+        record(value, attributes)
 
 
 def recorder(instrument: Any) -> Record:

@@ -16,7 +16,7 @@ from opentelemetry.semconv.schemas import Schemas
 
 from kafkahooks import _fork
 from kafkahooks._log import get_logger
-from kafkahooks._otel import recorder
+from kafkahooks._otel import record_many, recorder
 from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.datastreams._stats import Point, StatsBucket
@@ -112,19 +112,29 @@ class OtelMetricsExporter:
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:
         # The message counter is summed over the drained points first: one SDK call per pathway
-        # per pass instead of one per checkpoint. The latency histograms keep one point per
-        # checkpoint (a histogram cannot be summed), written through kafkahooks' recorder.
+        # per pass instead of one per checkpoint. The latency histograms keep one measurement per
+        # checkpoint, but checkpoints of one series with the same latencies (a consumer of small
+        # batches makes thousands a pass, in a few distinct milliseconds) are counted together
+        # and recorded at once (record_many): the same histograms, a fraction of the SDK work.
         messages: dict[int, list[Any]] = {}
-        edge, pathway = self._edge, self._pathway
+        same: dict[tuple[int, int, int], list[Any]] = {}
         for _, tags, h, parent_hash, edge_ns, pathway_ns, _, weight in points:
             attrs = self._attributes(service, env, tags, h, parent_hash)
-            edge(edge_ns / 1e9, attrs)
-            pathway(pathway_ns / 1e9, attrs)
-            found = messages.get(id(attrs))
+            key = (id(attrs), edge_ns, pathway_ns)
+            found = same.get(key)
             if found is None:
+                same[key] = [attrs, 1]
+            else:
+                found[1] += 1
+            counted = messages.get(id(attrs))
+            if counted is None:
                 messages[id(attrs)] = [attrs, weight]
             else:
-                found[1] += weight
+                counted[1] += weight
+        edge, pathway = self._edge, self._pathway
+        for (_, edge_ns, pathway_ns), (attrs, checkpoints) in same.items():
+            record_many(edge, edge_ns / 1e9, attrs, checkpoints)
+            record_many(pathway, pathway_ns / 1e9, attrs, checkpoints)
         for attrs, weight in messages.values():
             self._messages(weight, attrs)
 
