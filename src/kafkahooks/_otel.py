@@ -90,8 +90,9 @@ def check_internals() -> list[str]:
     if histogram is None:
         missing.append("opentelemetry.sdk.metrics._internal.aggregation._ExplicitBucketHistogramAggregation")
     else:
-        # The state record_many adds to, as the SDK's own code names it.
-        needs(histogram, "_get_empty_bucket_counts", *_HISTOGRAM_STATE)
+        # The state record_many adds to, as the SDK's own code names it (_HISTOGRAM_STATE).
+        needs(histogram, "_get_empty_bucket_counts", "_lock", "_value", "_sum", "_record_min_max")
+        needs(histogram, "_min", "_max", "_boundaries")
     needs(View, "_attribute_keys")
     for cls in (Tracer, sdk_instrument._Synchronous):
         if not hasattr(cls, "_is_enabled"):
