@@ -42,8 +42,8 @@ def uncompressed_size(codec: int, payload: bytes | memoryview, decompress: Decom
     gzip stores the size (mod 2**32) in its trailer, so it costs nothing; other codecs are
     decompressed with the client's own codec when one is given.
     """
-    if codec == Compression.GZIP and len(payload) >= 18:
-        return int(_GZIP_ISIZE.unpack_from(payload, len(payload) - 4)[0])
+    if codec == Compression.GZIP:
+        return declared_size(codec, payload, 0, len(payload))
     if decompress is None:
         return -1
     try:
@@ -193,7 +193,8 @@ def declared_size(codec: int, buf: Any, start: int, end: int) -> int:
     well-formed frame spanning the section; never raises.
 
     For a producer's own batches only, which its client has just compressed: a batch fetched from
-    a broker may come from anyone, and claim any size, so :func:`walk` decompresses those.
+    a broker may come from anyone, and claim any size, so :func:`walk` decompresses those (all but
+    gzip's, whose trailer it has always read: :func:`uncompressed_size`).
     """
     try:
         if codec == 1:  # gzip

@@ -116,25 +116,26 @@ class OtelMetricsExporter:
         # checkpoint, but checkpoints of one series with the same latencies (a consumer of small
         # batches makes thousands a pass, in a few distinct milliseconds) are counted together
         # and recorded at once (record_many): the same histograms, a fraction of the SDK work.
-        messages: dict[int, list[Any]] = {}
         same: dict[tuple[int, int, int], list[Any]] = {}
         for _, tags, h, parent_hash, edge_ns, pathway_ns, _, weight in points:
             attrs = self._attributes(service, env, tags, h, parent_hash)
             key = (id(attrs), edge_ns, pathway_ns)
             found = same.get(key)
             if found is None:
-                same[key] = [attrs, 1]
+                same[key] = [attrs, 1, weight]
             else:
                 found[1] += 1
+                found[2] += weight
+        edge, pathway = self._edge, self._pathway
+        messages: dict[int, list[Any]] = {}
+        for (_, edge_ns, pathway_ns), (attrs, checkpoints, weight) in same.items():
+            record_many(edge, edge_ns / 1e9, attrs, checkpoints)
+            record_many(pathway, pathway_ns / 1e9, attrs, checkpoints)
             counted = messages.get(id(attrs))
             if counted is None:
                 messages[id(attrs)] = [attrs, weight]
             else:
                 counted[1] += weight
-        edge, pathway = self._edge, self._pathway
-        for (_, edge_ns, pathway_ns), (attrs, checkpoints) in same.items():
-            record_many(edge, edge_ns / 1e9, attrs, checkpoints)
-            record_many(pathway, pathway_ns / 1e9, attrs, checkpoints)
         for attrs, weight in messages.values():
             self._messages(weight, attrs)
 
