@@ -390,23 +390,26 @@ def first_record_headers(
 
 
 def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
-    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins."""
+    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins.
+
+    Runs once per fetched batch on the consumer's thread: a dict keeps the first value of each
+    key (and its order), which costs half of what a list searched per header did."""
     try:
         headers = read(batch)
         if not headers:
             return ()
-        found: list[tuple[str, bytes]] = []
+        if len(headers) > MAX_HEADERS_SCANNED:
+            headers = headers[:MAX_HEADERS_SCANNED]
+        found: dict[str, bytes] = {}
         refused = 0
-        for i, (key, value) in enumerate(headers):
-            if i >= MAX_HEADERS_SCANNED:
-                break
-            if key in keys and value is not None and all(key != k for k, _ in found):
+        for key, value in headers:
+            if key in keys and value is not None and key not in found:
                 if len(value) > MAX_HEADER_VALUE:  # the reader decoded it; kafkahooks keeps no copy
-                    found.append((key, _REFUSED))
+                    found[key] = _REFUSED
                     refused += 1
                 else:
-                    found.append((key, bytes(value)))
-        return _kept(found, refused) if refused else tuple(found)
+                    found[key] = value if type(value) is bytes else bytes(value)
+        return _kept(found, refused) if refused else tuple(found.items())
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
 
@@ -416,10 +419,12 @@ _REFUSED = b"\x00refused"
 its key is taken), never returned."""
 
 
-def _kept(found: list[tuple[str, bytes]], refused: int) -> tuple[tuple[str, bytes], ...]:
-    """``found`` without its ``refused`` values, which are counted (rare: off the common path)."""
+def _kept(found: Any, refused: int) -> tuple[tuple[str, bytes], ...]:
+    """``found`` (pairs, or a dict of them) without its ``refused`` values, which are counted
+    (rare: off the common path)."""
     _too_long.add(refused)
-    return tuple(pair for pair in found if pair[1] is not _REFUSED)
+    pairs = found.items() if isinstance(found, dict) else found
+    return tuple(pair for pair in pairs if pair[1] is not _REFUSED)
 
 
 def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
