@@ -84,3 +84,47 @@ def test_arbitrary_values_never_raise(value: bytes | str) -> None:
     ctx = parse_traceparent(value)
     if ctx is not None:
         assert ctx.is_valid
+
+
+def test_batch_contexts_read_headers_when_looked_up() -> None:
+    """A batch remembered by its headers is read only when one of its records is looked up: a
+    bad traceparent moves the counter at the lookup, not when the batch is added; contexts given
+    as such come back as they were; later batches of a partition win where ranges overlap."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from kafkahooks.tracing import BatchContexts, Carriers
+
+    table = BatchContexts()
+    reader = Carriers(TraceContextTextMapPropagator())
+    ctx = parse_traceparent(VALID)
+    before = decode_errors()
+    table.add_headers("t", 0, 10, 19, (("traceparent", VALID),), reader)
+    table.add_headers("t", 0, 20, 29, (("traceparent", b"00-bad"),), reader)
+    table.add("t", 1, 0, 9, ctx)  # type: ignore[arg-type]
+    assert before == decode_errors(), "nothing is read when a batch is added"
+    assert ctx == table.lookup("t", 0, 10) == table.lookup("t", 0, 19) == table.lookup("t", 1, 5)
+    assert table.lookup("t", 0, 25) is None
+    assert before + 1 == decode_errors(), "the bad value is counted when read"
+    assert [None, None, None] == [table.lookup("t", 0, 9), table.lookup("t", 0, 30), table.lookup("u", 0, 10)]
+    other = parse_traceparent(VALID[:-2] + b"00")
+    table.add("t", 0, 15, 15, other)  # type: ignore[arg-type]  # a re-fetched, later batch
+    assert other == table.lookup("t", 0, 15)
+
+
+def test_batch_contexts_stay_bounded_per_partition_and_in_partitions() -> None:
+    """At most ``per_partition`` batches per partition (oldest out) and ``partitions`` partitions
+    (least recently added to out), whichever partition was added to last."""
+    from kafkahooks.tracing import BatchContexts
+
+    ctx = parse_traceparent(VALID)
+    table = BatchContexts(per_partition=3, partitions=2)
+    for base in range(5):
+        table.add("t", 0, base, base, ctx)  # type: ignore[arg-type]
+    assert [None, None, ctx, ctx, ctx] == [table.lookup("t", 0, o) for o in range(5)]
+    table.add("t", 1, 0, 0, ctx)  # type: ignore[arg-type]
+    table.add("t", 0, 5, 5, ctx)  # type: ignore[arg-type]  # partition 0 used again: 1 is oldest
+    table.add("t", 2, 0, 0, ctx)  # type: ignore[arg-type]  # a third partition: 1 goes
+    assert (ctx, None, ctx) == (table.lookup("t", 0, 5), table.lookup("t", 1, 0), table.lookup("t", 2, 0))
+    table.add("t", 3, 0, 0, ctx)  # type: ignore[arg-type]  # partition 0 goes; 2 was added to last
+    table.add("t", 2, 1, 1, ctx)  # type: ignore[arg-type]
+    assert (None, ctx, ctx) == (table.lookup("t", 0, 5), table.lookup("t", 2, 1), table.lookup("t", 3, 0))

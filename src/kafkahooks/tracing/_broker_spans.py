@@ -137,11 +137,17 @@ class BrokerSpans:
         return out
 
     def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
-        """Remember the batch's creation context for ``record_context`` as its records go out."""
-        if info.headers:
-            ctx = self.carriers.extract(info.headers)
-            if ctx is not None:
-                batch_contexts.add(topic, partition, info.base_offset, info.last_offset, ctx)
+        """Remember the batch's carrier headers for ``record_context`` as its records go out (read
+        when a record is looked up, not here: see :class:`~kafkahooks.tracing._context.BatchContexts`)."""
+        headers = info.headers
+        if headers:
+            keys = self.carriers.lookup
+            for key, _ in headers:  # pairs the walk built: no odd shapes to guard against here
+                if key in keys:
+                    batch_contexts.add_headers(
+                        topic, partition, info.base_offset, info.last_offset, headers, self.carriers
+                    )
+                    return
 
     # -- the export worker ------------------------------------------------------------------------
 

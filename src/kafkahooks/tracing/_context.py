@@ -126,41 +126,71 @@ def format_traceparent(ctx: SpanContext) -> bytes:
 
 
 class BatchContexts:
-    """Creation contexts of recently fetched producer batches, by (topic, partition, offset range).
+    """Creation contexts of recently handed-out producer batches, by (topic, partition, offset range).
 
-    Filled from ``on_fetch_batch_read`` (the first record of each batch carries its context) so
-    any record of the batch can be mapped back to it, whatever poll list it arrives in. Bounded:
-    ``per_partition`` batches per partition, ``partitions`` partitions (least recently used first out).
+    Filled as each fetched batch's records start going to the application (the first record of
+    each batch carries its context) so any record of the batch can be mapped back to it, whatever
+    poll list it arrives in. A batch is remembered by the carrier headers its first record had,
+    read only when :meth:`lookup` asks (most batches are never asked about, and reading headers
+    once per batch on the consumer's thread cost a seventh of what kafkahooks did there with
+    one-record batches); a :class:`~kafkahooks.tracing.Carriers` reads them, with its bounded cache
+    of contexts seen. Bounded: ``per_partition`` batches per partition, ``partitions`` partitions
+    (least recently used first out).
     """
 
     def __init__(self, per_partition: int = 64, partitions: int = 1024) -> None:
         self._per_partition = per_partition
         self._partitions = partitions
         self._lock = _fork.Lock()
-        self._table: OrderedDict[tuple[str, int], deque[tuple[int, int, SpanContext]]] = OrderedDict()
+        self._table: OrderedDict[tuple[str, int], deque[tuple[int, int, Any, Any]]] = OrderedDict()
+        self._last: tuple[tuple[str, int], deque[tuple[int, int, Any, Any]]] | None = None
+        """The partition added to last and its ranges (consecutive batches of one partition skip
+        the table's lookup and reordering)."""
 
     def add(self, topic: str, partition: int, base_offset: int, last_offset: int, ctx: SpanContext) -> None:
-        key = (topic, partition)
+        """Remember ``ctx`` as the creation context of the batch's records."""
+        self._append((topic, partition), (base_offset, last_offset, ctx, None))
+
+    def add_headers(
+        self, topic: str, partition: int, base_offset: int, last_offset: int, headers: Any, reader: Any
+    ) -> None:
+        """Remember the batch's first-record carrier ``headers`` (bounded pairs, as the batch walk
+        kept them), to be read by ``reader.extract`` when a record of the batch is looked up."""
+        self._append((topic, partition), (base_offset, last_offset, headers, reader))
+
+    def _append(self, key: tuple[str, int], entry: tuple[int, int, Any, Any]) -> None:
         with self._lock:
-            ranges = self._table.get(key)
-            if ranges is None:
-                ranges = self._table[key] = deque(maxlen=self._per_partition)
-                if len(self._table) > self._partitions:
-                    self._table.popitem(last=False)
+            last = self._last
+            if last is not None and last[0] == key:
+                ranges = last[1]
             else:
-                self._table.move_to_end(key)
-            if not ranges or ranges[-1][0] != base_offset:
-                ranges.append((base_offset, last_offset, ctx))
+                table = self._table
+                found = table.get(key)
+                if found is None:
+                    ranges = table[key] = deque(maxlen=self._per_partition)
+                    if len(table) > self._partitions:
+                        table.popitem(last=False)
+                else:
+                    ranges = found
+                    table.move_to_end(key)
+                self._last = (key, ranges)
+            if not ranges or ranges[-1][0] != entry[0]:
+                ranges.append(entry)
 
     def lookup(self, topic: str, partition: int, offset: int) -> SpanContext | None:
+        found = None
         with self._lock:
             ranges = self._table.get((topic, partition))
             if not ranges:
                 return None
-            for base, last, ctx in reversed(ranges):
-                if base <= offset <= last:
-                    return ctx
-        return None
+            for entry in reversed(ranges):
+                if entry[0] <= offset <= entry[1]:
+                    found = entry
+                    break
+        if found is None:
+            return None
+        value, reader = found[2], found[3]
+        return value if reader is None else reader.extract(value)  # type: ignore[no-any-return]
 
 
 batch_contexts = BatchContexts()
