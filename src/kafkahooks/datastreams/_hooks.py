@@ -47,7 +47,7 @@ from kafkahooks.datastreams._pathway import (
 from kafkahooks.datastreams._streams import DataStreams
 from kafkahooks.hooks import ApiKey, KeyFilter
 from kafkahooks.hooks._opened import OpenedBatches
-from kafkahooks.hooks._records import BatchInfo, HandOut, Request, fetch_lags
+from kafkahooks.hooks._records import BatchInfo, HandOut, Request, fetch_lags, position
 from kafkahooks.hooks._requests import RequestNeeds
 
 _MAX_CACHED = 4096
@@ -258,8 +258,13 @@ class DataStreamHooks:
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
         record = self.streams.record
+        entering: tuple[Any, ...] | None = None
+        mine: int | None = None
         for h in handouts:
-            token = h.token(self)
+            if h.entering is not entering:  # one tuple per consumer: looked up once per run of them
+                entering = h.entering
+                mine = position(entering, self)
+            token = None if mine is None else h.tokens[mine]
             if token is None:  # its on_fetch_batch_entered failed (counted then)
                 continue
             tags, ctx, parent_hash, edge_ms, pathway_ms, payload = token
