@@ -355,8 +355,13 @@ class MetricsHooks:
         fetched = r.fetched
         topic = None
         if fetched:
+            last: str | None = None
+            attrs: dict[str, Any] = {}
             for t, _, info in fetched:
-                self._batch(sums, self._messaging("fetch", t), info, False)
+                if t != last:  # a response's batches come partition by partition
+                    last = t
+                    attrs = self._messaging("fetch", t)
+                self._batch(sums, attrs, info, False)
             first = fetched[0][0]
             if all(t == first for t, _, _ in fetched):
                 topic = first
@@ -403,8 +408,12 @@ class MetricsHooks:
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
         self._fresh()
+        handed: dict[str, int] = {}  # per topic first: a pass holds thousands of one-record batches
         for h in handouts:
-            self._count(self._m.consumed, h.handed, self._messaging("poll", h.topic))
+            topic = h.topic
+            handed[topic] = handed.get(topic, 0) + h.handed
+        for topic, records in handed.items():
+            self._count(self._m.consumed, records, self._messaging("poll", topic))
         self._add_counts()
 
     def on_connection_events(self, events: Sequence[ConnectionEvent]) -> None:
