@@ -431,3 +431,38 @@ def test_the_fast_current_span_read_agrees_with_the_api() -> None:
     seen.append(both())
     assert all(fast == public for fast, public in seen), seen
     assert [False, True, True, True, True, False, False] == [fast.is_valid for fast, _ in seen]
+
+
+def test_a_poll_span_adds_up_batches_across_partitions_and_links_each_context_once() -> None:
+    """A Fetch response's batches, partition by partition and back again, two topics: the poll span
+    counts each partition's records (names sorted), names no topic, and links each distinct
+    creation context once, however many batches carried it; a batch whose value is refused is read
+    again each time (each counted)."""
+    from kafkahooks.hooks import BrokerMeta, Compression
+    from kafkahooks.hooks._records import BatchInfo, Request
+    from kafkahooks.tracing import decode_errors
+
+    meta = BrokerMeta(1, "127.0.0.1", 9092)
+    first = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
+    second = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-00000000000000aa-01"),)
+    bad = (("traceparent", b"00-bad"),)
+    t = Tracing()
+    plugin = BrokerSpans("consumer", tracer_provider=t.provider)
+    request = Request(meta, ApiKey.FETCH, 0, 100, True)
+    request.read_end_ns, request.time_to_read_ns = time.monotonic_ns(), 5_000
+    layout = [("t", 0, first), ("t", 0, (*first,)), ("t", 10, second), ("t", 0, bad), ("t", 0, bad), ("u", 2, first)]
+    request.fetched = [
+        (topic, p, BatchInfo(i + 1, 100, 100, Compression.NONE, i * 10, i * 10 + i, 7, headers))
+        for i, (topic, p, headers) in enumerate(layout)
+    ]
+    before = decode_errors()
+    plugin.on_requests_finished([request])
+    (span,) = t.spans("poll")
+    assert "poll" == span.name
+    assert "messaging.destination.name" not in span.attributes
+    assert ("t/0", "t/10", "u/2") == span.attributes["kafkahooks.partitions"]
+    assert (1 + 2 + 4 + 5, 3, 6) == span.attributes["kafkahooks.partition_records"]
+    assert 21 == span.attributes["messaging.batch.message_count"]
+    assert [0xB7AD6B7169203331, 0xAA] == [link.context.span_id for link in span.links]
+    assert before + 2 == decode_errors()
+    t.provider.shutdown()

@@ -221,11 +221,21 @@ class BrokerSpans:
             extra: dict[str, Any] = {msg.MESSAGING_DESTINATION_PARTITION_ID: str(partition)}
         else:
             extra = {}
-            topic = items[0][0] if items and all(i[0] == items[0][0] for i in items) else None
+            topic = items[0][0] if items else None
             counts: dict[str, int] = {}
-            for t, p, info in items:
-                name = f"{t}/{p}"
-                counts[name] = counts.get(name, 0) + info.num_records
+            run_topic, run_partition, run = None, None, 0
+            for t, p, info in items:  # batches come partition by partition: named once a run
+                if p != run_partition or t != run_topic:
+                    if run_topic is not None:
+                        name = f"{run_topic}/{run_partition}"
+                        counts[name] = counts.get(name, 0) + run
+                    if t != topic:
+                        topic = None
+                    run_topic, run_partition, run = t, p, 0
+                run += info.num_records
+            if run_topic is not None:
+                name = f"{run_topic}/{run_partition}"
+                counts[name] = counts.get(name, 0) + run
             count = sum(counts.values())
             if len(counts) == 1:
                 extra[msg.MESSAGING_DESTINATION_PARTITION_ID] = str(items[0][1])
@@ -277,16 +287,22 @@ def _read_contexts(items: Any, carriers: Carriers) -> Any:
     """The creation contexts the fetched batches' first records carry (the walk kept only the
     wanted header keys, exactly), one per batch that has one."""
     keys = carriers.lookup
+    last: Any = None
+    found: SpanContext | None = None
     for item in items:
         headers = item[2].headers
         if not headers:
+            continue
+        if found is not None and headers == last:  # the batch before carried the same context
             continue
         for key, _ in headers:  # pairs the walk built: no odd shapes to guard against here
             if key in keys:
                 break
         else:  # no carrier key (a data-stream pathway alone, typically): nothing to read
             continue
-        yield carriers.extract(headers)
+        found = carriers.extract(headers)
+        last = headers
+        yield found
 
 
 def _links(contexts: Any) -> tuple[list[Link], int]:
