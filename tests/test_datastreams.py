@@ -455,3 +455,57 @@ def test_a_waiting_produce_checkpoint_is_left_to_no_full_collection(parent: tupl
     assert point.hash == pathway_hash(streams.service, streams.env, tags, ctx.hash if ctx else 0)
     assert point.parent_hash == (ctx.hash if ctx else 0)
     assert hooks._opened.get("orders", 3, 1_700_000_001_000) is None
+
+
+def test_a_consume_checkpoint_waits_untracked_and_a_poll_keeps_the_oldest_pathway() -> None:
+    """A batch's consume checkpoint waits in its hand-out record until the export worker's pass;
+    it is a tuple of atomic values and cached tags, untracked at the collector's first young
+    collection. A poll of several batches makes current what ``merge_contexts`` keeps of the
+    contexts each batch alone would have made current (the earliest pathway start, then edge
+    start, then hash), and the worker records each batch's outgoing hash and parent."""
+    import gc
+
+    from kafkahooks.datastreams import PathwayContext, data_stream_hooks, merge_contexts, set_pathway
+    from kafkahooks.hooks._records import BatchInfo, HandOut
+    from kafkahooks.hooks._types import Compression
+
+    streams, capture = make_streams("fan-in")
+    hooks = data_stream_hooks(streams)
+    now_ms = time.time_ns() // 1_000_000
+    parents = [
+        PathwayContext(0x1234, now_ms - 900, now_ms - 50),
+        PathwayContext(0x5678, now_ms - 900, now_ms - 80),  # same start, earlier edge: kept
+        PathwayContext(0x9ABC, now_ms - 400, now_ms - 400),
+        None,  # a new pathway from the batch's first timestamp
+    ]
+    headers = [(("dd-pathway-ctx-base64", p.encode_b64()),) if p else () for p in parents]
+    infos = [
+        BatchInfo(2, 200, 200, Compression.NONE, 10 * i, 10 * i + 1, now_ms - 100, h) for i, h in enumerate(headers)
+    ]
+
+    def poll() -> tuple[list[Any], list[Any], Any]:
+        alone = []
+        for info in infos:
+            hooks.on_fetch_batch_entered("orders", 0, info, False)
+            alone.append(current_pathway())
+        set_pathway(None)
+        tokens = [hooks.on_fetch_batch_entered("orders", 0, info, True) for info in infos]
+        hooks.on_poll_ended(tokens)
+        return alone, tokens, current_pathway()
+
+    isolated(poll)  # the edge tags, cached from the first batch on
+    gc.collect()  # (long untracked, in a service that has consumed for a while)
+    alone, tokens, current = isolated(poll)
+    assert current == merge_contexts(*alone)
+    assert (alone[1].hash, now_ms - 900) == (current.hash, current.pathway_start_ms)
+    assert all(gc.is_tracked(t) for t in tokens)  # (new tuples: the collector has not looked yet)
+    gc.collect(0)
+    assert not any(gc.is_tracked(t) for t in tokens)
+
+    entered_ns = time.time_ns()
+    handouts = [HandOut("orders", 0, i, 2, entered_ns, (hooks,), (t,)) for i, t in zip(infos, tokens, strict=True)]
+    hooks.on_batches_handed_out(handouts)
+    recorded = points(streams, capture)
+    assert [c.hash for c in alone] == [p.hash for p in recorded]
+    assert [p.hash if p else 0 for p in parents] == [p.parent_hash for p in recorded]
+    assert [2, 2, 2, 2] == [p.weight for p in recorded]

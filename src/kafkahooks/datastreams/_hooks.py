@@ -31,7 +31,7 @@ from typing import Any
 
 from kafkahooks import _clock
 from kafkahooks._identity import ClientIdentity
-from kafkahooks.datastreams._current import _current, current_pathway, merge_contexts, set_pathway
+from kafkahooks.datastreams._current import _current, current_pathway, set_pathway
 from kafkahooks.datastreams._pathway import (
     _U64,
     HEADER,
@@ -66,9 +66,20 @@ _KEYS = KeyFilter.of(
 # where one holding a PathwayContext (a named tuple, never untracked) was promoted to the oldest
 # generation with the context, two objects per batch for every full collection to walk.
 _Pending = tuple[tuple[str, ...], int, int, int, int, int]
-# A consume checkpoint between a batch's first hand-out and its last:
-# (edge tags, outgoing context, parent hash, edge ms, pathway ms, payload bytes per record)
-_Entered = tuple[tuple[str, ...], PathwayContext, int, int, int, float]
+# A consume checkpoint between a batch's first hand-out and its last: (edge tags, outgoing pathway
+# hash, its pathway start ms, its edge start ms, parent hash, edge ms, pathway ms, payload bytes
+# per record). Flat, like _Pending and for the same reason: it waits, in the batch's hand-out
+# record, for the export worker; the outgoing PathwayContext is built only where it is made current.
+_Entered = tuple[tuple[str, ...], int, int, int, int, int, int, float]
+
+
+_new_tuple = tuple.__new__
+"""Builds a :class:`PathwayContext` from its three fields without the named tuple's generated
+Python ``__new__``."""
+
+
+def _fan_in_order(token: _Entered) -> tuple[int, int, int]:
+    return (token[2], token[3], token[1])
 
 
 def _has_pathway(headers: Any) -> bool:
@@ -234,25 +245,26 @@ class DataStreamHooks:
         if parent is None:  # a new pathway, from the batch's first timestamp (or now)
             origin = info.first_timestamp_ms
             start = origin if origin >= 0 else now_ms
-            ctx = PathwayContext(h, start, now_ms)
             edge_ms = pathway_ms = now_ms - start if now_ms > start else 0
         else:
-            ctx = PathwayContext(h, parent.pathway_start_ms, now_ms)
+            start = parent.pathway_start_ms
             edge_ms = now_ms - parent.edge_start_ms
-            pathway_ms = now_ms - parent.pathway_start_ms
+            pathway_ms = now_ms - start
             edge_ms = edge_ms if edge_ms > 0 else 0
             pathway_ms = pathway_ms if pathway_ms > 0 else 0
         if not scoped:
-            _current.set(ctx)
+            _current.set(_new_tuple(PathwayContext, (h, start, now_ms)))
         count = info.num_records
         size = info.uncompressed_bytes if info.uncompressed_bytes >= 0 else info.compressed_bytes
-        return (tags, ctx, parent_hash, edge_ms, pathway_ms, size / count if count and size >= 0 else 0.0)
+        return (tags, h, start, now_ms, parent_hash, edge_ms, pathway_ms, size / count if count and size >= 0 else 0.0)
 
     def on_poll_ended(self, tokens: Sequence[_Entered | None]) -> None:
-        """A ``getmany``/``poll`` call handed out these batches: fan-in keeps the oldest pathway."""
+        """A ``getmany``/``poll`` call handed out these batches: fan-in keeps the oldest pathway
+        (:func:`merge_contexts`' rule: the earliest pathway start, then edge start, then hash)."""
         entered = [t for t in tokens if t is not None]
         if entered:
-            set_pathway(entered[0][1] if len(entered) == 1 else merge_contexts(*(e[1] for e in entered)))
+            kept = entered[0] if len(entered) == 1 else min(entered, key=_fan_in_order)
+            set_pathway(_new_tuple(PathwayContext, (kept[1], kept[2], kept[3])))
 
     # -- the export worker ------------------------------------------------------------------------
 
@@ -267,10 +279,10 @@ class DataStreamHooks:
             token = None if mine is None else h.tokens[mine]
             if token is None:  # its on_fetch_batch_entered failed (counted then)
                 continue
-            tags, ctx, parent_hash, edge_ms, pathway_ms, payload = token
+            tags, outgoing, _, _, parent_hash, edge_ms, pathway_ms, payload = token
             record(
                 tags,
-                ctx.hash,
+                outgoing,
                 parent_hash,
                 edge_ms,
                 pathway_ms,
