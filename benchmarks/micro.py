@@ -227,6 +227,7 @@ def main() -> None:
         best = min(best, (time.perf_counter_ns() - start) / 2_000 / 1000)
     rows.append(("consume", "export worker per fetched batch (poll span, metrics, checkpoint)", (best, best)))
     c.close()
+    small_batches(rows, [("traceparent", TRACEPARENT), *header])
 
     carriers_rows(rows)
 
@@ -243,6 +244,66 @@ def main() -> None:
         f'tracing="hooks" per Produce request of {RECORDS} records, all threads: {produce_total:.1f} µs '
         f"({produce_total / RECORDS:.2f} µs per record)"
     )
+
+
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+SMALL = 100
+"""One-record batches per Fetch response in :func:`small_batches`."""
+
+
+def small_batches(rows: list[tuple[str, str, tuple[float, float]]], header: list[tuple[str, bytes]]) -> None:
+    """Per one-record batch, a hundred to a Fetch response, each carrying a producer's trace
+    context and pathway (what a consumer of a low-rate or ``linger_ms=0`` producer reads): the
+    consumer's thread (tap and walk, then each batch's entry and exit in one ``getmany``) and the
+    export worker's pass over what that left."""
+    c = Telemetry("consumer")
+    tap = ConnectionTap(c.dispatch, META, None, _aiokafka.first_headers)
+    assert c.dispatch.handouts is not None
+    tracker = c.dispatch.handouts
+    one = batch_bytes(header, records=1)
+    responses = 40  # 4 000 batches a loop: within the request log's byte budget until its pass
+
+    def response(base: int) -> bytes:
+        out = bytearray()
+        for i in range(SMALL):
+            raw = bytearray(one)
+            raw[0:8] = (base + i).to_bytes(8, "big")
+            out += raw
+        return bytes(out)
+
+    raws = [response(j * SMALL) for j in range(responses)]
+
+    def loop() -> None:
+        for j, raw in enumerate(raws):
+            base = j * SMALL
+            now = time.monotonic_ns()
+            req = tap.new_request(FETCH, now, 100, True)
+            tap.written(req, 100, now, now + 1_000, None)
+            req = tap.frame_read(len(raw) + 60, now + 2_000_000)
+            assert req is not None
+            tap.fetched(req, "orders", 0, raw)
+            tap.decoded(req, 0)
+            scope = tracker.begin_scope()
+            cursor = tracker.cursor("orders", 0, base)
+            for b in range(base, base + SMALL):
+                cursor.entered(b, b + 1, 0)
+            cursor.finished()
+            tracker.end_scope(scope)
+
+    thread, worker_pass = [], []
+    for _ in range(9):
+        start = time.perf_counter_ns()
+        loop()
+        thread.append((time.perf_counter_ns() - start) / responses / SMALL / 1000)
+        start = time.perf_counter_ns()
+        c.log.process()
+        c.streams.process()
+        worker_pass.append((time.perf_counter_ns() - start) / responses / SMALL / 1000)
+    assert 0 == c.log.dropped, "the loop outgrew the request log: the figures would time refusals"
+    label = f"one-record batches, {SMALL} to a response"
+    rows.append(("consume", f"{label}: consumer's thread per batch", (min(thread), statistics.median(thread))))
+    rows.append(("consume", f"{label}: export worker per batch", (min(worker_pass), statistics.median(worker_pass))))
+    c.close()
 
 
 def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:
