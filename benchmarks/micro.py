@@ -114,6 +114,17 @@ def produce_request(tap: ConnectionTap, records: bytes) -> None:
     tap.decoded(req, 0)
 
 
+def fetch_response(tap: ConnectionTap, records: bytes) -> None:
+    """One Fetch request's life on the I/O path with one partition's ``records`` in its response."""
+    now = time.monotonic_ns()
+    req = tap.new_request(FETCH, now, 100, True)
+    tap.written(req, 100, now, now + 1_000, None)
+    req = tap.frame_read(len(records) + 60, now + 2_000_000)
+    assert req is not None
+    tap.fetched(req, "orders", 0, records)
+    tap.decoded(req, 0)
+
+
 def main() -> None:
     console = Console()
     rows: list[tuple[str, str, tuple[float, float]]] = []
@@ -195,13 +206,7 @@ def main() -> None:
         base = state["base"]
         raw = bytearray(fetched_batch)
         raw[0:8] = base.to_bytes(8, "big")
-        now = time.monotonic_ns()
-        req = ctap.new_request(FETCH, now, 100, True)
-        ctap.written(req, 100, now, now + 1_000, None)
-        req = ctap.frame_read(len(raw) + 60, now + 2_000_000)
-        assert req is not None
-        ctap.fetched(req, "orders", 0, bytes(raw))
-        ctap.decoded(req, 0)
+        fetch_response(ctap, bytes(raw))
         cursor = tracker.cursor("orders", 0, base)
         cursor.entered(base, base + RECORDS, 0)
         cursor.finished()
@@ -276,13 +281,7 @@ def small_batches(rows: list[tuple[str, str, tuple[float, float]]], header: list
     def loop() -> None:
         for j, raw in enumerate(raws):
             base = j * SMALL
-            now = time.monotonic_ns()
-            req = tap.new_request(FETCH, now, 100, True)
-            tap.written(req, 100, now, now + 1_000, None)
-            req = tap.frame_read(len(raw) + 60, now + 2_000_000)
-            assert req is not None
-            tap.fetched(req, "orders", 0, raw)
-            tap.decoded(req, 0)
+            fetch_response(tap, raw)
             scope = tracker.begin_scope()
             cursor = tracker.cursor("orders", 0, base)
             for b in range(base, base + SMALL):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafkahooks._selfstats import counter
@@ -409,7 +409,7 @@ def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[
                     refused += 1
                 else:
                     found[key] = value if type(value) is bytes else bytes(value)
-        return _kept(found, refused) if refused else tuple(found.items())
+        return _kept(found.items(), refused) if refused else tuple(found.items())
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
 
@@ -419,12 +419,10 @@ _REFUSED = b"\x00refused"
 its key is taken), never returned."""
 
 
-def _kept(found: Any, refused: int) -> tuple[tuple[str, bytes], ...]:
-    """``found`` (pairs, or a dict of them) without its ``refused`` values, which are counted
-    (rare: off the common path)."""
+def _kept(found: Iterable[tuple[str, bytes]], refused: int) -> tuple[tuple[str, bytes], ...]:
+    """``found`` without its ``refused`` values, which are counted (rare: off the common path)."""
     _too_long.add(refused)
-    pairs = found.items() if isinstance(found, dict) else found
-    return tuple(pair for pair in pairs if pair[1] is not _REFUSED)
+    return tuple(pair for pair in found if pair[1] is not _REFUSED)
 
 
 def _first_headers(buf: Any, start: int, end: int, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:

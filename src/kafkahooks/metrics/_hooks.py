@@ -357,14 +357,15 @@ class MetricsHooks:
         if fetched:
             last: str | None = None
             attrs: dict[str, Any] = {}
+            mixed = False
             for t, _, info in fetched:
                 if t != last:  # a response's batches come partition by partition
+                    if last is not None:
+                        mixed = True
                     last = t
                     attrs = self._messaging("fetch", t)
                 self._batch(sums, attrs, info, False)
-            first = fetched[0][0]
-            if all(t == first for t, _, _ in fetched):
-                topic = first
+            topic = None if mixed else last
         elif error is None:
             return
         self._m.operation(r.time_to_read_ns / 1e9, self._messaging("poll", topic, error))

@@ -27,6 +27,8 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry import trace
@@ -140,14 +142,8 @@ class BrokerSpans:
         """Remember the batch's carrier headers for ``record_context`` as its records go out (read
         when a record is looked up, not here: see :class:`~kafkahooks.tracing._context.BatchContexts`)."""
         headers = info.headers
-        if headers:
-            keys = self.carriers.lookup
-            for key, _ in headers:  # pairs the walk built: no odd shapes to guard against here
-                if key in keys:
-                    batch_contexts.add_headers(
-                        topic, partition, info.base_offset, info.last_offset, headers, self.carriers
-                    )
-                    return
+        if headers and _carries_context(headers, self.carriers.lookup):
+            batch_contexts.add_headers(topic, partition, info.base_offset, info.last_offset, headers, self.carriers)
 
     # -- the export worker ------------------------------------------------------------------------
 
@@ -221,21 +217,13 @@ class BrokerSpans:
             extra: dict[str, Any] = {msg.MESSAGING_DESTINATION_PARTITION_ID: str(partition)}
         else:
             extra = {}
-            topic = items[0][0] if items else None
             counts: dict[str, int] = {}
-            run_topic, run_partition, run = None, None, 0
-            for t, p, info in items:  # batches come partition by partition: named once a run
-                if p != run_partition or t != run_topic:
-                    if run_topic is not None:
-                        name = f"{run_topic}/{run_partition}"
-                        counts[name] = counts.get(name, 0) + run
-                    if t != topic:
-                        topic = None
-                    run_topic, run_partition, run = t, p, 0
-                run += info.num_records
-            if run_topic is not None:
-                name = f"{run_topic}/{run_partition}"
-                counts[name] = counts.get(name, 0) + run
+            topics = set()
+            for (t, p), run in groupby(items, _topic_partition):  # batches come partition by partition
+                topics.add(t)
+                name = f"{t}/{p}"
+                counts[name] = counts.get(name, 0) + sum(item[2].num_records for item in run)
+            topic = topics.pop() if len(topics) == 1 else None
             count = sum(counts.values())
             if len(counts) == 1:
                 extra[msg.MESSAGING_DESTINATION_PARTITION_ID] = str(items[0][1])
@@ -295,14 +283,23 @@ def _read_contexts(items: Any, carriers: Carriers) -> Any:
             continue
         if found is not None and headers == last:  # the batch before carried the same context
             continue
-        for key, _ in headers:  # pairs the walk built: no odd shapes to guard against here
-            if key in keys:
-                break
-        else:  # no carrier key (a data-stream pathway alone, typically): nothing to read
+        if not _carries_context(headers, keys):  # a data-stream pathway alone, typically
             continue
         found = carriers.extract(headers)
         last = headers
         yield found
+
+
+def _carries_context(headers: Any, keys: frozenset[Any]) -> bool:
+    """Whether a batch's first-record headers hold a carrier key (pairs the walk built: no odd
+    shapes to guard against here)."""
+    for key, _ in headers:  # noqa: SIM110 - a loop, not any(generator): once per batch on the consumer thread
+        if key in keys:
+            return True
+    return False
+
+
+_topic_partition = itemgetter(0, 1)
 
 
 def _links(contexts: Any) -> tuple[list[Link], int]:
