@@ -235,6 +235,7 @@ def main() -> None:
     small_batches(rows, [("traceparent", TRACEPARENT), *header])
 
     carriers_rows(rows)
+    batch_contexts_rows(rows)
 
     table = Table(title=f"kafkahooks micro-benchmarks (Python {platform.python_version()}, {sys.platform})")
     table.add_column("")
@@ -303,6 +304,42 @@ def small_batches(rows: list[tuple[str, str, tuple[float, float]]], header: list
     rows.append(("consume", f"{label}: consumer's thread per batch", (min(thread), statistics.median(thread))))
     rows.append(("consume", f"{label}: export worker per batch", (min(worker_pass), statistics.median(worker_pass))))
     c.close()
+
+
+def batch_contexts_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:
+    """Per fetched batch of several records, on the consumer's thread: ``record_context``'s table
+    remembering its first record's headers (each batch from its own trace, or a run of batches
+    from one, which share a range), and one lookup of a record among 10 000 remembered batches."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from kafkahooks.tracing import BatchContexts, Carriers
+
+    reader = Carriers(TraceContextTextMapPropagator())
+    n = 10_000
+    own = [(("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-%016x-01" % (i + 1)),) for i in range(n)]
+    one = [(("traceparent", bytes(bytearray(TRACEPARENT))),) for _ in range(n)]  # equal, not the same
+    for label, headers in (("each batch its own trace", own), ("a run from one trace", one)):
+        samples = []
+        for _ in range(9):
+            table = BatchContexts()
+            add = table.add_headers
+            start = time.perf_counter_ns()
+            for i, h in enumerate(headers):
+                add("orders", 0, 2 * i, 2 * i + 1, h, reader)
+            samples.append((time.perf_counter_ns() - start) / n / 1000)
+        rows.append(
+            ("consume", f"batch remembered for record_context, {label}", (min(samples), statistics.median(samples)))
+        )
+    table = BatchContexts()
+    for i, h in enumerate(own):
+        table.add_headers("orders", 0, 2 * i, 2 * i + 1, h, reader)
+    rows.append(
+        (
+            "consume",
+            "record_context lookup, newest of 10 000 batches (context cached)",
+            timed(lambda: table.lookup("orders", 0, 2 * n - 1), 20_000),
+        )
+    )
 
 
 def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:

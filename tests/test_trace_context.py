@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kafkahooks._selfstats import snapshot
 from kafkahooks.tracing import context_from_headers, decode_errors, format_traceparent, parse_traceparent
+
+
+def forgotten() -> int:
+    return snapshot().get("record_contexts_forgotten", 0)
+
 
 VALID = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -111,20 +119,101 @@ def test_batch_contexts_read_headers_when_looked_up() -> None:
     assert other == table.lookup("t", 0, 15)
 
 
+def span_context(n: int) -> Any:
+    """A valid context whose span id is ``n`` (distinct contexts for distinct ``n``)."""
+    return parse_traceparent(b"00-0af7651916cd43dd8448eb211c80319c-%016x-01" % (n + 1))
+
+
 def test_batch_contexts_stay_bounded_per_partition_and_in_partitions() -> None:
     """At most ``per_partition`` batches per partition (oldest out) and ``partitions`` partitions
-    (least recently added to out), whichever partition was added to last."""
+    (least recently added to out), whichever partition was added to last; a lookup of a forgotten
+    batch is counted, one of a batch never seen is not."""
     from kafkahooks.tracing import BatchContexts
 
-    ctx = parse_traceparent(VALID)
+    c = [span_context(n) for n in range(8)]
     table = BatchContexts(per_partition=3, partitions=2)
+    before = forgotten()
     for base in range(5):
-        table.add("t", 0, base, base, ctx)  # type: ignore[arg-type]
-    assert [None, None, ctx, ctx, ctx] == [table.lookup("t", 0, o) for o in range(5)]
-    table.add("t", 1, 0, 0, ctx)  # type: ignore[arg-type]
-    table.add("t", 0, 5, 5, ctx)  # type: ignore[arg-type]  # partition 0 used again: 1 is oldest
-    table.add("t", 2, 0, 0, ctx)  # type: ignore[arg-type]  # a third partition: 1 goes
-    assert (ctx, None, ctx) == (table.lookup("t", 0, 5), table.lookup("t", 1, 0), table.lookup("t", 2, 0))
-    table.add("t", 3, 0, 0, ctx)  # type: ignore[arg-type]  # partition 0 goes; 2 was added to last
-    table.add("t", 2, 1, 1, ctx)  # type: ignore[arg-type]
-    assert (None, ctx, ctx) == (table.lookup("t", 0, 5), table.lookup("t", 2, 1), table.lookup("t", 3, 0))
+        table.add("t", 0, base, base, c[base])
+    assert [None, None, c[2], c[3], c[4]] == [table.lookup("t", 0, o) for o in range(5)]
+    assert before + 2 == forgotten()
+    table.add("t", 1, 0, 0, c[5])
+    table.add("t", 0, 5, 5, c[6])  # partition 0 used again: 1 is oldest
+    table.add("t", 2, 0, 0, c[7])  # a third partition: 1 goes
+    assert (c[6], None, c[7]) == (table.lookup("t", 0, 5), table.lookup("t", 1, 0), table.lookup("t", 2, 0))
+    table.add("t", 3, 0, 0, c[0])  # partition 0 goes; 2 was added to last
+    table.add("t", 2, 1, 1, c[1])
+    assert (None, c[1], c[0]) == (table.lookup("t", 0, 5), table.lookup("t", 2, 1), table.lookup("t", 3, 0))
+    assert before + 4 == forgotten()
+    assert (None, None) == (table.lookup("t", 3, 1), table.lookup("u", 0, 0))
+    assert before + 4 == forgotten(), "batches never seen are not counted"
+
+
+def test_batch_contexts_merge_a_run_of_batches_with_equal_headers() -> None:
+    """Batches that follow each other directly (next base offset) with equal headers share one
+    range, so a run of one-context batches longer than the per-partition bound stays mapped;
+    a gap in the offsets, other headers or another reader start a new range."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from kafkahooks.tracing import BatchContexts, Carriers
+
+    reader, other_reader = (Carriers(TraceContextTextMapPropagator()) for _ in range(2))
+    table = BatchContexts(per_partition=4)
+    for base in range(0, 2000, 2):  # each batch's headers are a copy, as the walk makes them
+        table.add_headers("t", 0, base, base + 1, (("traceparent", bytes(bytearray(VALID))),), reader)
+    assert (1, table.size[1]) == table.size
+    assert all(parse_traceparent(VALID) == table.lookup("t", 0, o) for o in range(2000))
+    other = format_traceparent(span_context(1))
+    table.add_headers("t", 0, 2001, 2001, (("traceparent", VALID),), reader)  # a gap: offset 2000
+    table.add_headers("t", 0, 2002, 2002, (("traceparent", other),), reader)
+    table.add_headers("t", 0, 2003, 2003, (("traceparent", other),), other_reader)
+    assert (4, None) == (table.size[0], table.lookup("t", 0, 2000))
+    assert [parse_traceparent(VALID), span_context(1), span_context(1)] == [
+        table.lookup("t", 0, o) for o in (2001, 2002, 2003)
+    ]
+
+
+def test_batch_contexts_read_again_after_a_seek_back() -> None:
+    """A partition read again from an earlier offset (a seek, a rebalance) supersedes the ranges
+    from there on: the re-read batches win, earlier ones stay, and lookups still bisect."""
+    from kafkahooks.tracing import BatchContexts
+
+    c = [span_context(n) for n in range(6)]
+    table = BatchContexts()
+    for i in range(3):
+        table.add("t", 0, 10 * i, 10 * i + 9, c[i])
+        table.add("t", 0, 10 * i, 10 * i + 9, c[i])  # a batch handed out in parts: one range
+    assert 3 == table.size[0]
+    table.add("t", 0, 10, 14, c[3])  # read again from 10, into other batches
+    table.add("t", 0, 15, 19, c[4])
+    assert [c[0], c[3], c[4], None] == [table.lookup("t", 0, o) for o in (9, 14, 15, 25)]
+    assert 3 == table.size[0]
+    table.add("t", 0, 20, 29, c[5])
+    assert [c[0], c[3], c[4], c[5], None] == [table.lookup("t", 0, o) for o in (0, 10, 19, 29, 30)]
+
+
+def test_batch_contexts_stay_within_their_byte_budget() -> None:
+    """Header values weigh by their length: past ``max_bytes`` the least recently added-to
+    partitions lose their oldest ranges first; a batch of the partition added to last survives."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from kafkahooks.tracing import BatchContexts, Carriers
+
+    reader = Carriers(TraceContextTextMapPropagator())
+    table = BatchContexts(max_bytes=64 * 1024)
+    heavy = b"k=" + b"v" * 8000  # a hostile producer's tracestate, as long as the walk keeps
+    parents = [("traceparent", format_traceparent(span_context(base))) for base in range(20)]
+    for base in range(20):  # as a poll hands batches out: partition by partition
+        table.add_headers("t", 0, base, base, (parents[base], ("tracestate", heavy)), reader)
+    for base in range(20):
+        table.add_headers("t", 1, base, base, (parents[base],), reader)
+    ranges, held = table.size
+    assert held <= 64 * 1024
+    assert 20 == sum(table.lookup("t", 1, o) is not None for o in range(20)), "light partition kept whole"
+    kept = [o for o in range(20) if table.lookup("t", 0, o) is not None]
+    assert kept == list(range(20 - len(kept), 20)), "the heavy one kept its newest"
+    assert 0 < len(kept) < 8
+    assert 20 + len(kept) == ranges
+    table.add_headers("u", 0, 0, 0, (("tracestate", heavy * 9),), reader)  # one range over the budget
+    assert table.lookup("u", 0, 0) is None  # read: a tracestate alone is no context
+    assert 1 == table.size[0], "kept alone"

@@ -224,6 +224,61 @@ def test_process_span_links_and_parents_under_asyncio_and_threads(
         assert [app_trace] == [link.context.trace_id for link in outer.links]
 
 
+def produce_batches_under_spans(client: str, bootstrap: str, topic: str, tracing: Tracing, batches: int) -> list[int]:
+    """``batches`` producer batches of three records each (values ``b"i-j"``), batch ``i`` opened
+    under the application's span ``i`` and flushed before the next; the spans' ids, by ``i``."""
+    span_ids: list[int] = []
+    kwargs = {"bootstrap_servers": bootstrap, "tracing": "hooks", "tracer_provider": tracing.provider}
+    if client == "kafka-python":
+        from kafkahooks.kafka import KafkaProducer
+
+        producer = KafkaProducer(linger_ms=1000, **kwargs)
+        try:
+            for i in range(batches):
+                with tracing.tracer.start_as_current_span(f"app-{i}") as span:
+                    for j in range(3):
+                        producer.send(topic, b"%d-%d" % (i, j), partition=0)
+                span_ids.append(span.get_span_context().span_id)
+                producer.flush()
+        finally:
+            producer.close()
+        return span_ids
+
+    async def run() -> None:
+        from kafkahooks.aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(**kwargs)  # its flush() waits for linger_ms: the three sends
+        await producer.start()  # go in one batch as they are appended before its sender runs
+        try:
+            for i in range(batches):
+                with tracing.tracer.start_as_current_span(f"app-{i}") as span:
+                    sent = [producer.send(topic, b"%d-%d" % (i, j), partition=0) for j in range(3)]
+                    await asyncio.gather(*await asyncio.gather(*sent))
+                span_ids.append(span.get_span_context().span_id)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+    return span_ids
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_record_context_maps_every_record_of_a_long_fetch(
+    client: str, bootstrap: str, topic: str, tracing: Tracing
+) -> None:
+    """Every record of 300 small batches, each from its own trace, maps to its batch's context
+    once they have all been handed out: the table remembers more batches per partition than a
+    fetch of small batches holds (it once kept 64, so records of all but the last 64 batches
+    that were not a batch's first came back None)."""
+    span_ids = produce_batches_under_spans(client, bootstrap, topic, tracing, 300)
+    records = consume(client, bootstrap, topic, 900, tracing="hooks", tracer_provider=tracing.provider)
+    assert 900 == len(records)
+    carrying = [r for r in records if trace_headers(r)]
+    assert 300 <= len(carrying) < 900, "one context per batch, on its first record; batches of several"
+    found = [record_context(r) for r in records]
+    assert [span_ids[int(r.value.split(b"-")[0])] for r in records] == [c.span_id if c else None for c in found]
+
+
 def test_process_span_marks_errors_and_propagates(tracing: Tracing) -> None:
     """An exception in the block sets error.type on the process span and still reaches the caller."""
 

@@ -140,9 +140,11 @@ class BrokerSpans:
 
     def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
         """Remember the batch's carrier headers for ``record_context`` as its records go out (read
-        when a record is looked up, not here: see :class:`~kafkahooks.tracing._context.BatchContexts`)."""
+        when a record is looked up, not here: see :class:`~kafkahooks.tracing._context.BatchContexts`).
+        A one-record batch is not remembered: its record is the first, whose own headers
+        ``record_context`` reads before the table."""
         headers = info.headers
-        if headers and _carries_context(headers, self.carriers.lookup):
+        if headers and info.num_records > 1 and _carries_context(headers, self.carriers.lookup):
             batch_contexts.add_headers(topic, partition, info.base_offset, info.last_offset, headers, self.carriers)
 
     # -- the export worker ------------------------------------------------------------------------

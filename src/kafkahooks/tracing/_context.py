@@ -13,7 +13,9 @@ logs every malformed member raw.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import OrderedDict, deque
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.trace import SpanContext, TraceFlags, TraceState
@@ -125,6 +127,29 @@ def format_traceparent(ctx: SpanContext) -> bytes:
     return b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
 
 
+MAX_CONTEXT_BATCHES = 16_384
+"""Fetched batches :class:`BatchContexts` remembers per partition: as many as a consumer remembers
+until they are handed out (``MAX_BATCHES_PER_PARTITION``), so one ``getmany``/``poll`` of the
+smallest batches a partition fetch can return stays mapped whole."""
+MAX_CONTEXT_BYTES = 8 * 1024 * 1024
+"""What :class:`BatchContexts` may hold, in estimated bytes: header values by their length, plus
+:data:`_ENTRY_BYTES` per batch and :data:`_HEADER_BYTES` per header (measured with tracemalloc:
+312 bytes for a batch with one 55-byte ``traceparent``; this estimate says 305)."""
+_ENTRY_BYTES = 160
+_HEADER_BYTES = 90
+_ONE_HEADER_BYTES = _ENTRY_BYTES + _HEADER_BYTES
+_CONTEXT_BYTES = 200
+"""A :class:`SpanContext` given as such (:meth:`BatchContexts.add`)."""
+
+_base = itemgetter(0)
+
+forgotten = counter(
+    "record_contexts_forgotten",
+    "Records looked up (record_context, process_span) whose batch the table of batch contexts had "
+    "already forgotten to stay within its bounds",
+)
+
+
 class BatchContexts:
     """Creation contexts of recently handed-out producer batches, by (topic, partition, offset range).
 
@@ -134,31 +159,47 @@ class BatchContexts:
     read only when :meth:`lookup` asks (most batches are never asked about, and reading headers
     once per batch on the consumer's thread cost a seventh of what kafkahooks did there with
     one-record batches); a :class:`~kafkahooks.tracing.Carriers` reads them, with its bounded cache
-    of contexts seen. Bounded: ``per_partition`` batches per partition, ``partitions`` partitions
-    (least recently used first out).
+    of contexts seen. A batch that directly follows the partition's last one (its base offset is
+    the next) with equal headers extends that one's range instead of taking a slot: a producer
+    whose batches open under one context costs one entry per run of them.
+
+    Bounded three ways, oldest out first, least recently added-to partition first: ``per_partition``
+    ranges per partition, ``partitions`` partitions, and ``max_bytes`` estimated bytes in all (header
+    values by their length). A lookup that misses because its batch was forgotten is counted in
+    ``record_contexts_forgotten``.
     """
 
-    def __init__(self, per_partition: int = 64, partitions: int = 1024) -> None:
+    def __init__(
+        self,
+        per_partition: int = MAX_CONTEXT_BATCHES,
+        partitions: int = 1024,
+        max_bytes: int = MAX_CONTEXT_BYTES,
+    ) -> None:
         self._per_partition = per_partition
         self._partitions = partitions
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = _fork.Lock()
-        self._table: OrderedDict[tuple[str, int], deque[tuple[int, int, Any, Any]]] = OrderedDict()
-        self._last: tuple[tuple[str, int], deque[tuple[int, int, Any, Any]]] | None = None
+        self._table: OrderedDict[tuple[str, int], deque[tuple[int, int, Any, Any, int]]] = OrderedDict()
+        self._last: tuple[tuple[str, int], deque[tuple[int, int, Any, Any, int]]] | None = None
         """The partition added to last and its ranges (consecutive batches of one partition skip
         the table's lookup and reordering)."""
+        self._trimmed: dict[tuple[str, int], int] = {}
+        """Per partition that lost ranges to a bound, the highest offset it forgot (at most
+        ``partitions`` keys, oldest out): what tells a forgotten batch from one never seen."""
 
     def add(self, topic: str, partition: int, base_offset: int, last_offset: int, ctx: SpanContext) -> None:
         """Remember ``ctx`` as the creation context of the batch's records."""
-        self._append((topic, partition), (base_offset, last_offset, ctx, None))
+        self._append((topic, partition), base_offset, last_offset, ctx, None, _CONTEXT_BYTES)
 
     def add_headers(
         self, topic: str, partition: int, base_offset: int, last_offset: int, headers: Any, reader: Any
     ) -> None:
         """Remember the batch's first-record carrier ``headers`` (bounded pairs, as the batch walk
         kept them), to be read by ``reader.extract`` when a record of the batch is looked up."""
-        self._append((topic, partition), (base_offset, last_offset, headers, reader))
+        self._append((topic, partition), base_offset, last_offset, headers, reader, 0)
 
-    def _append(self, key: tuple[str, int], entry: tuple[int, int, Any, Any]) -> None:
+    def _append(self, key: tuple[str, int], base: int, last_offset: int, value: Any, reader: Any, weight: int) -> None:
         with self._lock:
             last = self._last
             if last is not None and last[0] == key:
@@ -167,28 +208,87 @@ class BatchContexts:
                 table = self._table
                 found = table.get(key)
                 if found is None:
-                    ranges = table[key] = deque(maxlen=self._per_partition)
+                    ranges = table[key] = deque()
                     if len(table) > self._partitions:
-                        table.popitem(last=False)
+                        self._forget(*table.popitem(last=False))
                 else:
                     ranges = found
                     table.move_to_end(key)
                 self._last = (key, ranges)
-            if not ranges or ranges[-1][0] != entry[0]:
-                ranges.append(entry)
+            if ranges:
+                prev = ranges[-1]
+                if prev[1] + 1 == base:
+                    if prev[2] == value and prev[3] is reader:
+                        ranges[-1] = (prev[0], last_offset, value, reader, prev[4])
+                        return
+                elif prev[0] >= base:
+                    if prev[0] == base and prev[1] == last_offset:
+                        return  # the same batch again (handed out in parts)
+                    self._rewind(ranges, base)
+            if reader is not None:
+                if len(value) == 1:
+                    weight = _ONE_HEADER_BYTES + len(value[0][1])
+                else:
+                    weight = _ENTRY_BYTES
+                    for header in value:
+                        weight += _HEADER_BYTES + len(header[1])
+            ranges.append((base, last_offset, value, reader, weight))
+            held = self._bytes = self._bytes + weight
+            if len(ranges) > self._per_partition:
+                self._forget(key, ranges, 1)
+            if held > self._max_bytes:
+                self._trim()
+
+    def _rewind(self, ranges: deque[tuple[int, int, Any, Any, int]], base: int) -> None:
+        """The partition is read again from ``base`` (a seek back): the ranges from there on are
+        superseded by what comes now, and go, so bases stay increasing for :meth:`lookup`'s
+        bisection; lock held."""
+        while ranges and ranges[-1][0] >= base:
+            self._bytes -= ranges.pop()[4]
+
+    def _forget(self, key: tuple[str, int], ranges: deque[tuple[int, int, Any, Any, int]], count: int = 0) -> None:
+        """Drop the ``count`` oldest of a partition's ranges (all of them when 0); lock held."""
+        if not ranges:
+            return
+        highest = ranges[-1][1] if count == 0 else ranges[count - 1][1]
+        for _ in range(count or len(ranges)):
+            self._bytes -= ranges.popleft()[4]
+        trimmed = self._trimmed
+        trimmed[key] = max(highest, trimmed.pop(key, highest))
+        if len(trimmed) > self._partitions:
+            del trimmed[next(iter(trimmed))]
+
+    def _trim(self) -> None:
+        """Forget the oldest ranges of the least recently added-to partitions until the table is
+        within its byte budget (the partition added to last keeps at least its newest range)."""
+        table = self._table
+        while self._bytes > self._max_bytes:
+            key, ranges = next(iter(table.items()))
+            if len(table) == 1 and len(ranges) <= 1:
+                return
+            self._forget(key, ranges, 1)
+            if not ranges:
+                del table[key]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(ranges, estimated bytes) held now."""
+        with self._lock:
+            return sum(len(r) for r in self._table.values()), self._bytes
 
     def lookup(self, topic: str, partition: int, offset: int) -> SpanContext | None:
         found = None
+        key = (topic, partition)
         with self._lock:
-            ranges = self._table.get((topic, partition))
-            if not ranges:
+            ranges = self._table.get(key)
+            if ranges:
+                at = bisect_right(ranges, offset, key=_base) - 1  # bases increase: see _rewind
+                if at >= 0 and offset <= ranges[at][1]:
+                    found = ranges[at]
+            if found is None:
+                if offset <= self._trimmed.get(key, -1) and (not ranges or offset < ranges[0][0]):
+                    forgotten.add()
                 return None
-            for entry in reversed(ranges):
-                if entry[0] <= offset <= entry[1]:
-                    found = entry
-                    break
-        if found is None:
-            return None
         value, reader = found[2], found[3]
         return value if reader is None else reader.extract(value)  # type: ignore[no-any-return]
 
