@@ -483,6 +483,9 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         telemetry.close()
     figures = _figures(moved, wall, cpu)
     figures["gc_us_per_msg"] = collector.seconds / max(moved, 1) * 1e6
+    # Per generation (young, middle, full): what the collector's passes cost, and how many ran.
+    figures["gc_generation_us_per_msg"] = [s / max(moved, 1) * 1e6 for s in collector.generation_seconds]
+    figures["gc_passes"] = list(collector.passes)
     # The application's own thread alone, during the chunks (aiokafka's event loop runs there).
     figures["main_cpu_us_per_msg"] = main / max(moved, 1) * 1e6
     figures.update(usage.figures(moved))
