@@ -224,9 +224,11 @@ def test_process_span_links_and_parents_under_asyncio_and_threads(
         assert [app_trace] == [link.context.trace_id for link in outer.links]
 
 
-def produce_batches_under_spans(client: str, bootstrap: str, topic: str, tracing: Tracing, batches: int) -> list[int]:
-    """``batches`` producer batches of three records each (values ``b"i-j"``), batch ``i`` opened
-    under the application's span ``i`` and flushed before the next; the spans' ids, by ``i``."""
+def produce_batches_under_spans(
+    client: str, bootstrap: str, topic: str, tracing: Tracing, batches: int, records: int = 3
+) -> list[int]:
+    """``batches`` producer batches of ``records`` records each (values ``b"i-j"``), batch ``i``
+    opened under the application's span ``i`` and flushed before the next; the spans' ids, by ``i``."""
     span_ids: list[int] = []
     kwargs = {"bootstrap_servers": bootstrap, "tracing": "hooks", "tracer_provider": tracing.provider}
     if client == "kafka-python":
@@ -236,7 +238,7 @@ def produce_batches_under_spans(client: str, bootstrap: str, topic: str, tracing
         try:
             for i in range(batches):
                 with tracing.tracer.start_as_current_span(f"app-{i}") as span:
-                    for j in range(3):
+                    for j in range(records):
                         producer.send(topic, b"%d-%d" % (i, j), partition=0)
                 span_ids.append(span.get_span_context().span_id)
                 producer.flush()
@@ -252,7 +254,7 @@ def produce_batches_under_spans(client: str, bootstrap: str, topic: str, tracing
         try:
             for i in range(batches):
                 with tracing.tracer.start_as_current_span(f"app-{i}") as span:
-                    sent = [producer.send(topic, b"%d-%d" % (i, j), partition=0) for j in range(3)]
+                    sent = [producer.send(topic, b"%d-%d" % (i, j), partition=0) for j in range(records)]
                     await asyncio.gather(*await asyncio.gather(*sent))
                 span_ids.append(span.get_span_context().span_id)
         finally:
@@ -277,6 +279,23 @@ def test_record_context_maps_every_record_of_a_long_fetch(
     assert 300 <= len(carrying) < 900, "one context per batch, on its first record; batches of several"
     found = [record_context(r) for r in records]
     assert [span_ids[int(r.value.split(b"-")[0])] for r in records] == [c.span_id if c else None for c in found]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_one_record_batches_map_by_their_own_headers(client: str, bootstrap: str, topic: str, tracing: Tracing) -> None:
+    """A one-record batch takes no room in record_context's table: its record carries the batch's
+    headers itself, and record_context and process_span read them there."""
+    from kafkahooks.tracing._context import batch_contexts  # the table (the package's is a function)
+
+    span_ids = produce_batches_under_spans(client, bootstrap, topic, tracing, 20, records=1)
+    held = batch_contexts.size
+    records = consume(client, bootstrap, topic, 20, tracing="hooks", tracer_provider=tracing.provider)
+    assert held == batch_contexts.size
+    assert span_ids == [ctx.span_id if (ctx := record_context(r)) else None for r in records]
+    with process_span(records, tracer_provider=tracing.provider):
+        pass
+    (span,) = tracing.spans("process")
+    assert set(span_ids) == {link.context.span_id for link in span.links}
 
 
 def test_process_span_marks_errors_and_propagates(tracing: Tracing) -> None:
