@@ -340,6 +340,18 @@ def batch_contexts_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> Non
             timed(lambda: table.lookup("orders", 0, 2 * n - 1), 20_000),
         )
     )
+    from collections import namedtuple
+
+    from kafkahooks.tracing._context import batch_contexts as shared
+    from kafkahooks.tracing._process import batch_contexts
+
+    record = namedtuple("record", "topic partition offset headers")
+    got: list[Any] = []
+    for b in range(100):  # a getmany of 100 batches of 100 records, each batch from its own trace
+        shared.add_headers("micro-process", 0, 100 * b, 100 * b + 99, own[b], reader)
+        got += [record("micro-process", 0, 100 * b + i, list(own[b]) if i == 0 else []) for i in range(100)]
+    low, mid = timed(lambda: batch_contexts(got), 20)
+    rows.append(("consume", "process_span's contexts, per record of 100 batches of 100", (low / 10_000, mid / 10_000)))
 
 
 def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:

@@ -279,6 +279,9 @@ def test_record_context_maps_every_record_of_a_long_fetch(
     assert 300 <= len(carrying) < 900, "one context per batch, on its first record; batches of several"
     found = [record_context(r) for r in records]
     assert [span_ids[int(r.value.split(b"-")[0])] for r in records] == [c.span_id if c else None for c in found]
+    from kafkahooks.tracing._process import batch_contexts  # what process_span links to, uncapped
+
+    assert set(span_ids) == {c.span_id for c in batch_contexts(records)}
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -277,6 +277,14 @@ class BatchContexts:
             return sum(len(r) for r in self._table.values()), self._bytes
 
     def lookup(self, topic: str, partition: int, offset: int) -> SpanContext | None:
+        """The creation context of the batch that holds ``offset``, or None."""
+        found = self.lookup_range(topic, partition, offset)
+        return None if found is None else found[2]
+
+    def lookup_range(self, topic: str, partition: int, offset: int) -> tuple[int, int, SpanContext | None] | None:
+        """(first offset, last offset, creation context) of the range that holds ``offset`` (a
+        batch, or a run of batches with equal headers), or None: every record in it has that
+        context, so a caller mapping many records looks up once per range."""
         found = None
         key = (topic, partition)
         with self._lock:
@@ -290,7 +298,7 @@ class BatchContexts:
                     forgotten.add()
                 return None
         value, reader = found[2], found[3]
-        return value if reader is None else reader.extract(value)  # type: ignore[no-any-return]
+        return found[0], found[1], value if reader is None else reader.extract(value)
 
 
 batch_contexts = BatchContexts()
