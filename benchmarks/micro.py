@@ -352,6 +352,14 @@ def batch_contexts_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> Non
         got += [record("micro-process", 0, 100 * b + i, list(own[b]) if i == 0 else []) for i in range(100)]
     low, mid = timed(lambda: batch_contexts(got), 20)
     rows.append(("consume", "process_span's contexts, per record of 100 batches of 100", (low / 10_000, mid / 10_000)))
+    from kafkahooks.tracing import record_context
+
+    def each() -> None:
+        for r in got:
+            record_context(r)
+
+    low, mid = timed(each, 20)
+    rows.append(("consume", "record_context, per record of 100 batches of 100", (low / 10_000, mid / 10_000)))
 
 
 def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:

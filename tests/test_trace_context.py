@@ -262,3 +262,23 @@ def test_process_span_finds_what_record_context_finds_with_a_lookup_per_range() 
     # moved on), partitions 2 and 1 at 150 (never seen), and the odd one's.
     assert 20 + 4 == asked_interleaved
     assert 20 == len(asked), "in partition order: one per batch"
+
+
+def test_the_remembered_hit_never_outlives_its_range() -> None:
+    """Looking up the records of one batch one by one reuses the range found first; a range that
+    goes (read again from an earlier offset, or forgotten to a bound) is never answered from it."""
+    from kafkahooks.tracing import BatchContexts
+
+    c = [span_context(n) for n in range(4)]
+    table = BatchContexts(per_partition=2)
+    table.add("t", 0, 0, 9, c[0])
+    assert [c[0]] * 10 == [table.lookup("t", 0, o) for o in range(10)]
+    table.add("t", 0, 0, 4, c[1])  # read again from 0, into other batches
+    assert (c[1], None) == (table.lookup("t", 0, 3), table.lookup("t", 0, 7))
+    table.add("t", 0, 5, 9, c[2])
+    assert c[2] == table.lookup("t", 0, 7)
+    before = forgotten()
+    table.add("t", 0, 10, 19, c[3])  # the bound of two: 0-4 goes
+    assert (None, c[2], c[3]) == (table.lookup("t", 0, 3), table.lookup("t", 0, 7), table.lookup("t", 0, 15))
+    assert before + 1 == forgotten()
+    assert (None, None) == (table.lookup("t", 1, 7), table.lookup("u", 0, 7)), "another partition's offset"

@@ -616,9 +616,15 @@ def record_context(record: Any) -> SpanContext | None:
     wins; otherwise the context of the producer batch it came from, as read by a consumer with
     ``tracing="hooks"`` in this process.
     """
-    own = context_from_headers(getattr(record, "headers", None))
-    if own is not None:
-        return own
+    headers = getattr(record, "headers", None)
+    try:
+        carried = bool(headers)  # most records of a batch carry none: nothing to read
+    except Exception:
+        carried = True  # an odd shape: the reader judges it (and never raises)
+    if carried:
+        own = context_from_headers(headers)
+        if own is not None:
+            return own
     try:
         return batch_contexts.lookup(record.topic, record.partition, record.offset)
     except Exception:

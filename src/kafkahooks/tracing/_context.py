@@ -184,6 +184,11 @@ class BatchContexts:
         self._last: tuple[tuple[str, int], deque[tuple[int, int, Any, Any, int]]] | None = None
         """The partition added to last and its ranges (consecutive batches of one partition skip
         the table's lookup and reordering)."""
+        self._removals = 0
+        """Bumped whenever ranges go (a seek back, a bound): a remembered hit is good while it holds."""
+        self._hit: tuple[tuple[str, int], int, int, SpanContext | None, int] = (("", -1), 0, -1, None, -1)
+        """The last range found (key, first, last, context, removals then): a caller mapping a
+        batch's records one by one finds the rest of them here, without the lock or a read."""
         self._trimmed: dict[tuple[str, int], int] = {}
         """Per partition that lost ranges to a bound, the highest offset it forgot (at most
         ``partitions`` keys, oldest out): what tells a forgotten batch from one never seen."""
@@ -243,6 +248,7 @@ class BatchContexts:
         """The partition is read again from ``base`` (a seek back): the ranges from there on are
         superseded by what comes now, and go, so bases stay increasing for :meth:`lookup`'s
         bisection; lock held."""
+        self._removals += 1
         while ranges and ranges[-1][0] >= base:
             self._bytes -= ranges.pop()[4]
 
@@ -250,6 +256,7 @@ class BatchContexts:
         """Drop the ``count`` oldest of a partition's ranges (all of them when 0); lock held."""
         if not ranges:
             return
+        self._removals += 1
         highest = ranges[-1][1] if count == 0 else ranges[count - 1][1]
         for _ in range(count or len(ranges)):
             self._bytes -= ranges.popleft()[4]
@@ -285,9 +292,13 @@ class BatchContexts:
         """(first offset, last offset, creation context) of the range that holds ``offset`` (a
         batch, or a run of batches with equal headers), or None: every record in it has that
         context, so a caller mapping many records looks up once per range."""
-        found = None
         key = (topic, partition)
+        hit = self._hit
+        if hit[1] <= offset <= hit[2] and hit[0] == key and hit[4] == self._removals:
+            return hit[1], hit[2], hit[3]
+        found = None
         with self._lock:
+            removals = self._removals
             ranges = self._table.get(key)
             if ranges:
                 at = bisect_right(ranges, offset, key=_base) - 1  # bases increase: see _rewind
@@ -298,7 +309,9 @@ class BatchContexts:
                     forgotten.add()
                 return None
         value, reader = found[2], found[3]
-        return found[0], found[1], value if reader is None else reader.extract(value)
+        ctx = value if reader is None else reader.extract(value)
+        self._hit = (key, found[0], found[1], ctx, removals)
+        return found[0], found[1], ctx
 
 
 batch_contexts = BatchContexts()
