@@ -34,7 +34,7 @@ from micro import META, SMALL, TRACEPARENT, Telemetry, batch_bytes, fetch_respon
 from rich.console import Console
 from rich.table import Table
 
-from kafkahooks._wire import _batches, _tap
+from kafkahooks._wire import _batches
 from kafkahooks._wire import aiokafka as _aiokafka
 from kafkahooks._wire._tap import ConnectionTap
 from kafkahooks.datastreams import set_pathway
@@ -106,13 +106,13 @@ def untracked(what: frozenset[str], telemetry: Any) -> Iterator[None]:
             untrack(item)
         return offer(item)  # type: ignore[no-any-return]
 
-    _tap._batches.walk = walked  # type: ignore[attr-defined]
+    _batches.walk = walked
     ConnectionTap.fetched = tapped  # type: ignore[method-assign]
     telemetry.log.offer_other = offered
     try:
         yield
     finally:
-        _tap._batches.walk = walk  # type: ignore[attr-defined]
+        _batches.walk = walk
         ConnectionTap.fetched = fetched  # type: ignore[method-assign]
         telemetry.log.offer_other = offer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
 
 import pytest
@@ -219,49 +220,44 @@ def test_batch_contexts_stay_within_their_byte_budget() -> None:
     assert 1 == table.size[0], "kept alone"
 
 
-def test_process_span_finds_what_record_context_finds_with_a_lookup_per_range() -> None:
+record = namedtuple("record", "topic partition offset headers")
+
+
+def test_process_span_finds_what_record_context_finds_reading_each_batch_once() -> None:
     """``process_span``'s contexts are the distinct ``record_context`` ones, whatever the records:
     own headers winning over the table, runs inside one range, interleaved partitions, offsets
-    going back, batches never seen or forgotten, and records of odd shapes; the table is asked
-    once per range a partition's records come from, not once per record."""
-    from collections import namedtuple
+    going back, batches never seen, and records of odd shapes; a partition's records in offset
+    order read each batch's stored headers once, not once per record."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    from kafkahooks.tracing import record_context
-    from kafkahooks.tracing._carriers import carriers
+    from kafkahooks.tracing import Carriers, record_context
     from kafkahooks.tracing._context import batch_contexts as table
     from kafkahooks.tracing._process import batch_contexts
 
-    record = namedtuple("record", "topic partition offset headers")
+    class Counting(Carriers):
+        reads = 0
+
+        def extract(self, headers: Any) -> Any:
+            Counting.reads += 1
+            return super().extract(headers)
+
+    reader = Counting(TraceContextTextMapPropagator())
     for base in range(0, 100, 10):  # partitions 0 and 1 of "pc": ten ten-record batches each
         for p in (0, 1):
             own = (("traceparent", format_traceparent(span_context(1000 + 100 * p + base))),)
-            table.add_headers("pc", p, base, base + 9, own, carriers())
+            table.add_headers("pc", p, base, base + 9, own, reader)
     mine = format_traceparent(span_context(7))
     records: list[Any] = [record("pc", p, o, []) for o in range(100) for p in (0, 1)]  # interleaved
     records += [record("pc", 0, 55, [("traceparent", mine)]), record("pc", 0, 3, []), record("pc", 2, 0, [])]
     records += [record("pc", 1, 150, None), object(), record("pc", "x", "y", 5)]
     expected = {(c.trace_id, c.span_id) for r in records if (c := record_context(r)) is not None}
-    asked = []
-    lookup = table.lookup_range
-
-    def counting(*args: Any) -> Any:
-        asked.append(args)
-        return lookup(*args)
-
-    table.lookup_range = counting  # type: ignore[method-assign]
-    try:
-        found = batch_contexts(records)
-        asked_interleaved = len(asked)
-        asked.clear()
-        batch_contexts(sorted(records[:200], key=lambda r: (r.partition, r.offset)))
-    finally:
-        del table.lookup_range
+    found = batch_contexts(records)
     assert expected == {(c.trace_id, c.span_id) for c in found}
     assert len(found) == len(expected) == 21  # 20 batches' and the record's own
-    # One per batch, and one for each record no range held: offset 3 (partition 0's range had
-    # moved on), partitions 2 and 1 at 150 (never seen), and the odd one's.
-    assert 20 + 4 == asked_interleaved
-    assert 20 == len(asked), "in partition order: one per batch"
+    table.lookup("pc", 1, 95)  # the range remembered last: not one the ordered pass starts in
+    Counting.reads = 0
+    assert 20 == len(batch_contexts(sorted(records[:200], key=lambda r: (r.partition, r.offset))))
+    assert 20 == Counting.reads, "in partition order: each batch's headers read once"
 
 
 def test_the_remembered_hit_never_outlives_its_range() -> None:

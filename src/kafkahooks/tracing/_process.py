@@ -16,9 +16,8 @@ from opentelemetry.semconv.schemas import Schemas
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
 from kafkahooks._version import __version__
-from kafkahooks.tracing import _context
 from kafkahooks.tracing._broker_spans import MAX_LINKS
-from kafkahooks.tracing._carriers import carriers, record_baggage
+from kafkahooks.tracing._carriers import record_baggage, record_context
 
 
 def _flatten(records: Any) -> list[Any]:
@@ -31,28 +30,11 @@ def _flatten(records: Any) -> list[Any]:
 
 def batch_contexts(records: Any) -> list[SpanContext]:
     """The distinct creation contexts of ``records`` (one record, a list, or a poll/getmany result):
-    what :func:`~kafkahooks.tracing.record_context` gives for each, with one table lookup per
-    batch (or run of batches with equal headers) a partition's records come from, not per record."""
+    :func:`~kafkahooks.tracing.record_context` of each, which reads the table once per batch (or
+    run of batches with equal headers) a partition's records come from, not once per record."""
     seen: dict[tuple[int, int], SpanContext] = {}
-    reader = carriers()
-    table = _context.batch_contexts
-    last_range: dict[tuple[Any, Any], tuple[int, int, SpanContext | None]] = {}
     for record in _flatten(records):
-        try:
-            headers = getattr(record, "headers", None)
-            ctx = reader.extract(headers) if headers else None  # its own context wins
-            if ctx is None:
-                key = (record.topic, record.partition)
-                offset = record.offset
-                found = last_range.get(key)
-                if found is None or not found[0] <= offset <= found[1]:
-                    found = table.lookup_range(record.topic, record.partition, offset)
-                    if found is None:
-                        continue
-                    last_range[key] = found
-                ctx = found[2]
-        except Exception:  # an odd record: no context, as record_context gives
-            continue
+        ctx = record_context(record)
         if ctx is not None:
             seen.setdefault((ctx.trace_id, ctx.span_id), ctx)
     return list(seen.values())
