@@ -81,19 +81,17 @@ def untracked(what: frozenset[str], telemetry: Any) -> Iterator[None]:
     def walked(*args: Any, **kwargs: Any) -> Any:
         infos = walk(*args, **kwargs)
         for info in infos:
-            if "headers" in what:
-                for pair in info.headers:
-                    untrack(pair)
-                untrack(info.headers)
+            if "headers" in what:  # a dict of strings and bytes: never tracked (RawBatch)
+                pass
             if "record" in what:
                 untrack(info)
         return infos
 
     def tapped(self: ConnectionTap, req: Any, *args: Any, **kwargs: Any) -> None:
-        known = len(req.fetched or ())
+        known = len(req.fetched_raw or ())
         fetched(self, req, *args, **kwargs)
         if "entry" in what:
-            for entry in (req.fetched or [])[known:]:
+            for entry in (req.fetched_raw or [])[known:]:
                 untrack(entry)
 
     def offered(item: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,10 +12,16 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from kafkahooks._wire import _batches
 from kafkahooks._wire import aiokafka as _aiokafka
-from kafkahooks.hooks import Compression
+from kafkahooks.hooks import BatchInfo, Compression
+from kafkahooks.hooks._records import batch_info
 
 READERS = [None, _aiokafka.first_headers]
 """kafkahooks' own first-record reader, and aiokafka's compiled one where it exists."""
+
+
+def walk(*args: Any, **kwargs: Any) -> list[BatchInfo]:
+    """:func:`_batches.walk`, each batch as the :class:`BatchInfo` plugins outside kafkahooks get."""
+    return [batch_info(b) for b in _batches.walk(*args, **kwargs)]
 
 
 def build(count: int, codec: int = 0, value: bytes = b"v" * 100) -> bytes:
@@ -30,7 +37,7 @@ def records_section_size(count: int) -> int:
 
 def test_uncompressed_batch_counts_and_sizes() -> None:
     """An uncompressed batch reports its record count and equal sizes."""
-    ((count, uncompressed, compressed, codec, *_),) = list(_batches.walk(build(7)))
+    ((count, uncompressed, compressed, codec, *_),) = list(walk(build(7)))
     assert (7, records_section_size(7), records_section_size(7), Compression.NONE) == (
         count,
         uncompressed,
@@ -42,7 +49,7 @@ def test_uncompressed_batch_counts_and_sizes() -> None:
 def test_gzip_batch_reports_true_uncompressed_size() -> None:
     """A gzip batch's uncompressed size equals the same records uncompressed (from the gzip trailer)."""
     data = build(50, codec=1)
-    ((count, uncompressed, compressed, codec, *_),) = list(_batches.walk(data))
+    ((count, uncompressed, compressed, codec, *_),) = list(walk(data))
     assert (50, records_section_size(50), len(data) - 61, Compression.GZIP) == (count, uncompressed, compressed, codec)
     assert compressed < uncompressed
 
@@ -50,13 +57,13 @@ def test_gzip_batch_reports_true_uncompressed_size() -> None:
 def test_several_batches_in_one_buffer() -> None:
     """Concatenated batches are reported one by one, in order."""
     data = build(3) + build(5, codec=1) + build(2)
-    assert [3, 5, 2] == [c for c, *_ in _batches.walk(data)]
+    assert [3, 5, 2] == [c for c, *_ in walk(data)]
 
 
 def test_truncated_trailing_batch_is_skipped() -> None:
     """A fetch cut by its byte limit ends in a partial batch, which is not reported."""
     data = build(3) + build(4)[:-10]
-    assert [3] == [c for c, *_ in _batches.walk(data)]
+    assert [3] == [c for c, *_ in walk(data)]
 
 
 def test_control_batches_are_skipped() -> None:
@@ -64,7 +71,7 @@ def test_control_batches_are_skipped() -> None:
     data = bytearray(build(1))
     attrs = struct.unpack_from(">h", data, 21)[0]
     struct.pack_into(">h", data, 21, attrs | 0x20)
-    assert [] == list(_batches.walk(bytes(data)))
+    assert [] == list(walk(bytes(data)))
 
 
 def test_other_codecs_use_the_given_decompressor() -> None:
@@ -77,12 +84,12 @@ def test_other_codecs_use_the_given_decompressor() -> None:
         calls.append(codec)
         return b"x" * 1234
 
-    assert [(2, 1234)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data), decompress)]
+    assert [(2, 1234)] == [(c, u) for c, u, *_ in walk(bytes(data), decompress)]
     assert [4] == calls
     # Wanted headers too: the same one decompression gives the size and the first record.
-    _batches.walk(bytes(data), decompress, header_keys=frozenset({"h"}))
+    walk(bytes(data), decompress, header_keys=frozenset({"h"}))
     assert [4, 4] == calls
-    assert [(2, -1)] == [(c, u) for c, u, *_ in _batches.walk(bytes(data))]
+    assert [(2, -1)] == [(c, u) for c, u, *_ in walk(bytes(data))]
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -93,7 +100,7 @@ def test_first_record_headers_are_found(codec: int, reader: _batches.FirstHeader
     builder.append(0, 1_700_000_000_000, b"key", b"v" * 5000, [("traceparent", b"tp-1"), ("other", b"x")])
     builder.append(1, 1_700_000_000_001, None, b"v", [("traceparent", b"tp-2")])
     data = bytes(builder.build())
-    (info,) = _batches.walk(data, header_keys=frozenset({"traceparent", "missing"}), first_headers=reader)
+    (info,) = walk(data, header_keys=frozenset({"traceparent", "missing"}), first_headers=reader)
     assert (("traceparent", b"tp-1"),) == info.headers
     assert (2, 0, 1, 1_700_000_000_000) == (
         info.num_records,
@@ -108,7 +115,7 @@ def test_first_record_headers_are_found(codec: int, reader: _batches.FirstHeader
 def test_garbage_never_raises(data: bytes) -> None:
     """Arbitrary bytes never raise and never report a negative count of bytes read."""
     for reader in READERS:
-        for info in _batches.walk(data + build(1), header_keys=frozenset({"h"}), first_headers=reader):
+        for info in walk(data + build(1), header_keys=frozenset({"h"}), first_headers=reader):
             assert info.compressed_bytes >= 0
 
 
@@ -121,11 +128,11 @@ def test_a_key_inside_another_headers_value_is_not_a_header(codec: int, reader: 
     builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
     builder.append(0, 1_700_000_000_000, forged, forged, [("x-carrier", forged), ("Traceparent", b"case")])
     data = bytes(builder.build())
-    (info,) = _batches.walk(data, header_keys=frozenset({"traceparent"}), first_headers=reader)
+    (info,) = walk(data, header_keys=frozenset({"traceparent"}), first_headers=reader)
     assert () == info.headers
     builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)
     builder.append(0, 1_700_000_000_000, None, b"v", [("x-carrier", forged), ("traceparent", b"real")])
-    (info,) = _batches.walk(bytes(builder.build()), header_keys=frozenset({"traceparent"}), first_headers=reader)
+    (info,) = walk(bytes(builder.build()), header_keys=frozenset({"traceparent"}), first_headers=reader)
     assert (("traceparent", b"real"),) == info.headers
 
 
@@ -139,8 +146,8 @@ def test_a_deferred_first_record_reads_as_one_read_on_the_spot(value_size: int, 
     builder.append(1, 1_700_000_000_001, None, b"v", [])
     data = bytes(builder.build())
     keys = frozenset({"traceparent"})
-    (now,) = _batches.walk(data, header_keys=keys)
-    (later,) = _batches.walk(data, header_keys=keys, defer=True)
+    (now,) = walk(data, header_keys=keys)
+    (later,) = walk(data, header_keys=keys, defer=True)
     if later.first_record is None:  # longer than MAX_DEFERRED: read on the spot instead
         assert value_size > _batches.MAX_DEFERRED - 60
         assert now.headers == later.headers
@@ -158,11 +165,11 @@ def test_the_produce_fast_path_reports_what_the_walk_reports(count: int, value_s
     codec in test_codec_framing.py); anything else is left to the walk."""
     keys = frozenset({"h"}) if wanted else frozenset()
     data = build(count, value=b"v" * value_size)
-    assert _batches.walk(data, header_keys=keys, defer=True) == [_batches.produced(data, keys, True)]
-    assert _batches.walk(data) == [_batches.produced(data, frozenset(), False)]
+    assert walk(data, header_keys=keys, defer=True) == [_batches.produced(data, keys, True)]
+    assert walk(data) == [_batches.produced(data, frozenset(), False)]
     gzipped = build(count, codec=1, value=b"v" * value_size)
-    assert _batches.walk(gzipped) == [_batches.produced(gzipped, frozenset(), False)]
-    if wanted and _batches.walk(gzipped)[0].compression is Compression.GZIP:  # (too small: sent as is)
+    assert walk(gzipped) == [_batches.produced(gzipped, frozenset(), False)]
+    if wanted and walk(gzipped)[0].compression is Compression.GZIP:  # (too small: sent as is)
         assert None is _batches.produced(gzipped, keys, True)  # headers inside the compressed section
     assert None is _batches.produced(data + build(1), keys, True)  # two batches
     assert None is _batches.produced(data[:-1], keys, True)  # cut short
@@ -193,7 +200,7 @@ def test_a_value_over_the_limit_is_refused_and_counted(codec: int, reader: _batc
     if codec == 4:  # zstd, claimed over uncompressed records: read through the given decompressor
         struct.pack_into(">h", data, 21, 4)
     before = snapshot().get("header_values_too_long", 0)
-    (info,) = _batches.walk(
+    (info,) = walk(
         bytes(data),
         decompress=lambda _, payload: payload,
         header_keys=frozenset({"traceparent", "tracestate"}),
@@ -245,9 +252,9 @@ def test_the_python_reader_finds_exactly_the_wanted_headers(
     builder.append(1, 1_700_000_000_001, None, b"v", [("traceparent", b"second")])
     data = bytes(builder.build())
     expected = _expected(headers, keys)
-    (now,) = _batches.walk(data, header_keys=keys)
+    (now,) = walk(data, header_keys=keys)
     assert expected == now.headers
-    (later,) = _batches.walk(data, header_keys=keys, defer=True)
+    (later,) = walk(data, header_keys=keys, defer=True)
     if later.first_record is not None:
         assert expected == _batches.read_headers(later.first_record, keys)
 
@@ -263,6 +270,6 @@ def test_a_gzip_batch_is_inflated_only_as_far_as_its_first_record(value_size: in
         builder.append(0, 1_700_000_000_000, None, b"v" * value_size, [("x", b"y"), ("traceparent", header)])
         builder.append(1, 1_700_000_000_001, None, b"w" * 3000, [("traceparent", b"second")])
         batches.append(bytes(builder.build()))
-    plain, gzipped = (_batches.walk(b, header_keys=frozenset({"traceparent"})) for b in batches)
+    plain, gzipped = (walk(b, header_keys=frozenset({"traceparent"})) for b in batches)
     assert Compression.GZIP == gzipped[0].compression
     assert (("traceparent", header),) == plain[0].headers == gzipped[0].headers

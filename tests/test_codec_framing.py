@@ -17,6 +17,7 @@ from kafka import codec as kafka_codec
 from kafkahooks._wire import _batches
 from kafkahooks._wire._shared import decompressor
 from kafkahooks.hooks import Compression
+from kafkahooks.hooks._records import batch_info
 from tests._benchmarks import load
 
 GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
@@ -124,8 +125,8 @@ def test_a_produced_batch_reads_as_the_walk_that_decompresses_it(
     truth), without calling the decompressor; where the framing has no size, it leaves the batch
     to the walk; with headers wanted too (they are inside the compressed records), likewise."""
     data = load("codecs").batch(client, codec, count, value_size)  # each client's own builder and codec
-    assert Compression(codec) == _batches.walk(data)[0].compression
-    truth = _batches.walk(data, decompressor(aiokafka_codec))
+    assert Compression(codec) == batch_info(_batches.walk(data)[0]).compression
+    truth = [batch_info(b) for b in _batches.walk(data, decompressor(aiokafka_codec))]
     assert 1 == len(truth)
     assert truth[0].uncompressed_bytes == _batches.uncompressed_size(
         codec, memoryview(data)[61:], decompressor(aiokafka_codec)

@@ -26,17 +26,19 @@ def collector(*args: str) -> list[dict[str, Any]]:
 
 def test_a_bigger_response_brings_on_more_collector_passes() -> None:
     """A response handed out and passed to the worker a hundred batches at a time leaves the
-    young generation nearly empty; one of 2 000 batches keeps its records alive past young
-    passes, which then run many times as often, and middle ones with them. After the young
-    passes during a walk, each batch still keeps two tracked objects: its record and the Fetch
-    request's entry for it; the experiment that untracks them leaves none."""
+    young generation nearly empty; one of 2 000 batches keeps more alive past young passes (the
+    hand-outs, until the worker's pass), which then run several times as often, and middle ones
+    with them. The batches themselves (flat tuples
+    of numbers, bytes and strings, and the Fetch request's entries for them) are untracked at
+    their first young pass: after the walk, nearly nothing of a batch is still tracked, and the
+    experiment that untracks the hand-outs too leaves the young passes where they were."""
     small, big = collector("--responses", "100,2000", "--json")
     assert (100, 2000) == (small["batches_per_response"], big["batches_per_response"])
     assert 20_000 == small["batches"] == big["batches"]
-    assert big["passes"][0] >= 10 * max(small["passes"][0], 1)
+    assert big["passes"][0] >= 5 * max(small["passes"][0], 1)
     assert big["passes"][1] > small["passes"][1]
     assert all(w <= p for w, p in zip(big["worker_passes"], big["passes"], strict=True))
-    assert 1.9 <= big["tracked_alive_per_batch"] < 3
+    assert big["tracked_alive_per_batch"] < 0.5
     assert all(s >= 0 for s in small["gc_us_per_batch"] + big["gc_us_per_batch"])
     (untracked,) = collector("--responses", "2000", "--untrack", "record,entry,handout", "--json")
     assert ["entry", "handout", "record"] == untracked["untracked"]
@@ -44,3 +46,55 @@ def test_a_bigger_response_brings_on_more_collector_passes() -> None:
     # Untracked objects still count as allocations: as many young passes (give or take what the
     # span processor's thread allocates meanwhile).
     assert abs(big["passes"][0] - untracked["passes"][0]) <= big["passes"][0] // 20
+
+
+def test_a_fetched_batch_is_untracked_at_its_first_young_pass() -> None:
+    """What the tap keeps of each fetched batch until its hand-out and the worker's pass leaves
+    the collector's sight before it reaches the oldest generation: the batch, headers and all, at
+    the first young pass that sees it, the Fetch request's entry for it at the latest at the next
+    middle pass. A named tuple, an enum member, a dict
+    or a nested tuple of header pairs in the batch each kept it tracked (tried with each)."""
+    import gc
+
+    from kafkahooks._wire import _batches
+    from kafkahooks.hooks._records import batch_info, raw_headers
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from micro import META, TRACEPARENT, Telemetry, batch_bytes
+
+        from kafkahooks._wire import aiokafka as _aiokafka
+        from kafkahooks._wire._tap import ConnectionTap
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    t = Telemetry("consumer")
+    try:
+        tap = ConnectionTap(t.dispatch, META, None, _aiokafka.first_headers)
+        one = bytearray(batch_bytes([("traceparent", TRACEPARENT), ("other", b"x")], records=1))
+        response = bytearray()
+        for i in range(300):
+            one[0:8] = i.to_bytes(8, "big")
+            response += one
+        gc.collect()
+        gc.disable()
+        try:
+            req = tap.new_request(1, 0, 100, True)
+            tap.fetched(req, "orders", 0, bytes(response))
+            entries = req.fetched_raw
+            assert entries is not None
+            assert 300 == len(entries)
+            assert all(gc.is_tracked(e) for e in entries)  # tuples are tracked when made
+            gc.collect(0)
+            assert not any(gc.is_tracked(e[2]) for e in entries)
+            # An entry may be looked at before its batch in that pass (the collector visits
+            # containers first), and so wait for the next one, a middle pass: never a full one.
+            gc.collect(1)
+            assert not any(gc.is_tracked(e) for e in entries)
+        finally:
+            gc.enable()
+        topic, partition, batch = entries[0]
+        assert (("traceparent", TRACEPARENT),) == raw_headers(batch)  # only the wanted keys
+        assert (0, 0, ("orders", 0)) == (batch_info(batch).base_offset, batch[4], (topic, partition))
+        assert _batches.walk(b"") == []
+    finally:
+        t.close()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafkahooks._selfstats import counter
-from kafkahooks.hooks._records import BatchInfo
+from kafkahooks.hooks._records import BatchInfo, RawBatch
 from kafkahooks.hooks._types import Compression
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -63,8 +63,10 @@ def walk(
     header_keys: frozenset[str] = frozenset(),
     first_headers: FirstHeaders | None = None,
     defer: bool = False,
-) -> list[BatchInfo]:
-    """A :class:`BatchInfo` per v2 data batch in ``records``, in order.
+) -> list[RawBatch]:
+    """A :data:`~kafkahooks.hooks._records.RawBatch` per v2 data batch in ``records``, in order (a
+    plain tuple: see there why; :func:`~kafkahooks.hooks._records.batch_info` for a
+    :class:`BatchInfo`).
 
     Control batches (transaction markers), legacy (v0/v1) message sets and a partial batch at the
     end (a fetch cut by its byte limit) are skipped. With ``header_keys``, the first record's
@@ -73,7 +75,7 @@ def walk(
     :data:`MAX_DEFERRED` bytes is copied into ``first_record`` instead, for :func:`read_headers`
     later. Never raises on malformed input: it stops.
     """
-    out: list[BatchInfo] = []
+    out: list[RawBatch] = []
     if not records:
         return out
     n = len(records)
@@ -90,7 +92,7 @@ def walk(
             codec = attrs & 0x07
             compressed = total - HEADER_SIZE
             first = None
-            headers: tuple[tuple[str, bytes], ...]
+            headers: tuple[Any, ...]  # pairs, or laid flat by _pick
             if codec == 0:
                 uncompressed = compressed
                 if defer and header_keys:
@@ -113,22 +115,11 @@ def walk(
                 else:
                     uncompressed = uncompressed_size(codec, section, decompress)
                     headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
-            out.append(
-                _new_info(
-                    BatchInfo,
-                    (
-                        count,
-                        uncompressed,
-                        compressed,
-                        _COMPRESSIONS[codec] if codec < 5 else Compression.NONE,
-                        base,
-                        base + last_delta,
-                        first_ts,
-                        headers,
-                        first,
-                    ),
-                )
-            )
+            if codec > 4:  # not a codec Kafka knows
+                codec = 0
+            if headers and type(headers[0]) is tuple:  # pairs: laid flat, as a RawBatch holds them
+                headers = tuple(x for pair in headers for x in pair)
+            out.append((count, uncompressed, compressed, codec, base, base + last_delta, first_ts, first, *headers))
         pos += total
     return out
 
@@ -389,8 +380,10 @@ def first_record_headers(
     return () if buf is None else _first_headers(buf, 0, len(buf), keys)
 
 
-def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
-    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins.
+def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[Any, ...]:
+    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins,
+    laid flat (``key, value, key, value, ...``: as a :data:`~kafkahooks.hooks._records.RawBatch`
+    holds them).
 
     Runs once per fetched batch on the consumer's thread: a dict keeps the first value of each
     key (and its order), which costs half of what a list searched per header did."""
@@ -409,7 +402,8 @@ def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[
                     refused += 1
                 else:
                     found[key] = value if type(value) is bytes else bytes(value)
-        return _kept(found.items(), refused) if refused else tuple(found.items())
+        pairs = _kept(found.items(), refused) if refused else found.items()
+        return tuple(x for pair in pairs for x in pair)
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from kafkahooks import _clock
 from kafkahooks._wire import _batches
 from kafkahooks.hooks._dispatch import HookDispatcher
-from kafkahooks.hooks._records import BatchInfo, Request
+from kafkahooks.hooks._records import BatchInfo, Request, batch_info
 from kafkahooks.hooks._types import (
     ApiKey,
     BrokerE2E,
@@ -323,20 +323,20 @@ class ConnectionTap:
             if marks is None:
                 marks = req.watermarks = []
             marks.append((topic, partition, high_watermark))
-        infos = _batches.walk(records, self.decompress, self.header_keys, self.first_headers)
-        if not infos:
+        batches = _batches.walk(records, self.decompress, self.header_keys, self.first_headers)
+        if not batches:
             return
         if self.user_fetch_batches:
             fetch_batch_read = self.dispatch.fetch_batch_read
-            for info in infos:
-                fetch_batch_read(self.meta, topic, partition, FetchBatchMetrics(*info[:8]))
+            for batch in batches:
+                fetch_batch_read(self.meta, topic, partition, FetchBatchMetrics(*batch_info(batch)[:8]))
         if self.log_fetch_batches:
-            fetched = req.fetched
+            fetched = req.fetched_raw
             if fetched is None:
-                fetched = req.fetched = []
-            fetched.extend((topic, partition, info) for info in infos)
+                fetched = req.fetched_raw = []
+            fetched.extend((topic, partition, batch) for batch in batches)
         if self.handouts is not None:
-            self.handouts.fetched(topic, partition, infos)
+            self.handouts.fetched(topic, partition, batches)
 
     def commit_acked(self, req: Request, partitions: Iterable[tuple[str, int, int]]) -> None:
         """An OffsetCommit response was decoded: ``(topic, partition, error_code)`` per partition."""
@@ -394,9 +394,12 @@ class ConnectionTap:
                 if info is not None:  # one uncompressed batch, as producers send it
                     out[(topic, partition)] = info
                     continue
-                infos = _batches.walk(
-                    records, self.decompress, self.produce_header_keys, self.first_headers, self.defer_headers
-                )
+                infos = [
+                    batch_info(b)
+                    for b in _batches.walk(
+                        records, self.decompress, self.produce_header_keys, self.first_headers, self.defer_headers
+                    )
+                ]
                 if len(infos) == 1:
                     out[(topic, partition)] = infos[0]
                 elif infos:

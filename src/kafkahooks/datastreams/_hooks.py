@@ -47,7 +47,21 @@ from kafkahooks.datastreams._pathway import (
 from kafkahooks.datastreams._streams import DataStreams
 from kafkahooks.hooks import ApiKey, KeyFilter
 from kafkahooks.hooks._opened import OpenedBatches
-from kafkahooks.hooks._records import BatchInfo, HandOut, Request, fetch_lags, position
+from kafkahooks.hooks._records import (
+    COMPRESSED_BYTES,
+    FIRST_TIMESTAMP,
+    NUM_RECORDS,
+    RAW_HEADERS,
+    UNCOMPRESSED_BYTES,
+    BatchInfo,
+    HandOut,
+    RawBatch,
+    Request,
+    fetch_lags,
+    position,
+    raw_batch,
+    raw_headers,
+)
 from kafkahooks.hooks._requests import RequestNeeds
 
 _MAX_CACHED = 4096
@@ -101,6 +115,9 @@ class DataStreamHooks:
     """Passed in ``hooks=``, an instance replaces the plugin of this kind a tracing mode installs."""
     kafkahooks_inline = True
     """Only computes a cached checkpoint per batch and queues: never timed or offloaded."""
+    kafkahooks_raw_batches = True
+    """Its ``on_fetch_batch_entered`` reads the batch by position: it gets a plain tuple, no
+    :class:`~kafkahooks.hooks.BatchInfo` is built for it (see :data:`~kafkahooks.hooks._records.RawBatch`)."""
     kafkahooks_batch_timestamp = True
     """Its ``inject_batch_headers`` takes the batch's first timestamp, to find the batch again."""
 
@@ -203,11 +220,13 @@ class DataStreamHooks:
 
     # -- consumer: the application's thread or task, once per batch ------------------------------
 
-    def _decode(self, headers: Any) -> PathwayContext | None:
+    def _decode(self, batch: RawBatch) -> PathwayContext | None:
+        """The pathway in a :data:`~kafkahooks.hooks._records.RawBatch`'s headers (the first of
+        the two keys, as :func:`from_headers` reads them), cached by its value."""
         value = None
-        for k, v in headers:
-            if k in (HEADER, LEGACY_HEADER):
-                value = v
+        for i in range(RAW_HEADERS, len(batch) - 1, 2):
+            if batch[i] in (HEADER, LEGACY_HEADER):
+                value = batch[i + 1]
                 break
         if value is None:
             return None
@@ -218,17 +237,19 @@ class DataStreamHooks:
             return self._decoded[value]
         except KeyError:
             pass
-        ctx = from_headers(headers)
+        ctx = from_headers(raw_headers(batch))
         if len(self._decoded) >= _MAX_CACHED:
             self._decoded.clear()
         self._decoded[value] = ctx
         return ctx
 
-    def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> _Entered:
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: RawBatch | BatchInfo, scoped: bool) -> _Entered:
         """The consume checkpoint of a batch whose records start going to the application: what
         :meth:`DataStreams.compute` gives, with the edge tags and hash cached per (topic, parent
         pathway hash), as the producer side caches its own."""
-        parent = self._decode(info.headers) if info.headers else None
+        if isinstance(info, BatchInfo):  # called other than by the hand-out tracker
+            info = raw_batch(info)
+        parent = self._decode(info) if len(info) > RAW_HEADERS else None
         if self.identity.cluster_id is not self._cluster_id:  # the client learnt its cluster id
             self._new_cluster_id()
         parent_hash = parent.hash if parent is not None else 0
@@ -243,7 +264,7 @@ class DataStreamHooks:
         tags, h = cached
         now_ms = _clock.time_ns() // 1_000_000
         if parent is None:  # a new pathway, from the batch's first timestamp (or now)
-            origin = info.first_timestamp_ms
+            origin = info[FIRST_TIMESTAMP]
             start = origin if origin >= 0 else now_ms
             edge_ms = pathway_ms = now_ms - start if now_ms > start else 0
         else:
@@ -254,8 +275,10 @@ class DataStreamHooks:
             pathway_ms = pathway_ms if pathway_ms > 0 else 0
         if not scoped:
             _current.set(_new_tuple(PathwayContext, (h, start, now_ms)))
-        count = info.num_records
-        size = info.uncompressed_bytes if info.uncompressed_bytes >= 0 else info.compressed_bytes
+        count = info[NUM_RECORDS]
+        size = info[UNCOMPRESSED_BYTES]
+        if size < 0:
+            size = info[COMPRESSED_BYTES]
         return (tags, h, start, now_ms, parent_hash, edge_ms, pathway_ms, size / count if count and size >= 0 else 0.0)
 
     def on_poll_ended(self, tokens: Sequence[_Entered | None]) -> None:

@@ -14,6 +14,9 @@ request-key filter, and the optional attributes a hook object can set to change 
   and the hand-out events): the request keys it gets and what the taps collect for it (partition
   batches, first-record headers, commits, high watermarks). Without it: request records alone,
   for ``request_keys``.
+- ``kafkahooks_raw_batches = True``: ``on_fetch_batch_entered`` gets the batch as a plain tuple of
+  :class:`BatchInfo`'s fields (the codec as its number), read by position, instead of a
+  :class:`BatchInfo` built for it.
 - ``bind_identity(identity)``: called once, when the client is built, with the
   :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
   the client the hook was given to, so one class can name the client it serves.

@@ -33,9 +33,16 @@ from typing import Any
 
 from kafkahooks import _clock, _fork
 from kafkahooks._selfstats import counter
-from kafkahooks.hooks._records import BatchInfo, HandOut, position
+from kafkahooks.hooks._records import (
+    BASE_OFFSET,
+    LAST_OFFSET,
+    NUM_RECORDS,
+    HandOut,
+    RawBatch,
+    batch_info,
+    position,
+)
 from kafkahooks.hooks._requests import RequestLog, implements
-from kafkahooks.hooks._types import Compression
 
 _unattributed = counter(
     "handouts_unattributed", "Record batches handed to the application that the consumer was not seen fetching"
@@ -59,10 +66,15 @@ class HandOutTracker:
         self.entering = tuple(p for p in log.plugins if implements(p, "on_fetch_batch_entered"))
         """The hooks whose ``on_fetch_batch_entered`` sees each batch (a :class:`HandOut`'s
         ``entering``)."""
-        self._enter = tuple(p.on_fetch_batch_entered for p in self.entering)
+        self._enter = tuple(
+            (p.on_fetch_batch_entered, bool(getattr(p, "kafkahooks_raw_batches", False))) for p in self.entering
+        )
+        """Each entering hook's method, and whether it reads a :data:`RawBatch` by position
+        (``kafkahooks_raw_batches``: kafkahooks' own plugins), for which no :class:`BatchInfo`
+        is built."""
         ended = (p for p in log.plugins if implements(p, "on_poll_ended"))
         self._poll_ended = tuple((position(self.entering, p), p.on_poll_ended) for p in ended)
-        self._fetched: OrderedDict[tuple[str, int], dict[int, BatchInfo]] = OrderedDict()
+        self._fetched: OrderedDict[tuple[str, int], dict[int, RawBatch]] = OrderedDict()
         self._lock = _fork.Lock()
         self._scope: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
             "kafkahooks_handout_scope", default=None
@@ -70,7 +82,7 @@ class HandOutTracker:
 
     # -- the I/O path: what the tap read --------------------------------------------------------
 
-    def fetched(self, topic: str, partition: int, infos: list[BatchInfo]) -> None:
+    def fetched(self, topic: str, partition: int, batches: list[RawBatch]) -> None:
         """Batches of one partition in a Fetch response, in order (the connection's I/O path)."""
         key = (topic, partition)
         with self._lock:
@@ -82,8 +94,8 @@ class HandOutTracker:
                     _evicted.add(len(dropped))
             else:
                 self._fetched.move_to_end(key)
-            for info in infos:
-                table[info.base_offset] = info
+            for batch in batches:
+                table[batch[BASE_OFFSET]] = batch
             while len(table) > MAX_BATCHES_PER_PARTITION:
                 try:
                     del table[next(iter(table))]
@@ -91,7 +103,7 @@ class HandOutTracker:
                     continue
                 _evicted.add()
 
-    def _take(self, topic: str, partition: int, base: int) -> BatchInfo | None:
+    def _take(self, topic: str, partition: int, base: int) -> RawBatch | None:
         # No lock: two single dict operations, each atomic; only fetched() (which holds the lock
         # against another fetched()) changes the tables otherwise, and it tolerates this pop.
         table = self._fetched.get((topic, partition))
@@ -118,13 +130,19 @@ class HandOutTracker:
                 except Exception as exc:
                     self.log.failed(ended, "on_poll_ended", exc)
 
-    def _entered(self, topic: str, partition: int, info: BatchInfo) -> tuple[Any, ...]:
+    def _entered(self, topic: str, partition: int, batch: RawBatch) -> tuple[Any, ...]:
         collecting = self._scope.get()
         scoped = collecting is not None
+        info = None
         made = []
-        for enter in self._enter:
+        for enter, raw in self._enter:
             try:
-                made.append(enter(topic, partition, info, scoped))
+                if raw:
+                    made.append(enter(topic, partition, batch, scoped))
+                else:
+                    if info is None:
+                        info = batch_info(batch)
+                    made.append(enter(topic, partition, info, scoped))
             except Exception as exc:
                 made.append(None)
                 self.log.failed(enter, "on_fetch_batch_entered", exc)
@@ -141,65 +159,66 @@ class BatchCursor:
     first, then each batch's next offset. Used by one thread or task at a time, like the iterator.
     """
 
-    __slots__ = ("_entered_ns", "_info", "_start", "_tokens", "partition", "position", "topic", "tracker")
+    __slots__ = ("_batch", "_entered_ns", "_start", "_tokens", "partition", "position", "topic", "tracker")
 
     def __init__(self, tracker: HandOutTracker, topic: str, partition: int, fetch_offset: int) -> None:
         self.tracker = tracker
         self.topic = topic
         self.partition = partition
         self.position = fetch_offset
-        self._info: BatchInfo | None = None
+        self._batch: RawBatch | None = None
         self._start = 0
         self._tokens: tuple[Any, ...] = ()
         self._entered_ns = 0
 
     def entered(self, base_offset: int, next_offset: int, first_timestamp_ms: int) -> None:
         """The iterator is about to hand out the first records of a data batch."""
-        if self._info is not None:
+        if self._batch is not None:
             self.finished()
         tracker = self.tracker
-        info = tracker._take(self.topic, self.partition, base_offset)
-        if info is None:
+        batch = tracker._take(self.topic, self.partition, base_offset)
+        if batch is None:
             _unattributed.add()
             count = max(next_offset - base_offset, 0)
-            info = BatchInfo(count, -1, -1, Compression.NONE, base_offset, next_offset - 1, first_timestamp_ms, ())
+            batch = (count, -1, -1, 0, base_offset, next_offset - 1, first_timestamp_ms, None)
         self._start = max(self.position, base_offset)
         self._entered_ns = _clock.time_ns()
-        self._tokens = tracker._entered(self.topic, self.partition, info)
-        self._info = info
+        self._tokens = tracker._entered(self.topic, self.partition, batch)
+        self._batch = batch
 
     def finished(self) -> None:
         """The iterator handed out everything of the open batch (it moved on, or ran out)."""
-        info = self._info
-        if info is None:
+        batch = self._batch
+        if batch is None:
             return
-        self._info = None
-        self.position = info.last_offset + 1
-        if self._start <= info.base_offset:
-            count = info.num_records
+        self._batch = None
+        last = batch[LAST_OFFSET]
+        self.position = last + 1
+        if self._start <= batch[BASE_OFFSET]:
+            count = batch[NUM_RECORDS]
         else:  # started inside the batch: the records from the fetch offset on
-            count = min(info.last_offset - self._start + 1, info.num_records)
-        self._emit(info, count)
+            count = min(last - self._start + 1, batch[NUM_RECORDS])
+        self._emit(batch, count)
 
     def abandoned(self, position: int) -> None:
         """The iterator is dropped with ``position`` as the next offset it would have handed out."""
-        info = self._info
-        if info is None:
+        batch = self._batch
+        if batch is None:
             return
-        if position > info.last_offset:
+        if position > batch[LAST_OFFSET]:
             self.finished()
             return
-        self._info = None
+        self._batch = None
         self.position = position
-        self._emit(info, min(max(position - self._start, 0), info.num_records))
+        self._emit(batch, min(max(position - self._start, 0), batch[NUM_RECORDS]))
 
-    def _emit(self, info: BatchInfo, count: int) -> None:
+    def _emit(self, batch: RawBatch, count: int) -> None:
         if count > 0:
             tracker = self.tracker
             # tuple.__new__: the named tuple without its generated Python __new__ (once per batch).
             tracker.log.offer_other(
                 _new_tuple(
                     HandOut,
-                    (self.topic, self.partition, info, count, self._entered_ns, tracker.entering, self._tokens),
+                    (self.topic, self.partition, batch, count, self._entered_ns, tracker.entering, self._tokens),
                 )
             )

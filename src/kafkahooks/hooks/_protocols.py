@@ -275,7 +275,10 @@ class FetchBatchEnteredHook(Protocol):
         whatever the consume API (``poll``, ``getmany``, ``getone``, iteration): a cost per
         *batch*, never per record. ``info`` is the batch as the connection's tap read it from the
         Fetch response (counts, sizes, first timestamp, the first record's headers whose keys
-        ``request_needs.header_keys`` asked for).
+        ``request_needs.header_keys`` asked for). A hook object whose ``kafkahooks_raw_batches``
+        is true gets it as a plain tuple of the same fields in the same order, the codec as its
+        number, to read by position: no :class:`~kafkahooks.hooks.BatchInfo` is built per batch
+        when every such hook of a consumer says so (kafkahooks' own do).
 
         ``scoped`` is true inside a call that hands out lists (``poll``, ``getmany``, and the
         polls kafka-python's iterator draws its records from): the call's batches come together at

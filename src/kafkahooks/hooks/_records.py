@@ -10,7 +10,7 @@ carries them is :mod:`kafkahooks.hooks._requests`, the tracker that makes hand-o
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from kafkahooks.hooks._types import BrokerMeta, Compression
 
@@ -33,7 +33,73 @@ class BatchInfo(NamedTuple):
     (:meth:`Request.resolve`); None once read, or when read on the spot."""
 
 
+RawBatch = tuple[Any, ...]
+"""A fetched batch as kafkahooks carries it from the Fetch response to its hand-out: a plain
+tuple of numbers, bytes and strings, ``(num_records, uncompressed_bytes, compressed_bytes, codec,
+base_offset, last_offset, first_timestamp_ms, first_record, key, value, key, value, ...)``: a
+:class:`BatchInfo`'s first seven fields in its order (the codec as its number), then its
+``first_record``, then its header pairs laid flat (:func:`raw_headers`).
+
+Why not the :class:`BatchInfo` itself: a Fetch response of small batches makes thousands of these
+at once, alive until they are handed out and the export worker's pass, and the collector never
+stops tracking a named tuple (a subclass), nor a tuple holding an enum member, a dict, or a tuple
+it has not untracked yet. It looks at a young pass's survivors containers first and contents
+after, so a tuple of header pairs inside the batch's tuple left the batch's tuple tracked at its
+first pass, and it was promoted. Tracked, they outlived the young passes and brought on middle
+and full passes over the whole heap: about 2 µs of a one-record batch (README, *The collector,
+for small batches*). A flat tuple of numbers, bytes and strings is untracked the first time the
+collector sees it. Plugins outside kafkahooks still get :class:`BatchInfo`
+(:attr:`Request.fetched`, :attr:`HandOut.info`, ``on_fetch_batch_entered``), built when asked
+for; kafkahooks' own read the fields by position (below)."""
+
+RAW_FIRST_RECORD: Final = 7
+"""A :data:`RawBatch`'s ``first_record``."""
+RAW_HEADERS: Final = 8
+"""Where a :data:`RawBatch`'s header pairs start: keys at even offsets from here, values after."""
+
+# Positions of BatchInfo's fields, in it and in a RawBatch alike.
+NUM_RECORDS: Final = 0
+UNCOMPRESSED_BYTES: Final = 1
+COMPRESSED_BYTES: Final = 2
+CODEC: Final = 3
+BASE_OFFSET: Final = 4
+LAST_OFFSET: Final = 5
+FIRST_TIMESTAMP: Final = 6
+HEADERS: Final = 7
+
+_COMPRESSIONS = tuple(Compression(c) for c in range(5))
 _new_tuple = tuple.__new__
+
+
+def raw_headers(raw: RawBatch) -> tuple[tuple[str, bytes], ...]:
+    """A :data:`RawBatch`'s header pairs, as :attr:`BatchInfo.headers` holds them."""
+    return tuple(zip(raw[8::2], raw[9::2], strict=True)) if len(raw) > RAW_HEADERS else ()
+
+
+def batch_info(raw: RawBatch | BatchInfo) -> BatchInfo:
+    """The :class:`BatchInfo` of a :data:`RawBatch` (a :class:`BatchInfo` is returned as it is)."""
+    if isinstance(raw, BatchInfo):
+        return raw
+    codec = raw[3]
+    return _new_tuple(
+        BatchInfo,
+        (
+            raw[0],
+            raw[1],
+            raw[2],
+            _COMPRESSIONS[codec] if 0 <= codec < 5 else Compression.NONE,
+            raw[4],
+            raw[5],
+            raw[6],
+            raw_headers(raw),
+            raw[7],
+        ),
+    )
+
+
+def raw_batch(info: BatchInfo) -> RawBatch:
+    """The :data:`RawBatch` of a :class:`BatchInfo`."""
+    return (*info[:3], int(info[3]), *info[4:7], info[8], *(x for pair in info[7] for x in pair))
 
 
 class Request:
@@ -60,8 +126,10 @@ class Request:
     read_err: BaseException | None = None
     batches: dict[tuple[str, int], BatchInfo] | None = None
     """Produce: the batch each (topic, partition) carried."""
-    fetched: list[tuple[str, int, BatchInfo]] | None = None
-    """Fetch: every data batch the response carried, in order."""
+    fetched_raw: list[tuple[str, int, RawBatch]] | None = None
+    """Fetch: ``(topic, partition, batch)`` for every data batch the response carried, in order,
+    each batch a :data:`RawBatch` (what kafkahooks' own plugins read; :attr:`fetched` for
+    :class:`BatchInfo`)."""
     watermarks: list[tuple[str, int, int]] | None = None
     """Fetch: ``(topic, partition, high watermark)`` for every partition answered without error,
     records or not (consumer lag at no extra request)."""
@@ -105,6 +173,23 @@ class Request:
         return {}
 
     @property
+    def fetched(self) -> list[tuple[str, int, BatchInfo]] | None:
+        """Fetch: ``(topic, partition, info)`` for every data batch the response carried, in order
+        (built from :attr:`fetched_raw` at the first access; None when it is None)."""
+        raw = self.fetched_raw
+        if raw is None:
+            return None
+        built: list[tuple[str, int, BatchInfo]] | None = self.__dict__.get("_fetched")
+        if built is None or len(built) != len(raw):
+            built = self.__dict__["_fetched"] = [(t, p, batch_info(b)) for t, p, b in raw]
+        return built
+
+    @fetched.setter
+    def fetched(self, entries: list[tuple[str, int, BatchInfo]] | None) -> None:
+        self.fetched_raw = None if entries is None else [(t, p, raw_batch(info)) for t, p, info in entries]
+        self.__dict__.pop("_fetched", None)
+
+    @property
     def err(self) -> BaseException | None:
         """The write error if there was one, else the read error."""
         return self.write_err if self.write_err is not None else self.read_err
@@ -141,8 +226,9 @@ class HandOut(NamedTuple):
 
     topic: str
     partition: int
-    info: BatchInfo
-    """The batch as the connection's tap read it from the Fetch response."""
+    batch: RawBatch
+    """The batch as the connection's tap read it from the Fetch response, as a :data:`RawBatch`
+    (:attr:`info` for its :class:`BatchInfo`)."""
     handed: int
     """Records of the batch handed out (exact, from offsets; fewer than the batch holds when the
     consumer started or stopped inside it)."""
@@ -152,6 +238,12 @@ class HandOut(NamedTuple):
     """The hooks that saw the batch enter (those implementing ``on_fetch_batch_entered``)."""
     tokens: tuple[Any, ...]
     """What each of those hooks' ``on_fetch_batch_entered`` returned, in the same order."""
+
+    @property
+    def info(self) -> BatchInfo:
+        """The batch as the connection's tap read it from the Fetch response (built at each
+        access from :attr:`batch`)."""
+        return batch_info(self.batch)
 
     def token(self, hook: Any) -> Any:
         """What ``hook``'s ``on_fetch_batch_entered`` returned for this batch (None for a hook
@@ -182,8 +274,8 @@ def fetch_lags(r: Request, wall_offset_ns: int) -> list[tuple[str, int, int, flo
     if not marks:
         return []
     ends: dict[tuple[str, int], tuple[int, int]] = {}
-    for topic, partition, info in r.fetched or ():
-        ends[(topic, partition)] = (info.last_offset + 1, info.first_timestamp_ms)
+    for topic, partition, batch in r.fetched_raw or ():
+        ends[(topic, partition)] = (batch[LAST_OFFSET] + 1, batch[FIRST_TIMESTAMP])
     out = []
     for topic, partition, high in marks:
         end = ends.get((topic, partition))

@@ -117,12 +117,12 @@ def weigh_request(r: Request) -> int:
                 weight += len(info.first_record)
             for header in info.headers:
                 weight += len(header[1])
-    fetched = r.fetched
+    fetched = r.fetched_raw
     if fetched:
         for item in fetched:
             weight += _BATCH_BYTES
-            for header in item[2].headers:
-                weight += len(header[1])
+            for value in item[2][9::2]:  # the batch's header values (a RawBatch)
+                weight += len(value)
     return weight
 
 
@@ -132,8 +132,8 @@ def weigh_other(item: Any) -> int:
     if type(item) is ConnectionEvent:
         return _EVENT_BYTES
     weight = _HANDOUT_BYTES
-    for header in item.info.headers:
-        weight += len(header[1])
+    for value in item[2][9::2]:  # the hand-out's batch's header values (a RawBatch)
+        weight += len(value)
     return weight
 
 

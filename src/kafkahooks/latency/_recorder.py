@@ -25,7 +25,7 @@ from typing import Any
 from kafkahooks import _clock, _fork
 from kafkahooks._identity import ClientIdentity
 from kafkahooks.hooks import ALL_KEYS, key_name
-from kafkahooks.hooks._records import Request
+from kafkahooks.hooks._records import NUM_RECORDS, Request
 from kafkahooks.hooks._requests import RequestNeeds
 from kafkahooks.latency._format import SCHEMA, VERSION
 
@@ -82,10 +82,10 @@ class FlightRecorder:
             if batches:
                 partitions = len(batches)
                 records = sum(info.num_records for info in batches.values())
-            fetched = r.fetched
+            fetched = r.fetched_raw
             if fetched:
                 partitions = len({(t, p) for t, p, _ in fetched})
-                records = sum(item[2].num_records for item in fetched)
+                records = sum(item[2][NUM_RECORDS] for item in fetched)
             err = r.write_err or r.read_err
             rows.append(
                 (

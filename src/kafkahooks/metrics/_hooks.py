@@ -34,7 +34,17 @@ from kafkahooks._otel import Record, recorder
 from kafkahooks._selfstats import counter
 from kafkahooks._version import __version__
 from kafkahooks.hooks import ALL_KEYS, ApiKey, BrokerMeta, ClientClosed, key_name
-from kafkahooks.hooks._records import BatchInfo, ConnectionEvent, HandOut, Request, fetch_lags
+from kafkahooks.hooks._records import (
+    COMPRESSED_BYTES,
+    NUM_RECORDS,
+    UNCOMPRESSED_BYTES,
+    BatchInfo,
+    ConnectionEvent,
+    HandOut,
+    RawBatch,
+    Request,
+    fetch_lags,
+)
 from kafkahooks.hooks._requests import RequestNeeds
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -352,28 +362,28 @@ class MetricsHooks:
         if r.watermarks:
             for t, p, records, seconds in fetch_lags(r, sums.wall_offset()):
                 sums.lags[(t, p)] = (records, seconds)
-        fetched = r.fetched
+        fetched = r.fetched_raw
         topic = None
         if fetched:
             last: str | None = None
             attrs: dict[str, Any] = {}
             mixed = False
-            for t, _, info in fetched:
+            for t, _, batch in fetched:
                 if t != last:  # a response's batches come partition by partition
                     if last is not None:
                         mixed = True
                     last = t
                     attrs = self._messaging("fetch", t)
-                self._batch(sums, attrs, info, False)
+                self._batch(sums, attrs, batch, False)
             topic = None if mixed else last
         elif error is None:
             return
         self._m.operation(r.time_to_read_ns / 1e9, self._messaging("poll", topic, error))
 
-    def _batch(self, sums: _PassSums, attrs: dict[str, Any], info: BatchInfo, sent: bool) -> None:
+    def _batch(self, sums: _PassSums, attrs: dict[str, Any], info: BatchInfo | RawBatch, sent: bool) -> None:
         sums.topic(attrs).add(info, sent)
         if self.labels.detailed_timings:
-            self._m.batch_size(info.num_records, attrs)
+            self._m.batch_size(info[NUM_RECORDS], attrs)
 
     def _record_lags(self, lags: dict[tuple[str, int], tuple[int, float]]) -> None:
         """One gauge reading per partition (per consumer without topic labels: records summed,
@@ -463,13 +473,16 @@ class _TopicSums:
         self.attrs = attrs
         self.records = self.uncompressed = self.compressed = self.sent = 0
 
-    def add(self, info: BatchInfo, sent: bool) -> None:
-        self.records += info.num_records
-        if info.uncompressed_bytes >= 0:
-            self.uncompressed += info.uncompressed_bytes
-        self.compressed += info.compressed_bytes
+    def add(self, info: BatchInfo | RawBatch, sent: bool) -> None:
+        """A produced batch's :class:`BatchInfo` or a fetched one's :data:`RawBatch` (by position)."""
+        count = info[NUM_RECORDS]
+        self.records += count
+        uncompressed = info[UNCOMPRESSED_BYTES]
+        if uncompressed >= 0:
+            self.uncompressed += uncompressed
+        self.compressed += info[COMPRESSED_BYTES]
         if sent:
-            self.sent += info.num_records
+            self.sent += count
 
 
 class _PassSums:

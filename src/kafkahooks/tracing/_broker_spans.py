@@ -41,7 +41,18 @@ from kafkahooks._identity import ClientIdentity
 from kafkahooks._otel import span_writer
 from kafkahooks.hooks import TRACING_KEYS, ApiKey, BrokerMeta, ConnectionClosed
 from kafkahooks.hooks._opened import OpenedBatches
-from kafkahooks.hooks._records import BatchInfo, Request
+from kafkahooks.hooks._records import (
+    BASE_OFFSET,
+    FIRST_TIMESTAMP,
+    LAST_OFFSET,
+    NUM_RECORDS,
+    RAW_HEADERS,
+    BatchInfo,
+    RawBatch,
+    Request,
+    raw_batch,
+    raw_headers,
+)
 from kafkahooks.hooks._requests import RequestNeeds
 from kafkahooks.tracing._carriers import Carriers, carriers
 from kafkahooks.tracing._context import batch_contexts
@@ -64,6 +75,9 @@ class BrokerSpans:
     """Only reads what the taps recorded, on the export worker: never timed or offloaded."""
     kafkahooks_batch_timestamp = True
     """Its ``inject_batch_headers`` takes the batch's first timestamp, to find the batch again."""
+    kafkahooks_raw_batches = True
+    """Its ``on_fetch_batch_entered`` reads the batch by position: it gets a plain tuple, no
+    :class:`~kafkahooks.hooks.BatchInfo` is built for it (see :data:`~kafkahooks.hooks._records.RawBatch`)."""
 
     def __init__(
         self,
@@ -138,14 +152,17 @@ class BrokerSpans:
                 self._opened.add(topic, partition, timestamp_ms, last[1])
         return out
 
-    def on_fetch_batch_entered(self, topic: str, partition: int, info: BatchInfo, scoped: bool) -> None:
+    def on_fetch_batch_entered(self, topic: str, partition: int, info: RawBatch | BatchInfo, scoped: bool) -> None:
         """Remember the batch's carrier headers for ``record_context`` as its records go out (read
         when a record is looked up, not here: see :class:`~kafkahooks.tracing._context.BatchContexts`).
         A one-record batch is not remembered: its record is the first, whose own headers
         ``record_context`` reads before the table."""
-        headers = info.headers
-        if headers and info.num_records > 1 and _carries_context(headers, self.carriers.lookup):
-            batch_contexts.add_headers(topic, partition, info.base_offset, info.last_offset, headers, self.carriers)
+        if isinstance(info, BatchInfo):  # called other than by the hand-out tracker
+            info = raw_batch(info)
+        if len(info) > RAW_HEADERS and info[NUM_RECORDS] > 1 and _carries_context(info[8::2], self.carriers.lookup):
+            batch_contexts.add_headers(
+                topic, partition, info[BASE_OFFSET], info[LAST_OFFSET], raw_headers(info), self.carriers
+            )
 
     # -- the export worker ------------------------------------------------------------------------
 
@@ -161,7 +178,7 @@ class BrokerSpans:
                 produced = [(t, p, info) for (t, p), info in batches.items()] if batches else []
                 emit(r, produced, start, end, self._produce_links(r, produced) if self._opened else _NO_LINKS)
             elif key == _FETCH:
-                fetched = r.fetched
+                fetched = r.fetched_raw
                 if not fetched:
                     err = r.err
                     if err is None or isinstance(err, ConnectionClosed) or r.write_err is not None:
@@ -208,14 +225,14 @@ class BrokerSpans:
         opened = self._opened
         accepted = r.accepted()
         return _links(
-            (opened.take if (t, p) in accepted else opened.get)(t, p, info.first_timestamp_ms) for t, p, info in items
+            (opened.take if (t, p) in accepted else opened.get)(t, p, info[FIRST_TIMESTAMP]) for t, p, info in items
         )
 
     def _emit(self, r: Request, items: Any, start: int, end: int, links_found: tuple[list[Link], int]) -> None:
         key = r.key
         if len(items) == 1:
             topic, partition, info = items[0]
-            count = info.num_records
+            count = info[NUM_RECORDS]
             extra: dict[str, Any] = {msg.MESSAGING_DESTINATION_PARTITION_ID: str(partition)}
         else:
             extra = {}
@@ -224,7 +241,7 @@ class BrokerSpans:
             for (t, p), run in groupby(items, _topic_partition):  # batches come partition by partition
                 topics.add(t)
                 name = f"{t}/{p}"
-                counts[name] = counts.get(name, 0) + sum(item[2].num_records for item in run)
+                counts[name] = counts.get(name, 0) + sum(item[2][NUM_RECORDS] for item in run)
             topic = topics.pop() if len(topics) == 1 else None
             count = sum(counts.values())
             if len(counts) == 1:
@@ -280,22 +297,22 @@ def _read_contexts(items: Any, carriers: Carriers) -> Any:
     last: Any = None
     found: SpanContext | None = None
     for item in items:
-        headers = item[2].headers
+        headers = item[2][RAW_HEADERS:]  # laid flat: key, value, key, value, ...
         if not headers:
             continue
         if found is not None and headers == last:  # the batch before carried the same context
             continue
-        if not _carries_context(headers, keys):  # a data-stream pathway alone, typically
+        if not _carries_context(headers[::2], keys):  # a data-stream pathway alone, typically
             continue
-        found = carriers.extract(headers)
+        found = carriers.extract(zip(headers[::2], headers[1::2], strict=True))
         last = headers
         yield found
 
 
-def _carries_context(headers: Any, keys: frozenset[Any]) -> bool:
-    """Whether a batch's first-record headers hold a carrier key (pairs the walk built: no odd
-    shapes to guard against here)."""
-    for key, _ in headers:  # noqa: SIM110 - a loop, not any(generator): once per batch on the consumer thread
+def _carries_context(names: tuple[str, ...], keys: frozenset[Any]) -> bool:
+    """Whether the header keys of a batch's first record (a :data:`~kafkahooks.hooks._records.RawBatch`'s,
+    which the walk built: no odd shapes to guard against here) hold a carrier key."""
+    for key in names:  # noqa: SIM110 - a loop, not any(generator): once per batch on the consumer thread
         if key in keys:
             return True
     return False
