@@ -13,10 +13,14 @@ with the whole heap (``--ballast`` long-lived objects stand for a service's own)
         [--untrack record,entry,handout,headers,tokens]
 
 ``--untrack`` is an experiment, never a fix: it takes the named objects out of the collector's
-sight (CPython's ``PyObject_GC_UnTrack``, through ctypes) as they are made, to bound what batch
-records the collector can untrack by itself would save: each batch's ``BatchInfo`` (``record``),
-the Fetch request's entry for it (``entry``), its ``HandOut`` (``handout``), the header pairs the
-walk kept (``headers``) and the plugins' tokens for it (``tokens``). None of them holds a cycle.
+sight (CPython's ``PyObject_GC_UnTrack``, through ctypes) as they are made, to bound what the
+collector would save if it did not have to look at them: each batch's record (``record``: since
+commit d56c888 a flat plain tuple the collector untracks by itself at its first young pass; a
+``BatchInfo`` before), the Fetch request's entry for it (``entry``), its hand-out
+(``handout``: a flat plain tuple too since commit d56c888's successor, a ``HandOut`` before) and the
+plugins' tokens for it (``tokens``). ``headers`` is kept for the command
+lines of earlier runs and does nothing now: the header pairs are laid flat in the record. None
+of them holds a cycle.
 """
 
 from __future__ import annotations
@@ -96,10 +100,9 @@ def untracked(what: frozenset[str], telemetry: Any) -> Iterator[None]:
 
     def offered(item: Any) -> bool:
         if "tokens" in what:
-            for token in item.tokens:
+            for token in item[5:]:  # a RawHandOut's tokens
                 if type(token) is tuple:
                     untrack(token)
-            untrack(item.tokens)
         if "handout" in what:
             untrack(item)
         return offer(item)  # type: ignore[no-any-return]

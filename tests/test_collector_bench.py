@@ -52,7 +52,7 @@ def test_a_fetched_batch_is_untracked_at_its_first_young_pass() -> None:
     """What the tap keeps of each fetched batch until its hand-out and the worker's pass leaves
     the collector's sight before it reaches the oldest generation: the batch, headers and all, at
     the first young pass that sees it, the Fetch request's entry for it at the latest at the next
-    middle pass. A named tuple, an enum member, a dict
+    middle pass; and its hand-out, until the worker's pass. A named tuple, an enum member, a dict
     or a nested tuple of header pairs in the batch each kept it tracked (tried with each)."""
     import gc
 
@@ -75,13 +75,33 @@ def test_a_fetched_batch_is_untracked_at_its_first_young_pass() -> None:
         for i in range(300):
             one[0:8] = i.to_bytes(8, "big")
             response += one
+        tracker = t.dispatch.handouts
+        assert tracker is not None
+        offered: list[Any] = []
+        offer = t.log.offer_other
+        t.log.offer_other = lambda item: offered.append(item) or offer(item)
+
+        def fetch() -> list[Any]:
+            req = tap.new_request(1, 0, 100, True)
+            tap.fetched(req, "orders", 0, bytes(response))
+            assert req.fetched_raw is not None
+            return req.fetched_raw
+
+        def hand_out() -> None:  # all at once, as a getmany hands them out
+            offered.clear()
+            scope = tracker.begin_scope()
+            cursor = tracker.cursor("orders", 0, 0)
+            for base in range(300):
+                cursor.entered(base, base + 1, 0)
+            cursor.finished()
+            tracker.end_scope(scope)
+
+        fetch()  # warm: what the plugins make once and keep (data streams' edge tags)
+        hand_out()
         gc.collect()
         gc.disable()
         try:
-            req = tap.new_request(1, 0, 100, True)
-            tap.fetched(req, "orders", 0, bytes(response))
-            entries = req.fetched_raw
-            assert entries is not None
+            entries = fetch()
             assert 300 == len(entries)
             assert all(gc.is_tracked(e) for e in entries)  # tuples are tracked when made
             gc.collect(0)
@@ -90,8 +110,17 @@ def test_a_fetched_batch_is_untracked_at_its_first_young_pass() -> None:
             # containers first), and so wait for the next one, a middle pass: never a full one.
             gc.collect(1)
             assert not any(gc.is_tracked(e) for e in entries)
+            # Their hand-outs wait for the worker's pass likewise (a young pass for a token, the
+            # next for the hand-out that holds it).
+            hand_out()
+            assert 300 == len(offered)
+            assert all(type(h) is tuple for h in offered)
+            gc.collect(0)
+            gc.collect(1)
+            assert not any(gc.is_tracked(h) for h in offered)
         finally:
             gc.enable()
+            t.log.offer_other = offer
         topic, partition, batch = entries[0]
         assert (("traceparent", TRACEPARENT),) == raw_headers(batch)  # only the wanted keys
         assert (0, 0, ("orders", 0)) == (batch_info(batch).base_offset, batch[4], (topic, partition))

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from binascii import b2a_base64
 from collections.abc import Sequence
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from kafkahooks import _clock
@@ -56,10 +58,12 @@ from kafkahooks.hooks._records import (
     BatchInfo,
     HandOut,
     RawBatch,
+    RawHandOut,
     Request,
     fetch_lags,
     position,
     raw_batch,
+    raw_hand_out,
     raw_headers,
 )
 from kafkahooks.hooks._requests import RequestNeeds
@@ -101,6 +105,9 @@ def _has_pathway(headers: Any) -> bool:
         return any(item[0] in (HEADER, LEGACY_HEADER) for item in headers or ())
     except Exception:
         return False
+
+
+_entering = attrgetter("entering")
 
 
 def _payload_per_record(info: BatchInfo) -> float:
@@ -292,14 +299,19 @@ class DataStreamHooks:
     # -- the export worker ------------------------------------------------------------------------
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
+        for entering, run in groupby(handouts, _entering):  # one tuple per consumer
+            self.kafkahooks_handed_out([raw_hand_out(h) for h in run], entering)
+
+    def kafkahooks_handed_out(self, handouts: Sequence[RawHandOut], entering: tuple[Any, ...]) -> None:
+        """The hand-outs as the request log keeps them (what :meth:`on_batches_handed_out` does,
+        without a :class:`HandOut` per batch): one checkpoint each, weighed by its records."""
+        mine = position(entering, self)
+        if mine is None:
+            return
         record = self.streams.record
-        entering: tuple[Any, ...] | None = None
-        mine: int | None = None
+        at = 5 + mine  # this hook's token (see RawHandOut)
         for h in handouts:
-            if h.entering is not entering:  # one tuple per consumer: looked up once per run of them
-                entering = h.entering
-                mine = position(entering, self)
-            token = None if mine is None else h.tokens[mine]
+            token = h[at]
             if token is None:  # its on_fetch_batch_entered failed (counted then)
                 continue
             tags, outgoing, _, _, parent_hash, edge_ms, pathway_ms, payload = token
@@ -309,9 +321,9 @@ class DataStreamHooks:
                 parent_hash,
                 edge_ms,
                 pathway_ms,
-                weight=h.handed,
+                weight=h[2],
                 payload_bytes=payload,
-                at_ns=h.entered_ns,
+                at_ns=h[3],
             )
 
     def on_requests_finished(self, requests: Sequence[Request]) -> None:

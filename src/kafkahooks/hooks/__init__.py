@@ -14,9 +14,14 @@ request-key filter, and the optional attributes a hook object can set to change 
   and the hand-out events): the request keys it gets and what the taps collect for it (partition
   batches, first-record headers, commits, high watermarks). Without it: request records alone,
   for ``request_keys``.
-- ``kafkahooks_raw_batches = True``: ``on_fetch_batch_entered`` gets the batch as a plain tuple of
-  :class:`BatchInfo`'s fields (the codec as its number), read by position, instead of a
-  :class:`BatchInfo` built for it.
+- ``kafkahooks_raw_batches = True``: ``on_fetch_batch_entered`` gets the batch as a plain tuple
+  (:data:`~kafkahooks.hooks._records.RawBatch`: :class:`BatchInfo`'s fields by position, the codec
+  as its number, the header pairs laid flat) instead of a :class:`BatchInfo` built for it.
+- ``kafkahooks_handed_out(handouts, entering)``: called instead of ``on_batches_handed_out`` with
+  the hand-outs as plain tuples (:data:`~kafkahooks.hooks._records.RawHandOut`) and the hooks their
+  tokens belong to, in order. Both exist for kafkahooks' own plugins: plain tuples of numbers,
+  strings and bytes are what the garbage collector stops tracking, and a consumer of small batches
+  keeps thousands of them at once (README, *The collector, for small batches*).
 - ``bind_identity(identity)``: called once, when the client is built, with the
   :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
   the client the hook was given to, so one class can name the client it serves.

@@ -14,7 +14,8 @@ moves into a batch and when it leaves it; whatever the consume API (``getmany``,
   batches, at the call's end: ``on_poll_ended``).
 - **Exit**: the iterator moved to the next batch, ran out, or was abandoned (a seek, a rebalance,
   ``stop()``) at a known position. The records handed out of the batch are counted exactly from
-  offsets, and one :class:`HandOut` goes to the :class:`~kafkahooks.hooks._requests.RequestLog`
+  offsets, and one hand-out (a :data:`~kafkahooks.hooks._records.RawHandOut`, a
+  :class:`HandOut` for plugins outside kafkahooks) goes to the :class:`~kafkahooks.hooks._requests.RequestLog`
   for the export worker (``on_batches_handed_out``).
 
 A hook that raises here is counted and logged as any hook failure; its token is None and the
@@ -37,7 +38,6 @@ from kafkahooks.hooks._records import (
     BASE_OFFSET,
     LAST_OFFSET,
     NUM_RECORDS,
-    HandOut,
     RawBatch,
     batch_info,
     position,
@@ -55,15 +55,12 @@ MAX_PARTITIONS = 4_096
 """Partitions whose fetched batches are remembered (least recently fetched forgotten first)."""
 
 
-_new_tuple = tuple.__new__
-
-
 class HandOutTracker:
     """One consumer's fetched batches and hand-out cursors (see the module docs)."""
 
     def __init__(self, log: RequestLog) -> None:
         self.log = log
-        self.entering = tuple(p for p in log.plugins if implements(p, "on_fetch_batch_entered"))
+        self.entering = log.entering
         """The hooks whose ``on_fetch_batch_entered`` sees each batch (a :class:`HandOut`'s
         ``entering``)."""
         self._enter = tuple(
@@ -214,11 +211,5 @@ class BatchCursor:
 
     def _emit(self, batch: RawBatch, count: int) -> None:
         if count > 0:
-            tracker = self.tracker
-            # tuple.__new__: the named tuple without its generated Python __new__ (once per batch).
-            tracker.log.offer_other(
-                _new_tuple(
-                    HandOut,
-                    (self.topic, self.partition, batch, count, self._entered_ns, tracker.entering, self._tokens),
-                )
-            )
+            # A RawHandOut: a plain tuple the collector untracks, not a HandOut (see there).
+            self.tracker.log.offer_other((self.topic, self.partition, count, self._entered_ns, batch, *self._tokens))

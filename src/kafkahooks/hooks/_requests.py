@@ -32,7 +32,7 @@ from kafkahooks._selfstats import counter
 from kafkahooks.export import worker
 from kafkahooks.export._buffer import ByteBudget, WeighedBuffer
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
-from kafkahooks.hooks._records import ConnectionEvent, HandOut, Request
+from kafkahooks.hooks._records import ConnectionEvent, RawHandOut, Request, hand_out
 
 _after_close = counter("events_after_close", "Hook events that arrived after their client was closed (dropped)")
 
@@ -132,7 +132,7 @@ def weigh_other(item: Any) -> int:
     if type(item) is ConnectionEvent:
         return _EVENT_BYTES
     weight = _HANDOUT_BYTES
-    for value in item[2][9::2]:  # the hand-out's batch's header values (a RawBatch)
+    for value in item[4][9::2]:  # the hand-out's batch's header values (a RawHandOut's RawBatch)
         weight += len(value)
     return weight
 
@@ -195,7 +195,7 @@ class RequestLog:
         """Queue one finished request for the worker, the I/O path's only cost for the fused
         plugins: the buffer's own ``offer`` (no call in between) until :meth:`seal`, then a drop
         that counts."""
-        self.offer_other: Callable[[HandOut | ConnectionEvent], bool] = self.others.offer
+        self.offer_other: Callable[[RawHandOut | ConnectionEvent], bool] = self.others.offer
         """Queue one hand-out or connection event, likewise."""
         self._on_requests = tuple(
             (p.on_requests_finished, None if keys == self.keys else keys)
@@ -203,7 +203,17 @@ class RequestLog:
         )
         """Each hook's ``on_requests_finished`` and the keys it gets (None: all the log keeps)."""
         plugins = self.plugins
-        self._on_handouts = tuple(p.on_batches_handed_out for p in plugins if implements(p, "on_batches_handed_out"))
+        self.entering = tuple(p for p in plugins if implements(p, "on_fetch_batch_entered"))
+        """The hooks whose ``on_fetch_batch_entered`` sees each fetched batch, in the order of a
+        :data:`~kafkahooks.hooks._records.RawHandOut`'s tokens (a :class:`HandOut`'s ``entering``)."""
+        self._on_handouts = tuple(
+            (getattr(p, "kafkahooks_handed_out", None), p.on_batches_handed_out)
+            for p in plugins
+            if implements(p, "on_batches_handed_out")
+        )
+        """Each hook's ``kafkahooks_handed_out`` (kafkahooks' own: the plain hand-outs and
+        :attr:`entering`) or None, and its ``on_batches_handed_out`` (:class:`HandOut`, built once
+        a pass for all such hooks)."""
         self._on_events = tuple(p.on_connection_events for p in plugins if implements(p, "on_connection_events"))
         for plugin in self.plugins:
             attached = getattr(plugin, "attached", None)
@@ -252,22 +262,29 @@ class RequestLog:
                 events = [i for i in rest if type(i) is ConnectionEvent]
                 handouts = [i for i in rest if type(i) is not ConnectionEvent]
                 if handouts:
-                    for on_handouts in self._on_handouts:
-                        self._call(on_handouts, "on_batches_handed_out", handouts)
+                    built = None
+                    for handed_out, on_handouts in self._on_handouts:
+                        if handed_out is not None:
+                            self._call(handed_out, "on_batches_handed_out", handouts, self.entering)
+                            continue
+                        if built is None:
+                            entering = self.entering
+                            built = [hand_out(h, entering) for h in handouts]
+                        self._call(on_handouts, "on_batches_handed_out", built)
                 if events:
                     for on_events in self._on_events:
                         self._call(on_events, "on_connection_events", events)
         finally:  # until the plugins are done, what this pass holds still counts
             self.budget.release(held + held_others)
 
-    def _call(self, fn: Callable[[list[Any]], None], event: str, items: list[Any]) -> None:
+    def _call(self, fn: Callable[..., None], event: str, items: list[Any], *more: Any) -> None:
         """One hook's share of a pass: a hook that raises is counted and logged as any hook is
         (by the dispatcher), and the other hooks still get the pass."""
         if self._on_failure is None:
-            fn(items)
+            fn(items, *more)
             return
         try:
-            fn(items)
+            fn(items, *more)
         except Exception as exc:
             self._on_failure(fn, event, exc)
 

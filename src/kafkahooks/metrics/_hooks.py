@@ -42,8 +42,10 @@ from kafkahooks.hooks._records import (
     ConnectionEvent,
     HandOut,
     RawBatch,
+    RawHandOut,
     Request,
     fetch_lags,
+    raw_hand_out,
 )
 from kafkahooks.hooks._requests import RequestNeeds
 
@@ -418,11 +420,16 @@ class MetricsHooks:
         self._m.e2e(r.duration_ns / 1e9, attrs)
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
+        self.kafkahooks_handed_out([raw_hand_out(h) for h in handouts], ())
+
+    def kafkahooks_handed_out(self, handouts: Sequence[RawHandOut], entering: tuple[Any, ...]) -> None:
+        """The hand-outs as the request log keeps them (what :meth:`on_batches_handed_out` does,
+        without a :class:`HandOut` per batch): records consumed, per topic."""
         self._fresh()
         handed: dict[str, int] = {}  # per topic first: a pass holds thousands of one-record batches
         for h in handouts:
-            topic = h.topic
-            handed[topic] = handed.get(topic, 0) + h.handed
+            topic = h[0]
+            handed[topic] = handed.get(topic, 0) + h[2]
         for topic, records in handed.items():
             self._count(self._m.consumed, records, self._messaging("poll", topic))
         self._add_counts()
