@@ -509,3 +509,51 @@ def test_a_consume_checkpoint_waits_untracked_and_a_poll_keeps_the_oldest_pathwa
     assert [c.hash for c in alone] == [p.hash for p in recorded]
     assert [p.hash if p else 0 for p in parents] == [p.parent_hash for p in recorded]
     assert [2, 2, 2, 2] == [p.weight for p in recorded]
+
+
+def test_checkpoints_wait_as_plain_tuples_and_third_party_exporters_get_points() -> None:
+    """A checkpoint waits for the export worker as a plain tuple of a Point's fields, which the
+    collector untracks at its first young pass (a consumer of small batches queues thousands per
+    pass; a Point it never untracks); an exporter written against the public protocol still gets
+    :class:`Point` s, one list a pass, and kafkahooks' own reads the tuples."""
+    import gc
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from kafkahooks.datastreams import OtelMetricsExporter
+    from kafkahooks.export import worker
+
+    class Points:
+        uses_points = True
+        uses_buckets = False
+
+        def __init__(self) -> None:
+            self.got: list[Any] = []
+
+        def export_points(self, service: str, env: str, points: Any) -> None:
+            self.got.extend(points)
+
+        def export_buckets(self, service: str, env: str, buckets: Any) -> None:
+            raise AssertionError("not asked for")
+
+    theirs = Points()
+    ours = OtelMetricsExporter(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    streams = DataStreams("svc", "env", exporters=[theirs, ours])
+    worker().unregister(streams)  # passes run here, by hand
+    tags = ("direction:in", "topic:t", "type:kafka")
+    gc.collect()  # the edge tags are old, as the hooks' cached ones are
+    gc.disable()
+    try:
+        for i in range(100):
+            assert streams.record(tags, i, 0, 2, 3, weight=4, payload_bytes=10.0, at_ns=1_000)
+        queued = list(streams.buffer._items)
+        assert 100 == len(queued)
+        assert all(type(p) is tuple and gc.is_tracked(p) for p in queued)
+        gc.collect(0)
+        assert not any(gc.is_tracked(p) for p in queued)
+    finally:
+        gc.enable()
+    streams.process(final=True)
+    assert [Point(1_000, tags, i, 0, 2_000_000, 3_000_000, 10.0, 4) for i in range(100)] == theirs.got
+    assert all(type(p) is Point for p in theirs.got)

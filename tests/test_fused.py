@@ -519,3 +519,25 @@ def test_a_third_party_plugin_takes_the_batched_path(client: str, bootstrap: str
         assert int(ApiKey.METADATA) in every.keys
     dispatch = sent[0]._kh.dispatch
     assert dispatch.failures[("Broken", "on_requests_finished")] >= 1
+
+
+@pytest.mark.parametrize(("client", "api"), [("aiokafka", "getmany"), ("kafka-python", "poll")])
+def test_a_third_party_plugin_beside_the_built_in_ones_gets_batch_infos_and_hand_outs(
+    client: str, api: str, bootstrap: str, topic: str
+) -> None:
+    """With ``tracing="hooks"``, kafkahooks' own plugins read each fetched batch and hand-out as a
+    plain tuple; a plugin beside them written against the public events still gets a
+    :class:`BatchInfo` at entry and :class:`HandOut` s on the export worker, with its own tokens,
+    and nothing fails."""
+    from kafkahooks._selfstats import snapshot
+
+    count = 200
+    one_record_batches(bootstrap, topic, count)
+    plugin = PerBatch()
+    failures = snapshot().get("hook_failures", 0)
+    records = consume_with(client, api, bootstrap, topic, count, hooks=[plugin], tracing="hooks")
+    export.flush()
+    assert count == len(records)
+    assert [i for _, i, _ in plugin.entered] == list(range(count))
+    assert [(i, 1, ("token", i), "kafkahooks-export") for i in range(count)] == sorted(plugin.handed)
+    assert failures == snapshot().get("hook_failures", 0)

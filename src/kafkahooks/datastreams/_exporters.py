@@ -116,28 +116,28 @@ class OtelMetricsExporter:
         # checkpoint, but checkpoints of one series with the same latencies (a consumer of small
         # batches makes thousands a pass, in a few distinct milliseconds) are counted together
         # and recorded at once (record_many): the same histograms, a fraction of the SDK work.
-        same: dict[tuple[int, int, int], list[Any]] = {}
+        # Counted in dicts of plain numbers keyed by tuples of numbers: a pass of one-record
+        # batches has about one key per checkpoint, and a list per key (holding the attributes)
+        # stayed tracked for the collector until the pass ended.
+        series: dict[int, dict[str, Any]] = {}
+        checkpoints: dict[tuple[int, int, int], int] = {}
+        weights: dict[tuple[int, int, int], int] = {}
         for _, tags, h, parent_hash, edge_ns, pathway_ns, _, weight in points:
             attrs = self._attributes(service, env, tags, h, parent_hash)
+            series[id(attrs)] = attrs
             key = (id(attrs), edge_ns, pathway_ns)
-            found = same.get(key)
-            if found is None:
-                same[key] = [attrs, 1, weight]
-            else:
-                found[1] += 1
-                found[2] += weight
+            checkpoints[key] = checkpoints.get(key, 0) + 1
+            weights[key] = weights.get(key, 0) + weight
         edge, pathway = self._edge, self._pathway
-        messages: dict[int, list[Any]] = {}
-        for (_, edge_ns, pathway_ns), (attrs, checkpoints, weight) in same.items():
-            record_many(edge, edge_ns / 1e9, attrs, checkpoints)
-            record_many(pathway, pathway_ns / 1e9, attrs, checkpoints)
-            counted = messages.get(id(attrs))
-            if counted is None:
-                messages[id(attrs)] = [attrs, weight]
-            else:
-                counted[1] += weight
-        for attrs, weight in messages.values():
-            self._messages(weight, attrs)
+        messages: dict[int, int] = {}
+        for key, count in checkpoints.items():
+            series_id, edge_ns, pathway_ns = key
+            attrs = series[series_id]
+            record_many(edge, edge_ns / 1e9, attrs, count)
+            record_many(pathway, pathway_ns / 1e9, attrs, count)
+            messages[series_id] = messages.get(series_id, 0) + weights[key]
+        for series_id, weight in messages.items():
+            self._messages(weight, series[series_id])
 
     def export_buckets(self, service: str, env: str, buckets: Sequence[StatsBucket]) -> None:
         """Buckets carry nothing the point metrics do not."""
@@ -145,6 +145,9 @@ class OtelMetricsExporter:
     uses_points = True
     uses_buckets = False
     """Nothing to aggregate into sketches for this exporter alone."""
+    kafkahooks_raw_points = True
+    """Reads each point by position: it gets the queued plain tuples, no :class:`Point` is built
+    per checkpoint (see :meth:`DataStreams.record <kafkahooks.datastreams.DataStreams.record>`)."""
 
 
 def agent_payload(service: str, env: str, buckets: Sequence[StatsBucket], hostname: str) -> dict[str, Any]:

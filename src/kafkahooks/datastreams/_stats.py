@@ -70,7 +70,9 @@ class Exporter(Protocol):
 
     An exporter may say which of the two it reads with class attributes ``uses_points`` and
     ``uses_buckets`` (both default to True): when no exporter of a :class:`DataStreams` reads
-    buckets, checkpoints are not aggregated into sketches at all.
+    buckets, checkpoints are not aggregated into sketches at all. With ``kafkahooks_raw_points =
+    True`` it gets the points as the plain tuples they were queued as (a :class:`Point`'s fields,
+    by position) instead of :class:`Point` s built for it.
     """
 
     def export_points(self, service: str, env: str, points: Sequence[Point]) -> None:

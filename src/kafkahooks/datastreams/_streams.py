@@ -90,7 +90,8 @@ class DataStreams:
             exporters = [OtelMetricsExporter()]
         self.exporters = list(exporters)
         self.name = f"datastreams:{self.service}"
-        self.buffer: BoundedBuffer[Point] = BoundedBuffer(self.name, capacity, worker().wake)
+        self.buffer: BoundedBuffer[tuple[Any, ...]] = BoundedBuffer(self.name, capacity, worker().wake)
+        """Checkpoints as plain tuples of a :class:`Point`'s fields (see :meth:`record`)."""
         self._backlogs: dict[tuple[str, ...], int] = {}
         self._lags: dict[tuple[str, ...], tuple[int, float]] = {}
         self._backlog_lock = _fork.Lock()
@@ -174,8 +175,11 @@ class DataStreams:
     ) -> bool:
         """Queue a computed checkpoint, known by its outgoing pathway hash (all a checkpoint records
         of its context); False (counted) if the buffer was full."""
+        # A Point's fields in a plain tuple: one per handed-out batch, waiting for the next pass,
+        # and the collector untracks a plain tuple of numbers and strings (the edge tags are the
+        # callers' cached tuple) at its first young pass, where it never untracks a Point.
         return self.buffer.offer(
-            Point(
+            (
                 _clock.time_ns() if at_ns is None else at_ns,
                 edge_tags,
                 outgoing_hash,
@@ -236,6 +240,7 @@ class DataStreams:
         points = self.buffer.drain()
         now = _clock.time_ns()
         routes = [(e, getattr(e, "uses_points", True), getattr(e, "uses_buckets", True)) for e in self.exporters]
+        as_points: list[Point] | None = None
         buckets: list[StatsBucket] = []
         if any(uses_buckets for _, _, uses_buckets in routes):
             self._aggregate(points)
@@ -253,14 +258,19 @@ class DataStreams:
         for exporter, uses_points, uses_buckets in routes:
             try:
                 if points and uses_points:
-                    exporter.export_points(self.service, self.env, points)
+                    if getattr(exporter, "kafkahooks_raw_points", False):  # reads them by position
+                        exporter.export_points(self.service, self.env, points)  # type: ignore[arg-type]
+                    else:
+                        if as_points is None:
+                            as_points = [Point._make(p) for p in points]
+                        exporter.export_points(self.service, self.env, as_points)
                 if buckets and uses_buckets:
                     exporter.export_buckets(self.service, self.env, buckets)
             except Exception as exc:
                 _export_errors.add()
                 _logger.warning("datastreams_export_failed", exporter=type(exporter).__name__, error=repr(exc)[:200])
 
-    def _aggregate(self, points: list[Point]) -> None:
+    def _aggregate(self, points: list[tuple[Any, ...]]) -> None:
         """Add drained checkpoints to their buckets' sketches. Checkpoints that agree on everything
         but their weight (batches of one pathway in the same millisecond, typically) are added
         once with the weights summed: the same sketches, a fraction of the sketch work."""

@@ -52,20 +52,16 @@ collector sees it. Plugins outside kafkahooks still get :class:`BatchInfo`
 (:attr:`Request.fetched`, :attr:`HandOut.info`, ``on_fetch_batch_entered``), built when asked
 for; kafkahooks' own read the fields by position (below)."""
 
-RAW_FIRST_RECORD: Final = 7
-"""A :data:`RawBatch`'s ``first_record``."""
-RAW_HEADERS: Final = 8
-"""Where a :data:`RawBatch`'s header pairs start: keys at even offsets from here, values after."""
-
-# Positions of BatchInfo's fields, in it and in a RawBatch alike.
+# Positions of BatchInfo's first seven fields, in it and in a RawBatch alike (then a RawBatch's
+# first_record, at 7).
 NUM_RECORDS: Final = 0
 UNCOMPRESSED_BYTES: Final = 1
 COMPRESSED_BYTES: Final = 2
-CODEC: Final = 3
 BASE_OFFSET: Final = 4
 LAST_OFFSET: Final = 5
 FIRST_TIMESTAMP: Final = 6
-HEADERS: Final = 7
+RAW_HEADERS: Final = 8
+"""Where a :data:`RawBatch`'s header pairs start: keys at even offsets from here, values after."""
 
 _COMPRESSIONS = tuple(Compression(c) for c in range(5))
 _new_tuple = tuple.__new__
@@ -73,7 +69,7 @@ _new_tuple = tuple.__new__
 
 def raw_headers(raw: RawBatch) -> tuple[tuple[str, bytes], ...]:
     """A :data:`RawBatch`'s header pairs, as :attr:`BatchInfo.headers` holds them."""
-    return tuple(zip(raw[8::2], raw[9::2], strict=True)) if len(raw) > RAW_HEADERS else ()
+    return tuple(zip(raw[RAW_HEADERS::2], raw[RAW_HEADERS + 1 :: 2], strict=True)) if len(raw) > RAW_HEADERS else ()
 
 
 def batch_info(raw: RawBatch | BatchInfo) -> BatchInfo:

@@ -32,7 +32,7 @@ from kafkahooks._selfstats import counter
 from kafkahooks.export import worker
 from kafkahooks.export._buffer import ByteBudget, WeighedBuffer
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
-from kafkahooks.hooks._records import ConnectionEvent, RawHandOut, Request, hand_out
+from kafkahooks.hooks._records import RAW_HEADERS, ConnectionEvent, RawHandOut, Request, hand_out
 
 _after_close = counter("events_after_close", "Hook events that arrived after their client was closed (dropped)")
 
@@ -121,7 +121,7 @@ def weigh_request(r: Request) -> int:
     if fetched:
         for item in fetched:
             weight += _BATCH_BYTES
-            for value in item[2][9::2]:  # the batch's header values (a RawBatch)
+            for value in item[2][RAW_HEADERS + 1 :: 2]:  # the batch's header values
                 weight += len(value)
     return weight
 
@@ -132,7 +132,7 @@ def weigh_other(item: Any) -> int:
     if type(item) is ConnectionEvent:
         return _EVENT_BYTES
     weight = _HANDOUT_BYTES
-    for value in item[4][9::2]:  # the hand-out's batch's header values (a RawHandOut's RawBatch)
+    for value in item[4][RAW_HEADERS + 1 :: 2]:  # a RawHandOut's batch's header values
         weight += len(value)
     return weight
 

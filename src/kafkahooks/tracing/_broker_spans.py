@@ -159,7 +159,11 @@ class BrokerSpans:
         ``record_context`` reads before the table."""
         if isinstance(info, BatchInfo):  # called other than by the hand-out tracker
             info = raw_batch(info)
-        if len(info) > RAW_HEADERS and info[NUM_RECORDS] > 1 and _carries_context(info[8::2], self.carriers.lookup):
+        if (
+            info[NUM_RECORDS] > 1
+            and len(info) > RAW_HEADERS
+            and _carries_context(info[RAW_HEADERS::2], self.carriers.lookup)
+        ):
             batch_contexts.add_headers(
                 topic, partition, info[BASE_OFFSET], info[LAST_OFFSET], raw_headers(info), self.carriers
             )
