@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
 from kafkahooks._selfstats import counter
@@ -31,6 +32,8 @@ FirstHeaders = Callable[[memoryview], Any]
 ``[(key, value), ...]`` (or None). Faster than :func:`_first_headers` where the client has one."""
 
 _COMPRESSIONS = tuple(Compression(c) for c in range(5))
+_flat = chain.from_iterable
+"""Header pairs laid flat: ``key, value, key, value, ...``."""
 _new_info = tuple.__new__
 """Builds a :class:`BatchInfo` from all its fields without the named tuple's generated Python
 ``__new__`` (a call per batch saved on the I/O path)."""
@@ -92,7 +95,7 @@ def walk(
             codec = attrs & 0x07
             compressed = total - HEADER_SIZE
             first = None
-            headers: tuple[Any, ...]  # pairs, or laid flat by _pick
+            headers: Iterable[tuple[str, bytes]]  # the wanted header pairs
             if codec == 0:
                 uncompressed = compressed
                 if defer and header_keys:
@@ -117,9 +120,10 @@ def walk(
                     headers = first_record_headers(codec, section, header_keys, decompress) if header_keys else ()
             if codec > 4:  # not a codec Kafka knows
                 codec = 0
-            if headers and type(headers[0]) is tuple:  # pairs: laid flat, as a RawBatch holds them
-                headers = tuple(x for pair in headers for x in pair)
-            out.append((count, uncompressed, compressed, codec, base, base + last_delta, first_ts, first, *headers))
+            # The header pairs laid flat after the fixed fields, as a RawBatch holds them.
+            out.append(
+                (count, uncompressed, compressed, codec, base, base + last_delta, first_ts, first, *_flat(headers))
+            )
         pos += total
     return out
 
@@ -380,10 +384,8 @@ def first_record_headers(
     return () if buf is None else _first_headers(buf, 0, len(buf), keys)
 
 
-def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[Any, ...]:
-    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins,
-    laid flat (``key, value, key, value, ...``: as a :data:`~kafkahooks.hooks._records.RawBatch`
-    holds them).
+def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> Iterable[tuple[str, bytes]]:
+    """The wanted headers out of what a client's reader decoded: exact keys, first of each wins.
 
     Runs once per fetched batch on the consumer's thread: a dict keeps the first value of each
     key (and its order), which costs half of what a list searched per header did."""
@@ -402,8 +404,7 @@ def _pick(read: FirstHeaders, batch: memoryview, keys: frozenset[str]) -> tuple[
                     refused += 1
                 else:
                     found[key] = value if type(value) is bytes else bytes(value)
-        pairs = _kept(found.items(), refused) if refused else found.items()
-        return tuple(x for pair in pairs for x in pair)
+        return _kept(found.items(), refused) if refused else found.items()
     except Exception:  # malformed in any way: no headers, never an error for the client
         return ()
 

@@ -10,6 +10,7 @@ carries them is :mod:`kafkahooks.hooks._requests`, the tracker that makes hand-o
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Final, NamedTuple
 
 from kafkahooks.hooks._types import BrokerMeta, Compression
@@ -95,7 +96,7 @@ def batch_info(raw: RawBatch | BatchInfo) -> BatchInfo:
 
 def raw_batch(info: BatchInfo) -> RawBatch:
     """The :data:`RawBatch` of a :class:`BatchInfo`."""
-    return (*info[:3], int(info[3]), *info[4:7], info[8], *(x for pair in info[7] for x in pair))
+    return (*info[:3], int(info[3]), *info[4:7], info[8], *chain.from_iterable(info[7]))
 
 
 class Request:
