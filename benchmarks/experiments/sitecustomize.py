@@ -24,6 +24,13 @@ floor is) that adds nothing and does fixed work as each producer batch opens, on
   same without the offer (the request dies at once). ``dsm-no-taps-idle``: the replaying hook
   doing nothing.
 
+Two more measure what a consumer's hand-outs cost by how long they live (README, *A consumer's
+batches in the allocator*): ``dsm-drop-handouts`` is data streams with each hand-out dropped as
+it is offered to the request log, instead of waiting for the export worker's pass (the hand-out
+and what it alone holds, its batch's record and the plugins' tokens, die at once; no consume
+checkpoint or consumed-records count is made of it); ``dsm-drop-all`` drops finished requests too.
+Everything on the event loop runs as in ``dsm`` up to the offer.
+
 ``warm_us(injector)`` times a mode's injection in a warm loop, for the ratio in place / warm.
 """
 
@@ -193,6 +200,50 @@ EXPERIMENTS["dsm-no-taps-replay-nolog"] = (
 for _name, (_what, _make, _on_dsm) in EXPERIMENTS.items():
     _setup = _replaying(_make) if _on_dsm else _injecting(_make)  # type: ignore[arg-type]
     MODES[_name] = Mode(_name, f"{_what} (an experiment)", _setup, default=False)
+
+
+def _accept(item: Any) -> bool:
+    return True
+
+
+def _dropping(requests: bool) -> Callable[[str, str], Telemetry]:
+    """``dsm`` whose request logs take each hand-out (and finished request) and keep nothing."""
+
+    def setup(client: str, role: str) -> Telemetry:
+        from kafkahooks.hooks._requests import RequestLog
+
+        init = RequestLog.__init__
+
+        def dropping(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.offer_other = _accept
+            if requests:
+                self.offer = _accept
+
+        RequestLog.__init__ = dropping  # type: ignore[method-assign]
+        telemetry = MODES["dsm"].setup(client, role)
+        teardown = telemetry.teardown
+
+        def restore() -> None:
+            RequestLog.__init__ = init  # type: ignore[method-assign]
+            if teardown is not None:
+                teardown()
+
+        telemetry.teardown = restore
+        return telemetry
+
+    return setup
+
+
+MODES["dsm-drop-handouts"] = Mode(
+    "dsm-drop-handouts", "dsm, each hand-out dropped as it is offered (an experiment)", _dropping(False), default=False
+)
+MODES["dsm-drop-all"] = Mode(
+    "dsm-drop-all",
+    "dsm, hand-outs and finished requests dropped as offered (an experiment)",
+    _dropping(True),
+    default=False,
+)
 
 
 def warm_us(injector: Injector, number: int = 1_000, repeats: int = 7) -> float:

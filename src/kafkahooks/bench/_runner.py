@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -230,13 +231,27 @@ def _run_process(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     return result
 
 
+WRAPPER_ENV = "KAFKAHOOKS_BENCH_WRAPPER"
+"""An executable that runs each side's worker process of the separate method, given its command
+line (``WRAPPER /path/to/python -m kafkahooks.bench._worker CFG``): a profiler that records the
+worker, such as the sampling profile of ``benchmarks/native.py``. A wrapped worker is stopped with
+SIGINT first, so that the wrapper can write what it recorded."""
+
+
 class _SideProcess:
     """One side's worker process in the separate method, driven line by line (see the worker)."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close(), after the process
+        self.wrapped = bool(os.environ.get(WRAPPER_ENV))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kafkahooks.bench._worker", json.dumps(cfg)],
+            [
+                *([os.environ[WRAPPER_ENV]] if self.wrapped else []),
+                sys.executable,
+                "-m",
+                "kafkahooks.bench._worker",
+                json.dumps(cfg),
+            ],
             env=worker_env(cfg.get("steady_heap", False)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -264,6 +279,10 @@ class _SideProcess:
         return line.strip()
 
     def close(self) -> None:
+        if self.proc.poll() is None and self.wrapped:
+            self.proc.send_signal(signal.SIGINT)  # the wrapper writes what it recorded
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(60)
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

@@ -427,6 +427,19 @@ def _export_passes(side: str) -> int:
     return worker().passes
 
 
+PROFILE_CONTROL_ENV = "KAFKAHOOKS_BENCH_PROFILE_CONTROL"
+"""A FIFO that a profiler wrapping this process reads commands from (``perf record --control
+fifo:PATH``): ``enable`` is written where the measured window starts, ``disable`` where it ends, so
+that a profile holds what the figures count and not the start-up and warm-up around it."""
+
+
+def _profile(command: str) -> None:
+    path = os.environ.get(PROFILE_CONTROL_ENV)
+    if path:
+        with open(path, "w") as fifo:
+            fifo.write(command + "\n")
+
+
 def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str], None]) -> dict[str, Any]:
     """One side in this process, its chunks run when the runner says so (``run N``) until it says
     ``end``; answers ``ready`` once warm and ``done`` after each chunk. The runner drives the two
@@ -453,6 +466,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         collector = CollectorClock()
         gc.callbacks.append(collector)
         say("ready")
+        _profile("enable")
         moved, wall, main, cpu0, passes0 = 0, 0.0, 0.0, _process_cpu(), _export_passes(side)
         usage = _MainThreadUsage()
         for command in commands:
@@ -472,6 +486,7 @@ def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str],
         client.finish()
         main += time.thread_time() - main0
         telemetry.flush()  # the mode's deferred work is the mode's cost
+        _profile("disable")
         # Every thread's CPU from the first chunk on, gaps included: background work a side did
         # while the other side ran is still its own.
         cpu = _process_cpu() - cpu0
