@@ -302,6 +302,20 @@ class DataStreamHooks:
         for entering, run in groupby(handouts, _entering):  # one tuple per consumer
             self.kafkahooks_handed_out([raw_hand_out(h) for h in run], entering)
 
+    def kafkahooks_fold_handout(
+        self, topic: str, partition: int, count: int, at_ns: int, batch: RawBatch, token: _Entered | None
+    ) -> None:
+        """One batch's records handed out (the application's thread, as the hand-out is made):
+        its checkpoint, weighed by those records, queued at once as a row of numbers, so that
+        nothing of the hand-out waits for the worker (see
+        :class:`~kafkahooks.export._buffer.PackedBuffer`)."""
+        if token is None:  # its on_fetch_batch_entered failed (counted then)
+            return
+        tags, outgoing, _, _, parent_hash, edge_ms, pathway_ms, payload = token
+        self.streams.record(
+            tags, outgoing, parent_hash, edge_ms, pathway_ms, weight=count, payload_bytes=payload, at_ns=at_ns
+        )
+
     def kafkahooks_handed_out(self, handouts: Sequence[RawHandOut], entering: tuple[Any, ...]) -> None:
         """The hand-outs as the request log keeps them (what :meth:`on_batches_handed_out` does,
         without a :class:`HandOut` per batch): one checkpoint each, weighed by its records."""

@@ -19,7 +19,8 @@ from kafkahooks._log import RateLimitedLog, get_logger
 from kafkahooks._selfstats import counter
 from kafkahooks.datastreams._pathway import PathwayContext, pathway_hash
 from kafkahooks.datastreams._stats import Exporter, Point, StatsBucket, StatsGroup
-from kafkahooks.export import BoundedBuffer, worker
+from kafkahooks.export import worker
+from kafkahooks.export._buffer import PackedBuffer
 
 BUCKET_NS = 10_000_000_000
 MAX_GROUPS = 2000
@@ -27,6 +28,9 @@ MAX_GROUPS = 2000
 one group per edge with hash and parent 0, counted in ``datastreams_groups_folded``: a producer
 that invents pathways cannot grow the process without bound."""
 HeaderMode = Literal["batch", "record", "off"]
+_POINT_ROW = "=qQQqqdq"
+"""A queued checkpoint's numbers: at_ns, hash, parent hash, edge and pathway latency (ns), payload
+bytes, weight (its edge tags beside them)."""
 
 _logger = get_logger(__name__)
 _failure_log = RateLimitedLog(_logger, 60.0)
@@ -90,8 +94,10 @@ class DataStreams:
             exporters = [OtelMetricsExporter()]
         self.exporters = list(exporters)
         self.name = f"datastreams:{self.service}"
-        self.buffer: BoundedBuffer[tuple[Any, ...]] = BoundedBuffer(self.name, capacity, worker().wake)
-        """Checkpoints as plain tuples of a :class:`Point`'s fields (see :meth:`record`)."""
+        self.buffer = PackedBuffer(self.name, capacity, _POINT_ROW, worker().wake)
+        """Checkpoints waiting for the worker: each a row of numbers and its edge tags (see
+        :meth:`record`); drained as ``(edge_tags, at_ns, hash, parent_hash, edge_ns, pathway_ns,
+        payload_bytes, weight)``."""
         self._backlogs: dict[tuple[str, ...], int] = {}
         self._lags: dict[tuple[str, ...], tuple[int, float]] = {}
         self._backlog_lock = _fork.Lock()
@@ -175,20 +181,18 @@ class DataStreams:
     ) -> bool:
         """Queue a computed checkpoint, known by its outgoing pathway hash (all a checkpoint records
         of its context); False (counted) if the buffer was full."""
-        # A Point's fields in a plain tuple: one per handed-out batch, waiting for the next pass,
-        # and the collector untracks a plain tuple of numbers and strings (the edge tags are the
-        # callers' cached tuple) at its first young pass, where it never untracks a Point.
-        return self.buffer.offer(
-            (
-                _clock.time_ns() if at_ns is None else at_ns,
-                edge_tags,
-                outgoing_hash,
-                parent_hash,
-                edge_ms * 1_000_000,
-                pathway_ms * 1_000_000,
-                payload_bytes,
-                weight,
-            )
+        # One row of raw numbers beside the callers' cached edge tags: a consumer records one per
+        # batch it hands out, amid the client's own records, and nothing of it may sit on the heap
+        # until the worker's pass (PackedBuffer says why).
+        return self.buffer.offer_row(
+            edge_tags,
+            _clock.time_ns() if at_ns is None else at_ns,
+            outgoing_hash,
+            parent_hash,
+            edge_ms * 1_000_000,
+            pathway_ms * 1_000_000,
+            payload_bytes,
+            weight,
         )
 
     def checkpoint(
@@ -237,7 +241,7 @@ class DataStreams:
             self._process(final)
 
     def _process(self, final: bool) -> None:
-        points = self.buffer.drain()
+        points = [(at_ns, tags, *rest) for tags, at_ns, *rest in self.buffer.drain()]
         now = _clock.time_ns()
         routes = [(e, getattr(e, "uses_points", True), getattr(e, "uses_buckets", True)) for e in self.exporters]
         as_points: list[Point] | None = None

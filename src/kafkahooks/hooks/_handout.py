@@ -71,6 +71,8 @@ class HandOutTracker:
         is built."""
         ended = (p for p in log.plugins if implements(p, "on_poll_ended"))
         self._poll_ended = tuple((position(self.entering, p), p.on_poll_ended) for p in ended)
+        self.folds = log.folds
+        """The folding hooks (:attr:`RequestLog.folds`), each hand-out's first stop."""
         self._fetched: OrderedDict[tuple[str, int], dict[int, RawBatch]] = OrderedDict()
         self._lock = _fork.Lock()
         self._scope: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
@@ -210,6 +212,20 @@ class BatchCursor:
         self._emit(batch, min(max(position - self._start, 0), batch[NUM_RECORDS]))
 
     def _emit(self, batch: RawBatch, count: int) -> None:
-        if count > 0:
-            # A RawHandOut: a plain tuple the collector untracks, not a HandOut (see there).
-            self.tracker.log.offer_other((self.topic, self.partition, count, self._entered_ns, batch, *self._tokens))
+        if count <= 0:
+            return
+        tracker = self.tracker
+        log = tracker.log
+        if tracker.folds and not log.sealed:
+            # kafkahooks' own plugins add the hand-out to what they keep at once: nothing of it
+            # waits for the worker (RequestLog.folds).
+            tokens = self._tokens
+            for i, fold in tracker.folds:
+                try:
+                    fold(self.topic, self.partition, count, self._entered_ns, batch, None if i is None else tokens[i])
+                except Exception as exc:
+                    log.failed(fold, "on_batches_handed_out", exc)
+            if not log.queues_handouts:
+                return
+        # A RawHandOut: a plain tuple the collector untracks, not a HandOut (see there).
+        log.offer_other((self.topic, self.partition, count, self._entered_ns, batch, *self._tokens))

@@ -32,7 +32,7 @@ from kafkahooks._selfstats import counter
 from kafkahooks.export import worker
 from kafkahooks.export._buffer import ByteBudget, WeighedBuffer
 from kafkahooks.hooks._filter import ALL_KEYS, KeyFilter
-from kafkahooks.hooks._records import RAW_HEADERS, ConnectionEvent, RawHandOut, Request, hand_out
+from kafkahooks.hooks._records import RAW_HEADERS, ConnectionEvent, RawHandOut, Request, hand_out, position
 
 _after_close = counter("events_after_close", "Hook events that arrived after their client was closed (dropped)")
 
@@ -206,14 +206,28 @@ class RequestLog:
         self.entering = tuple(p for p in plugins if implements(p, "on_fetch_batch_entered"))
         """The hooks whose ``on_fetch_batch_entered`` sees each fetched batch, in the order of a
         :data:`~kafkahooks.hooks._records.RawHandOut`'s tokens (a :class:`HandOut`'s ``entering``)."""
+        folding = [
+            p
+            for p in plugins
+            if implements(p, "on_batches_handed_out") and callable(getattr(p, "kafkahooks_fold_handout", None))
+        ]
+        self.folds = tuple((position(self.entering, p), p.kafkahooks_fold_handout) for p in folding)
+        """Each folding hook's place among :attr:`entering` (its token; None if it has none) and its
+        ``kafkahooks_fold_handout``, called on the application's thread as each hand-out is made
+        (kafkahooks' own plugins: they add it to what they keep for the worker at once, so the
+        hand-out itself dies there; see :class:`~kafkahooks.export._buffer.PackedBuffer`)."""
+        self._folded = tuple(f for p in folding if callable(f := getattr(p, "kafkahooks_folded", None)))
+        """The folding hooks' ``kafkahooks_folded``, called once per pass on the worker."""
         self._on_handouts = tuple(
             (getattr(p, "kafkahooks_handed_out", None), p.on_batches_handed_out)
             for p in plugins
-            if implements(p, "on_batches_handed_out")
+            if implements(p, "on_batches_handed_out") and p not in folding
         )
         """Each hook's ``kafkahooks_handed_out`` (kafkahooks' own: the plain hand-outs and
         :attr:`entering`) or None, and its ``on_batches_handed_out`` (:class:`HandOut`, built once
-        a pass for all such hooks)."""
+        a pass for all such hooks); the folding hooks aside."""
+        self.queues_handouts = bool(self._on_handouts)
+        """Some hook takes hand-outs on the worker: each is queued (``offer_other``)."""
         self._on_events = tuple(p.on_connection_events for p in plugins if implements(p, "on_connection_events"))
         for plugin in self.plugins:
             attached = getattr(plugin, "attached", None)
@@ -274,6 +288,14 @@ class RequestLog:
                 if events:
                     for on_events in self._on_events:
                         self._call(on_events, "on_connection_events", events)
+            for folded in self._folded:  # what the folding hooks kept since the last pass
+                if self._on_failure is None:
+                    folded()
+                    continue
+                try:
+                    folded()
+                except Exception as exc:
+                    self._on_failure(folded, "on_batches_handed_out", exc)
         finally:  # until the plugins are done, what this pass holds still counts
             self.budget.release(held + held_others)
 

@@ -212,6 +212,9 @@ class MetricsHooks:
         self._labelled: set[str] = set()
         self._identity_changed = False
         self._logs: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._folded: dict[str, int] = {}
+        """Records handed out per topic since the worker's last pass (:meth:`kafkahooks_fold_handout`)."""
+        self._folding_lock = _fork.Lock()
 
     @property
     def request_needs(self) -> RequestNeeds:
@@ -421,6 +424,26 @@ class MetricsHooks:
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
         self.kafkahooks_handed_out([raw_hand_out(h) for h in handouts], ())
+
+    def kafkahooks_fold_handout(
+        self, topic: str, partition: int, count: int, at_ns: int, batch: RawBatch, token: Any
+    ) -> None:
+        """One batch's records handed out (the application's thread, as the hand-out is made):
+        added to this topic's count at once, which :meth:`kafkahooks_folded` records on the
+        worker's next pass; one number per topic waits, not one hand-out per batch."""
+        with self._folding_lock:
+            folded = self._folded
+            folded[topic] = folded.get(topic, 0) + count
+
+    def kafkahooks_folded(self) -> None:
+        """The worker's pass: the records consumed per topic since the last one."""
+        with self._folding_lock:
+            folded, self._folded = self._folded, {}
+        if folded:
+            self._fresh()
+            for topic, records in folded.items():
+                self._count(self._m.consumed, records, self._messaging("poll", topic))
+            self._add_counts()
 
     def kafkahooks_handed_out(self, handouts: Sequence[RawHandOut], entering: tuple[Any, ...]) -> None:
         """The hand-outs as the request log keeps them (what :meth:`on_batches_handed_out` does,
