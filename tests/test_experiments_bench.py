@@ -88,7 +88,8 @@ def test_the_experiment_modes_run_in_the_bench_workers(tmp_path: Path, bootstrap
     done = subprocess.run(
         [
             str(cli), "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce",
-            "--mode", "dsm-no-taps-replay", "--mode", "touch-distinct-256", "--rounds", "1", "--messages", "2000",
+            "--mode", "dsm-no-taps-replay", "--mode", "touch-distinct-256", "--mode", "dsm-drop-all",
+            "--rounds", "1", "--messages", "2000",
             "--output", str(tmp_path),
         ],
         env={**os.environ, "PYTHONPATH": str(EXPERIMENTS)},
@@ -100,4 +101,32 @@ def test_the_experiment_modes_run_in_the_bench_workers(tmp_path: Path, bootstrap
     assert 0 == done.returncode, done.stdout[-2000:] + done.stderr[-2000:]
     data = json.loads((tmp_path / "throughput.json").read_text())
     assert all(run["ok"] for run in data["runs"]), [r.get("error") for r in data["runs"] if not r["ok"]]
-    assert {"bare", "dsm-no-taps-replay", "touch-distinct-256"} == {row["mode"] for row in data["summary"]}
+    assert {"bare", "dsm-no-taps-replay", "touch-distinct-256", "dsm-drop-all"} == {
+        row["mode"] for row in data["summary"]
+    }
+
+
+def test_the_drop_experiments_keep_no_hand_out_and_restore_the_log(experiments: Any) -> None:
+    """``dsm-drop-handouts`` makes every request log take hand-outs and keep none (finished
+    requests too, with ``dsm-drop-all``), and its teardown puts the log back."""
+    from kafkahooks.hooks._requests import RequestLog
+
+    for name, requests_dropped in (("dsm-drop-handouts", False), ("dsm-drop-all", True)):
+        telemetry = MODES[name].setup("aiokafka", "consumer")
+        try:
+            log = RequestLog("requests:experiment", [])
+            try:
+                assert log.offer_other(("t", 0, 1, 0, (1, 0, 0, 0, 0, 0, 0, None)))
+                assert 0 == len(log.others)
+                assert log.offer(Request(None, 1, 0, 0, True))  # type: ignore[arg-type]
+                assert (0 if requests_dropped else 1) == len(log.buffer)
+            finally:
+                export.worker().unregister(log)
+        finally:
+            telemetry.close()
+        log = RequestLog("requests:experiment", [])
+        try:
+            assert log.offer_other(("t", 0, 1, 0, (1, 0, 0, 0, 0, 0, 0, None)))
+            assert 1 == len(log.others)
+        finally:
+            export.worker().unregister(log)

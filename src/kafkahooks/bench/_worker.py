@@ -435,9 +435,16 @@ that a profile holds what the figures count and not the start-up and warm-up aro
 
 def _profile(command: str) -> None:
     path = os.environ.get(PROFILE_CONTROL_ENV)
-    if path:
-        with open(path, "w") as fifo:
-            fifo.write(command + "\n")
+    if not path:
+        return
+    try:  # without a reader on the FIFO the open fails at once instead of blocking the run
+        fifo = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fifo, (command + "\n").encode())
+    finally:
+        os.close(fifo)
 
 
 def _separate(cfg: dict[str, Any], commands: Iterator[str], say: Callable[[str], None]) -> dict[str, Any]:
