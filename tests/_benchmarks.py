@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,3 +19,12 @@ def load(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> None:
+    """Run a benchmark command as a user would (the environment plus ``env``); fail with the end
+    of its output if it does not succeed."""
+    done = subprocess.run(
+        command, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert 0 == done.returncode, done.stdout[-2000:] + done.stderr[-2000:]

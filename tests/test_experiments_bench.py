@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from kafkahooks import export
 from kafkahooks.bench._modes import MODES
 from kafkahooks.hooks._records import Request
+from tests._benchmarks import run
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments"
 
@@ -85,20 +84,15 @@ def test_the_warm_loop_drains_a_replays_log_between_loops(experiments: Any) -> N
 def test_the_experiment_modes_run_in_the_bench_workers(tmp_path: Path, bootstrap: str) -> None:
     """With the directory on PYTHONPATH the command and its worker processes know the modes."""
     cli = Path(sys.executable).with_name("kafkahooks")
-    done = subprocess.run(
+    run(
         [
             str(cli), "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce",
             "--mode", "dsm-no-taps-replay", "--mode", "touch-distinct-256", "--mode", "dsm-drop-all",
             "--rounds", "1", "--messages", "2000",
             "--output", str(tmp_path),
         ],
-        env={**os.environ, "PYTHONPATH": str(EXPERIMENTS)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        env={"PYTHONPATH": str(EXPERIMENTS)},
     )  # fmt: skip
-    assert 0 == done.returncode, done.stdout[-2000:] + done.stderr[-2000:]
     data = json.loads((tmp_path / "throughput.json").read_text())
     assert all(run["ok"] for run in data["runs"]), [r.get("error") for r in data["runs"] if not r["ok"]]
     assert {"bare", "dsm-no-taps-replay", "touch-distinct-256", "dsm-drop-all"} == {

@@ -4,13 +4,14 @@ told where the measured window starts and ends, and the native profile comes out
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests._benchmarks import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("kafkahooks")
@@ -38,18 +39,13 @@ def test_a_wrapper_runs_each_worker_and_hears_its_measured_window(tmp_path: Path
     wrapper = tmp_path / "wrapper.sh"
     wrapper.write_text(WRAPPER.format(out=tmp_path))
     wrapper.chmod(0o755)
-    done = subprocess.run(
+    run(
         [
             str(CLI), "bench", "--bootstrap", bootstrap, "--client", "aiokafka", "--workload", "produce",
             "--mode", "off", "--rounds", "1", "--messages", "2000", "--output", str(tmp_path / "out"),
         ],
-        env={**os.environ, "KAFKAHOOKS_BENCH_WRAPPER": str(wrapper)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        env={"KAFKAHOOKS_BENCH_WRAPPER": str(wrapper)},
     )  # fmt: skip
-    assert 0 == done.returncode, done.stdout[-2000:] + done.stderr[-2000:]
     data = json.loads((tmp_path / "out" / "throughput.json").read_text())
     assert all(run["ok"] for run in data["runs"])
     heard = [p.read_text().split() for p in tmp_path.glob("commands-*")]
@@ -67,17 +63,13 @@ def test_the_native_profile_compares_each_mode_with_bare(tmp_path: Path, bootstr
     if probe.returncode != 0:
         pytest.skip("perf cannot record here: " + probe.stderr.decode(errors="replace")[-200:])
     out = tmp_path / "native.json"
-    done = subprocess.run(
+    run(
         [
             sys.executable, str(ROOT / "benchmarks" / "native.py"), "--workload", "produce", "--mode", "dsm",
             "--rounds", "1", "--messages", "20000", "--top", "5", "--json", str(out), "--", "--bootstrap", bootstrap,
         ],
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
     )  # fmt: skip
-    assert 0 == done.returncode, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(out.read_text())
     row = result["modes"]["dsm"]
     assert row["bare_samples"] > 100
