@@ -27,8 +27,6 @@ from __future__ import annotations
 
 from binascii import b2a_base64
 from collections.abc import Sequence
-from itertools import groupby
-from operator import attrgetter
 from typing import Any
 
 from kafkahooks import _clock
@@ -58,12 +56,9 @@ from kafkahooks.hooks._records import (
     BatchInfo,
     HandOut,
     RawBatch,
-    RawHandOut,
     Request,
     fetch_lags,
-    position,
     raw_batch,
-    raw_hand_out,
     raw_headers,
 )
 from kafkahooks.hooks._requests import RequestNeeds
@@ -105,9 +100,6 @@ def _has_pathway(headers: Any) -> bool:
         return any(item[0] in (HEADER, LEGACY_HEADER) for item in headers or ())
     except Exception:
         return False
-
-
-_entering = attrgetter("entering")
 
 
 def _payload_per_record(info: BatchInfo) -> float:
@@ -299,8 +291,10 @@ class DataStreamHooks:
     # -- the export worker ------------------------------------------------------------------------
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
-        for entering, run in groupby(handouts, _entering):  # one tuple per consumer
-            self.kafkahooks_handed_out([raw_hand_out(h) for h in run], entering)
+        """Hand-outs given by hand (the request log folds them as they are made instead)."""
+        fold = self.kafkahooks_fold_handout
+        for h in handouts:
+            fold(h.topic, h.partition, h.handed, h.entered_ns, h.batch, h.token(self))
 
     def kafkahooks_fold_handout(
         self, topic: str, partition: int, count: int, at_ns: int, batch: RawBatch, token: _Entered | None
@@ -315,30 +309,6 @@ class DataStreamHooks:
         self.streams.record(
             tags, outgoing, parent_hash, edge_ms, pathway_ms, weight=count, payload_bytes=payload, at_ns=at_ns
         )
-
-    def kafkahooks_handed_out(self, handouts: Sequence[RawHandOut], entering: tuple[Any, ...]) -> None:
-        """The hand-outs as the request log keeps them (what :meth:`on_batches_handed_out` does,
-        without a :class:`HandOut` per batch): one checkpoint each, weighed by its records."""
-        mine = position(entering, self)
-        if mine is None:
-            return
-        record = self.streams.record
-        at = 5 + mine  # this hook's token (see RawHandOut)
-        for h in handouts:
-            token = h[at]
-            if token is None:  # its on_fetch_batch_entered failed (counted then)
-                continue
-            tags, outgoing, _, _, parent_hash, edge_ms, pathway_ms, payload = token
-            record(
-                tags,
-                outgoing,
-                parent_hash,
-                edge_ms,
-                pathway_ms,
-                weight=h[2],
-                payload_bytes=payload,
-                at_ns=h[3],
-            )
 
     def on_requests_finished(self, requests: Sequence[Request]) -> None:
         wall_offset: int | None = None

@@ -209,10 +209,12 @@ class PackedBuffer(BoundedBuffer[tuple[Any, ...]]):
         with self._lock:
             refs = self._refs
             size = len(refs)
-            if size >= self.capacity:
-                return self._refuse()
-            self._rows += packed
-            refs.append(ref)
+            full = size >= self.capacity
+            if not full:
+                self._rows += packed
+                refs.append(ref)
+        if full:  # counted and logged outside the lock the application's thread shares
+            return self._refuse()
         if size == self._wake_at and self._wake is not None:
             self._wake()
         return True

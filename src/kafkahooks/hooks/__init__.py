@@ -17,11 +17,9 @@ request-key filter, and the optional attributes a hook object can set to change 
 - ``kafkahooks_raw_batches = True``: ``on_fetch_batch_entered`` gets the batch as a plain tuple
   (:data:`~kafkahooks.hooks._records.RawBatch`: :class:`BatchInfo`'s fields by position, the codec
   as its number, the header pairs laid flat) instead of a :class:`BatchInfo` built for it.
-- ``kafkahooks_handed_out(handouts, entering)``: called instead of ``on_batches_handed_out`` with
-  the hand-outs as plain tuples (:data:`~kafkahooks.hooks._records.RawHandOut`) and the hooks their
-  tokens belong to, in order. Both exist for kafkahooks' own plugins: plain tuples of numbers,
-  strings and bytes are what the garbage collector stops tracking, and a consumer of small batches
-  keeps thousands of them at once (README, *The collector, for small batches*).
+  It exists for kafkahooks' own plugins: plain tuples of numbers, strings and bytes are what the
+  garbage collector stops tracking, and a consumer of small batches keeps thousands of them at
+  once (README, *The collector, for small batches*).
 - ``kafkahooks_fold_handout(topic, partition, count, at_ns, batch, token)``: with
   ``on_batches_handed_out``, called on the application's thread as each hand-out is made (its
   own token, or None), instead of the hand-out waiting for the export worker; and
@@ -29,8 +27,7 @@ request-key filter, and the optional attributes a hook object can set to change 
   plugins, which keep what a hand-out adds as numbers (a packed row, a count per topic): a
   hand-out that waits for the worker leaves small blocks of CPython's allocator among the
   client's records, and the client's own allocations slow down (README, *A consumer's batches in
-  the allocator*). Hand-outs are still queued, as plain tuples or :class:`HandOut`, for every hook
-  that does not fold.
+  the allocator*). Every hook that does not fold gets :class:`HandOut` s on the worker, as before.
 - ``bind_identity(identity)``: called once, when the client is built, with the
   :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of
   the client the hook was given to, so one class can name the client it serves.

@@ -254,18 +254,14 @@ RawHandOut = tuple[Any, ...]
 token, token, ...)``, one token per hook of the log's ``entering``, in its order. A plain tuple
 for the reason :data:`RawBatch` is one: a ``getmany`` hands out thousands of batches at once, and
 a :class:`HandOut` (a named tuple holding the hooks) was never untracked, so it was promoted and
-brought on full passes until the worker's pass let go of it. kafkahooks' own plugins read these
-(``kafkahooks_handed_out``); others get :class:`HandOut` (:func:`hand_out`)."""
+brought on full passes until the worker's pass let go of it. Queued only for hooks outside
+kafkahooks, which get :class:`HandOut` (:func:`hand_out`); kafkahooks' own fold each hand-out as
+it is made (``kafkahooks_fold_handout``)."""
 
 
 def hand_out(raw: RawHandOut, entering: tuple[Any, ...]) -> HandOut:
     """The :class:`HandOut` of a :data:`RawHandOut` whose log's entering hooks are ``entering``."""
     return _new_tuple(HandOut, (raw[0], raw[1], raw[4], raw[2], raw[3], entering, raw[5:]))
-
-
-def raw_hand_out(h: HandOut) -> RawHandOut:
-    """The :data:`RawHandOut` of a :class:`HandOut` (its ``entering`` aside)."""
-    return (h.topic, h.partition, h.handed, h.entered_ns, h.batch, *h.tokens)
 
 
 def position(hooks: tuple[Any, ...], hook: Any) -> int | None:

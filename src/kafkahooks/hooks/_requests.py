@@ -219,13 +219,9 @@ class RequestLog:
         self._folded = tuple(f for p in folding if callable(f := getattr(p, "kafkahooks_folded", None)))
         """The folding hooks' ``kafkahooks_folded``, called once per pass on the worker."""
         self._on_handouts = tuple(
-            (getattr(p, "kafkahooks_handed_out", None), p.on_batches_handed_out)
-            for p in plugins
-            if implements(p, "on_batches_handed_out") and p not in folding
+            p.on_batches_handed_out for p in plugins if implements(p, "on_batches_handed_out") and p not in folding
         )
-        """Each hook's ``kafkahooks_handed_out`` (kafkahooks' own: the plain hand-outs and
-        :attr:`entering`) or None, and its ``on_batches_handed_out`` (:class:`HandOut`, built once
-        a pass for all such hooks); the folding hooks aside."""
+        """The other hooks' ``on_batches_handed_out``: :class:`HandOut` s, built once a pass for all."""
         self.queues_handouts = bool(self._on_handouts)
         """Some hook takes hand-outs on the worker: each is queued (``offer_other``)."""
         self._on_events = tuple(p.on_connection_events for p in plugins if implements(p, "on_connection_events"))
@@ -276,14 +272,9 @@ class RequestLog:
                 events = [i for i in rest if type(i) is ConnectionEvent]
                 handouts = [i for i in rest if type(i) is not ConnectionEvent]
                 if handouts:
-                    built = None
-                    for handed_out, on_handouts in self._on_handouts:
-                        if handed_out is not None:
-                            self._call(handed_out, "on_batches_handed_out", handouts, self.entering)
-                            continue
-                        if built is None:
-                            entering = self.entering
-                            built = [hand_out(h, entering) for h in handouts]
+                    entering = self.entering
+                    built = [hand_out(h, entering) for h in handouts]
+                    for on_handouts in self._on_handouts:
                         self._call(on_handouts, "on_batches_handed_out", built)
                 if events:
                     for on_events in self._on_events:
@@ -299,14 +290,14 @@ class RequestLog:
         finally:  # until the plugins are done, what this pass holds still counts
             self.budget.release(held + held_others)
 
-    def _call(self, fn: Callable[..., None], event: str, items: list[Any], *more: Any) -> None:
+    def _call(self, fn: Callable[[list[Any]], None], event: str, items: list[Any]) -> None:
         """One hook's share of a pass: a hook that raises is counted and logged as any hook is
         (by the dispatcher), and the other hooks still get the pass."""
         if self._on_failure is None:
-            fn(items, *more)
+            fn(items)
             return
         try:
-            fn(items, *more)
+            fn(items)
         except Exception as exc:
             self._on_failure(fn, event, exc)
 

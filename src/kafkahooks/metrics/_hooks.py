@@ -42,10 +42,8 @@ from kafkahooks.hooks._records import (
     ConnectionEvent,
     HandOut,
     RawBatch,
-    RawHandOut,
     Request,
     fetch_lags,
-    raw_hand_out,
 )
 from kafkahooks.hooks._requests import RequestNeeds
 
@@ -423,7 +421,11 @@ class MetricsHooks:
         self._m.e2e(r.duration_ns / 1e9, attrs)
 
     def on_batches_handed_out(self, handouts: Sequence[HandOut]) -> None:
-        self.kafkahooks_handed_out([raw_hand_out(h) for h in handouts], ())
+        """Hand-outs given by hand (the request log folds them as they are made instead): records
+        consumed, per topic, recorded at once."""
+        for h in handouts:
+            self.kafkahooks_fold_handout(h.topic, h.partition, h.handed, h.entered_ns, h.batch, None)
+        self.kafkahooks_folded()
 
     def kafkahooks_fold_handout(
         self, topic: str, partition: int, count: int, at_ns: int, batch: RawBatch, token: Any
@@ -444,18 +446,6 @@ class MetricsHooks:
             for topic, records in folded.items():
                 self._count(self._m.consumed, records, self._messaging("poll", topic))
             self._add_counts()
-
-    def kafkahooks_handed_out(self, handouts: Sequence[RawHandOut], entering: tuple[Any, ...]) -> None:
-        """The hand-outs as the request log keeps them (what :meth:`on_batches_handed_out` does,
-        without a :class:`HandOut` per batch): records consumed, per topic."""
-        self._fresh()
-        handed: dict[str, int] = {}  # per topic first: a pass holds thousands of one-record batches
-        for h in handouts:
-            topic = h[0]
-            handed[topic] = handed.get(topic, 0) + h[2]
-        for topic, records in handed.items():
-            self._count(self._m.consumed, records, self._messaging("poll", topic))
-        self._add_counts()
 
     def on_connection_events(self, events: Sequence[ConnectionEvent]) -> None:
         self._fresh()
