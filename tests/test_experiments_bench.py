@@ -124,3 +124,44 @@ def test_the_drop_experiments_keep_no_hand_out_and_restore_the_log(experiments: 
             assert 1 == len(log.others)
         finally:
             export.worker().unregister(log)
+
+
+def test_hooks_no_fetched_keeps_no_batch_on_fetch_requests_and_restores_the_tap(experiments: Any) -> None:
+    """``hooks-no-fetched``: the connection taps made while it is set up keep high watermarks but
+    no fetched batch on their Fetch requests (hand-outs still see every batch); its teardown puts
+    the taps back, and a tap made then keeps the batches again."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from kafkahooks._wire._tap import ConnectionTap
+    from kafkahooks.hooks import BrokerMeta
+    from kafkahooks.hooks._dispatch import HookDispatcher
+    from kafkahooks.metrics import MetricsHooks
+
+    builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 20)
+    for i in range(3):
+        builder.append(i, 1_700_000_000_000 + i, None, b"v", [])
+    records = bytes(builder.build())
+    meta = BrokerMeta(1, "127.0.0.1", 9092)
+
+    def fetch() -> Request:
+        dispatch = HookDispatcher([MetricsHooks(meter_provider=MeterProvider())])
+        try:
+            tap = ConnectionTap(dispatch, meta)
+            req = tap.new_request(1, 0, 100, True)
+            tap.fetched(req, "orders", 0, records, high_watermark=10)
+            return req
+        finally:
+            assert dispatch.request_log is not None
+            export.worker().unregister(dispatch.request_log)
+
+    telemetry = MODES["hooks-no-fetched"].setup("aiokafka", "consumer")
+    try:
+        req = fetch()
+        assert req.fetched_raw is None
+        assert [("orders", 0, 10)] == req.watermarks
+    finally:
+        telemetry.close()
+    req = fetch()
+    assert req.fetched_raw is not None
+    assert [("orders", 0, 3)] == [(t, p, b[0]) for t, p, b in req.fetched_raw]

@@ -30,6 +30,9 @@ it is offered to the request log, instead of waiting for the export worker's pas
 and what it alone holds, its batch's record and the plugins' tokens, die at once; no consume
 checkpoint or consumed-records count is made of it); ``dsm-drop-all`` drops finished requests too.
 Everything on the event loop runs as in ``dsm`` up to the offer.
+``hooks-no-fetched`` is ``tracing="hooks"`` whose connection taps keep no fetched batch on their
+Fetch requests (high watermarks and hand-outs as before; the poll spans, metrics and lag then see
+no batch): what keeping every batch's record until the worker's pass costs, at most.
 
 ``warm_us(injector)`` times a mode's injection in a warm loop, for the ratio in place / warm.
 """
@@ -242,6 +245,42 @@ MODES["dsm-drop-all"] = Mode(
     "dsm-drop-all",
     "dsm, hand-outs and finished requests dropped as offered (an experiment)",
     _dropping(True),
+    default=False,
+)
+
+
+def _no_fetched(base: str) -> Callable[[str, str], Telemetry]:
+    """``base`` whose connection taps keep no fetched batch on their Fetch requests (high
+    watermarks still): the ceiling of what keeping them until the export worker's pass costs."""
+
+    def setup(client: str, role: str) -> Telemetry:
+        from kafkahooks._wire._tap import ConnectionTap
+
+        init = ConnectionTap.__init__
+
+        def keeping_none(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.log_fetch_batches = False
+
+        ConnectionTap.__init__ = keeping_none  # type: ignore[method-assign]
+        telemetry = MODES[base].setup(client, role)
+        teardown = telemetry.teardown
+
+        def restore() -> None:
+            ConnectionTap.__init__ = init  # type: ignore[method-assign]
+            if teardown is not None:
+                teardown()
+
+        telemetry.teardown = restore
+        return telemetry
+
+    return setup
+
+
+MODES["hooks-no-fetched"] = Mode(
+    "hooks-no-fetched",
+    'tracing="hooks", no fetched batch kept on Fetch requests (an experiment)',
+    _no_fetched("hooks"),
     default=False,
 )
 
