@@ -165,3 +165,44 @@ def test_hooks_no_fetched_keeps_no_batch_on_fetch_requests_and_restores_the_tap(
     req = fetch()
     assert req.fetched_raw is not None
     assert [("orders", 0, 3)] == [(t, p, b[0]) for t, p, b in req.fetched_raw]
+
+
+def test_acks_by_future_records_each_batch_when_its_future_resolves(
+    experiments: Any, bootstrap: str, topic: str
+) -> None:
+    """``dsm-acks-by-future``: no connection is hooked, and each producer batch's checkpoint
+    (weighed by its records) and backlog offset (its last record's) are recorded when the batch's
+    future resolves; its teardown puts the batch opening back."""
+    import asyncio
+
+    from kafkahooks._wire.aiokafka import _headers
+    from kafkahooks.aiokafka import AIOKafkaProducer
+
+    append = _headers._FirstAppend.append
+    telemetry = MODES["dsm-acks-by-future"].setup("aiokafka", "producer")
+    streams = telemetry.client_kwargs["data_streams"]
+    checkpoints: list[int] = []
+    backlogs: list[tuple[tuple[str, ...], int]] = []
+    streams.record = lambda *args, weight, **kwargs: checkpoints.append(weight)
+    streams.backlog = lambda tags, offset: backlogs.append((tags, offset))
+
+    async def produce() -> bool:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, **telemetry.client_kwargs)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, b"v") for _ in range(5)]
+            await asyncio.gather(*futures)
+            await asyncio.sleep(0.05)  # the batch future's done callbacks run on the next turn
+            conns = producer.client._conns.values()
+            return any(getattr(getattr(c.send, "__self__", None), "tap", None) for c in conns)
+        finally:
+            await producer.stop()
+
+    try:
+        hooked = asyncio.run(produce())
+    finally:
+        telemetry.close()
+    assert not hooked
+    assert [5] == checkpoints
+    assert [(("partition:0", f"topic:{topic}", "type:kafka_produce"), 4)] == backlogs
+    assert append is _headers._FirstAppend.append

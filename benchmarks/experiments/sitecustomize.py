@@ -33,6 +33,9 @@ Everything on the event loop runs as in ``dsm`` up to the offer.
 ``hooks-no-fetched`` is ``tracing="hooks"`` whose connection taps keep no fetched batch on their
 Fetch requests (high watermarks and hand-outs as before; the poll spans, metrics and lag then see
 no batch): what keeping every batch's record until the worker's pass costs, at most.
+``dsm-acks-by-future`` (aiokafka) is ``dsm`` without the connection taps, each producer batch's
+checkpoint and backlog offset recorded by a done callback on the batch's own future: what a
+second acknowledgement path for data streams alone would save against the taps.
 
 ``warm_us(injector)`` times a mode's injection in a warm loop, for the ratio in place / warm.
 """
@@ -40,6 +43,7 @@ no batch): what keeping every batch's record until the worker's pass costs, at m
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -281,6 +285,93 @@ MODES["hooks-no-fetched"] = Mode(
     "hooks-no-fetched",
     'tracing="hooks", no fetched batch kept on Fetch requests (an experiment)',
     _no_fetched("hooks"),
+    default=False,
+)
+
+
+class _Acked:
+    """A producer batch's done callback: its produce checkpoint and backlog offset, as data
+    streams' ``on_requests_finished`` records them for an acknowledged Produce partition. Holds
+    the batch weakly (its future holds this until it resolves)."""
+
+    __slots__ = ("batch", "hooks", "partition", "timestamp_ms", "topic")
+
+    def __init__(self, hooks: Any, batch: Any, topic: str, partition: int, timestamp_ms: int) -> None:
+        self.hooks = hooks
+        self.batch = weakref.ref(batch)
+        self.topic = topic
+        self.partition = partition
+        self.timestamp_ms = timestamp_ms
+
+    def __call__(self, future: Any) -> None:
+        try:
+            if future.cancelled() or future.exception() is not None:
+                return
+            batch = self.batch()
+            count = batch.record_count if batch is not None else 0
+            hooks = self.hooks
+            pending = hooks._opened.take(self.topic, self.partition, self.timestamp_ms)
+            if pending is not None:
+                tags, h, parent_hash, edge_ms, pathway_ms, at_ns = pending
+                hooks.streams.record(tags, h, parent_hash, edge_ms, pathway_ms, weight=count, at_ns=at_ns)
+            offset = future.result().offset
+            if offset >= 0:
+                backlog = hooks._backlog_tags.get((self.topic, self.partition))
+                if backlog is None:
+                    backlog = hooks._backlog_tags[(self.topic, self.partition)] = (
+                        f"partition:{self.partition}",
+                        f"topic:{self.topic}",
+                        "type:kafka_produce",
+                    )
+                hooks.streams.backlog(backlog, offset + count - 1)
+        except Exception:  # an experiment: never the client's problem
+            pass
+
+
+def _acks_by_future(client: str, role: str) -> Telemetry:
+    """``dsm`` without the connection taps, each aiokafka producer batch's acknowledgement taken
+    from its own future instead (a done callback per batch: its checkpoint and backlog offset)."""
+    from kafkahooks._wire.aiokafka import _headers
+    from kafkahooks.datastreams._hooks import DataStreamHooks
+
+    telemetry = without("taps", MODES["dsm"].setup, client, role)
+    with_batch_headers = vars(_headers)["with_batch_headers"]
+    append = _headers._FirstAppend.append
+    last: list[Any] = [-1]
+
+    def noting(dispatch: Any, topic: str, partition: int, headers: Any, timestamp_ms: Any) -> Any:
+        out = with_batch_headers(dispatch, topic, partition, headers, timestamp_ms)
+        last[0] = out[2]
+        return out
+
+    def appending(self: Any, offset: Any, timestamp: Any, key: Any, value: Any, headers: Any) -> Any:
+        pending = self._pending
+        metadata = append(self, offset, timestamp, key, value, headers)
+        if pending is not None:
+            _, batch, tp, injection = pending
+            hooks = next((h for h in injection.dispatch.hooks if isinstance(h, DataStreamHooks)), None)
+            if hooks is not None and type(last[0]) is int:
+                batch.future.add_done_callback(_Acked(hooks, batch, tp.topic, tp.partition, last[0]))
+        return metadata
+
+    _headers.with_batch_headers = noting  # type: ignore[attr-defined]
+    _headers._FirstAppend.append = appending  # type: ignore[method-assign]
+    teardown = telemetry.teardown
+
+    def restore() -> None:
+        _headers.with_batch_headers = with_batch_headers  # type: ignore[attr-defined]
+        _headers._FirstAppend.append = append  # type: ignore[method-assign]
+        if teardown is not None:
+            teardown()
+
+    telemetry.teardown = restore
+    return telemetry
+
+
+MODES["dsm-acks-by-future"] = Mode(
+    "dsm-acks-by-future",
+    "dsm without the taps, each producer batch acknowledged by its future (an experiment, aiokafka)",
+    _acks_by_future,
     default=False,
 )
 
