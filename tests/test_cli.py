@@ -22,6 +22,15 @@ from kafkahooks.datastreams import DataStreams, JsonLinesExporter
 from kafkahooks.datastreams._map import StreamMap
 from kafkahooks.datastreams._render import render_svg
 
+
+@pytest.fixture(autouse=True)
+def _pipe_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's output as a pipe gets it (160 columns), whatever ``$COLUMNS`` the shell
+    running the tests exports: with ``COLUMNS=80`` the tables were cut and the names these tests
+    look for were ellipsized. The tests of ``$COLUMNS`` itself set it per command."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 SERVICES = ("checkout", "enricher", "ledger")
 ORDERS, ENRICHED = "orders", "enriched"
 PIPELINE_EDGES = {
