@@ -459,6 +459,19 @@ def test_map_tables_in_a_pipe_keep_every_number_and_name(tmp_path: Path) -> None
         assert name in wide.stdout
 
 
+def test_the_bench_runs_kafka_python_with_its_compiled_checksum() -> None:
+    """The bench extra installs kafka-python's ``crc32c`` extra, kafka-python checksums with it
+    (not in pure Python, about 70% of a ``poll`` consumer's CPU), and the environment recorded
+    with the figures says which checksum they were measured with."""
+    from kafka.record import util
+
+    from kafkahooks.bench._runner import environment, kafka_python_checksum
+
+    assert util._crc32c is not util.crc32c_py
+    assert environment(None)["kafka-python-crc32c"].endswith("(compiled)")
+    assert "pure Python" == kafka_python_checksum(None)
+
+
 def test_bench_plot_labels_do_not_overlap() -> None:
     """Every figure the benchmark's plot writes beside its bars is readable: no two labels of a
     panel overlap (bare, 1 by definition, is named in the panel title instead of drawn)."""

@@ -160,6 +160,14 @@ def heap_note(steady_heap: bool) -> str:
     return "steady: " + ", ".join(f"{k}={os.environ.get(k, v)}" for k, v in STEADY_HEAP.items())
 
 
+def kafka_python_checksum(crc32c: str | None) -> str:
+    """How kafka-python computes the CRC-32C of every batch it writes and, with ``check_crcs``
+    (its default), of every batch it reads: with the ``crc32c`` package when it is installed
+    (kafka-python's own ``crc32c`` extra, compiled), else in pure Python, which took about 70% of
+    a ``poll`` consumer's CPU in ``kafkahooks bench`` (README, *kafka-python's checksum*)."""
+    return f"crc32c {crc32c} (compiled)" if crc32c else "pure Python"
+
+
 def environment(bootstrap: str | None) -> dict[str, Any]:
     """What the figures depend on, recorded with them."""
     from importlib import metadata
@@ -184,6 +192,7 @@ def environment(bootstrap: str | None) -> dict[str, Any]:
         "kafkahooks": __version__,
         "aiokafka": version("aiokafka"),
         "kafka-python": version("kafka-python"),
+        "kafka-python-crc32c": kafka_python_checksum(version("crc32c")),
         "opentelemetry-sdk": version("opentelemetry-sdk"),
         "opentelemetry-instrumentation-aiokafka": version("opentelemetry-instrumentation-aiokafka"),
         "opentelemetry-instrumentation-kafka-python": version("opentelemetry-instrumentation-kafka-python"),
