@@ -213,26 +213,24 @@ def _accept(item: Any) -> bool:
     return True
 
 
-def _dropping(requests: bool) -> Callable[[str, str], Telemetry]:
-    """``dsm`` whose request logs take each hand-out (and finished request) and keep nothing."""
+def _after_init(base: str, load: Callable[[], type], tweak: Callable[[Any], None]) -> Callable[[str, str], Telemetry]:
+    """Mode ``base`` in which every instance of the class ``load()`` gives is changed by ``tweak``
+    once built, until the mode's teardown."""
 
     def setup(client: str, role: str) -> Telemetry:
-        from kafkahooks.hooks._requests import RequestLog
+        cls = load()
+        init = cls.__init__  # type: ignore[misc]
 
-        init = RequestLog.__init__
-
-        def dropping(self: Any, *args: Any, **kwargs: Any) -> None:
+        def tweaked(self: Any, *args: Any, **kwargs: Any) -> None:
             init(self, *args, **kwargs)
-            self.offer_other = _accept
-            if requests:
-                self.offer = _accept
+            tweak(self)
 
-        RequestLog.__init__ = dropping  # type: ignore[method-assign]
-        telemetry = MODES["dsm"].setup(client, role)
+        cls.__init__ = tweaked  # type: ignore[misc]
+        telemetry = MODES[base].setup(client, role)
         teardown = telemetry.teardown
 
         def restore() -> None:
-            RequestLog.__init__ = init  # type: ignore[method-assign]
+            cls.__init__ = init  # type: ignore[misc]
             if teardown is not None:
                 teardown()
 
@@ -240,6 +238,23 @@ def _dropping(requests: bool) -> Callable[[str, str], Telemetry]:
         return telemetry
 
     return setup
+
+
+def _request_log() -> type:
+    from kafkahooks.hooks._requests import RequestLog
+
+    return RequestLog
+
+
+def _dropping(requests: bool) -> Callable[[str, str], Telemetry]:
+    """``dsm`` whose request logs take each hand-out (and finished request) and keep nothing."""
+
+    def drop(log: Any) -> None:
+        log.offer_other = _accept
+        if requests:
+            log.offer = _accept
+
+    return _after_init("dsm", _request_log, drop)
 
 
 MODES["dsm-drop-handouts"] = Mode(
@@ -253,32 +268,20 @@ MODES["dsm-drop-all"] = Mode(
 )
 
 
+def _connection_tap() -> type:
+    from kafkahooks._wire._tap import ConnectionTap
+
+    return ConnectionTap
+
+
+def _keep_no_fetched(tap: Any) -> None:
+    tap.log_fetch_batches = False
+
+
 def _no_fetched(base: str) -> Callable[[str, str], Telemetry]:
     """``base`` whose connection taps keep no fetched batch on their Fetch requests (high
     watermarks still): the ceiling of what keeping them until the export worker's pass costs."""
-
-    def setup(client: str, role: str) -> Telemetry:
-        from kafkahooks._wire._tap import ConnectionTap
-
-        init = ConnectionTap.__init__
-
-        def keeping_none(self: Any, *args: Any, **kwargs: Any) -> None:
-            init(self, *args, **kwargs)
-            self.log_fetch_batches = False
-
-        ConnectionTap.__init__ = keeping_none  # type: ignore[method-assign]
-        telemetry = MODES[base].setup(client, role)
-        teardown = telemetry.teardown
-
-        def restore() -> None:
-            ConnectionTap.__init__ = init  # type: ignore[method-assign]
-            if teardown is not None:
-                teardown()
-
-        telemetry.teardown = restore
-        return telemetry
-
-    return setup
+    return _after_init(base, _connection_tap, _keep_no_fetched)
 
 
 MODES["hooks-no-fetched"] = Mode(
