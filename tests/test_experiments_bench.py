@@ -206,3 +206,39 @@ def test_acks_by_future_records_each_batch_when_its_future_resolves(
     assert [5] == checkpoints
     assert [(("partition:0", f"topic:{topic}", "type:kafka_produce"), 4)] == backlogs
     assert append is _headers._FirstAppend.append
+
+
+def test_sticky_open_heads_each_keyless_batch_without_the_probe(
+    experiments: Any, bootstrap: str, make_topic: Any
+) -> None:
+    """``dsm-sticky-open``: a keyless kafka-python producer's batches each get one pathway header,
+    on their first record, with no probe installed on the accumulator; its teardown puts the
+    adapter's own batch opening back."""
+    import kafka
+
+    from kafkahooks._wire.kafka_python import ADAPTER
+    from kafkahooks.kafka import KafkaProducer
+
+    topic = make_topic()
+    inject = ADAPTER.inject_headers
+    telemetry = MODES["dsm-sticky-open"].setup("kafka-python", "producer")
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, batch_size=2_000, linger_ms=5, **telemetry.client_kwargs)
+        probed = "append" in vars(producer._accumulator)
+        for _ in range(300):
+            producer.send(topic, b"x" * 100)
+        producer.flush()
+        producer.close()
+    finally:
+        telemetry.close()
+    assert not probed
+    consumer = kafka.KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3_000
+    )
+    records = list(consumer)
+    consumer.close()
+    assert 300 == len(records)
+    headed = [r.offset for r in records if r.headers]
+    assert 300 // 20 <= len(headed) <= 300 // 10  # about 17 records of 100 bytes fit a batch of 2 000
+    assert all(len(r.headers) == 1 and r.headers[0][0] == "dd-pathway-ctx-base64" for r in records if r.headers)
+    assert ADAPTER.inject_headers == inject

@@ -37,6 +37,10 @@ no batch): what keeping every batch's record until the worker's pass costs, at m
 checkpoint and backlog offset recorded by a done callback on the batch's own future: what a
 second acknowledgement path for data streams alone would save against the taps.
 
+``dsm-sticky-open`` (kafka-python) is ``dsm`` whose producers' batches are opened without the
+per-record probe on ``RecordAccumulator.append``, through KIP-480's sticky path (keyless sends
+only): what that probe costs a producer.
+
 ``warm_us(injector)`` times a mode's injection in a warm loop, for the ratio in place / warm.
 """
 
@@ -47,7 +51,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from kafkahooks.bench._ablations import Injector, without
+from kafkahooks.bench._ablations import Injector, _set, without
 from kafkahooks.bench._modes import MODES, Mode, Telemetry
 
 
@@ -213,6 +217,19 @@ def _accept(item: Any) -> bool:
     return True
 
 
+def _undone_at_teardown(telemetry: Telemetry, undo: Callable[[], None]) -> Telemetry:
+    """``telemetry`` whose teardown runs ``undo`` first, then its own."""
+    teardown = telemetry.teardown
+
+    def restore() -> None:
+        undo()
+        if teardown is not None:
+            teardown()
+
+    telemetry.teardown = restore
+    return telemetry
+
+
 def _after_init(base: str, load: Callable[[], type], tweak: Callable[[Any], None]) -> Callable[[str, str], Telemetry]:
     """Mode ``base`` in which every instance of the class ``load()`` gives is changed by ``tweak``
     once built, until the mode's teardown."""
@@ -226,16 +243,11 @@ def _after_init(base: str, load: Callable[[], type], tweak: Callable[[Any], None
             tweak(self)
 
         cls.__init__ = tweaked  # type: ignore[misc]
-        telemetry = MODES[base].setup(client, role)
-        teardown = telemetry.teardown
 
         def restore() -> None:
             cls.__init__ = init  # type: ignore[misc]
-            if teardown is not None:
-                teardown()
 
-        telemetry.teardown = restore
-        return telemetry
+        return _undone_at_teardown(MODES[base].setup(client, role), restore)
 
     return setup
 
@@ -359,22 +371,77 @@ def _acks_by_future(client: str, role: str) -> Telemetry:
 
     _headers.with_batch_headers = noting  # type: ignore[attr-defined]
     _headers._FirstAppend.append = appending  # type: ignore[method-assign]
-    teardown = telemetry.teardown
 
     def restore() -> None:
         _headers.with_batch_headers = with_batch_headers  # type: ignore[attr-defined]
         _headers._FirstAppend.append = append  # type: ignore[method-assign]
-        if teardown is not None:
-            teardown()
 
-    telemetry.teardown = restore
-    return telemetry
+    return _undone_at_teardown(telemetry, restore)
 
 
 MODES["dsm-acks-by-future"] = Mode(
     "dsm-acks-by-future",
     "dsm without the taps, each producer batch acknowledged by its future (an experiment, aiokafka)",
     _acks_by_future,
+    default=False,
+)
+
+
+def _sticky_opening(producer: Any, dispatch: Any) -> None:
+    """kafka-python batch headers without the per-record probe, for keyless sends only: the
+    producer's partitioner (its default one, shared by every producer, replaced by an instance of
+    a subclass of this producer's own) arms a one-shot ``append`` when KIP-480's sticky path tells
+    it a new batch is about to open; that ``append`` probes, injects and disarms. Keyed and
+    explicit-partition sends, and a refusal of headers, are not handled: an experiment."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    from kafkahooks._wire._shared import with_batch_headers
+    from kafkahooks._wire.kafka_python._headers import _mark_injected
+
+    accumulator = producer._accumulator
+    if type(producer.config["partitioner"]) is not DefaultPartitioner:
+        return
+    original = type(accumulator).append
+
+    def once(
+        tp: Any,
+        timestamp_ms: Any,
+        key: Any,
+        value: Any,
+        headers: Any,
+        now: Any = None,
+        abort_on_new_batch: bool = False,
+    ) -> Any:
+        del accumulator.append
+        result = original(accumulator, tp, timestamp_ms, key, value, headers, now, True)
+        if not result[3] or abort_on_new_batch:
+            return result
+        headers, injected, timestamp_ms = with_batch_headers(dispatch, tp.topic, tp.partition, headers, timestamp_ms)
+        result = original(accumulator, tp, timestamp_ms, key, value, headers, now, False)
+        if injected:
+            _mark_injected(accumulator, tp, result[0], injected)
+        return result
+
+    class Arming(DefaultPartitioner):
+        def on_new_batch(self, topic: str, cluster: Any, prev_partition: int) -> None:
+            accumulator.append = once
+
+    producer.config["partitioner"] = Arming()
+
+
+def _sticky(client: str, role: str) -> Telemetry:
+    """``dsm`` whose kafka-python producers get batch headers through :func:`_sticky_opening`."""
+    from kafkahooks._wire.kafka_python import ADAPTER
+
+    telemetry = MODES["dsm"].setup(client, role)
+    return _undone_at_teardown(telemetry, _set(ADAPTER, "inject_headers", _sticky_opening))
+
+
+MODES["dsm-sticky-open"] = Mode(
+    "dsm-sticky-open",
+    "dsm, kafka-python batches opened through the sticky path's on_new_batch, no per-record probe "
+    "(an experiment, keyless sends only)",
+    _sticky,
     default=False,
 )
 
