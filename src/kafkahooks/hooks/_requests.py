@@ -280,24 +280,18 @@ class RequestLog:
                     for on_events in self._on_events:
                         self._call(on_events, "on_connection_events", events)
             for folded in self._folded:  # what the folding hooks kept since the last pass
-                if self._on_failure is None:
-                    folded()
-                    continue
-                try:
-                    folded()
-                except Exception as exc:
-                    self._on_failure(folded, "on_batches_handed_out", exc)
+                self._call(folded, "on_batches_handed_out")
         finally:  # until the plugins are done, what this pass holds still counts
             self.budget.release(held + held_others)
 
-    def _call(self, fn: Callable[[list[Any]], None], event: str, items: list[Any]) -> None:
+    def _call(self, fn: Callable[..., None], event: str, *args: Any) -> None:
         """One hook's share of a pass: a hook that raises is counted and logged as any hook is
         (by the dispatcher), and the other hooks still get the pass."""
         if self._on_failure is None:
-            fn(items)
+            fn(*args)
             return
         try:
-            fn(items)
+            fn(*args)
         except Exception as exc:
             self._on_failure(fn, event, exc)
 
