@@ -438,3 +438,38 @@ def test_a_packed_buffer_keeps_rows_exactly_bounded_and_refuses_what_does_not_fi
     for n in range(4):  # each thread's rows in the order it offered them
         mine = [a for ref, a, _ in drained if ref == n]
         assert mine == sorted(mine)
+
+
+def test_a_folding_hook_that_raises_on_the_pass_is_counted_and_the_others_still_fold() -> None:
+    """A hook that folds hand-outs as they are made and raises in ``kafkahooks_folded`` on the
+    worker's pass is reported once per pass, as any hook's failure is, and the folding hooks after
+    it still get their pass."""
+    from kafkahooks.hooks._requests import RequestLog
+
+    class Folding:
+        def __init__(self, fails: bool) -> None:
+            self.fails = fails
+            self.passes = 0
+
+        def on_batches_handed_out(self, handouts: Sequence[Any]) -> None:
+            pass
+
+        def kafkahooks_fold_handout(self, *args: Any) -> None:
+            pass
+
+        def kafkahooks_folded(self) -> None:
+            self.passes += 1
+            if self.fails:
+                raise RuntimeError("boom")
+
+    failing, working = Folding(True), Folding(False)
+    failures: list[tuple[Any, str, BaseException]] = []
+    log = RequestLog("requests:folding", [failing, working], on_failure=lambda *f: failures.append(f))
+    try:
+        log.process()
+        log.process()
+    finally:
+        export.worker().unregister(log)
+    assert (2, 2) == (failing.passes, working.passes)
+    assert [("on_batches_handed_out", "boom")] * 2 == [(event, str(exc)) for _, event, exc in failures]
+    assert all(fn == failing.kafkahooks_folded for fn, _, _ in failures)
