@@ -52,3 +52,23 @@ def test_the_imports_mode_imports_what_hooks_imports_and_installs_nothing(bootst
     imports = _modules("imports", bootstrap)
     assert "kafkahooks.tracing._broker_spans" in hooks  # the probe did run the plugins
     assert set() == hooks - imports
+
+
+def test_the_sampled_hooks_mode_is_hooks_with_its_spans_sampled_at_one_percent() -> None:
+    """``hooks-1pct`` differs from ``hooks`` only by its tracer provider's sampler: the ratio
+    sampler the ``otel-1pct`` peer runs, so the two 1% rows compare like with like."""
+    hooks = MODES["hooks"].setup("aiokafka", "producer")
+    sampled = MODES["hooks-1pct"].setup("aiokafka", "producer")
+    peer = MODES["otel-1pct"].setup("aiokafka", "producer")
+    try:
+        assert {k for k in sampled.client_kwargs if k != "tracer_provider"} == {
+            k for k in hooks.client_kwargs if k != "tracer_provider"
+        }
+        assert "hooks" == sampled.client_kwargs["tracing"]
+        ratio = sampled.client_kwargs["tracer_provider"].sampler.get_description()
+        assert "TraceIdRatioBased{0.01}" in ratio
+        assert ratio == peer.providers[0].sampler.get_description()
+        assert "{0.01}" not in hooks.client_kwargs["tracer_provider"].sampler.get_description()
+    finally:
+        for telemetry in (hooks, sampled, peer):
+            telemetry.close()

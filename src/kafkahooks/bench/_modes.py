@@ -183,13 +183,20 @@ def _off(client: str, role: str) -> Telemetry:
     return Telemetry(wrapped=True, client_kwargs={"tracing": "off"})
 
 
-def _hooks(client: str, role: str) -> Telemetry:
-    tracer, meter = _tracer_provider(), _meter_provider()
-    return Telemetry(
-        wrapped=True,
-        client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter},
-        providers=[tracer, meter],
-    )
+def _hooks(ratio: float = 1.0) -> Callable[[str, str], Telemetry]:
+    """``tracing="hooks"``, its spans sampled at ``ratio`` by the tracer provider's own sampler
+    (``ParentBased(TraceIdRatioBased(ratio))``, as the ``otel-1pct`` peer's); metrics and data
+    streams are not sampled."""
+
+    def setup(client: str, role: str) -> Telemetry:
+        tracer, meter = _tracer_provider(ratio), _meter_provider()
+        return Telemetry(
+            wrapped=True,
+            client_kwargs={"tracing": "hooks", "tracer_provider": tracer, "meter_provider": meter},
+            providers=[tracer, meter],
+        )
+
+    return setup
 
 
 def _hooks_recorder(client: str, role: str) -> Telemetry:
@@ -450,7 +457,8 @@ MODES: dict[str, Mode] = {
             _imports,
             default=False,
         ),
-        Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks),
+        Mode("hooks", 'tracing="hooks": spans at 100% + data streams + metrics', _hooks()),
+        Mode("hooks-1pct", 'tracing="hooks" with its spans sampled at 1% (data streams, metrics whole)', _hooks(0.01)),
         Mode("hooks-stuck", 'tracing="hooks" with the span exporter hung for the whole run', _hooks_stuck),
         Mode(
             "hooks-recorder",

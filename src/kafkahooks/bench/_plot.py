@@ -17,6 +17,7 @@ COLORS = {
     "bare": "#9e9e9e",
     "off": "#64b5f6",
     "hooks": "#1e88e5",
+    "hooks-1pct": "#90caf9",
     "hooks-stuck": "#0d47a1",
     "dsm": "#43a047",
     "dsm-record": "#81c784",
