@@ -10,6 +10,7 @@ figure least disturbed by other work; the median is printed beside it.
 
 from __future__ import annotations
 
+import functools
 import platform
 import statistics
 import sys
@@ -55,7 +56,7 @@ class _Discard:
         return True
 
 
-def timed(fn: Callable[[], None], number: int, repeats: int = 9) -> tuple[float, float]:
+def timed(fn: Callable[[], object], number: int, repeats: int = 9) -> tuple[float, float]:
     """(minimum, median) microseconds per call of ``fn`` over ``repeats`` loops of ``number`` calls."""
     samples = []
     for _ in range(repeats):
@@ -106,8 +107,8 @@ class Telemetry:
 def produce_request(tap: ConnectionTap, records: bytes) -> None:
     """One Produce request's life on the I/O path, as the aiokafka adapter drives the tap."""
     now = time.monotonic_ns()
-    req = tap.new_request(PRODUCE, now, 0, True, [("orders", [(0, records)])])
-    tap.written(req, len(records) + 80, now + 1_000, now + 30_000, None)
+    sent = tap.new_request(PRODUCE, now, 0, True, [("orders", [(0, records)])])
+    tap.written(sent, len(records) + 80, now + 1_000, now + 30_000, None)
     req = tap.frame_read(60, now + 500_000)
     assert req is not None
     tap.produce_acked(req, [("orders", 0, 0, 42)])
@@ -117,8 +118,8 @@ def produce_request(tap: ConnectionTap, records: bytes) -> None:
 def fetch_response(tap: ConnectionTap, records: bytes) -> None:
     """One Fetch request's life on the I/O path with one partition's ``records`` in its response."""
     now = time.monotonic_ns()
-    req = tap.new_request(FETCH, now, 100, True)
-    tap.written(req, 100, now, now + 1_000, None)
+    sent = tap.new_request(FETCH, now, 100, True)
+    tap.written(sent, 100, now, now + 1_000, None)
     req = tap.frame_read(len(records) + 60, now + 2_000_000)
     assert req is not None
     tap.fetched(req, "orders", 0, records)
@@ -395,7 +396,7 @@ def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:
             (
                 f"carrier {name}",
                 "write, same context as the last batch",
-                timed(lambda c=carriers: c.inject(two[0]), 50_000),
+                timed(functools.partial(carriers.inject, two[0]), 50_000),
             )
         )
         rows.append((f"carrier {name}", "write, a new context every batch", timed(alternate, 10_000)))
@@ -403,7 +404,7 @@ def carriers_rows(rows: list[tuple[str, str, tuple[float, float]]]) -> None:
             (
                 f"carrier {name}",
                 "read, per consumed batch (a context seen before)",
-                timed(lambda c=carriers, w=written: c.extract(w), 10_000),
+                timed(functools.partial(carriers.extract, written), 10_000),
             )
         )
 

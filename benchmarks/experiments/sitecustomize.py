@@ -1,5 +1,5 @@
 """Experiment modes for ``kafkahooks bench``: what work costs *where kafkahooks runs it*, against
-what it costs in a warm loop (README, *What the event loop charges for work*).
+what it costs in a warm loop (benchmarks/NOTES.md, *What the event loop charges for work*).
 
 Run with this directory first on ``PYTHONPATH``, which the bench's worker processes inherit, so
 that every process registers the modes before it reads its command line::
@@ -24,7 +24,7 @@ floor is) that adds nothing and does fixed work as each producer batch opens, on
   same without the offer (the request dies at once). ``dsm-no-taps-idle``: the replaying hook
   doing nothing.
 
-Two more measure what a consumer's hand-outs cost by how long they live (README, *A consumer's
+Two more measure what a consumer's hand-outs cost by how long they live (benchmarks/NOTES.md, *A consumer's
 batches in the allocator*): ``dsm-drop-handouts`` is data streams with each hand-out dropped as
 it is offered to the request log, instead of waiting for the export worker's pass (the hand-out
 and what it alone holds, its batch's record and the plugins' tokens, die at once; no consume
@@ -46,6 +46,7 @@ only): what that probe costs a producer.
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import Callable
@@ -197,7 +198,7 @@ for _kind, _sizes, _class, _many, _one in _FOOTPRINTS:
         for _distinct in (False, True):
             EXPERIMENTS[f"{_kind}-{'distinct' if _distinct else 'same'}-{_n}"] = (
                 f"an injector {(_many if _distinct else _one).format(n=_n)} per batch",
-                lambda c=_class, n=_n, d=_distinct: c(n, d),
+                functools.partial(_class, _n, _distinct),
                 False,
             )
 EXPERIMENTS["dsm-no-taps-idle"] = ("dsm-no-taps and a replaying hook that does nothing", lambda: Replay(False), True)
@@ -422,7 +423,7 @@ def _sticky_opening(producer: Any, dispatch: Any) -> None:
             _mark_injected(accumulator, tp, result[0], injected)
         return result
 
-    class Arming(DefaultPartitioner):
+    class Arming(DefaultPartitioner):  # type: ignore[misc]  # kafka-python ships no types
         def on_new_batch(self, topic: str, cluster: Any, prev_partition: int) -> None:
             accumulator.append = once
 
