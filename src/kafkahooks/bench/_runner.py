@@ -164,7 +164,7 @@ def kafka_python_checksum(crc32c: str | None) -> str:
     """How kafka-python computes the CRC-32C of every batch it writes and, with ``check_crcs``
     (its default), of every batch it reads: with the ``crc32c`` package when it is installed
     (kafka-python's own ``crc32c`` extra, compiled), else in pure Python, which took about 70% of
-    a ``poll`` consumer's CPU in ``kafkahooks bench`` (README, *kafka-python's checksum*)."""
+    a ``poll`` consumer's CPU in ``kafkahooks bench`` (benchmarks/NOTES.md, *kafka-python's checksum*)."""
     return f"crc32c {crc32c} (compiled)" if crc32c else "pure Python"
 
 

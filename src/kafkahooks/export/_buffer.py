@@ -178,7 +178,7 @@ class PackedBuffer(BoundedBuffer[tuple[Any, ...]]):
     and number was a small block of CPython's allocator among the records' blocks, and kept its
     pool from emptying when the records were freed; the client's next records were then served
     from those pools' free lists, one cold block after another, where an emptied pool serves them
-    fresh. On aiokafka ``getmany`` that made the client's own allocations 60% slower (README, *A
+    fresh. On aiokafka ``getmany`` that made the client's own allocations 60% slower (benchmarks/NOTES.md, *A
     consumer's batches in the allocator*). ``drain`` unpacks the rows on the worker.
 
     A row whose numbers ``fmt`` cannot hold is refused and counted like one past ``capacity``.

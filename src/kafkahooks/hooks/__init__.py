@@ -19,14 +19,14 @@ request-key filter, and the optional attributes a hook object can set to change 
   as its number, the header pairs laid flat) instead of a :class:`BatchInfo` built for it.
   It exists for kafkahooks' own plugins: plain tuples of numbers, strings and bytes are what the
   garbage collector stops tracking, and a consumer of small batches keeps thousands of them at
-  once (README, *The collector, for small batches*).
+  once (benchmarks/NOTES.md, *The collector, for small batches*).
 - ``kafkahooks_fold_handout(topic, partition, count, at_ns, batch, token)``: with
   ``on_batches_handed_out``, called on the application's thread as each hand-out is made (its
   own token, or None), instead of the hand-out waiting for the export worker; and
   ``kafkahooks_folded()``, if it has one, on each of the worker's passes. For kafkahooks' own
   plugins, which keep what a hand-out adds as numbers (a packed row, a count per topic): a
   hand-out that waits for the worker leaves small blocks of CPython's allocator among the
-  client's records, and the client's own allocations slow down (README, *A consumer's batches in
+  client's records, and the client's own allocations slow down (benchmarks/NOTES.md, *A consumer's batches in
   the allocator*). Every hook that does not fold gets :class:`HandOut` s on the worker, as before.
 - ``bind_identity(identity)``: called once, when the client is built, with the
   :class:`ClientIdentity` (role, client id, group, bootstrap servers, cluster id once known) of

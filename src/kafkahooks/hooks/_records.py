@@ -47,7 +47,7 @@ stops tracking a named tuple (a subclass), nor a tuple holding an enum member, a
 it has not untracked yet. It looks at a young pass's survivors containers first and contents
 after, so a tuple of header pairs inside the batch's tuple left the batch's tuple tracked at its
 first pass, and it was promoted. Tracked, they outlived the young passes and brought on middle
-and full passes over the whole heap: about 2 µs of a one-record batch (README, *The collector,
+and full passes over the whole heap: about 2 µs of a one-record batch (benchmarks/NOTES.md, *The collector,
 for small batches*). A flat tuple of numbers, bytes and strings is untracked the first time the
 collector sees it. Plugins outside kafkahooks still get :class:`BatchInfo`
 (:attr:`Request.fetched`, :attr:`HandOut.info`, ``on_fetch_batch_entered``), built when asked
