@@ -87,13 +87,16 @@ def figure(results: Results) -> Any:
                     va="bottom" if up else "top",
                     fontsize=6,
                 )
-            for bar, value in zip(cpu, cpus, strict=True):
+            for bar, value, ratio in zip(cpu, cpus, ratios, strict=True):
                 if value:
                     up = value >= 1.0
+                    # Near 1, on the same side as its throughput label (two lines, wider than a
+                    # bar): above or below that label, not beside it.
+                    clear = 16 if up == (ratio >= 1.0) and 0.9 < value < 1.12 else 0
                     ax.annotate(
                         f"{value:.2f}",
                         (bar.get_x() + bar.get_width() / 2, max(value, 1.03) if up else min(value, 0.98)),
-                        xytext=(0, 3 if up else -3),
+                        xytext=(0, 3 + clear if up else -3 - clear),
                         textcoords="offset points",
                         ha="center",
                         va="bottom" if up else "top",
