@@ -648,3 +648,36 @@ def test_bench_compression_reaches_the_consume_workloads_topic(bootstrap: str) -
     batches = recorder.of("fetch_batch_read")
     assert 500 == sum(e.metrics.num_records for e in batches)
     assert {Compression.ZSTD} == {e.metrics.compression for e in batches}
+
+
+def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges() -> None:
+    """The per-fetched-batch plot of record has eight lines whose ratios nearly meet near 1: no two
+    labels left visible overlap, each hidden one's value lies in the range a visible label at its
+    size reads (each mode's size is the records its batches carried, 99.6 or 100.2 for 100), and
+    each label at the panel's right edge stays inside it."""
+    from kafkahooks.bench._plot import per_request_figure
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/per-fetched-batch.json").read_text())
+    fig = per_request_figure(data["summary"], data["environment"])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    folded = 0
+    for ax in fig.axes[1::2]:  # the ratio panels
+        shown = [t for t in ax.texts if t.get_visible()]
+        boxes = [t.get_window_extent(renderer) for t in shown]
+        assert [] == [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+        inside = ax.get_window_extent(renderer)
+        assert all(box.x1 <= inside.x1 + 1 for box in boxes)
+        for hidden in (t for t in ax.texts if not t.get_visible()):
+            folded += 1
+            value = float(hidden.get_text())
+            ranges = [
+                (min(values), max(values))
+                for values in (
+                    [float(v) for v in t.get_text().split("\u2013")]
+                    for t in shown
+                    if abs(t.xy[0] / hidden.xy[0] - 1) < 0.2
+                )
+            ]
+            assert any(lo <= value <= hi for lo, hi in ranges), (value, ranges)
+    assert folded > 0  # the data of record does have ratios that nearly meet
