@@ -571,15 +571,28 @@ def test_bench_per_batch_for_consumers_reads_a_topic_of_fitted_batches(tmp_path:
     assert (tmp_path / "per-request.png").stat().st_size > 10_000
 
 
-def test_the_per_request_plot_still_draws_the_produce_only_data_of_record(tmp_path: Path) -> None:
-    """The README's per-request plot comes from a file written before consume workloads had rows
-    (no ``workload`` in them): it still draws, as the produce workload's."""
-    from kafkahooks.bench._plot import plot_per_request
+def test_a_per_request_file_from_before_consume_workloads_still_draws(tmp_path: Path) -> None:
+    """A per-request file written before consume workloads had rows (no ``workload`` in them, as
+    the one of record until 2026-12-07) still draws, as the produce workload's: the same panels
+    as the file of record's own rows."""
+    import matplotlib.pyplot as plt
+
+    from kafkahooks.bench._plot import per_request_figure, plot_per_request
 
     data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/per-request.json").read_text())
-    assert all("workload" not in row for row in data["summary"])
-    out = plot_per_request(data["summary"], data["environment"], tmp_path / "per-request.png")
+    assert {"produce"} == {row["workload"] for row in data["summary"]}
+    older = [{k: v for k, v in row.items() if k != "workload"} for row in data["summary"]]
+    out = plot_per_request(older, data["environment"], tmp_path / "per-request.png")
     assert out.stat().st_size > 10_000
+
+    def titles(rows: list[dict[str, object]]) -> list[str]:
+        fig = per_request_figure(rows, data["environment"])
+        try:
+            return [ax.get_title(loc="left") for ax in fig.axes]
+        finally:
+            plt.close(fig)
+
+    assert titles(older) == titles(data["summary"]) == ["produce", ""]
 
 
 def test_bench_interleaved_method_still_runs(tmp_path: Path, bootstrap: str) -> None:
@@ -650,15 +663,18 @@ def test_bench_compression_reaches_the_consume_workloads_topic(bootstrap: str) -
     assert {Compression.ZSTD} == {e.metrics.compression for e in batches}
 
 
-def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges() -> None:
+def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges(request: pytest.FixtureRequest) -> None:
     """The per-fetched-batch plot of record has eight lines whose ratios nearly meet near 1: no two
     labels left visible overlap, each hidden one's value lies in the range a visible label at its
     size reads (each mode's size is the records its batches carried, 99.6 or 100.2 for 100), and
     each label at the panel's right edge stays inside it."""
+    import matplotlib.pyplot as plt
+
     from kafkahooks.bench._plot import per_request_figure
 
     data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/per-fetched-batch.json").read_text())
     fig = per_request_figure(data["summary"], data["environment"])
+    request.addfinalizer(lambda: plt.close(fig))
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     folded = 0
