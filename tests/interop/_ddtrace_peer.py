@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Any
 
 from ddtrace import patch
 
@@ -19,8 +20,19 @@ import aiokafka  # noqa: E402  (patched above)
 from ddtrace.internal.datastreams import data_streams_processor  # noqa: E402
 
 
+def ask_for_the_cluster_id(client: Any) -> None:
+    """ddtrace's aiokafka patch asks the broker for the cluster id once and, after a failure, not
+    again for 300 s of ``time.monotonic()``; a client that never failed reads as having failed at
+    0, so on a machine booted less than five minutes ago it never asks, and its checkpoints carry
+    no ``kafka_cluster_id`` (seen here in a new machine's first minutes, ddtrace 4.15 and 4.16: the
+    interop tests failed until the machine had been up five minutes). Marking the last failure as
+    never lets it ask, as it does on any machine up for longer."""
+    client._dd_cluster_id_failure_time = float("-inf")
+
+
 async def produce(bootstrap: str, topic: str, count: int) -> list[dict[str, str]]:
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    ask_for_the_cluster_id(producer.client)
     await producer.start()
     try:
         for i in range(count):
@@ -34,6 +46,7 @@ async def consume(bootstrap: str, topic: str, count: int, group: str) -> list[di
     consumer = aiokafka.AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
     )
+    ask_for_the_cluster_id(consumer._client)
     await consumer.start()
     seen: list[dict[str, str]] = []
     try:
