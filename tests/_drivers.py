@@ -131,19 +131,50 @@ def consume(
 
 
 def plain_consume(bootstrap: str, topic: str, partitions: int = 1, count: int | None = None) -> list[Any]:
-    """Every record of ``topic`` as an uninstrumented kafka-python consumer sees it: until 3 s pass
-    without one, or, given ``count``, as soon as that many arrived (at most 20 s)."""
+    """Every record of ``topic`` as an uninstrumented kafka-python consumer sees it: up to each
+    partition's high watermark in its fetch responses (everything acknowledged before the call),
+    or, given ``count``, as soon as that many arrived; at most 20 s either way."""
     import kafka
 
-    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
-    consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
-    if count is None:
-        records = list(consumer)
-    else:
-        records = []
-        deadline = time.monotonic() + 20
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    assigned = [kafka.TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(assigned)
+    records: list[Any] = []
+
+    def done() -> bool:
+        if count is not None:
+            return len(records) >= count
+        return all(_caught_up(consumer, tp, consumer.position(tp)) for tp in assigned)
+
+    deadline = time.monotonic() + 20
+    while not done() and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
     consumer.close()
+    return records
+
+
+def _caught_up(consumer: Any, tp: Any, next_offset: int) -> bool:
+    """Whether ``next_offset`` is at the high watermark of ``tp``'s last fetch response. The high
+    watermark, not ``end_offsets()``: Tansu 0.6 answers ListOffsets' latest with the last batch's
+    base offset plus one, not the last record's."""
+    high_watermark = consumer.highwater(tp)
+    return high_watermark is not None and next_offset >= high_watermark
+
+
+def iterate_to_end(consumer: Any) -> list[Any]:
+    """What iterating ``consumer`` (kafka-python's, bare or wrapped, its partitions assigned)
+    yields up to each partition's high watermark: everything acknowledged before the call. The
+    consumer's ``consumer_timeout_ms`` stays the backstop should a record never come; it is not
+    waited out when they all do."""
+    import kafka
+
+    assigned = list(consumer.assignment())
+    next_offsets = {tp: consumer.position(tp) for tp in assigned}
+    records: list[Any] = []
+    for record in consumer:
+        records.append(record)
+        next_offsets[kafka.TopicPartition(record.topic, record.partition)] = record.offset + 1
+        if all(_caught_up(consumer, tp, next_offset) for tp, next_offset in next_offsets.items()):
+            break
     return records

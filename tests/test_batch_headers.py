@@ -11,6 +11,7 @@ import pytest
 from kafkahooks.aiokafka import AIOKafkaProducer
 from kafkahooks.kafka import KafkaProducer
 from kafkahooks.testing import RecordingHook
+from tests._drivers import iterate_to_end
 
 N = 400
 
@@ -36,7 +37,7 @@ class BatchStamp(RecordingHook):
 def plain_read(bootstrap: str, topic: str, partitions: int) -> list[Any]:
     consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
     consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
-    records = list(consumer)
+    records = iterate_to_end(consumer)
     consumer.close()
     return records
 

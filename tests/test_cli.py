@@ -636,12 +636,14 @@ def test_bench_export_interval_reaches_the_modes_process(tmp_path: Path, bootstr
 def test_bench_compression_reaches_the_consume_workloads_topic(bootstrap: str) -> None:
     """--compression compresses what the consume workloads read too, not only what the produce
     workload sends: the topic the bench fills holds zstd batches of every message (and warm-ups)."""
+    from kafka import TopicPartition
     from kafka.admin import KafkaAdminClient
 
     from kafkahooks.bench._runner import BenchConfig, _fill
     from kafkahooks.hooks import Compression
     from kafkahooks.kafka import KafkaConsumer
     from kafkahooks.testing import RecordingHook
+    from tests._drivers import iterate_to_end
 
     config = BenchConfig(compression="zstd", messages=400, chunk=50)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -651,10 +653,11 @@ def test_bench_compression_reaches_the_consume_workloads_topic(bootstrap: str) -
         admin.close()
     recorder = RecordingHook()
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000, hooks=[recorder]
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000, hooks=[recorder]
     )
+    consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
     try:
-        got = sum(1 for _ in consumer)
+        got = len(iterate_to_end(consumer))
     finally:
         consumer.close()
     assert 500 == got

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kafkahooks.datastreams import HEADER, DataStreams, Point, current_pathway, from_headers, pathway_hash
-from tests._drivers import CLIENTS, consume, plain_consume, produce
+from tests._drivers import CLIENTS, consume, iterate_to_end, plain_consume, produce
 from tests.test_pathway import Capture
 
 ENV = "test"
@@ -207,7 +207,7 @@ def test_mid_batch_seek_keeps_the_batch_pathway(client: str, bootstrap: str, top
             tp = kafka.TopicPartition(topic, 0)
             consumer.assign([tp])
             consumer.seek(tp, 25)
-            got = list(consumer)
+            got = iterate_to_end(consumer)
             consumer.close()
             return got
 
@@ -277,7 +277,7 @@ def test_produce_and_commit_offsets_feed_the_lag_backlogs(
                 consumer_timeout_ms=3000,
             )
             consumer.assign([kafka.TopicPartition(topic, 0)])
-            assert 30 == len(list(consumer))
+            assert 30 == len(iterate_to_end(consumer))
             consumer.commit()
             consumer.close()
             return

@@ -16,6 +16,7 @@ from kafkahooks import export
 from kafkahooks.bench._modes import MODES
 from kafkahooks.hooks._records import Request
 from tests._benchmarks import run
+from tests._drivers import iterate_to_end
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments"
 
@@ -232,10 +233,9 @@ def test_sticky_open_heads_each_keyless_batch_without_the_probe(
     finally:
         telemetry.close()
     assert not probed
-    consumer = kafka.KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3_000
-    )
-    records = list(consumer)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3_000)
+    consumer.assign([kafka.TopicPartition(topic, 0)])
+    records = iterate_to_end(consumer)
     consumer.close()
     assert 300 == len(records)
     headed = [r.offset for r in records if r.headers]

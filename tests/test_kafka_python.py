@@ -17,6 +17,7 @@ from kafkahooks.broker import EmbeddedBroker
 from kafkahooks.hooks import ApiKey
 from kafkahooks.kafka import KafkaConsumer, KafkaProducer
 from kafkahooks.testing import RecordingHook
+from tests._drivers import iterate_to_end
 from tests._proxy import FrameProxy
 
 N = 300
@@ -91,7 +92,7 @@ def test_call_forms_deliver_every_record_unchanged(bootstrap: str, topic: str) -
         bootstrap_servers=bootstrap, hooks=[RecordingHook()], auto_offset_reset="earliest", consumer_timeout_ms=3000
     )
     consumer.assign([kafka.TopicPartition(topic, 0)])
-    got = [(r.key, r.value, list(r.headers)) for r in consumer]
+    got = [(r.key, r.value, list(r.headers)) for r in iterate_to_end(consumer)]
     consumer.close()
     assert [
         (b"k1", b"v1", [("h", b"1")]),

@@ -16,6 +16,7 @@ import pytest
 from kafkahooks.datastreams import PathwayContext
 from kafkahooks.datastreams import decode_errors as pathway_errors
 from kafkahooks.tracing import decode_errors as trace_errors
+from tests._drivers import iterate_to_end
 
 VALID = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 FAR_FUTURE = PathwayContext(0x1234, 4_000_000_000_000, 4_000_000_000_000).encode_b64()
@@ -85,7 +86,7 @@ def kafka_python_read(bootstrap: str, topic: str, mode: str, api: str) -> list[A
     consumer.assign([kafka.TopicPartition(topic, 0)])
     got: list[Any] = []
     if api == "iterate":
-        got = list(consumer)
+        got = iterate_to_end(consumer)
     else:
         deadline = time.monotonic() + 15
         while len(got) < len(BAD_HEADERS) and time.monotonic() < deadline:
