@@ -44,7 +44,13 @@ async def produce(bootstrap: str, topic: str, count: int) -> list[dict[str, str]
 
 async def consume(bootstrap: str, topic: str, count: int, group: str) -> list[dict[str, str]]:
     consumer = aiokafka.AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,  # the embedded broker forms a group fastest with its shortest session
+        heartbeat_interval_ms=1000,
     )
     ask_for_the_cluster_id(consumer._client)
     await consumer.start()

@@ -96,7 +96,8 @@ def test_a_ddtrace_consumer_continues_a_kafkahooks_pathway(
         produce(client, bootstrap, topic, [(b"order", None)], data_streams=streams, linger_ms=0)
     streams.flush(final=True)
     time.sleep(AGE_S)
-    peer = run_ddtrace(agent, "dd-ledger", "consume", bootstrap, topic, "3", "dd-ledger-group", process_tags=False)
+    group = f"dd-ledger-{client}"  # a group of its own: a new member of the last test's waits out its session
+    peer = run_ddtrace(agent, "dd-ledger", "consume", bootstrap, topic, "3", group, process_tags=False)
     assert all("dd-pathway-ctx-base64" in headers for headers in peer["headers"])
 
     ours = agent.wait_for(lambda: stats_of(agent, "kh-checkout", "out"))
