@@ -666,6 +666,26 @@ def test_bench_compression_reaches_the_consume_workloads_topic(bootstrap: str) -
     assert {Compression.ZSTD} == {e.metrics.compression for e in batches}
 
 
+def test_the_per_size_legend_tells_the_clients_apart(request: pytest.FixtureRequest) -> None:
+    """The two clients share colours and differ by line style: each legend handle shows at least
+    one whole dash and gap of its line on either side of its marker (a default handle, two font
+    sizes long, is nearly all marker, and aiokafka's and kafka-python's read the same)."""
+    import matplotlib.pyplot as plt
+
+    from kafkahooks.bench._plot import per_request_figure
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/per-request.json").read_text())
+    fig = per_request_figure(data["summary"], data["environment"])
+    request.addfinalizer(lambda: plt.close(fig))
+    legend = fig.axes[1].get_legend()
+    handles = legend.legend_handles
+    assert {"-", "--"} == {h.get_linestyle() for h in handles}
+    length_pt = legend.handlelength * legend.prop.get_size_in_points()
+    for handle in handles:
+        period_pt = sum(plt.rcParams["lines.dashed_pattern"]) * handle.get_linewidth()
+        assert (length_pt - handle.get_markersize()) / 2 >= period_pt, handle.get_label()
+
+
 def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges(request: pytest.FixtureRequest) -> None:
     """The per-fetched-batch plot of record has eight lines whose ratios nearly meet near 1: no two
     labels left visible overlap, each hidden one's value lies in the range a visible label at its

@@ -167,7 +167,8 @@ def per_request_figure(summary: list[dict[str, Any]], environment: dict[str, Any
         ratio.axhline(1.0, color="#424242", linewidth=0.8)
         ratio.axhline(1.05, color="#e53935", linewidth=0.8, linestyle=":")
         ratio.axhline(1.02, color="#1e88e5", linewidth=0.8, linestyle="--")
-        ratio.legend(fontsize=7)
+        # Long handles: the clients differ by line style only, and a default handle is all marker.
+        ratio.legend(fontsize=7, handlelength=4)
     what = {True: "a Produce request or a fetched batch", False: "a fetched batch"}["produce" in workloads]
     what = "a Produce request" if workloads == ["produce"] else what
     fig.suptitle(
