@@ -686,16 +686,21 @@ def test_the_per_size_legend_tells_the_clients_apart(request: pytest.FixtureRequ
         assert (length_pt - handle.get_markersize()) / 2 >= period_pt, handle.get_label()
 
 
-def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges(request: pytest.FixtureRequest) -> None:
-    """The per-fetched-batch plot of record has eight lines whose ratios nearly meet near 1: no two
-    labels left visible overlap, each hidden one's value lies in the range a visible label at its
-    size reads (each mode's size is the records its batches carried, 99.6 or 100.2 for 100), and
-    each label at the panel's right edge stays inside it."""
+@pytest.mark.parametrize("name", ["per-fetched-batch-2026-12-07-slower-host.json", "per-fetched-batch.json"])
+def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    """The per-fetched-batch plots of record (the README's, and the slower host's before it, whose
+    eight lines' ratios nearly meet near 1): no two labels left visible overlap, each hidden one's
+    value lies in the range a visible label at its size reads (each mode's size is the records its
+    batches carried, 99.6 or 100.2 for 100), and each label at the panel's right edge stays inside
+    it."""
     import matplotlib.pyplot as plt
 
     from kafkahooks.bench._plot import per_request_figure
 
-    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/per-fetched-batch.json").read_text())
+    results = Path(__file__).resolve().parents[1] / "benchmarks/results"
+    data = json.loads((results / name).read_text())
     fig = per_request_figure(data["summary"], data["environment"])
     request.addfinalizer(lambda: plt.close(fig))
     fig.canvas.draw()
@@ -719,4 +724,5 @@ def test_the_per_batch_plot_folds_labels_that_would_overlap_into_ranges(request:
                 )
             ]
             assert any(lo <= value <= hi for lo, hi in ranges), (value, ranges)
-    assert folded > 0  # the data of record does have ratios that nearly meet
+    if "slower-host" in name:
+        assert folded > 0  # that run's ratios do nearly meet: the folding is exercised
