@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import kafka
 import pytest
 
 from kafkahooks.aiokafka import AIOKafkaProducer
 from kafkahooks.kafka import KafkaProducer
 from kafkahooks.testing import RecordingHook
-from tests._drivers import iterate_to_end
+from tests._drivers import plain_consume
 
 N = 400
 
@@ -32,14 +31,6 @@ class BatchStamp(RecordingHook):
             return None
         self.opened += 1
         return [("x-batch", b"%d" % self.opened)]
-
-
-def plain_read(bootstrap: str, topic: str, partitions: int) -> list[Any]:
-    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
-    consumer.assign([kafka.TopicPartition(topic, p) for p in range(partitions)])
-    records = iterate_to_end(consumer)
-    consumer.close()
-    return records
 
 
 def produce_kafka_python(bootstrap: str, topic: str, hook: BatchStamp, values: list[tuple[bytes, Any]]) -> None:
@@ -73,7 +64,7 @@ def test_one_header_per_producer_batch(
     values = [(b"%05d" % i + b"." * 100, None) for i in range(N)]
     produce(bootstrap, topic, hook, values)
 
-    records = plain_read(bootstrap, topic, 2)
+    records = plain_consume(bootstrap, topic, 2)
     assert sorted(v for v, _ in values) == sorted(r.value for r in records)
     stamped = [r for r in records if r.headers]
     batches = hook.of("produce_batch_written")
@@ -89,7 +80,7 @@ def test_application_header_is_left_alone(bootstrap: str, topic: str, produce: C
     """When the application set the header itself, the injector leaves its value and adds none."""
     hook = BatchStamp()
     produce(bootstrap, topic, hook, [(b"v", [("x-batch", b"mine")])])
-    (record,) = plain_read(bootstrap, topic, 1)
+    (record,) = plain_consume(bootstrap, topic, 1)
     assert [("x-batch", b"mine")] == list(record.headers)
 
 

@@ -16,7 +16,7 @@ from kafkahooks import export
 from kafkahooks.bench._modes import MODES
 from kafkahooks.hooks._records import Request
 from tests._benchmarks import run
-from tests._drivers import iterate_to_end
+from tests._drivers import plain_consume
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments"
 
@@ -215,7 +215,6 @@ def test_sticky_open_heads_each_keyless_batch_without_the_probe(
     """``dsm-sticky-open``: a keyless kafka-python producer's batches each get one pathway header,
     on their first record, with no probe installed on the accumulator; its teardown puts the
     adapter's own batch opening back."""
-    import kafka
 
     from kafkahooks._wire.kafka_python import ADAPTER
     from kafkahooks.kafka import KafkaProducer
@@ -233,10 +232,7 @@ def test_sticky_open_heads_each_keyless_batch_without_the_probe(
     finally:
         telemetry.close()
     assert not probed
-    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3_000)
-    consumer.assign([kafka.TopicPartition(topic, 0)])
-    records = iterate_to_end(consumer)
-    consumer.close()
+    records = plain_consume(bootstrap, topic)
     assert 300 == len(records)
     headed = [r.offset for r in records if r.headers]
     assert 300 // 20 <= len(headed) <= 300 // 10  # about 17 records of 100 bytes fit a batch of 2 000
